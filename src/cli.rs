@@ -1,0 +1,221 @@
+//! The command line of `../shared/contracts/operating.md`. `main` stays tiny: parse, set up
+//! logging, run, print one error chain, map it to the contract's exit codes (0, 1, 2).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::clock::Clock;
+use crate::commands::{self, Context};
+use crate::config::{secret_from_env, Config};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vaten",
+    version,
+    about = "Metering pipeline of a Dutch energy cooperative",
+    long_about = "vaten pulls delivered (L) and fed-back (T) energy of every connection from the grid \
+operator, keeps it in a Parquet lake that analysts query with DuckDB, Polars or pandas, and \
+computes consumption, the energy-tax base and per-cable balance from it.\n\n\
+Start with `vaten demo`: it needs no configuration.",
+    after_help = "Configuration: --config FILE, else $VATEN_CONFIG, else ./vaten.toml.\n\
+Exit status: 0 done; 1 failed (one-line cause on stderr); 2 usage or configuration error."
+)]
+pub struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// More detail in the log (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Fix "now" (RFC 3339) for replays and tests; the default is the system clock.
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        env = "VATEN_NOW",
+        value_name = "TIME"
+    )]
+    now: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipeline on a built-in synthetic cooperative, with local fake servers.
+    ///
+    /// Starts a fake grid operator on 127.0.0.1 serving a generated cooperative, ingests
+    /// its feed through the same code as `vaten ingest`, and prints where the lake is.
+    Demo(DemoArgs),
+    /// Pull new data from the sources into the lake's received tables.
+    ///
+    /// `grid` follows the grid operator's bulk feed from the stored cursor until it is
+    /// drained; each page is stored together with its cursor, so an interrupted ingest
+    /// resumes where it stopped. Without SOURCE, every source is pulled (the installations
+    /// source arrives with its own issue).
+    Ingest {
+        #[arg(value_enum)]
+        source: Option<Source>,
+    },
+    /// Fill local days FROM..=TO of every connection through the history endpoint.
+    ///
+    /// The grid operator keeps quarter-hours 10 days and daily registers 40 days; older
+    /// days come back empty. What is already stored is not stored again.
+    Backfill {
+        /// First local day (YYYY-MM-DD).
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        from: NaiveDate,
+        /// Last local day (YYYY-MM-DD), inclusive.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        to: NaiveDate,
+    },
+    /// Store rejected records that a registry change has made acceptable.
+    ///
+    /// Records rejected as `unknown_ean` whose EAN is now in connections.csv are validated
+    /// again and stored with their original delivery order; they leave `rejected`.
+    ReplayRejected,
+    /// Serve a generated feed as a fake grid operator until stopped (for benchmarks).
+    #[command(hide = true)]
+    FakeGrid(FakeGridArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Source {
+    /// The grid operator's bulk feed (L and T of every connection).
+    Grid,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the demo's registry, lake and configuration (replaced on every run).
+    #[arg(long, default_value = "vaten-demo")]
+    pub dir: PathBuf,
+    /// Number of connections in the cooperative.
+    #[arg(long, default_value_t = 60)]
+    pub connections: usize,
+    /// Number of days simulated, ending with --end.
+    #[arg(long, default_value_t = 14)]
+    pub days: u32,
+    /// Last simulated day (default: yesterday, local time).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub end: Option<NaiveDate>,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct FakeGridArgs {
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    #[arg(long, default_value_t = 10)]
+    pub days: u32,
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub end: Option<NaiveDate>,
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Environment variable holding the key the fake server expects.
+    #[arg(long, default_value = "VATEN_GRID_API_KEY")]
+    pub api_key_env: String,
+    /// Write the matching registry (connections.csv, cables.csv) here.
+    #[arg(long)]
+    pub registry_out: PathBuf,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging(cli.log_format, cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vaten: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VATEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("vaten={default},warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.with_target(false).compact().init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn clock(now: &Option<String>) -> Result<Clock> {
+    match now {
+        None => Ok(Clock::System),
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| Clock::Fixed(t.with_timezone(&Utc)))
+            .map_err(|e| Error::Usage(format!("--now `{s}` is not an RFC 3339 time: {e}"))),
+    }
+}
+
+fn config_path(cli: &Cli) -> PathBuf {
+    cli.config
+        .clone()
+        .or_else(|| std::env::var_os("VATEN_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("vaten.toml"))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let clock = clock(&cli.now)?;
+    match &cli.command {
+        Command::Demo(args) => crate::demo::run(args, clock),
+        Command::FakeGrid(args) => crate::demo::serve_fake_grid(args),
+        Command::Ingest { source } => {
+            let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
+            match source {
+                Some(Source::Grid) | None => {
+                    let key = secret_from_env(&ctx.config.grid.api_key_env)?;
+                    let report = commands::ingest_grid(&ctx, key)?;
+                    tracing::info!("ingest grid done: {}", report.message());
+                }
+            }
+            Ok(())
+        }
+        Command::Backfill { from, to } => {
+            let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
+            let key = secret_from_env(&ctx.config.grid.api_key_env)?;
+            let report = commands::backfill(&ctx, key, *from, *to)?;
+            tracing::info!("backfill done: {}", report.message());
+            Ok(())
+        }
+        Command::ReplayRejected => {
+            let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
+            let report = commands::replay(&ctx)?;
+            tracing::info!("replay-rejected done: {}", report.message());
+            Ok(())
+        }
+    }
+}

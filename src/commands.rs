@@ -1,0 +1,135 @@
+//! The pipeline's jobs as the command line runs them: each opens the lake for writing,
+//! does its work and leaves a `_runs` record, whether it succeeded or not.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+
+use crate::clock::Clock;
+use crate::config::{Config, Secret};
+use crate::error::{Error, Result};
+use crate::lake::runs::RunRecord;
+use crate::lake::Lake;
+use crate::registry::Registry;
+use crate::sources::grid::{replay_rejected, GridClient, GridIngest, IngestReport};
+
+/// Everything a job needs, loaded once per command.
+pub struct Context {
+    pub config: Config,
+    pub registry: Registry,
+    pub clock: Clock,
+}
+
+impl Context {
+    pub fn load(config: Config, clock: Clock) -> Result<Self> {
+        let registry = Registry::load(&config.registry)?;
+        Ok(Context {
+            config,
+            registry,
+            clock,
+        })
+    }
+
+    fn open_lake(&self, what: &str) -> Result<Lake> {
+        Lake::open_for_write(
+            &self.config.lake,
+            what,
+            Duration::from_secs_f64(self.config.lock_wait_s.max(0.0)),
+        )
+    }
+}
+
+/// Runs `work` as job `job`, recording it in `_runs` (also when it fails).
+fn run_job(
+    lake: &Lake,
+    job: &str,
+    clock: Clock,
+    work: impl FnOnce(&Lake) -> Result<IngestReport>,
+) -> Result<IngestReport> {
+    let started_at = clock.now();
+    let run_id = crate::lake::txn::new_txid();
+    let result = work(lake);
+    let mut message = match &result {
+        Ok(r) => r.message(),
+        Err(e) => e.to_string(),
+    };
+    if !lake.recovered().is_empty() {
+        message = format!("{}; {message}", lake.recovered().join("; "));
+    }
+    let (rows_in, rows_out) = match &result {
+        Ok(r) => (r.readings_in as i64, r.stored.rows_out() as i64),
+        Err(_) => (0, 0),
+    };
+    let record = RunRecord {
+        run_id,
+        job: job.to_string(),
+        started_at,
+        finished_at: clock.now().max(started_at),
+        status: if result.is_ok() { "ok" } else { "failed" }.to_string(),
+        rows_in,
+        rows_out,
+        message,
+    };
+    if let Err(e) = lake.record_run(&record) {
+        tracing::error!("could not record the run in _runs: {e}");
+    }
+    result
+}
+
+/// `vaten ingest grid`: the bulk feed until drained.
+pub fn ingest_grid(ctx: &Context, key: Secret) -> Result<IngestReport> {
+    let lake = ctx.open_lake("ingest grid")?;
+    let client = GridClient::new(&ctx.config.grid, key);
+    let rt = runtime()?;
+    run_job(&lake, "ingest-grid", ctx.clock, |lake| {
+        GridIngest {
+            lake,
+            registry: &ctx.registry,
+            client: &client,
+            clock: ctx.clock,
+            tz: ctx.config.tz(),
+            rt: &rt,
+        }
+        .ingest_bulk()
+    })
+}
+
+/// `vaten backfill --from --to`: the history endpoint for every connection.
+pub fn backfill(
+    ctx: &Context,
+    key: Secret,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<IngestReport> {
+    let lake = ctx.open_lake("backfill")?;
+    let client = GridClient::new(&ctx.config.grid, key);
+    let rt = runtime()?;
+    run_job(&lake, "backfill", ctx.clock, |lake| {
+        GridIngest {
+            lake,
+            registry: &ctx.registry,
+            client: &client,
+            clock: ctx.clock,
+            tz: ctx.config.tz(),
+            rt: &rt,
+        }
+        .backfill(from, to)
+    })
+}
+
+/// `vaten replay-rejected`.
+pub fn replay(ctx: &Context) -> Result<IngestReport> {
+    let lake = ctx.open_lake("replay-rejected")?;
+    run_job(&lake, "replay-rejected", ctx.clock, |lake| {
+        replay_rejected(lake, &ctx.registry, ctx.clock, ctx.config.tz())
+    })
+}
+
+/// The network side runs on a small runtime of its own; Polars and Parquet work stays on
+/// the calling thread, never on the runtime's threads.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::from)
+}

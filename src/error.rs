@@ -1,0 +1,46 @@
+//! The library's error type. Each variant maps to one of the operating contract's exit codes:
+//! `2` for what the user must fix in flags, configuration or registry; `1` for everything else.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bad flag, configuration or registry: the user must fix the input (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The lake could not be read or written.
+    #[error("lake {path}: {message}")]
+    Lake { path: PathBuf, message: String },
+    /// Another process holds the lake's write lock.
+    #[error("the lake is locked by another writer ({holder}); try again when it has finished")]
+    Locked { holder: String },
+    /// The grid operator refused us or kept failing.
+    #[error("grid operator: {0}")]
+    Grid(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("polars: {0}")]
+    Polars(#[from] polars::error::PolarsError),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+
+    pub fn lake(path: impl Into<PathBuf>, message: impl std::fmt::Display) -> Self {
+        Error::Lake {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! A fake grid operator that follows `../shared/contracts/grid-operator-api.md`, on
+//! `127.0.0.1`, for tests, benchmarks and the demo. It serves a feed in receive order with
+//! opaque cursors, the per-connection history, retention, and scripted faults.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::NaiveDate;
+use serde_json::{json, Value};
+
+use crate::sources::grid::api::ObjectKind;
+
+/// A fault the server answers with instead of (or before) the real response.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// `429` with `Retry-After: <seconds>`.
+    RateLimited { retry_after_s: u32 },
+    /// A bare error status such as 500, 502 or 503.
+    Status(u16),
+    /// Waits this long, then answers normally (past the client's timeout).
+    Slow(Duration),
+    /// `200` with only the first half of the body.
+    Truncated,
+    /// `200` with valid JSON that lacks `next_cursor`.
+    MissingCursor,
+}
+
+/// One object of the feed, in the order the service received it.
+#[derive(Debug, Clone)]
+pub struct FeedEntry {
+    pub kind: ObjectKind,
+    pub value: Value,
+}
+
+impl FeedEntry {
+    pub fn interval(value: Value) -> Self {
+        FeedEntry {
+            kind: ObjectKind::Interval,
+            value,
+        }
+    }
+    pub fn day(value: Value) -> Self {
+        FeedEntry {
+            kind: ObjectKind::Day,
+            value,
+        }
+    }
+    pub fn rejection(value: Value) -> Self {
+        FeedEntry {
+            kind: ObjectKind::Rejection,
+            value,
+        }
+    }
+    fn ean(&self) -> &str {
+        self.value.get("ean").and_then(Value::as_str).unwrap_or("")
+    }
+    fn query_date(&self) -> Option<NaiveDate> {
+        self.value.get("query_date")?.as_str()?.parse().ok()
+    }
+}
+
+/// How long the service keeps data, counted back from `today`.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub today: NaiveDate,
+    pub interval_days: i64,
+    pub day_days: i64,
+}
+
+#[derive(Default)]
+struct FakeState {
+    api_key: String,
+    feed: Vec<FeedEntry>,
+    faults: Vec<Option<Fault>>,
+    requests: u64,
+    retention: Option<Retention>,
+    extra_known_eans: HashSet<String>,
+    log: Vec<String>,
+}
+
+/// A running fake grid operator; stops when dropped.
+pub struct FakeGridOperator {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<FakeState>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeGridOperator {
+    /// Starts the server on `127.0.0.1:port` (0: any free port) on a thread of its own.
+    pub fn spawn(api_key: &str, port: u16) -> std::io::Result<Self> {
+        let state = Arc::new(Mutex::new(FakeState {
+            api_key: api_key.to_string(),
+            ..Default::default()
+        }));
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = router(state.clone());
+        let thread = std::thread::Builder::new()
+            .name("fake-grid-operator".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("runtime for the fake grid operator");
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = rx.await;
+                        })
+                        .await;
+                });
+            })?;
+        Ok(FakeGridOperator {
+            addr,
+            state,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut FakeState) -> R) -> R {
+        f(&mut self.state.lock().expect("fake state"))
+    }
+
+    /// Appends objects to the feed (they are "received" now, after everything before).
+    pub fn push(&self, entries: impl IntoIterator<Item = FeedEntry>) {
+        self.with(|s| s.feed.extend(entries));
+    }
+
+    /// Faults by request number, cycled: request `n` gets `plan[n % plan.len()]`.
+    pub fn set_faults(&self, plan: Vec<Option<Fault>>) {
+        self.with(|s| s.faults = plan);
+    }
+
+    pub fn set_retention(&self, retention: Option<Retention>) {
+        self.with(|s| s.retention = retention);
+    }
+
+    /// Makes the history endpoint know an EAN that has no data yet.
+    pub fn know_ean(&self, ean: &str) {
+        self.with(|s| s.extra_known_eans.insert(ean.to_string()));
+    }
+
+    /// Requests answered so far (with a valid key), faults included.
+    pub fn requests(&self) -> u64 {
+        self.with(|s| s.requests)
+    }
+
+    /// One line per request: `<path> -> <what was answered>`.
+    pub fn request_log(&self) -> Vec<String> {
+        self.with(|s| s.log.clone())
+    }
+
+    pub fn feed_len(&self) -> usize {
+        self.with(|s| s.feed.len())
+    }
+}
+
+impl Drop for FakeGridOperator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+type Shared = Arc<Mutex<FakeState>>;
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/v1/readings-bulk", get(bulk))
+        .route("/v1/meteringpoints/{ean}/readings", get(history))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, msg: &str) -> Response {
+    (status, axum::Json(json!({ "error": msg }))).into_response()
+}
+
+/// Checks the key and picks this request's fault. `Err` is the response to send instead.
+fn admit(state: &Shared, headers: &HeaderMap, what: &str) -> Result<Option<Fault>, Box<Response>> {
+    let mut s = state.lock().expect("fake state");
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    if key != Some(s.api_key.as_str()) {
+        s.log.push(format!("{what} -> 401"));
+        return Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong API key",
+        )));
+    }
+    let n = s.requests;
+    s.requests += 1;
+    let fault = if s.faults.is_empty() {
+        None
+    } else {
+        s.faults[(n as usize) % s.faults.len()].clone()
+    };
+    s.log.push(format!(
+        "{what} -> {}",
+        fault
+            .as_ref()
+            .map(|f| format!("{f:?}"))
+            .unwrap_or_else(|| "ok".into())
+    ));
+    Ok(fault)
+}
+
+/// Sends `body` through the fault, if any.
+async fn respond(fault: Option<Fault>, body: Value) -> Response {
+    match fault {
+        None => axum::Json(body).into_response(),
+        Some(Fault::RateLimited { retry_after_s }) => {
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
+            r.headers_mut().insert(
+                "retry-after",
+                retry_after_s.to_string().parse().expect("header"),
+            );
+            r
+        }
+        Some(Fault::Status(code)) => error(
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "injected fault",
+        ),
+        Some(Fault::Slow(d)) => {
+            tokio::time::sleep(d).await;
+            axum::Json(body).into_response()
+        }
+        Some(Fault::Truncated) => {
+            let text = body.to_string();
+            let half = text.len() / 2;
+            (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                text[..half].to_string(),
+            )
+                .into_response()
+        }
+        Some(Fault::MissingCursor) => {
+            let mut b = body;
+            if let Some(o) = b.as_object_mut() {
+                o.remove("next_cursor");
+            }
+            axum::Json(b).into_response()
+        }
+    }
+}
+
+fn retained(s: &FakeState, e: &FeedEntry) -> bool {
+    let (Some(r), Some(d)) = (s.retention, e.query_date()) else {
+        return true;
+    };
+    let keep_days = match e.kind {
+        ObjectKind::Day => r.day_days,
+        _ => r.interval_days,
+    };
+    (r.today - d).num_days() <= keep_days
+}
+
+fn page_json(entries: &[&FeedEntry]) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let (mut iv, mut dy, mut rj) = (Vec::new(), Vec::new(), Vec::new());
+    for e in entries {
+        match e.kind {
+            ObjectKind::Interval => iv.push(e.value.clone()),
+            ObjectKind::Day => dy.push(e.value.clone()),
+            ObjectKind::Rejection => rj.push(e.value.clone()),
+        }
+    }
+    (iv, dy, rj)
+}
+
+async fn bulk(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let fault = match admit(&state, &headers, "bulk") {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let body = {
+        let s = state.lock().expect("fake state");
+        let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+            None => 500,
+            Some(Ok(l)) if (1..=1000).contains(&l) => l,
+            _ => return error(StatusCode::BAD_REQUEST, "limit must be 1..1000"),
+        };
+        let start = match q.get("cursor") {
+            None => 0,
+            Some(c) => match c.strip_prefix("rcv-").and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n <= s.feed.len() => n,
+                _ => return error(StatusCode::BAD_REQUEST, "unknown cursor"),
+            },
+        };
+        // Walk the feed from the cursor, skipping what retention dropped, up to `limit` objects.
+        let mut picked = Vec::new();
+        let mut pos = start;
+        while pos < s.feed.len() && picked.len() < limit {
+            if retained(&s, &s.feed[pos]) {
+                picked.push(&s.feed[pos]);
+            }
+            pos += 1;
+        }
+        let (iv, dy, rj) = page_json(&picked);
+        json!({
+            "next_cursor": format!("rcv-{pos:06}"),
+            "has_more": pos < s.feed.len(),
+            "intervals": iv, "days": dy, "rejections": rj,
+        })
+    };
+    respond(fault, body).await
+}
+
+async fn history(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(ean): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let fault = match admit(&state, &headers, &format!("history {ean}")) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
+    let body = {
+        let s = state.lock().expect("fake state");
+        let date = |k: &str| q.get(k).and_then(|d| d.parse::<NaiveDate>().ok());
+        let (Some(from), Some(to), Some(kind)) = (date("from"), date("to"), q.get("kind")) else {
+            return error(StatusCode::BAD_REQUEST, "kind, from and to are required");
+        };
+        let want_day = match kind.as_str() {
+            "interval" => false,
+            "day" => true,
+            _ => return error(StatusCode::BAD_REQUEST, "kind must be interval or day"),
+        };
+        let known = s.extra_known_eans.contains(&ean) || s.feed.iter().any(|e| e.ean() == ean);
+        if !known {
+            return error(StatusCode::NOT_FOUND, "unknown EAN");
+        }
+        // The current state: the latest delivery per (kind, meter, day).
+        let mut latest: BTreeMap<(u8, String, NaiveDate), &FeedEntry> = BTreeMap::new();
+        for e in &s.feed {
+            let Some(d) = e.query_date() else { continue };
+            let wanted = match e.kind {
+                ObjectKind::Day => want_day,
+                _ => !want_day,
+            };
+            if e.ean() != ean || d < from || d > to || !wanted || !retained(&s, e) {
+                continue;
+            }
+            let meter = e
+                .value
+                .get("meter_id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            latest.insert((e.kind as u8, meter, d), e);
+        }
+        let picked: Vec<&FeedEntry> = latest.into_values().collect();
+        let (iv, dy, rj) = page_json(&picked);
+        json!({ "intervals": iv, "days": dy, "rejections": rj })
+    };
+    respond(fault, body).await
+}

@@ -1,0 +1,174 @@
+//! The Parquet lake of `../shared/contracts/lake.md`: one folder per table, hive partitions,
+//! atomic journaled publication, one writer at a time.
+//!
+//! Layout under the lake root:
+//! - `<table>/[date=YYYY-MM-DD/]part-<txid>-<n>.parquet`: the tables analysts read;
+//! - `_staging/`, `_journal/`: in-flight changes (see [`txn`]), never inside a table;
+//! - `_state/<source>.json`: cursors, published in the same change as the rows they cover;
+//! - `_lock`: the writer lock.
+
+pub mod lock;
+pub mod parquet_io;
+pub mod read;
+pub mod runs;
+pub mod schema;
+pub mod txn;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+pub use schema::{Partitioning, TableSpec};
+pub use txn::Txn;
+
+/// An open lake. Opened for writing it holds the write lock and has recovered any change an
+/// earlier command left unfinished.
+pub struct Lake {
+    root: PathBuf,
+    _lock: Option<lock::WriteLock>,
+    recovered: Vec<String>,
+}
+
+impl Lake {
+    /// Opens the lake for writing: takes the lock (waiting up to `wait`), then completes or
+    /// rolls back whatever an interrupted command left.
+    pub fn open_for_write(root: &Path, what: &str, wait: Duration) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|e| Error::lake(root, e))?;
+        let lock = lock::WriteLock::acquire(root, what, wait)?;
+        let recovered = txn::recover(root)?;
+        for r in &recovered {
+            tracing::warn!(lake = %root.display(), "{r}");
+        }
+        Ok(Lake {
+            root: root.to_path_buf(),
+            _lock: Some(lock),
+            recovered,
+        })
+    }
+
+    /// Opens the lake for reading only; takes no lock and changes nothing.
+    pub fn open_read(root: &Path) -> Self {
+        Lake {
+            root: root.to_path_buf(),
+            _lock: None,
+            recovered: Vec::new(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// What opening the lake had to complete or roll back.
+    pub fn recovered(&self) -> &[String] {
+        &self.recovered
+    }
+
+    pub fn begin(&self) -> Result<Txn> {
+        assert!(
+            self._lock.is_some(),
+            "writing needs the lake opened for writing"
+        );
+        Txn::begin(&self.root)
+    }
+
+    pub fn table_dir(&self, spec: &TableSpec) -> PathBuf {
+        self.root.join(spec.name)
+    }
+
+    /// Partition values present for a table (e.g. dates), sorted.
+    pub fn partitions(&self, spec: &TableSpec) -> Result<Vec<String>> {
+        let dir = self.table_dir(spec);
+        let mut out = Vec::new();
+        if spec.partitioning == Partitioning::None || !dir.exists() {
+            return Ok(out);
+        }
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::lake(&dir, e))? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if let Some(v) = name.strip_prefix("date=") {
+                out.push(v.to_string());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Parquet files of a table, or of one partition of it (`Some("2026-11-25")`), sorted.
+    pub fn files(&self, spec: &TableSpec, partition: Option<&str>) -> Result<Vec<PathBuf>> {
+        let dir = match partition {
+            Some(p) => self.table_dir(spec).join(format!("date={p}")),
+            None => self.table_dir(spec),
+        };
+        let mut out = Vec::new();
+        collect_parquet(&dir, &mut out)?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// Stages `batch` as a new file of `spec` (in partition `partition` when the table is
+    /// partitioned) in `txn`; returns the file's path relative to the lake root.
+    pub fn stage_batch(
+        &self,
+        txn: &mut Txn,
+        spec: &TableSpec,
+        partition: Option<&str>,
+        batch: &RecordBatch,
+    ) -> Result<String> {
+        let staged = txn.staging_path("parquet");
+        parquet_io::write_sorted(&staged, spec, batch)?;
+        let file = format!(
+            "part-{}-{}",
+            txn.txid(),
+            staged.file_name().unwrap().to_string_lossy()
+        );
+        let rel = match (spec.partitioning, partition) {
+            (Partitioning::Date, Some(p)) => format!("{}/date={p}/{file}", spec.name),
+            (Partitioning::None, None) => format!("{}/{file}", spec.name),
+            _ => panic!(
+                "partition value does not match the partitioning of {}",
+                spec.name
+            ),
+        };
+        txn.publish(&staged, rel.clone());
+        Ok(rel)
+    }
+
+    /// Reads a small JSON state document (a source's cursor) from `_state/<name>.json`.
+    pub fn read_state<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        let path = self.root.join("_state").join(format!("{name}.json"));
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::lake(&path, format!("unreadable state: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::lake(&path, e)),
+        }
+    }
+
+    /// Stages a new version of a state document in `txn`.
+    pub fn stage_state<T: Serialize>(&self, txn: &mut Txn, name: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(value).expect("state serialises");
+        txn.put_file(format!("_state/{name}.json"), &bytes)
+    }
+}
+
+fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::lake(dir, e)),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_parquet(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! Parquet files of the lake, written with arrow-rs (zstd, sorted by key, statistics, sorting
+//! columns and key-value metadata: things Polars' writer does not let us set) and read back
+//! with arrow-rs where the writer itself needs to look at what is stored.
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow::array::RecordBatch;
+use arrow::compute::{lexsort_to_indices, take_record_batch, SortColumn};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use super::schema::{TableSpec, SCHEMA_VERSION};
+use crate::error::{Error, Result};
+
+/// Sorts `batch` by the table's key and writes it durably to `path`.
+pub fn write_sorted(path: &Path, spec: &TableSpec, batch: &RecordBatch) -> Result<()> {
+    let batch = sort_batch(spec, batch)?;
+    let sorting: Vec<SortingColumn> = spec
+        .sort_by
+        .iter()
+        .map(|name| SortingColumn {
+            column_idx: spec.column_index(name) as i32,
+            descending: false,
+            nulls_first: true,
+        })
+        .collect();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(1 << 20))
+        .set_sorting_columns(Some(sorting))
+        .set_created_by(format!("vaten {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new("vaten.table".into(), spec.name.to_string()),
+            KeyValue::new("vaten.schema_version".into(), SCHEMA_VERSION.to_string()),
+            KeyValue::new("vaten.units".into(), spec.units_json()),
+        ]))
+        .build();
+    let file = File::create(path).map_err(|e| Error::lake(path, e))?;
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+    writer.write(&batch)?;
+    let file = writer.into_inner()?;
+    file.sync_all().map_err(|e| Error::lake(path, e))?;
+    Ok(())
+}
+
+fn sort_batch(spec: &TableSpec, batch: &RecordBatch) -> Result<RecordBatch> {
+    let columns: Vec<SortColumn> = spec
+        .sort_by
+        .iter()
+        .map(|name| SortColumn {
+            values: batch.column(spec.column_index(name)).clone(),
+            options: None,
+        })
+        .collect();
+    let indices = lexsort_to_indices(&columns, None)?;
+    Ok(take_record_batch(batch, &indices)?)
+}
+
+/// Reads the named columns of one Parquet file.
+pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>> {
+    let file = File::open(path).map_err(|e| Error::lake(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let schema = builder.parquet_schema();
+    let mask = ProjectionMask::columns(schema, columns.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(65_536)
+        .build()?;
+    reader.map(|b| b.map_err(Error::from)).collect()
+}

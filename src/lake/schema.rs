@@ -1,0 +1,166 @@
+//! Table specifications: columns, types, units, sort key and partitioning of every lake table.
+//! The data dictionary (`docs/data-dictionary.md`) documents the same tables; a test checks
+//! that the files written match it, read by an independent reader.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// Version of the lake layout, written into every file's key-value metadata.
+pub const SCHEMA_VERSION: &str = "1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColType {
+    Utf8,
+    Int64,
+    Float64,
+    Bool,
+    /// `Timestamp(us, UTC)`.
+    TimestampUtc,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub ty: ColType,
+    pub nullable: bool,
+    /// Unit for the metadata (`Wh`, `V`, `%`, `UTC`, or empty).
+    pub unit: &'static str,
+}
+
+/// How a table is split into hive partitions (`key=value` folders).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partitioning {
+    None,
+    /// `date=YYYY-MM-DD` (a local calendar day).
+    Date,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct TableSpec {
+    pub name: &'static str,
+    pub columns: &'static [Column],
+    pub sort_by: &'static [&'static str],
+    pub partitioning: Partitioning,
+}
+
+const fn col(name: &'static str, ty: ColType, nullable: bool, unit: &'static str) -> Column {
+    Column {
+        name,
+        ty,
+        nullable,
+        unit,
+    }
+}
+
+use ColType::*;
+
+pub const GRID_READINGS: TableSpec = TableSpec {
+    name: "grid_readings",
+    columns: &[
+        col("ean", Utf8, false, ""),
+        col("meter_id", Utf8, false, ""),
+        col("t", TimestampUtc, false, "UTC"),
+        col("import_wh", Int64, false, "Wh"),
+        col("export_wh", Int64, false, "Wh"),
+        col("quality", Utf8, false, ""),
+        col("received_at", TimestampUtc, false, "UTC"),
+        col("delivery_seq", Int64, false, ""),
+        col("cursor", Utf8, false, ""),
+    ],
+    sort_by: &["ean", "meter_id", "t", "delivery_seq"],
+    partitioning: Partitioning::Date,
+};
+
+pub const GRID_DAYS: TableSpec = TableSpec {
+    name: "grid_days",
+    columns: &[
+        col("ean", Utf8, false, ""),
+        col("meter_id", Utf8, false, ""),
+        col("import_t1_wh", Int64, false, "Wh"),
+        col("import_t2_wh", Int64, false, "Wh"),
+        col("export_t1_wh", Int64, false, "Wh"),
+        col("export_t2_wh", Int64, false, "Wh"),
+        col("received_at", TimestampUtc, false, "UTC"),
+        col("delivery_seq", Int64, false, ""),
+        col("cursor", Utf8, false, ""),
+    ],
+    sort_by: &["ean", "meter_id", "delivery_seq"],
+    partitioning: Partitioning::Date,
+};
+
+pub const REJECTED: TableSpec = TableSpec {
+    name: "rejected",
+    columns: &[
+        col("source", Utf8, false, ""),
+        col("received_at", TimestampUtc, false, "UTC"),
+        col("key", Utf8, false, ""),
+        col("reason", Utf8, false, ""),
+        col("detail", Utf8, false, ""),
+        col("payload", Utf8, false, "JSON"),
+        col("record_id", Utf8, false, ""),
+        col("delivery_seq", Int64, true, ""),
+        col("cursor", Utf8, true, ""),
+    ],
+    sort_by: &["source", "reason", "key", "record_id"],
+    partitioning: Partitioning::Date,
+};
+
+pub const RUNS: TableSpec = TableSpec {
+    name: "_runs",
+    columns: &[
+        col("run_id", Utf8, false, ""),
+        col("job", Utf8, false, ""),
+        col("started_at", TimestampUtc, false, "UTC"),
+        col("finished_at", TimestampUtc, false, "UTC"),
+        col("status", Utf8, false, ""),
+        col("rows_in", Int64, false, "rows"),
+        col("rows_out", Int64, false, "rows"),
+        col("message", Utf8, false, ""),
+    ],
+    sort_by: &["started_at", "run_id"],
+    partitioning: Partitioning::None,
+};
+
+/// Every table this version writes, for checks and the query command.
+pub const ALL_TABLES: &[TableSpec] = &[GRID_READINGS, GRID_DAYS, REJECTED, RUNS];
+
+impl TableSpec {
+    pub fn arrow_schema(&self) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|c| Field::new(c.name, c.ty.arrow(), c.nullable))
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    pub fn units_json(&self) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .columns
+            .iter()
+            .filter(|c| !c.unit.is_empty())
+            .map(|c| (c.name.to_string(), c.unit.into()))
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    }
+
+    pub fn column_index(&self, name: &str) -> usize {
+        self.columns
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap_or_else(|| panic!("table {} has no column {name}", self.name))
+    }
+}
+
+impl ColType {
+    pub fn arrow(self) -> DataType {
+        match self {
+            Utf8 => DataType::Utf8,
+            Int64 => DataType::Int64,
+            Float64 => DataType::Float64,
+            Bool => DataType::Boolean,
+            TimestampUtc => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Atomic, journaled changes to the lake.
+//!
+//! A change writes its new files under `<lake>/_staging/<txid>/` (outside every table, so a
+//! reader globbing a table never sees a partial file), then commits by atomically renaming a
+//! journal `<lake>/_journal/<txid>.json` into place that lists every rename and removal. Only
+//! then are files moved into the tables. The next command that opens the lake replays any
+//! committed journal (each step is idempotent) and deletes staging folders without one: an
+//! interrupted change is completed when it was committed, rolled back when it was not.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    txid: String,
+    /// (staged path, final path), both relative to the lake root.
+    moves: Vec<(String, String)>,
+    /// Files to remove, relative to the lake root.
+    removals: Vec<String>,
+}
+
+/// A change being prepared. Nothing is visible in the lake until [`Txn::commit`].
+pub struct Txn {
+    root: PathBuf,
+    txid: String,
+    moves: Vec<(String, String)>,
+    removals: Vec<String>,
+    counter: usize,
+}
+
+pub fn new_txid() -> String {
+    let now = chrono::Utc::now();
+    let rand = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}", now.format("%Y%m%dT%H%M%S%6f"), &rand[..8])
+}
+
+impl Txn {
+    pub(crate) fn begin(root: &Path) -> Result<Self> {
+        let txid = new_txid();
+        let dir = root.join("_staging").join(&txid);
+        fs::create_dir_all(&dir).map_err(|e| Error::lake(&dir, e))?;
+        Ok(Txn {
+            root: root.to_path_buf(),
+            txid,
+            moves: Vec::new(),
+            removals: Vec::new(),
+            counter: 0,
+        })
+    }
+
+    pub fn txid(&self) -> &str {
+        &self.txid
+    }
+
+    /// A fresh staging path; the caller writes the file there, then calls [`Txn::publish`].
+    pub fn staging_path(&mut self, extension: &str) -> PathBuf {
+        self.counter += 1;
+        self.root
+            .join("_staging")
+            .join(&self.txid)
+            .join(format!("{:05}.{extension}", self.counter))
+    }
+
+    /// Publishes a staged file at `final_rel` (relative to the lake root) on commit.
+    pub fn publish(&mut self, staged: &Path, final_rel: String) {
+        let staged_rel = staged
+            .strip_prefix(&self.root)
+            .expect("staged file is inside the lake")
+            .to_string_lossy()
+            .into_owned();
+        self.moves.push((staged_rel, final_rel));
+    }
+
+    /// Writes `bytes` durably and publishes them at `final_rel` on commit (replacing a file).
+    pub fn put_file(&mut self, final_rel: String, bytes: &[u8]) -> Result<()> {
+        let staged = self.staging_path("bin");
+        let mut f = File::create(&staged).map_err(|e| Error::lake(&staged, e))?;
+        f.write_all(bytes).map_err(|e| Error::lake(&staged, e))?;
+        f.sync_all().map_err(|e| Error::lake(&staged, e))?;
+        self.publish(&staged, final_rel);
+        Ok(())
+    }
+
+    /// Removes a file (relative to the lake root) on commit.
+    pub fn remove(&mut self, rel: String) {
+        self.removals.push(rel);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.moves.is_empty() && self.removals.is_empty()
+    }
+
+    /// Makes the change durable and visible. After the journal rename the change is decided;
+    /// a crash after that point is completed by [`recover`].
+    pub fn commit(mut self) -> Result<()> {
+        let journal_dir = self.root.join("_journal");
+        fs::create_dir_all(&journal_dir).map_err(|e| Error::lake(&journal_dir, e))?;
+        let journal = Journal {
+            txid: self.txid.clone(),
+            moves: std::mem::take(&mut self.moves),
+            removals: std::mem::take(&mut self.removals),
+        };
+        let tmp = journal_dir.join(format!("{}.json.tmp", self.txid));
+        let done = journal_dir.join(format!("{}.json", self.txid));
+        {
+            let mut f = File::create(&tmp).map_err(|e| Error::lake(&tmp, e))?;
+            f.write_all(&serde_json::to_vec(&journal).expect("journal serialises"))
+                .map_err(|e| Error::lake(&tmp, e))?;
+            f.sync_all().map_err(|e| Error::lake(&tmp, e))?;
+        }
+        fs::rename(&tmp, &done).map_err(|e| Error::lake(&done, e))?;
+        sync_dir(&journal_dir)?;
+        apply(&self.root, &journal)?;
+        finish(&self.root, &journal.txid)
+    }
+}
+
+impl Drop for Txn {
+    fn drop(&mut self) {
+        // An abandoned change (error before commit) leaves nothing behind. A committed one
+        // has already removed its folder, so this is then a no-op.
+        let dir = self.root.join("_staging").join(&self.txid);
+        if !self
+            .root
+            .join("_journal")
+            .join(format!("{}.json", self.txid))
+            .exists()
+        {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn apply(root: &Path, journal: &Journal) -> Result<()> {
+    let mut touched_dirs = std::collections::BTreeSet::new();
+    for (staged, target) in &journal.moves {
+        let (from, to) = (root.join(staged), root.join(target));
+        if from.exists() {
+            let parent = to.parent().expect("target has a parent");
+            fs::create_dir_all(parent).map_err(|e| Error::lake(parent, e))?;
+            fs::rename(&from, &to).map_err(|e| Error::lake(&to, e))?;
+            touched_dirs.insert(parent.to_path_buf());
+        } else if !to.exists() {
+            return Err(Error::lake(
+                &from,
+                format!("journal {} names a staged file that is gone", journal.txid),
+            ));
+        }
+    }
+    for rel in &journal.removals {
+        let path = root.join(rel);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                touched_dirs.insert(path.parent().expect("file has a parent").to_path_buf());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::lake(&path, e)),
+        }
+    }
+    for dir in touched_dirs {
+        sync_dir(&dir)?;
+        remove_if_empty(root, &dir);
+    }
+    Ok(())
+}
+
+/// Drops an emptied partition folder (a rewrite can leave one) up to the table folder.
+fn remove_if_empty(root: &Path, dir: &Path) {
+    let mut d = dir.to_path_buf();
+    while d.starts_with(root) && d != root && d.parent() != Some(root) {
+        if fs::remove_dir(&d).is_err() {
+            break;
+        }
+        d.pop();
+    }
+}
+
+fn finish(root: &Path, txid: &str) -> Result<()> {
+    let journal = root.join("_journal").join(format!("{txid}.json"));
+    let staging = root.join("_staging").join(txid);
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|e| Error::lake(&staging, e))?;
+    }
+    fs::remove_file(&journal).map_err(|e| Error::lake(&journal, e))?;
+    Ok(())
+}
+
+/// Completes committed changes and rolls back uncommitted ones. Returns what it did, for the
+/// `_runs` record; empty when the lake was clean.
+pub fn recover(root: &Path) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    let journal_dir = root.join("_journal");
+    if journal_dir.exists() {
+        let mut names: Vec<_> = fs::read_dir(&journal_dir)
+            .map_err(|e| Error::lake(&journal_dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        names.sort();
+        for path in names {
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if name.ends_with(".json.tmp") {
+                fs::remove_file(&path).map_err(|e| Error::lake(&path, e))?;
+            } else if name.ends_with(".json") {
+                let bytes = fs::read(&path).map_err(|e| Error::lake(&path, e))?;
+                let journal: Journal = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::lake(&path, format!("unreadable journal: {e}")))?;
+                apply(root, &journal)?;
+                finish(root, &journal.txid)?;
+                done.push(format!("completed interrupted change {}", journal.txid));
+            }
+        }
+    }
+    let staging = root.join("_staging");
+    if staging.exists() {
+        for entry in fs::read_dir(&staging).map_err(|e| Error::lake(&staging, e))? {
+            let path = entry?.path();
+            fs::remove_dir_all(&path).map_err(|e| Error::lake(&path, e))?;
+            done.push(format!(
+                "rolled back uncommitted change {}",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ));
+        }
+    }
+    Ok(done)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::lake(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn staged_change(root: &Path, name: &str, body: &[u8]) -> Txn {
+        let mut txn = Txn::begin(root).unwrap();
+        txn.put_file(format!("t/date=2026-11-25/{name}"), body)
+            .unwrap();
+        txn
+    }
+
+    #[test]
+    fn uncommitted_change_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let txn = staged_change(dir.path(), "a.parquet", b"x");
+        std::mem::forget(txn); // a crash: no commit, no drop
+        assert!(dir
+            .path()
+            .join("_staging")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some());
+        let done = recover(dir.path()).unwrap();
+        assert_eq!(done.len(), 1);
+        assert!(done[0].starts_with("rolled back"));
+        assert!(dir
+            .path()
+            .join("_staging")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_none());
+        assert!(!dir.path().join("t").exists());
+    }
+
+    #[test]
+    fn committed_change_is_completed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("t/date=2026-11-25")).unwrap();
+        std::fs::write(dir.path().join("t/date=2026-11-25/old.parquet"), b"old").unwrap();
+        let mut txn = staged_change(dir.path(), "new.parquet", b"new");
+        txn.remove("t/date=2026-11-25/old.parquet".into());
+        // Commit by hand up to the journal rename, then "crash" before applying.
+        let journal = Journal {
+            txid: txn.txid.clone(),
+            moves: txn.moves.clone(),
+            removals: txn.removals.clone(),
+        };
+        std::fs::create_dir_all(dir.path().join("_journal")).unwrap();
+        std::fs::write(
+            dir.path()
+                .join("_journal")
+                .join(format!("{}.json", txn.txid)),
+            serde_json::to_vec(&journal).unwrap(),
+        )
+        .unwrap();
+        std::mem::forget(txn);
+        let done = recover(dir.path()).unwrap();
+        assert_eq!(done.len(), 1, "{done:?}");
+        assert!(done[0].starts_with("completed"));
+        assert_eq!(
+            std::fs::read(dir.path().join("t/date=2026-11-25/new.parquet")).unwrap(),
+            b"new"
+        );
+        assert!(!dir.path().join("t/date=2026-11-25/old.parquet").exists());
+        // Replaying the same journal again is harmless (idempotent steps).
+        apply(dir.path(), &journal).unwrap();
+        assert!(recover(dir.path()).unwrap().is_empty());
+    }
+}

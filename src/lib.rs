@@ -1,0 +1,21 @@
+//! vaten: the metering pipeline of a Dutch energy cooperative.
+//!
+//! Data flows one way: [`sources`] fetch from the grid operator (and, later, the
+//! installations) → [`received`] tables in the [`lake`] → intervals → marts → reports.
+//! [`commands`] wires the stages to the command line; [`fake`] holds the local servers that
+//! tests and the demo talk to.
+
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod error;
+pub mod fake;
+pub mod lake;
+pub mod received;
+pub mod registry;
+pub mod sources;
+
+pub use error::{Error, Result};

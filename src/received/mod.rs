@@ -1,0 +1,7 @@
+//! The received tables (`grid_readings`, `grid_days`, `rejected`): data as delivered,
+//! append-only. Sources turn what they fetch into these rows; this module stores them.
+pub mod rows;
+pub mod store;
+
+pub use rows::{GridDay, GridReading, Received, Rejected};
+pub use store::{ReceivedIndex, StoreCounts};

@@ -1,0 +1,428 @@
+//! The registry: `connections.csv` and `cables.csv` (`../shared/contracts/operating.md`).
+//! Every rule is checked and every problem is reported as `file:line: what is wrong`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+
+use crate::domain::Ean;
+use crate::error::{Error, Result};
+
+/// Default physical limit of a connection: 3 × 230 V × 25 A.
+pub const DEFAULT_CAPACITY_W: i64 = 17_250;
+
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub ean: Ean,
+    pub participant_id: String,
+    pub cable_id: String,
+    pub installation: Option<Installation>,
+    pub tax_credit: bool,
+    pub capacity_w: i64,
+    pub member_from: Option<NaiveDate>,
+    pub member_until: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Installation {
+    pub id: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cable {
+    pub cable_id: String,
+    pub substation: String,
+    pub v_low_v: f64,
+    pub v_high_v: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    pub connections: Vec<Connection>,
+    pub cables: BTreeMap<String, Cable>,
+    by_ean: HashMap<String, usize>,
+}
+
+const CONNECTION_COLUMNS: &[&str] = &[
+    "ean",
+    "participant_id",
+    "cable_id",
+    "installation_id",
+    "installation_url",
+    "tax_credit",
+    "capacity_w",
+    "member_from",
+    "member_until",
+];
+const CABLE_COLUMNS: &[&str] = &["cable_id", "substation", "v_low_v", "v_high_v"];
+
+impl Registry {
+    /// Loads `connections.csv` and `cables.csv` from `dir`; all problems at once, exit 2.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let mut problems = Vec::new();
+        let cables_path = dir.join("cables.csv");
+        let connections_path = dir.join("connections.csv");
+        let cables = read_cables(&cables_path, &mut problems);
+        let connections = read_connections(&connections_path, &cables, &mut problems);
+        if !problems.is_empty() {
+            return Err(Error::Usage(format!(
+                "registry refused:\n{}",
+                problems.join("\n")
+            )));
+        }
+        Ok(Self::new(connections, cables))
+    }
+
+    pub fn new(connections: Vec<Connection>, cables: BTreeMap<String, Cable>) -> Self {
+        let by_ean = connections
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.ean.as_str().to_string(), i))
+            .collect();
+        Registry {
+            connections,
+            cables,
+            by_ean,
+        }
+    }
+
+    pub fn connection(&self, ean: &str) -> Option<&Connection> {
+        self.by_ean.get(ean).map(|&i| &self.connections[i])
+    }
+
+    /// Writes the registry as the two CSV files (used by the demo and tests).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let mut cables = String::from("cable_id,substation,v_low_v,v_high_v\n");
+        for c in self.cables.values() {
+            cables += &format!(
+                "{},{},{},{}\n",
+                c.cable_id, c.substation, c.v_low_v, c.v_high_v
+            );
+        }
+        let mut conns = CONNECTION_COLUMNS.join(",") + "\n";
+        let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+        for c in &self.connections {
+            let (id, url) = c
+                .installation
+                .as_ref()
+                .map(|i| (i.id.as_str(), i.url.as_str()))
+                .unwrap_or(("", ""));
+            conns += &format!(
+                "{},{},{},{},{},{},{},{},{}\n",
+                c.ean,
+                c.participant_id,
+                c.cable_id,
+                id,
+                url,
+                c.tax_credit,
+                c.capacity_w,
+                date(c.member_from),
+                date(c.member_until)
+            );
+        }
+        std::fs::write(dir.join("cables.csv"), cables)?;
+        std::fs::write(dir.join("connections.csv"), conns)?;
+        Ok(())
+    }
+}
+
+/// Rows of a CSV file as (line number, column → value), with header problems reported.
+fn read_rows(
+    path: &Path,
+    allowed: &[&str],
+    required: &[&str],
+    problems: &mut Vec<String>,
+) -> Vec<(u64, HashMap<String, String>)> {
+    let shown = path.display();
+    let mut reader = match csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+    {
+        Ok(r) => r,
+        Err(e) => {
+            problems.push(format!("{shown}: cannot read: {e}"));
+            return Vec::new();
+        }
+    };
+    let headers: Vec<String> = match reader.headers() {
+        Ok(h) => h.iter().map(str::to_string).collect(),
+        Err(e) => {
+            problems.push(format!("{shown}:1: bad header: {e}"));
+            return Vec::new();
+        }
+    };
+    for h in &headers {
+        if !allowed.contains(&h.as_str()) {
+            problems.push(format!(
+                "{shown}:1: unknown column `{h}` (known: {})",
+                allowed.join(", ")
+            ));
+        }
+    }
+    for r in required {
+        if !headers.iter().any(|h| h == r) {
+            problems.push(format!("{shown}:1: required column `{r}` is missing"));
+        }
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        match record {
+            Ok(rec) => {
+                let line = rec.position().map(|p| p.line()).unwrap_or(0);
+                let map = headers
+                    .iter()
+                    .cloned()
+                    .zip(rec.iter().map(str::to_string))
+                    .collect();
+                rows.push((line, map));
+            }
+            Err(e) => {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                problems.push(format!("{shown}:{line}: {e}"));
+            }
+        }
+    }
+    rows
+}
+
+fn field<'a>(row: &'a HashMap<String, String>, name: &str) -> &'a str {
+    row.get(name).map(String::as_str).unwrap_or("")
+}
+
+fn read_cables(path: &Path, problems: &mut Vec<String>) -> BTreeMap<String, Cable> {
+    let shown = path.display();
+    let mut cables = BTreeMap::new();
+    for (line, row) in read_rows(path, CABLE_COLUMNS, CABLE_COLUMNS, problems) {
+        let mut bad = |m: String| problems.push(format!("{shown}:{line}: {m}"));
+        let id = field(&row, "cable_id");
+        if id.is_empty() {
+            bad("cable_id is empty".into());
+            continue;
+        }
+        let volts = |name: &str| -> std::result::Result<f64, String> {
+            let s = field(&row, name);
+            match s.parse::<f64>() {
+                Ok(v) if (100.0..=300.0).contains(&v) => Ok(v),
+                Ok(v) => Err(format!("{name} {v} V is outside 100..=300 V")),
+                Err(_) => Err(format!("{name} `{s}` is not a number of volts")),
+            }
+        };
+        let (low, high) = match (volts("v_low_v"), volts("v_high_v")) {
+            (Ok(l), Ok(h)) => (l, h),
+            (l, h) => {
+                for e in [l.err(), h.err()].into_iter().flatten() {
+                    bad(e);
+                }
+                continue;
+            }
+        };
+        if low >= high {
+            bad(format!("v_low_v {low} must be below v_high_v {high}"));
+            continue;
+        }
+        let cable = Cable {
+            cable_id: id.to_string(),
+            substation: field(&row, "substation").to_string(),
+            v_low_v: low,
+            v_high_v: high,
+        };
+        if cables.insert(id.to_string(), cable).is_some() {
+            bad(format!("duplicate cable_id `{id}`"));
+        }
+    }
+    cables
+}
+
+fn read_connections(
+    path: &Path,
+    cables: &BTreeMap<String, Cable>,
+    problems: &mut Vec<String>,
+) -> Vec<Connection> {
+    let shown = path.display();
+    let mut out = Vec::new();
+    let mut seen_ean: HashMap<String, u64> = HashMap::new();
+    let mut seen_inst: HashSet<String> = HashSet::new();
+    let required = &["ean", "participant_id", "cable_id"];
+    for (line, row) in read_rows(path, CONNECTION_COLUMNS, required, problems) {
+        let before = problems.len();
+        let mut bad = |m: String| problems.push(format!("{shown}:{line}: {m}"));
+        let ean = match Ean::parse(field(&row, "ean")) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                bad(e.to_string());
+                None
+            }
+        };
+        if let Some(e) = &ean {
+            if let Some(first) = seen_ean.insert(e.as_str().to_string(), line) {
+                bad(format!("duplicate EAN {e} (first on line {first})"));
+            }
+        }
+        let participant_id = field(&row, "participant_id");
+        if participant_id.is_empty() {
+            bad("participant_id is empty".into());
+        }
+        let cable_id = field(&row, "cable_id");
+        if !cables.contains_key(cable_id) {
+            bad(format!("unknown cable `{cable_id}` (not in cables.csv)"));
+        }
+        let (inst_id, inst_url) = (
+            field(&row, "installation_id"),
+            field(&row, "installation_url"),
+        );
+        let installation = match (inst_id.is_empty(), inst_url.is_empty()) {
+            (true, true) => None,
+            (false, true) => {
+                bad(format!("installation `{inst_id}` has no installation_url"));
+                None
+            }
+            (true, false) => {
+                bad("installation_url given without installation_id".into());
+                None
+            }
+            (false, false) => {
+                if !(inst_url.starts_with("http://") || inst_url.starts_with("https://")) {
+                    bad(format!(
+                        "installation_url `{inst_url}` must start with http:// or https://"
+                    ));
+                }
+                if !seen_inst.insert(inst_id.to_string()) {
+                    bad(format!("duplicate installation_id `{inst_id}`"));
+                }
+                Some(Installation {
+                    id: inst_id.to_string(),
+                    url: inst_url.trim_end_matches('/').to_string(),
+                })
+            }
+        };
+        let tax_credit = match field(&row, "tax_credit") {
+            "" | "true" => true,
+            "false" => false,
+            other => {
+                bad(format!("tax_credit `{other}` must be true or false"));
+                true
+            }
+        };
+        let capacity_w = match field(&row, "capacity_w") {
+            "" => DEFAULT_CAPACITY_W,
+            s => match s.parse::<i64>() {
+                Ok(v) if v > 0 => v,
+                _ => {
+                    bad(format!(
+                        "capacity_w `{s}` must be a positive whole number of watts"
+                    ));
+                    DEFAULT_CAPACITY_W
+                }
+            },
+        };
+        let mut date = |name: &str| match field(&row, name) {
+            "" => None,
+            s => match s.parse::<NaiveDate>() {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    bad(format!("{name} `{s}` is not a date (YYYY-MM-DD)"));
+                    None
+                }
+            },
+        };
+        let member_from = date("member_from");
+        let member_until = date("member_until");
+        if let (Some(f), Some(u)) = (member_from, member_until) {
+            if f > u {
+                problems.push(format!(
+                    "{shown}:{line}: member_from {f} is after member_until {u}"
+                ));
+            }
+        }
+        if problems.len() == before {
+            out.push(Connection {
+                ean: ean.expect("no problem means a valid EAN"),
+                participant_id: participant_id.to_string(),
+                cable_id: cable_id.to_string(),
+                installation,
+                tax_credit,
+                capacity_w,
+                member_from,
+                member_until,
+            });
+        }
+    }
+    out
+}
+
+/// Where the registry lives, for messages.
+pub fn registry_files(dir: &Path) -> [PathBuf; 2] {
+    [dir.join("connections.csv"), dir.join("cables.csv")]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, cables: &str, conns: &str) {
+        std::fs::write(dir.join("cables.csv"), cables).unwrap();
+        std::fs::write(dir.join("connections.csv"), conns).unwrap();
+    }
+
+    #[test]
+    fn good_registry_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "cable_id,substation,v_low_v,v_high_v\nK1,TS1,226,244\n",
+            "ean,participant_id,cable_id,installation_id,installation_url\n\
+             871687120000000011,P1,K1,inst-1,http://127.0.0.1:9/\n\
+             871687120000000028,P2,K1,,\n",
+        );
+        let reg = Registry::load(dir.path()).unwrap();
+        assert_eq!(reg.connections.len(), 2);
+        let c = reg.connection("871687120000000011").unwrap();
+        assert_eq!(c.installation.as_ref().unwrap().url, "http://127.0.0.1:9");
+        assert_eq!(c.capacity_w, 17_250);
+        assert!(c.tax_credit);
+        assert!(reg
+            .connection("871687120000000028")
+            .unwrap()
+            .installation
+            .is_none());
+    }
+
+    #[test]
+    fn every_problem_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "cable_id,substation,v_low_v,v_high_v\nK1,TS1,226,244\n",
+            "ean,participant_id,cable_id,installation_id,installation_url\n\
+             871687120000000012,P1,K1,,\n\
+             871687120000000011,P2,K1,,\n\
+             871687120000000011,P3,K1,,\n\
+             871687120000000028,P4,K9,,\n\
+             871687120000000035,P5,K1,inst-5,\n",
+        );
+        let msg = Registry::load(dir.path()).unwrap_err().to_string();
+        let f = dir.path().join("connections.csv").display().to_string();
+        assert!(
+            msg.contains(&format!(
+                "{f}:2: EAN `871687120000000012` has check digit 2, expected 1"
+            )),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!(
+                "{f}:4: duplicate EAN 871687120000000011 (first on line 3)"
+            )),
+            "{msg}"
+        );
+        assert!(msg.contains(&format!("{f}:5: unknown cable `K9`")), "{msg}");
+        assert!(
+            msg.contains(&format!(
+                "{f}:6: installation `inst-5` has no installation_url"
+            )),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! HTTP client of the grid operator's API. Transient failures (5xx, timeouts, broken
+//! connections, bodies that do not parse) are retried with exponential backoff and jitter,
+//! bounded in attempts and in time; `429` waits as `Retry-After` says. `401`/`400` stop at once.
+//! The API key travels only in the `X-API-KEY` header and is never logged or put in an error.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::api::{RawBulkPage, RawHistory};
+use crate::config::{GridConfig, RetryConfig, Secret};
+
+pub struct GridClient {
+    http: reqwest::Client,
+    base_url: String,
+    key: Secret,
+    retry: RetryConfig,
+    pub page_limit: u32,
+}
+
+/// Why a request did not produce a usable response.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("the grid operator rejected the API key (401) on {0}")]
+    Unauthorized(String),
+    #[error("the grid operator refused the request {0} (400): {1}")]
+    BadRequest(String, String),
+    #[error("unknown EAN at the grid operator (404) on {0}")]
+    NotFound(String),
+    #[error(
+        "{what} kept failing after {attempts} attempts in {elapsed_s:.1} s; last error: {last}"
+    )]
+    Exhausted {
+        what: String,
+        attempts: u32,
+        elapsed_s: f64,
+        last: String,
+    },
+}
+
+enum Attempt<T> {
+    Done(T),
+    Fatal(FetchError),
+    /// Retry after the given wait (from `Retry-After`), or after backoff when `None`.
+    Retry(String, Option<Duration>),
+}
+
+impl GridClient {
+    pub fn new(cfg: &GridConfig, key: Secret) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs_f64(cfg.timeout_s))
+            .connect_timeout(Duration::from_secs_f64(cfg.timeout_s.min(10.0)))
+            .user_agent(concat!("vaten/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("HTTP client builds");
+        GridClient {
+            http,
+            base_url: cfg.base_url.trim_end_matches('/').to_string(),
+            key,
+            retry: cfg.retry.clone(),
+            page_limit: cfg.page_limit,
+        }
+    }
+
+    /// One page of the bulk feed after `cursor` (from the oldest retained data when `None`).
+    pub async fn bulk_page(&self, cursor: Option<&str>) -> Result<RawBulkPage, FetchError> {
+        let mut query = vec![("limit", self.page_limit.to_string())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c.to_string()));
+        }
+        self.get("/v1/readings-bulk", &query).await
+    }
+
+    /// History of one connection for local days `from..=to`; `kind` is `interval` or `day`.
+    pub async fn history(
+        &self,
+        ean: &str,
+        kind: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<RawHistory, FetchError> {
+        let path = format!("/v1/meteringpoints/{ean}/readings");
+        let query = [
+            ("kind", kind.to_string()),
+            ("from", from.to_string()),
+            ("to", to.to_string()),
+        ];
+        self.get(&path, &query).await
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, FetchError> {
+        let what = format!("GET {path}");
+        let start = Instant::now();
+        let max_elapsed = Duration::from_secs_f64(self.retry.max_elapsed_s);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (reason, wait) = match self.attempt::<T>(path, query, &what).await {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Fatal(e) => return Err(e),
+                Attempt::Retry(reason, wait) => (reason, wait),
+            };
+            let wait = wait.unwrap_or_else(|| self.backoff(attempt));
+            let exhausted =
+                attempt >= self.retry.max_attempts || start.elapsed() + wait > max_elapsed;
+            if exhausted {
+                return Err(FetchError::Exhausted {
+                    what,
+                    attempts: attempt,
+                    elapsed_s: start.elapsed().as_secs_f64(),
+                    last: reason,
+                });
+            }
+            tracing::warn!(request = %what, attempt, wait_s = wait.as_secs_f64(), "transient failure, retrying: {reason}");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        what: &str,
+    ) -> Attempt<T> {
+        let url = format!("{}{path}", self.base_url);
+        let sent = self
+            .http
+            .get(&url)
+            .query(query)
+            .header("X-API-KEY", self.key.expose())
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => return Attempt::Retry(describe(&e), None),
+        };
+        let status = resp.status();
+        match status {
+            StatusCode::OK => {}
+            StatusCode::UNAUTHORIZED => {
+                return Attempt::Fatal(FetchError::Unauthorized(what.to_string()))
+            }
+            StatusCode::BAD_REQUEST => {
+                let body = resp.text().await.unwrap_or_default();
+                return Attempt::Fatal(FetchError::BadRequest(what.to_string(), error_text(&body)));
+            }
+            StatusCode::NOT_FOUND => return Attempt::Fatal(FetchError::NotFound(what.to_string())),
+            StatusCode::TOO_MANY_REQUESTS => {
+                let wait = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .filter(|s| s.is_finite() && *s >= 0.0)
+                    .map(Duration::from_secs_f64);
+                return Attempt::Retry("rate limited (429)".into(), wait);
+            }
+            s if s.is_server_error() => return Attempt::Retry(format!("server error {s}"), None),
+            s => {
+                return Attempt::Fatal(FetchError::BadRequest(
+                    what.to_string(),
+                    format!("unexpected status {s}"),
+                ))
+            }
+        }
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Attempt::Retry(format!("body not received: {}", describe(&e)), None),
+        };
+        match serde_json::from_slice::<T>(&body) {
+            Ok(v) => Attempt::Done(v),
+            Err(e) => Attempt::Retry(format!("broken page ({} bytes): {e}", body.len()), None),
+        }
+    }
+
+    /// Exponential backoff with "equal jitter": half fixed, half random.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp =
+            self.retry.initial_backoff_s * 2f64.powi(attempt.saturating_sub(1).min(30) as i32);
+        let capped = exp.min(self.retry.max_backoff_s).max(0.0);
+        let jitter = rand::thread_rng().gen_range(0.0..=1.0);
+        Duration::from_secs_f64(capped / 2.0 + capped / 2.0 * jitter)
+    }
+}
+
+/// A reqwest error in words, without the URL's query (no secret is there, but keep it short).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "broken body"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+fn error_text(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(200).collect())
+}

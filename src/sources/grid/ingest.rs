@@ -1,0 +1,335 @@
+//! Grid-operator ingestion: the bulk feed (`vaten ingest grid`), the history endpoint
+//! (`vaten backfill`) and the replay of rejected records a registry change has cured.
+//!
+//! Each page is one lake change holding its rows *and* the advanced cursor, so the cursor can
+//! never run ahead of what is stored, and a killed run resumes exactly where it stopped.
+
+use std::collections::{BTreeMap, HashSet};
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::api::ObjectKind;
+use super::client::{FetchError, GridClient};
+use super::validate::{kind_of_source, Validator};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::lake::parquet_io::read_columns;
+use crate::lake::schema::REJECTED;
+use crate::lake::Lake;
+use crate::received::{Received, ReceivedIndex, StoreCounts};
+use crate::registry::Registry;
+
+/// The grid source's bookkeeping in `_state/grid.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct GridState {
+    /// Cursor of the next bulk page; `None` before the first page.
+    pub cursor: Option<String>,
+    /// Next `delivery_seq` to hand out.
+    pub next_delivery_seq: i64,
+    /// When the bulk feed was last drained completely.
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+pub const STATE_NAME: &str = "grid";
+/// Rejection reasons a registry change can cure.
+pub const REPLAYABLE: &[&str] = &["unknown_ean"];
+
+/// Counts of one ingest, for the log, the summary and `_runs`.
+#[derive(Debug, Default, Clone)]
+pub struct IngestReport {
+    pub pages: usize,
+    pub objects: usize,
+    pub readings_in: usize,
+    pub stored: StoreCounts,
+    pub unknown_at_service: Vec<String>,
+}
+
+impl IngestReport {
+    pub fn message(&self) -> String {
+        let s = &self.stored;
+        let mut m = format!(
+            "{} pages, {} objects, {} readings received; stored {} readings, {} day registers, {} rejected; {} readings repeated what was stored",
+            self.pages, self.objects, self.readings_in, s.readings, s.days, s.rejected, s.readings_repeated
+        );
+        if !self.unknown_at_service.is_empty() {
+            m += &format!(
+                "; unknown at the grid operator: {}",
+                self.unknown_at_service.join(", ")
+            );
+        }
+        m
+    }
+}
+
+pub struct GridIngest<'a> {
+    pub lake: &'a Lake,
+    pub registry: &'a Registry,
+    pub client: &'a GridClient,
+    pub clock: Clock,
+    pub tz: Tz,
+    pub rt: &'a tokio::runtime::Runtime,
+}
+
+fn fetch_failed(e: FetchError) -> Error {
+    Error::Grid(e.to_string())
+}
+
+/// Feeds a delivery's objects, in their received order, through the validator.
+fn validate_all(v: &Validator, seq: &mut i64, sets: [(&[Value], ObjectKind); 3]) -> Received {
+    let mut out = Received::default();
+    for (objects, kind) in sets {
+        for raw in objects {
+            match kind {
+                ObjectKind::Interval => v.interval(raw, *seq, &mut out),
+                ObjectKind::Day => v.day(raw, *seq, &mut out),
+                ObjectKind::Rejection => v.rejection(raw, *seq, &mut out),
+            }
+            *seq += 1;
+        }
+    }
+    out
+}
+
+impl GridIngest<'_> {
+    fn state(&self) -> Result<GridState> {
+        Ok(self.lake.read_state(STATE_NAME)?.unwrap_or_default())
+    }
+
+    fn validator(&self, cursor: &str) -> Validator<'_> {
+        let now = self.clock.now();
+        Validator {
+            registry: self.registry,
+            now,
+            tz: self.tz,
+            received_at: now,
+            cursor: cursor.to_string(),
+        }
+    }
+
+    /// Pulls the bulk feed until it is drained.
+    pub fn ingest_bulk(&self) -> Result<IngestReport> {
+        let mut state = self.state()?;
+        let mut index = ReceivedIndex::default();
+        let mut report = IngestReport::default();
+        loop {
+            let page = self
+                .rt
+                .block_on(self.client.bulk_page(state.cursor.as_deref()))
+                .map_err(fetch_failed)?;
+            let objects = page.intervals.len() + page.days.len() + page.rejections.len();
+            let v = self.validator(state.cursor.as_deref().unwrap_or(""));
+            let mut seq = state.next_delivery_seq;
+            let received = validate_all(
+                &v,
+                &mut seq,
+                [
+                    (&page.intervals, ObjectKind::Interval),
+                    (&page.days, ObjectKind::Day),
+                    (&page.rejections, ObjectKind::Rejection),
+                ],
+            );
+            report.pages += 1;
+            report.objects += objects;
+            report.readings_in += received.reading_count();
+            let same_cursor = state.cursor.as_deref() == Some(page.next_cursor.as_str());
+            let mut next = GridState {
+                cursor: Some(page.next_cursor.clone()),
+                next_delivery_seq: seq,
+                last_success_at: state.last_success_at,
+            };
+            if !page.has_more {
+                next.last_success_at = Some(self.clock.now());
+            }
+            let mut txn = self.lake.begin()?;
+            let counts = index.stage(self.lake, &mut txn, received)?;
+            self.lake.stage_state(&mut txn, STATE_NAME, &next)?;
+            txn.commit()?;
+            tracing::info!(
+                page = report.pages,
+                objects,
+                readings = counts.readings,
+                rejected = counts.rejected,
+                repeated = counts.readings_repeated,
+                "grid page stored"
+            );
+            report.stored.add(counts);
+            state = next;
+            if !page.has_more {
+                break;
+            }
+            if objects == 0 && same_cursor {
+                tracing::warn!("the grid operator says it has more but sent an empty page with the same cursor; stopping here");
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Fetches local days `from..=to` of every connection in the registry through the history
+    /// endpoint. An EAN the service does not know is recorded and the others go on.
+    pub fn backfill(&self, from: NaiveDate, to: NaiveDate) -> Result<IngestReport> {
+        if from > to {
+            return Err(Error::Usage(format!("--from {from} is after --to {to}")));
+        }
+        let mut index = ReceivedIndex::default();
+        let mut report = IngestReport::default();
+        let (from_s, to_s) = (from.to_string(), to.to_string());
+        for conn in &self.registry.connections {
+            let ean = conn.ean.as_str();
+            let mut state = self.state()?;
+            let mut seq = state.next_delivery_seq;
+            let v = self.validator("history");
+            let mut received = Received::default();
+            for kind in ["interval", "day"] {
+                let resp = match self
+                    .rt
+                    .block_on(self.client.history(ean, kind, &from_s, &to_s))
+                {
+                    Ok(r) => r,
+                    Err(FetchError::NotFound(_)) => {
+                        tracing::warn!(ean, "the grid operator does not know this EAN (404)");
+                        report.unknown_at_service.push(ean.to_string());
+                        break;
+                    }
+                    Err(e) => return Err(fetch_failed(e)),
+                };
+                let r = validate_all(
+                    &v,
+                    &mut seq,
+                    [
+                        (&resp.intervals, ObjectKind::Interval),
+                        (&resp.days, ObjectKind::Day),
+                        (&resp.rejections, ObjectKind::Rejection),
+                    ],
+                );
+                report.objects += resp.intervals.len() + resp.days.len() + resp.rejections.len();
+                received.reading_objects.extend(r.reading_objects);
+                received.days.extend(r.days);
+                received.rejected.extend(r.rejected);
+            }
+            report.pages += 1;
+            report.readings_in += received.reading_count();
+            if received.is_empty() {
+                continue;
+            }
+            let mut txn = self.lake.begin()?;
+            let counts = index.stage(self.lake, &mut txn, received)?;
+            state.next_delivery_seq = seq;
+            self.lake.stage_state(&mut txn, STATE_NAME, &state)?;
+            txn.commit()?;
+            report.stored.add(counts);
+        }
+        Ok(report)
+    }
+}
+
+/// Re-examines rejected grid records whose reason a registry change can cure, stores what now
+/// fits (with its original `received_at` and `delivery_seq`, so later deliveries still win)
+/// and removes the replayed records from `rejected`, in one change.
+pub fn replay_rejected(
+    lake: &Lake,
+    registry: &Registry,
+    clock: Clock,
+    tz: Tz,
+) -> Result<IngestReport> {
+    let mut report = IngestReport::default();
+    let mut received = Received::default();
+    let mut rewrites: BTreeMap<String, (std::path::PathBuf, RecordBatch)> = BTreeMap::new();
+    let mut replayed_ids = HashSet::new();
+    let all: Vec<&str> = REJECTED.columns.iter().map(|c| c.name).collect();
+    for file in lake.files(&REJECTED, None)? {
+        for batch in read_columns(&file, &all)? {
+            let col = |name: &str| batch.column(REJECTED.column_index(name));
+            let (source, key, reason) = (
+                col("source").as_string::<i32>(),
+                col("key").as_string::<i32>(),
+                col("reason").as_string::<i32>(),
+            );
+            let payload = col("payload").as_string::<i32>();
+            let received_at = col("received_at").as_primitive::<TimestampMicrosecondType>();
+            let seq = col("delivery_seq").as_primitive::<Int64Type>();
+            let cursor = col("cursor").as_string::<i32>();
+            let ids = col("record_id").as_string::<i32>();
+            let mut keep = Vec::with_capacity(batch.num_rows());
+            for i in 0..batch.num_rows() {
+                let kind = kind_of_source(source.value(i));
+                let cured = REPLAYABLE.contains(&reason.value(i))
+                    && registry.connection(key.value(i)).is_some();
+                let (Some(kind), true) = (kind, cured) else {
+                    keep.push(true);
+                    continue;
+                };
+                let Ok(raw) = serde_json::from_str::<Value>(payload.value(i)) else {
+                    keep.push(true);
+                    continue;
+                };
+                let at = DateTime::from_timestamp_micros(received_at.value(i))
+                    .unwrap_or_else(|| clock.now());
+                let v = Validator {
+                    registry,
+                    now: clock.now(),
+                    tz,
+                    received_at: at,
+                    cursor: if cursor.is_null(i) {
+                        String::new()
+                    } else {
+                        cursor.value(i).to_string()
+                    },
+                };
+                let s = if seq.is_null(i) { 0 } else { seq.value(i) };
+                let mut seq_var = s;
+                let r = validate_all(
+                    &v,
+                    &mut seq_var,
+                    [(std::slice::from_ref(&raw), kind), (&[], kind), (&[], kind)],
+                );
+                report.objects += 1;
+                report.readings_in += r.reading_count();
+                received.reading_objects.extend(r.reading_objects);
+                received.days.extend(r.days);
+                received.rejected.extend(r.rejected);
+                replayed_ids.insert(ids.value(i).to_string());
+                keep.push(false);
+            }
+            if keep.iter().any(|k| !k) {
+                let kept = filter_record_batch(&batch, &BooleanArray::from(keep))?;
+                let rel = file
+                    .strip_prefix(lake.root())
+                    .expect("file in lake")
+                    .to_string_lossy()
+                    .into_owned();
+                rewrites.insert(rel, (file.clone(), kept));
+            }
+        }
+    }
+    if replayed_ids.is_empty() {
+        return Ok(report);
+    }
+    let mut txn = lake.begin()?;
+    for (rel, (file, kept)) in &rewrites {
+        txn.remove(rel.clone());
+        if kept.num_rows() > 0 {
+            let date = file
+                .parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("date="))
+                .map(str::to_string);
+            lake.stage_batch(&mut txn, &REJECTED, date.as_deref(), kept)?;
+        }
+    }
+    let mut index = ReceivedIndex::default();
+    // The replayed records are leaving `rejected`; a new rejection of the same record for
+    // another reason must still be stored.
+    index.forget_rejected(lake, &replayed_ids)?;
+    report.stored = index.stage(lake, &mut txn, received)?;
+    txn.commit()?;
+    report.pages = 1;
+    Ok(report)
+}

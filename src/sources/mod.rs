@@ -1,0 +1,2 @@
+//! Sources: where data comes from. Each turns what it fetches into rows of the received tables.
+pub mod grid;

@@ -1,0 +1,200 @@
+//! Shared test harness: a temporary cooperative with its registry and configuration, a fake
+//! grid operator on 127.0.0.1, the `vaten` binary, and lake comparisons read with Polars
+//! (the writer is arrow-rs, so this is a second, independent reader).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use polars::prelude::*;
+use vaten::fake::FakeGridOperator;
+use vaten::lake::schema::ALL_TABLES;
+use vaten::lake::Lake;
+use vaten::registry::{Cable, Connection, Registry, DEFAULT_CAPACITY_W};
+
+pub const KEY_ENV: &str = "VATEN_TEST_GRID_KEY";
+/// A key no code path would produce by accident, so finding it anywhere is a leak.
+pub const API_KEY: &str = "sekrit-Key-7f3a9c1e-do-not-print";
+
+pub const EAN_A: &str = "871687120000000011";
+pub const EAN_B: &str = "871687120000000028";
+pub const EAN_C: &str = "871687120000000035";
+pub const EAN_D: &str = "871687120000000042";
+
+pub fn connection(ean: &str, participant: &str, cable: &str) -> Connection {
+    Connection {
+        ean: vaten::domain::Ean::parse(ean).unwrap(),
+        participant_id: participant.into(),
+        cable_id: cable.into(),
+        installation: None,
+        tax_credit: true,
+        capacity_w: DEFAULT_CAPACITY_W,
+        member_from: None,
+        member_until: None,
+    }
+}
+
+pub fn registry(eans: &[&str]) -> Registry {
+    let mut cables = BTreeMap::new();
+    cables.insert(
+        "K1".to_string(),
+        Cable {
+            cable_id: "K1".into(),
+            substation: "TS1".into(),
+            v_low_v: 226.0,
+            v_high_v: 244.0,
+        },
+    );
+    let conns = eans
+        .iter()
+        .enumerate()
+        .map(|(i, e)| connection(e, &format!("P{i}"), "K1"))
+        .collect();
+    Registry::new(conns, cables)
+}
+
+/// A cooperative in a temporary folder, wired to its own fake grid operator.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub server: FakeGridOperator,
+}
+
+impl Env {
+    pub fn new(reg: &Registry) -> Env {
+        Self::with_settings(reg, "")
+    }
+
+    /// `extra_grid` is appended to the `[grid]` table of the configuration.
+    pub fn with_settings(reg: &Registry, extra_grid: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let server = FakeGridOperator::spawn(API_KEY, 0).unwrap();
+        reg.write(&dir.path().join("registry")).unwrap();
+        let env = Env { dir, server };
+        env.write_config(extra_grid);
+        env
+    }
+
+    pub fn write_config(&self, extra_grid: &str) {
+        let text = format!(
+            "lake = \"lake\"\nregistry = \"registry\"\nlock_wait_s = 1\n[grid]\nbase_url = \"{}\"\n\
+             api_key_env = \"{KEY_ENV}\"\npage_limit = 4\ntimeout_s = 1.0\n{extra_grid}\n\
+             [grid.retry]\nmax_attempts = 5\ninitial_backoff_s = 0.01\nmax_backoff_s = 0.05\nmax_elapsed_s = 60\n",
+            self.server.url()
+        );
+        std::fs::write(self.config(), text).unwrap();
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("vaten.toml")
+    }
+
+    pub fn lake_dir(&self) -> PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    pub fn lake(&self) -> Lake {
+        Lake::open_read(&self.lake_dir())
+    }
+
+    pub fn command(&self, now: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vaten"));
+        cmd.arg("--config")
+            .arg(self.config())
+            .arg("--now")
+            .arg(now)
+            .args(args);
+        cmd.env(KEY_ENV, API_KEY)
+            .env_remove("VATEN_CONFIG")
+            .env_remove("VATEN_NOW");
+        cmd
+    }
+
+    pub fn vaten(&self, now: &str, args: &[&str]) -> Output {
+        self.command(now, args).output().unwrap()
+    }
+
+    pub fn set_registry(&self, reg: &Registry) {
+        reg.write(&self.dir.path().join("registry")).unwrap();
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+pub fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "vaten failed ({:?}):\n{}",
+        o.status,
+        stderr(o)
+    );
+}
+
+/// Bookkeeping columns left out when comparing lakes (the lake contract's "the same").
+const BOOKKEEPING: &[&str] = &["received_at", "delivery_seq", "cursor", "run_id"];
+
+/// Every table but `_runs`, as sorted rows of text (a multiset: duplicates would show).
+pub fn lake_rows(lake: &Lake) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for spec in ALL_TABLES.iter().filter(|s| s.name != "_runs") {
+        let df = lake.read_table(spec).unwrap();
+        let mut rows = vec![String::new(); df.height()];
+        let mut names: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        names.sort();
+        for name in names.iter().filter(|n| !BOOKKEEPING.contains(&n.as_str())) {
+            let col = df.column(name).unwrap().cast(&DataType::String).unwrap();
+            for (i, v) in col.str().unwrap().iter().enumerate() {
+                rows[i] += &format!("{name}={};", v.unwrap_or("null"));
+            }
+        }
+        rows.sort();
+        out.insert(spec.name.to_string(), rows);
+    }
+    out
+}
+
+pub fn count(lake: &Lake, table: &str) -> usize {
+    lake_rows(lake).get(table).map(Vec::len).unwrap_or(0)
+}
+
+/// Every file below `dir`, relative.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Files inside table folders that are not published Parquet parts.
+pub fn stray_files_in_tables(lake_dir: &Path) -> Vec<PathBuf> {
+    ALL_TABLES
+        .iter()
+        .flat_map(|spec| {
+            files_below(&lake_dir.join(spec.name))
+                .into_iter()
+                .filter(|p| {
+                    let name = p.file_name().unwrap().to_string_lossy();
+                    !(name.starts_with("part-") && name.ends_with(".parquet"))
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,40 @@
+//! An independent reader (pyarrow, installed by `.ci/run`) opens every table written and finds
+//! the columns and types that `docs/data-dictionary.md` promises.
+
+use std::process::Command;
+
+use vaten::fake::FeedEntry;
+
+use crate::common::*;
+use crate::feeds::*;
+
+#[test]
+fn pyarrow_finds_the_data_dictionary_schema() {
+    let env = Env::new(&registry(&[EAN_A]));
+    let mut a = meter(EAN_A, "MA1", 100_000, true);
+    env.server.push([
+        day(&a, "2026-10-26"),
+        FeedEntry::interval(intervals(&mut a, "2026-10-26")),
+    ]);
+    let mut stranger = meter(EAN_D, "MD1", 1, false);
+    env.server
+        .push([FeedEntry::interval(intervals(&mut stranger, "2026-10-26"))]);
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["ingest", "grid"]));
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/check_lake_schema.py");
+    let dictionary = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/data-dictionary.md");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(env.lake_dir())
+        .arg(dictionary)
+        .args(["grid_readings", "grid_days", "rejected", "_runs"])
+        .output()
+        .expect("python3 runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "independent check failed:\n{text}");
+    assert!(text.contains("checked 4 tables"), "{text}");
+}

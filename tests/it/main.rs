@@ -1,0 +1,7 @@
+//! The one integration-test binary (each test binary links Polars: minutes each).
+mod common;
+mod feeds;
+mod grid_ingest;
+mod independent_reader;
+mod robustness;
+mod usage;
