@@ -87,9 +87,24 @@ enum Command {
     /// Records rejected as `unknown_ean` whose EAN is now in connections.csv are validated
     /// again and stored with their original delivery order; they leave `rejected`.
     ReplayRejected,
+    /// Tools for the P1 (smart-meter port) telegrams the installations read.
+    #[command(subcommand)]
+    P1(P1Command),
     /// Serve a generated feed as a fake grid operator until stopped (for benchmarks).
     #[command(hide = true)]
     FakeGrid(FakeGridArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum P1Command {
+    /// Decode a DSMR telegram with the firmware's parser and print it as JSON.
+    ///
+    /// Exits 1 on a bad CRC or a malformed telegram. Telegrams of DSMR before 4.0 carry no
+    /// CRC: they are accepted and shown with "crc": "absent".
+    Decode {
+        /// File with the telegram, or `-` for standard input.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -193,6 +208,14 @@ fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Demo(args) => crate::demo::run(args, clock),
         Command::FakeGrid(args) => crate::demo::serve_fake_grid(args),
+        Command::P1(P1Command::Decode { file }) => {
+            let json = crate::p1::decode_file(file)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).expect("JSON prints")
+            );
+            Ok(())
+        }
         Command::Ingest { source } => {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
             match source {

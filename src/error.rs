@@ -19,6 +19,9 @@ pub enum Error {
     /// The grid operator refused us or kept failing.
     #[error("grid operator: {0}")]
     Grid(String),
+    /// A P1 telegram that could not be decoded.
+    #[error("P1 telegram {0}")]
+    P1(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("parquet: {0}")]

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod error;
 pub mod fake;
 pub mod lake;
+pub mod p1;
 pub mod received;
 pub mod registry;
 pub mod sources;

@@ -3,5 +3,6 @@ mod common;
 mod feeds;
 mod grid_ingest;
 mod independent_reader;
+mod p1_decode;
 mod robustness;
 mod usage;
