@@ -76,22 +76,32 @@ fn run_job(
     result
 }
 
-/// `vaten ingest grid`: the bulk feed until drained.
-pub fn ingest_grid(ctx: &Context, key: Secret) -> Result<IngestReport> {
-    let lake = ctx.open_lake("ingest grid")?;
+/// Runs `work` against the grid operator as job `job` (`what` names it in the lock).
+fn grid_job(
+    ctx: &Context,
+    key: Secret,
+    what: &str,
+    job: &str,
+    work: impl FnOnce(&GridIngest) -> Result<IngestReport>,
+) -> Result<IngestReport> {
+    let lake = ctx.open_lake(what)?;
     let client = GridClient::new(&ctx.config.grid, key);
     let rt = runtime()?;
-    run_job(&lake, "ingest-grid", ctx.clock, |lake| {
-        GridIngest {
+    run_job(&lake, job, ctx.clock, |lake| {
+        work(&GridIngest {
             lake,
             registry: &ctx.registry,
             client: &client,
             clock: ctx.clock,
             tz: ctx.config.tz(),
             rt: &rt,
-        }
-        .ingest_bulk()
+        })
     })
+}
+
+/// `vaten ingest grid`: the bulk feed until drained.
+pub fn ingest_grid(ctx: &Context, key: Secret) -> Result<IngestReport> {
+    grid_job(ctx, key, "ingest grid", "ingest-grid", |g| g.ingest_bulk())
 }
 
 /// `vaten backfill --from --to`: the history endpoint for every connection.
@@ -101,20 +111,7 @@ pub fn backfill(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<IngestReport> {
-    let lake = ctx.open_lake("backfill")?;
-    let client = GridClient::new(&ctx.config.grid, key);
-    let rt = runtime()?;
-    run_job(&lake, "backfill", ctx.clock, |lake| {
-        GridIngest {
-            lake,
-            registry: &ctx.registry,
-            client: &client,
-            clock: ctx.clock,
-            tz: ctx.config.tz(),
-            rt: &rt,
-        }
-        .backfill(from, to)
-    })
+    grid_job(ctx, key, "backfill", "backfill", |g| g.backfill(from, to))
 }
 
 /// `vaten replay-rejected`.

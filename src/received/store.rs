@@ -39,6 +39,17 @@ struct Winner<V> {
     values: V,
 }
 
+/// Keeps `w` for `key` unless a later delivery already wins there.
+fn keep_latest<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, Winner<V>>, key: K, w: Winner<V>) {
+    match map.get_mut(&key) {
+        Some(old) if old.seq > w.seq => {}
+        Some(old) => *old = w,
+        None => {
+            map.insert(key, w);
+        }
+    }
+}
+
 /// What staging a [`Received`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StoreCounts {
@@ -108,14 +119,7 @@ impl ReceivedIndex {
                         seq: seq.value(i),
                         values: (imp.value(i), exp.value(i), q),
                     };
-                    self.readings
-                        .entry(key)
-                        .and_modify(|old| {
-                            if w.seq > old.seq {
-                                *old = w
-                            }
-                        })
-                        .or_insert(w);
+                    keep_latest(&mut self.readings, key, w);
                 }
             }
         }
@@ -148,14 +152,7 @@ impl ReceivedIndex {
                         seq: v(6, i),
                         values: [v(2, i), v(3, i), v(4, i), v(5, i)],
                     };
-                    self.days
-                        .entry(key)
-                        .and_modify(|old| {
-                            if w.seq > old.seq {
-                                *old = w
-                            }
-                        })
-                        .or_insert(w);
+                    keep_latest(&mut self.days, key, w);
                 }
             }
         }
@@ -200,10 +197,7 @@ impl ReceivedIndex {
             seq: r.delivery_seq,
             values: (r.import_wh, r.export_wh, q),
         };
-        let e = self.readings.entry(key).or_insert(w);
-        if w.seq >= e.seq {
-            *e = w;
-        }
+        keep_latest(&mut self.readings, key, w);
     }
 
     /// Stages the new rows of `received` into `txn`; repeats are left out.
@@ -245,10 +239,7 @@ impl ReceivedIndex {
                 seq: d.delivery_seq,
                 values,
             };
-            let e = self.days.entry(key).or_insert(w);
-            if w.seq >= e.seq {
-                *e = w;
-            }
+            keep_latest(&mut self.days, key, w);
             counts.days += 1;
             days.push(d);
         }

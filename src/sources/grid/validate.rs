@@ -21,6 +21,23 @@ use crate::registry::Registry;
 
 pub const QUALITIES: &[&str] = &["measured", "estimated", "derived"];
 
+/// The objects that carry registers of one EAN for one day in one unit.
+trait RegisterObject: for<'de> Deserialize<'de> {
+    fn header(&self) -> (&str, &str, &str);
+}
+
+impl RegisterObject for IntervalObject {
+    fn header(&self) -> (&str, &str, &str) {
+        (&self.ean, &self.query_date, &self.unit)
+    }
+}
+
+impl RegisterObject for DayObject {
+    fn header(&self) -> (&str, &str, &str) {
+        (&self.ean, &self.query_date, &self.unit)
+    }
+}
+
 /// The `source` column value for rejected objects of each kind.
 pub fn source_name(kind: ObjectKind) -> &'static str {
     match kind {
@@ -166,16 +183,30 @@ impl Validator<'_> {
         );
     }
 
+    /// Parses a register object and runs the object-level checks; `None` when rejected.
+    fn admit<T: RegisterObject>(
+        &self,
+        raw: &Value,
+        kind: ObjectKind,
+        seq: i64,
+        out: &mut Received,
+    ) -> Option<(T, NaiveDate, EnergyUnit)> {
+        let obj = match T::deserialize(raw) {
+            Ok(o) => o,
+            Err(e) => {
+                self.malformed(out, kind, raw, e, seq);
+                return None;
+            }
+        };
+        let (ean, query_date, unit) = obj.header();
+        let date = self.check_object(out, kind, raw, ean, query_date, seq)?;
+        let unit = self.unit(out, kind, raw, ean, unit, seq)?;
+        Some((obj, date, unit))
+    }
+
     pub fn interval(&self, raw: &Value, seq: i64, out: &mut Received) {
         let kind = ObjectKind::Interval;
-        let obj: IntervalObject = match IntervalObject::deserialize(raw) {
-            Ok(o) => o,
-            Err(e) => return self.malformed(out, kind, raw, e, seq),
-        };
-        let Some(date) = self.check_object(out, kind, raw, &obj.ean, &obj.query_date, seq) else {
-            return;
-        };
-        let Some(unit) = self.unit(out, kind, raw, &obj.ean, &obj.unit, seq) else {
+        let Some((obj, date, unit)) = self.admit::<IntervalObject>(raw, kind, seq, out) else {
             return;
         };
         let mut rows = Vec::with_capacity(obj.items.len());
@@ -262,14 +293,7 @@ impl Validator<'_> {
 
     pub fn day(&self, raw: &Value, seq: i64, out: &mut Received) {
         let kind = ObjectKind::Day;
-        let obj: DayObject = match DayObject::deserialize(raw) {
-            Ok(o) => o,
-            Err(e) => return self.malformed(out, kind, raw, e, seq),
-        };
-        let Some(date) = self.check_object(out, kind, raw, &obj.ean, &obj.query_date, seq) else {
-            return;
-        };
-        let Some(unit) = self.unit(out, kind, raw, &obj.ean, &obj.unit, seq) else {
+        let Some((obj, date, unit)) = self.admit::<DayObject>(raw, kind, seq, out) else {
             return;
         };
         let regs: Vec<Option<i64>> = [&obj.r181, &obj.r182, &obj.r281, &obj.r282]
