@@ -64,8 +64,9 @@ enum Command {
     ///
     /// `grid` follows the grid operator's bulk feed from the stored cursor until it is
     /// drained; each page is stored together with its cursor, so an interrupted ingest
-    /// resumes where it stopped. Without SOURCE, every source is pulled (the installations
-    /// source arrives with its own issue).
+    /// resumes where it stopped. `installations` pulls every installation in the registry
+    /// concurrently from its own cursor; an offline, slow or misconfigured installation is a
+    /// warning, never a failure. Without SOURCE, both.
     Ingest {
         #[arg(value_enum)]
         source: Option<Source>,
@@ -93,6 +94,9 @@ enum Command {
     /// Serve a generated feed as a fake grid operator until stopped (for benchmarks).
     #[command(hide = true)]
     FakeGrid(FakeGridArgs),
+    /// Serve generated fake installations until stopped (for benchmarks).
+    #[command(hide = true)]
+    FakeInstallations(FakeInstallationsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +115,8 @@ enum P1Command {
 enum Source {
     /// The grid operator's bulk feed (L and T of every connection).
     Grid,
+    /// Every installation's readings endpoint (P, battery, voltage).
+    Installations,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +156,23 @@ pub struct FakeGridArgs {
     pub registry_out: PathBuf,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct FakeInstallationsArgs {
+    #[arg(long, default_value_t = 200)]
+    pub count: usize,
+    #[arg(long, default_value_t = 1)]
+    pub days: u32,
+    /// Last day of readings (UTC day; default: yesterday).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub end: Option<NaiveDate>,
+    /// Write the matching registry (connections.csv, cables.csv) here.
+    #[arg(long)]
+    pub registry_out: PathBuf,
+    /// Write the tokens file (mode 0600) here.
+    #[arg(long)]
+    pub tokens_out: PathBuf,
 }
 
 pub fn main() -> ExitCode {
@@ -208,6 +231,7 @@ fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Demo(args) => crate::demo::run(args, clock),
         Command::FakeGrid(args) => crate::demo::serve_fake_grid(args),
+        Command::FakeInstallations(args) => crate::demo::serve_fake_installations(args),
         Command::P1(P1Command::Decode { file }) => {
             let json = crate::p1::decode_file(file)?;
             println!(
@@ -218,14 +242,20 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Ingest { source } => {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
-            match source {
+            let grid = match source {
                 Some(Source::Grid) | None => {
                     let key = secret_from_env(&ctx.config.grid.api_key_env)?;
-                    let report = commands::ingest_grid(&ctx, key)?;
-                    tracing::info!("ingest grid done: {}", report.message());
+                    commands::ingest_grid(&ctx, key)
+                        .map(|r| tracing::info!("ingest grid done: {}", r.message()))
                 }
+                Some(Source::Installations) => Ok(()),
+            };
+            // One failing source does not keep the other from being pulled.
+            if matches!(source, Some(Source::Installations) | None) {
+                let report = commands::ingest_installations(&ctx)?;
+                tracing::info!("ingest installations done: {}", report.message());
             }
-            Ok(())
+            grid
         }
         Command::Backfill { from, to } => {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;

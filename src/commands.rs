@@ -12,6 +12,7 @@ use crate::lake::runs::RunRecord;
 use crate::lake::Lake;
 use crate::registry::Registry;
 use crate::sources::grid::{replay_rejected, GridClient, GridIngest, IngestReport};
+use crate::sources::installations::{self, tokens, PassReport};
 
 /// Everything a job needs, loaded once per command.
 pub struct Context {
@@ -39,13 +40,51 @@ impl Context {
     }
 }
 
+/// What a job reports for its `_runs` record.
+pub trait JobReport {
+    fn message(&self) -> String;
+    /// Something needs attention though the job did its work (`_runs.status = warning`).
+    fn has_warnings(&self) -> bool {
+        false
+    }
+    fn rows_in(&self) -> usize;
+    fn rows_out(&self) -> usize;
+}
+
+impl JobReport for IngestReport {
+    fn message(&self) -> String {
+        IngestReport::message(self)
+    }
+    fn rows_in(&self) -> usize {
+        self.readings_in
+    }
+    fn rows_out(&self) -> usize {
+        self.stored.rows_out()
+    }
+}
+
+impl JobReport for PassReport {
+    fn message(&self) -> String {
+        PassReport::message(self)
+    }
+    fn has_warnings(&self) -> bool {
+        !self.problems.is_empty() || !self.gaps.is_empty()
+    }
+    fn rows_in(&self) -> usize {
+        self.readings_in
+    }
+    fn rows_out(&self) -> usize {
+        self.stored.rows_out()
+    }
+}
+
 /// Runs `work` as job `job`, recording it in `_runs` (also when it fails).
-fn run_job(
+fn run_job<R: JobReport>(
     lake: &Lake,
     job: &str,
     clock: Clock,
-    work: impl FnOnce(&Lake) -> Result<IngestReport>,
-) -> Result<IngestReport> {
+    work: impl FnOnce(&Lake) -> Result<R>,
+) -> Result<R> {
     let started_at = clock.now();
     let run_id = crate::lake::txn::new_txid();
     let result = work(lake);
@@ -57,7 +96,7 @@ fn run_job(
         message = format!("{}; {message}", lake.recovered().join("; "));
     }
     let (rows_in, rows_out) = match &result {
-        Ok(r) => (r.readings_in as i64, r.stored.rows_out() as i64),
+        Ok(r) => (r.rows_in() as i64, r.rows_out() as i64),
         Err(_) => (0, 0),
     };
     let record = RunRecord {
@@ -65,7 +104,12 @@ fn run_job(
         job: job.to_string(),
         started_at,
         finished_at: clock.now().max(started_at),
-        status: if result.is_ok() { "ok" } else { "failed" }.to_string(),
+        status: match &result {
+            Ok(r) if r.has_warnings() => "warning",
+            Ok(_) => "ok",
+            Err(_) => "failed",
+        }
+        .to_string(),
         rows_in,
         rows_out,
         message,
@@ -112,6 +156,36 @@ pub fn backfill(
     to: NaiveDate,
 ) -> Result<IngestReport> {
     grid_job(ctx, key, "backfill", "backfill", |g| g.backfill(from, to))
+}
+
+/// `vaten ingest installations`: one pass over every installation in the registry.
+pub fn ingest_installations(ctx: &Context) -> Result<PassReport> {
+    let with_installation = ctx
+        .registry
+        .connections
+        .iter()
+        .any(|c| c.installation.is_some());
+    let tokens = match &ctx.config.installations.tokens_file {
+        Some(path) => tokens::load(path)?,
+        None if with_installation => return Err(Error::Usage(
+            "the registry lists installations but [installations] tokens_file is not configured"
+                .into(),
+        )),
+        None => Default::default(),
+    };
+    let lake = ctx.open_lake("ingest installations")?;
+    let rt = runtime()?;
+    run_job(&lake, "ingest-installations", ctx.clock, |lake| {
+        installations::ingest(
+            lake,
+            &ctx.registry,
+            &ctx.config.installations,
+            &tokens,
+            ctx.clock,
+            ctx.config.tz(),
+            &rt,
+        )
+    })
 }
 
 /// `vaten replay-rejected`.

@@ -80,8 +80,15 @@ pub struct InstallationsConfig {
     pub tokens_file: Option<PathBuf>,
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Per-request timeout (a household uplink can be slow).
     #[serde(default = "default_installation_timeout_s")]
     pub timeout_s: f64,
+    /// Deadline for a whole pass over all installations.
+    #[serde(default = "default_installation_deadline_s")]
+    pub deadline_s: f64,
+    /// Readings per request (1..=2000).
+    #[serde(default = "default_installation_page_limit")]
+    pub page_limit: u32,
 }
 
 impl Default for InstallationsConfig {
@@ -90,6 +97,8 @@ impl Default for InstallationsConfig {
             tokens_file: None,
             concurrency: default_concurrency(),
             timeout_s: default_installation_timeout_s(),
+            deadline_s: default_installation_deadline_s(),
+            page_limit: default_installation_page_limit(),
         }
     }
 }
@@ -136,6 +145,12 @@ fn default_concurrency() -> usize {
 }
 fn default_installation_timeout_s() -> f64 {
     20.0
+}
+fn default_installation_deadline_s() -> f64 {
+    300.0
+}
+fn default_installation_page_limit() -> u32 {
+    1000
 }
 
 impl Config {
@@ -206,11 +221,18 @@ impl Config {
             ("[grid] timeout_s", self.grid.timeout_s),
             ("[installations] timeout_s", self.installations.timeout_s),
             ("[grid.retry] max_elapsed_s", self.grid.retry.max_elapsed_s),
+            ("[installations] deadline_s", self.installations.deadline_s),
         ];
         for (name, v) in positive {
             if !(v.is_finite() && v > 0.0) {
                 return bad(format!("{name} must be a positive number of seconds"));
             }
+        }
+        if !(1..=2000).contains(&self.installations.page_limit) {
+            return bad(format!(
+                "[installations] page_limit {} must be within 1..=2000",
+                self.installations.page_limit
+            ));
         }
         if self.installations.concurrency == 0 {
             return bad("[installations] concurrency must be at least 1".into());

@@ -1,23 +1,25 @@
 //! `vaten demo`: the pipeline on a built-in cooperative, with no setup. A fake grid operator
 //! on 127.0.0.1 serves generated quarter-hour data (with a service rejection and an object for
-//! an EAN outside the registry, as real feeds have); the ingest runs through the same code as
-//! `vaten ingest grid`. The street-cable simulation will replace the generated data.
+//! an EAN outside the registry, as real feeds have), and fake installations (one of them
+//! switched off) serve P, battery and voltage readings; the ingest runs through the same code
+//! as `vaten ingest`. The street-cable simulation will replace the generated data.
 
 use std::path::Path;
 
 use chrono::Utc;
 use serde_json::json;
 
-use crate::cli::{DemoArgs, FakeGridArgs};
+use crate::cli::{DemoArgs, FakeGridArgs, FakeInstallationsArgs};
 use crate::clock::Clock;
 use crate::commands::{self, Context};
 use crate::config::{Config, Secret};
 use crate::domain::time::{local_date, AMSTERDAM};
 use crate::error::{Error, Result};
 use crate::fake::synth::{cooperative, dates_ending, feed};
-use crate::fake::{FakeGridOperator, FeedEntry};
-use crate::lake::schema::{GRID_DAYS, GRID_READINGS, REJECTED};
+use crate::fake::{FakeGridOperator, FakeInstallations, FeedEntry};
+use crate::lake::schema::{GRID_DAYS, GRID_READINGS, INSTALLATION_READINGS, REJECTED};
 use crate::lake::Lake;
+use crate::registry::Installation;
 
 const MARKER: &str = ".vaten-demo";
 
@@ -31,12 +33,46 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
     let end = args
         .end
         .unwrap_or_else(|| local_date(clock.now(), AMSTERDAM).pred_opt().expect("date"));
-    let (registry, mut meters) = cooperative(args.connections);
+    let (mut registry, mut meters) = cooperative(args.connections);
+    let dates = dates_ending(end, args.days);
+    // Two in three connections have an installation behind the meter, served by local fakes;
+    // one of them is switched off, as a real one sometimes is.
+    let installations = FakeInstallations::spawn()?;
+    let first_end = crate::domain::time::local_midnight_utc(dates[0], AMSTERDAM)
+        + chrono::Duration::minutes(15);
+    let quarters: usize = dates
+        .iter()
+        .map(|d| crate::domain::time::quarter_hours_in_day(*d, AMSTERDAM))
+        .sum();
+    let mut tokens = String::from("[tokens]\n");
+    let mut offline = None;
+    for (i, c) in registry
+        .connections
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 2)
+    {
+        let id = format!("inst-{i:04}");
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        installations.add(&id, c.ean.as_str(), &token, &format!("SDM120-{i:07}"));
+        installations.produce(&id, first_end, quarters, args.seed ^ i as u64);
+        let url = if offline.is_none() && i > 0 {
+            offline = Some(id.clone());
+            installations.offline_url(&id)
+        } else {
+            installations.url(&id)
+        };
+        c.installation = Some(Installation {
+            id: id.clone(),
+            url,
+        });
+        tokens += &format!("\"{id}\" = \"{token}\"\n");
+    }
     registry.write(&args.dir.join("registry"))?;
+    write_private(&args.dir.join("installation-tokens.toml"), &tokens)?;
 
     let key = format!("demo-{}", uuid::Uuid::new_v4().simple());
     let server = FakeGridOperator::spawn(&key, 0)?;
-    let dates = dates_ending(end, args.days);
     server.push(feed(&mut meters, &dates, AMSTERDAM, args.seed));
     // What real feeds also carry: a connection the service may not serve, and data for an
     // EAN that is not (yet) in the registry.
@@ -58,13 +94,15 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
         format!(
             "# Written by `vaten demo`; the grid operator is a local fake.\n\
              lake = \"lake\"\nregistry = \"registry\"\nreports = \"reports\"\n\n\
-             [grid]\nbase_url = \"{}\"\napi_key_env = \"VATEN_DEMO_GRID_API_KEY\"\npage_limit = 200\n",
+             [grid]\nbase_url = \"{}\"\napi_key_env = \"VATEN_DEMO_GRID_API_KEY\"\npage_limit = 200\n\n\
+             [installations]\ntokens_file = \"installation-tokens.toml\"\ntimeout_s = 2\n",
             server.url()
         ),
     )?;
     let ctx = Context::load(Config::load(&config_path)?, clock)?;
     let started = Utc::now();
     let report = commands::ingest_grid(&ctx, Secret::new(key))?;
+    let pass = commands::ingest_installations(&ctx)?;
     let secs = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
 
     let lake = Lake::open_read(&ctx.config.lake);
@@ -77,7 +115,18 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
         "  grid feed: {} pages, {} readings received in {secs:.1} s",
         report.pages, report.readings_in
     );
+    println!(
+        "  installations: {} of {} complete, {} readings received ({} offline on purpose)",
+        pass.complete,
+        pass.installations,
+        pass.readings_in,
+        offline.as_deref().unwrap_or("none")
+    );
     println!("  grid_readings: {} rows", rows(&GRID_READINGS)?);
+    println!(
+        "  installation_readings: {} rows",
+        rows(&INSTALLATION_READINGS)?
+    );
     println!("  grid_days:     {} rows", rows(&GRID_DAYS)?);
     println!(
         "  rejected:      {} rows (see reason and detail)",
@@ -143,4 +192,48 @@ pub fn serve_fake_grid(args: &FakeGridArgs) -> Result<()> {
     loop {
         std::thread::park();
     }
+}
+
+/// `vaten fake-installations`: serves generated installations until the process is stopped.
+pub fn serve_fake_installations(args: &FakeInstallationsArgs) -> Result<()> {
+    let end = args
+        .end
+        .unwrap_or_else(|| local_date(Utc::now(), AMSTERDAM).pred_opt().expect("date"));
+    let first_end = crate::domain::time::local_midnight_utc(end, chrono_tz::UTC)
+        - chrono::Duration::days(i64::from(args.days) - 1)
+        + chrono::Duration::minutes(15);
+    let fake = FakeInstallations::spawn()?;
+    let (mut registry, _) = cooperative(args.count);
+    let mut tokens = String::from("[tokens]\n");
+    for (i, c) in registry.connections.iter_mut().enumerate() {
+        let id = format!("inst-{i:04}");
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        fake.add(&id, c.ean.as_str(), &token, &format!("SDM120-{i:07}"));
+        fake.produce(&id, first_end, 96 * args.days as usize, i as u64);
+        c.installation = Some(Installation {
+            id: id.clone(),
+            url: fake.url(&id),
+        });
+        tokens += &format!("\"{id}\" = \"{token}\"\n");
+    }
+    registry.write(&args.registry_out)?;
+    write_private(&args.tokens_out, &tokens)?;
+    println!("{}", fake.url(""));
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Writes a file only its owner can read (mode 0600 from the start).
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
 }

@@ -106,6 +106,41 @@ pub const REJECTED: TableSpec = TableSpec {
     partitioning: Partitioning::Date,
 };
 
+pub const INSTALLATION_READINGS: TableSpec = TableSpec {
+    name: "installation_readings",
+    columns: &[
+        col("installation_id", Utf8, false, ""),
+        col("ean", Utf8, false, ""),
+        col("p_meter", Utf8, false, ""),
+        col("seq", Int64, false, ""),
+        col("t", TimestampUtc, false, "UTC"),
+        col("p_wh", Int64, false, "Wh"),
+        col("battery_charge_wh", Int64, false, "Wh"),
+        col("battery_discharge_wh", Int64, false, "Wh"),
+        col("soc_pct", Float64, true, "%"),
+        col("voltage_avg_v", Float64, true, "V"),
+        col("voltage_min_v", Float64, true, "V"),
+        col("voltage_max_v", Float64, true, "V"),
+        col("received_at", TimestampUtc, false, "UTC"),
+    ],
+    sort_by: &["installation_id", "seq"],
+    partitioning: Partitioning::Date,
+};
+
+pub const INSTALLATION_GAPS: TableSpec = TableSpec {
+    name: "installation_gaps",
+    columns: &[
+        col("installation_id", Utf8, false, ""),
+        col("ean", Utf8, false, ""),
+        col("after_seq", Int64, false, ""),
+        col("resumed_seq", Int64, true, ""),
+        col("resumed_t", TimestampUtc, true, "UTC"),
+        col("detected_at", TimestampUtc, false, "UTC"),
+    ],
+    sort_by: &["installation_id", "after_seq"],
+    partitioning: Partitioning::None,
+};
+
 pub const RUNS: TableSpec = TableSpec {
     name: "_runs",
     columns: &[
@@ -123,7 +158,14 @@ pub const RUNS: TableSpec = TableSpec {
 };
 
 /// Every table this version writes, for checks and the query command.
-pub const ALL_TABLES: &[TableSpec] = &[GRID_READINGS, GRID_DAYS, REJECTED, RUNS];
+pub const ALL_TABLES: &[TableSpec] = &[
+    GRID_READINGS,
+    GRID_DAYS,
+    INSTALLATION_READINGS,
+    INSTALLATION_GAPS,
+    REJECTED,
+    RUNS,
+];
 
 impl TableSpec {
     pub fn arrow_schema(&self) -> SchemaRef {

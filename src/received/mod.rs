@@ -3,5 +3,5 @@
 pub mod rows;
 pub mod store;
 
-pub use rows::{GridDay, GridReading, Received, Rejected};
+pub use rows::{GridDay, GridReading, InstallationGap, InstallationReading, Received, Rejected};
 pub use store::{ReceivedIndex, StoreCounts};

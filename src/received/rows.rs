@@ -6,7 +6,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use chrono::NaiveDate;
 
-use crate::lake::schema::{GRID_DAYS, GRID_READINGS, REJECTED};
+use crate::lake::schema::{
+    GRID_DAYS, GRID_READINGS, INSTALLATION_GAPS, INSTALLATION_READINGS, REJECTED,
+};
 
 /// One quarter-hour register reading from the grid operator (`grid_readings`).
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +40,39 @@ pub struct GridDay {
     pub received_at_us: i64,
     pub delivery_seq: i64,
     pub cursor: String,
+}
+
+/// One quarter-hour reading of an installation (`installation_readings`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstallationReading {
+    pub installation_id: String,
+    pub ean: String,
+    pub p_meter: String,
+    pub seq: i64,
+    pub t_us: i64,
+    pub p_wh: i64,
+    pub battery_charge_wh: i64,
+    pub battery_discharge_wh: i64,
+    pub soc_pct: Option<f64>,
+    pub voltage_avg_v: Option<f64>,
+    pub voltage_min_v: Option<f64>,
+    pub voltage_max_v: Option<f64>,
+    pub received_at_us: i64,
+    /// Partition: local day of the quarter-hour.
+    pub date: NaiveDate,
+}
+
+/// Readings an installation no longer had when asked (`installation_gaps`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstallationGap {
+    pub installation_id: String,
+    pub ean: String,
+    /// The cursor the pipeline asked with.
+    pub after_seq: i64,
+    /// The first reading the installation still had.
+    pub resumed_seq: Option<i64>,
+    pub resumed_t_us: Option<i64>,
+    pub detected_at_us: i64,
 }
 
 /// A record that could not be used (`rejected`), kept with its reason and payload.
@@ -80,6 +115,8 @@ pub struct Received {
     /// Interval objects: each inner vector is one delivered object (kept or skipped whole).
     pub reading_objects: Vec<Vec<GridReading>>,
     pub days: Vec<GridDay>,
+    pub installation_readings: Vec<InstallationReading>,
+    pub gaps: Vec<InstallationGap>,
     pub rejected: Vec<Rejected>,
 }
 
@@ -89,7 +126,11 @@ impl Received {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.reading_objects.is_empty() && self.days.is_empty() && self.rejected.is_empty()
+        self.reading_objects.is_empty()
+            && self.days.is_empty()
+            && self.installation_readings.is_empty()
+            && self.gaps.is_empty()
+            && self.rejected.is_empty()
     }
 }
 
@@ -146,6 +187,52 @@ pub fn days_batch(rows: &[GridDay]) -> RecordBatch {
         ],
     )
     .expect("grid_days batch matches its schema")
+}
+
+fn floats(values: impl Iterator<Item = Option<f64>>) -> ArrayRef {
+    Arc::new(arrow::array::Float64Array::from_iter(values))
+}
+
+pub fn installation_readings_batch(rows: &[InstallationReading]) -> RecordBatch {
+    RecordBatch::try_new(
+        INSTALLATION_READINGS.arrow_schema(),
+        vec![
+            strings(rows.iter().map(|r| r.installation_id.as_str())),
+            strings(rows.iter().map(|r| r.ean.as_str())),
+            strings(rows.iter().map(|r| r.p_meter.as_str())),
+            ints(rows.iter().map(|r| r.seq)),
+            ts(rows.iter().map(|r| r.t_us).collect()),
+            ints(rows.iter().map(|r| r.p_wh)),
+            ints(rows.iter().map(|r| r.battery_charge_wh)),
+            ints(rows.iter().map(|r| r.battery_discharge_wh)),
+            floats(rows.iter().map(|r| r.soc_pct)),
+            floats(rows.iter().map(|r| r.voltage_avg_v)),
+            floats(rows.iter().map(|r| r.voltage_min_v)),
+            floats(rows.iter().map(|r| r.voltage_max_v)),
+            ts(rows.iter().map(|r| r.received_at_us).collect()),
+        ],
+    )
+    .expect("installation_readings batch matches its schema")
+}
+
+pub fn gaps_batch(rows: &[InstallationGap]) -> RecordBatch {
+    let opt_ts = |v: Vec<Option<i64>>| -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(v).with_timezone("UTC"))
+    };
+    RecordBatch::try_new(
+        INSTALLATION_GAPS.arrow_schema(),
+        vec![
+            strings(rows.iter().map(|r| r.installation_id.as_str())),
+            strings(rows.iter().map(|r| r.ean.as_str())),
+            ints(rows.iter().map(|r| r.after_seq)),
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.resumed_seq).collect::<Vec<_>>(),
+            )),
+            opt_ts(rows.iter().map(|r| r.resumed_t_us).collect()),
+            ts(rows.iter().map(|r| r.detected_at_us).collect()),
+        ],
+    )
+    .expect("installation_gaps batch matches its schema")
 }
 
 pub fn rejected_batch(rows: &[Rejected]) -> RecordBatch {

@@ -9,11 +9,14 @@ use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 use chrono::NaiveDate;
 
 use super::rows::{
-    by_date, days_batch, readings_batch, rejected_batch, GridDay, GridReading, Received, Rejected,
+    by_date, days_batch, gaps_batch, installation_readings_batch, readings_batch, rejected_batch,
+    GridDay, GridReading, Received, Rejected,
 };
 use crate::error::Result;
 use crate::lake::parquet_io::read_columns;
-use crate::lake::schema::{GRID_DAYS, GRID_READINGS, REJECTED};
+use crate::lake::schema::{
+    GRID_DAYS, GRID_READINGS, INSTALLATION_GAPS, INSTALLATION_READINGS, REJECTED,
+};
 use crate::lake::{Lake, Txn};
 
 /// The winning (highest `delivery_seq`) values per key of what the lake holds, loaded lazily
@@ -57,6 +60,8 @@ pub struct StoreCounts {
     pub readings_repeated: usize,
     pub days: usize,
     pub days_repeated: usize,
+    pub installation_readings: usize,
+    pub gaps: usize,
     pub rejected: usize,
     pub rejected_repeated: usize,
 }
@@ -67,12 +72,14 @@ impl StoreCounts {
         self.readings_repeated += o.readings_repeated;
         self.days += o.days;
         self.days_repeated += o.days_repeated;
+        self.installation_readings += o.installation_readings;
+        self.gaps += o.gaps;
         self.rejected += o.rejected;
         self.rejected_repeated += o.rejected_repeated;
     }
 
     pub fn rows_out(&self) -> usize {
-        self.readings + self.days + self.rejected
+        self.readings + self.days + self.installation_readings + self.gaps + self.rejected
     }
 }
 
@@ -263,6 +270,16 @@ impl ReceivedIndex {
         }
         for (date, rows) in by_date(days, |r| r.date) {
             lake.stage_batch(txn, &GRID_DAYS, Some(&date.to_string()), &days_batch(&rows))?;
+        }
+        // Installation readings come after the source's cursor: never a repeat.
+        counts.installation_readings = received.installation_readings.len();
+        for (date, rows) in by_date(received.installation_readings, |r| r.date) {
+            let batch = installation_readings_batch(&rows);
+            lake.stage_batch(txn, &INSTALLATION_READINGS, Some(&date.to_string()), &batch)?;
+        }
+        if !received.gaps.is_empty() {
+            counts.gaps = received.gaps.len();
+            lake.stage_batch(txn, &INSTALLATION_GAPS, None, &gaps_batch(&received.gaps))?;
         }
         for (date, rows) in by_date(rejected, |r| r.date) {
             lake.stage_batch(

@@ -1,2 +1,3 @@
 //! Sources: where data comes from. Each turns what it fetches into rows of the received tables.
 pub mod grid;
+pub mod installations;

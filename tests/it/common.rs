@@ -57,6 +57,8 @@ pub fn registry(eans: &[&str]) -> Registry {
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub server: FakeGridOperator,
+    /// Extra configuration text (e.g. an `[installations]` table) kept across rewrites.
+    pub extra_config: std::cell::RefCell<String>,
 }
 
 impl Env {
@@ -69,7 +71,11 @@ impl Env {
         let dir = tempfile::tempdir().unwrap();
         let server = FakeGridOperator::spawn(API_KEY, 0).unwrap();
         reg.write(&dir.path().join("registry")).unwrap();
-        let env = Env { dir, server };
+        let env = Env {
+            dir,
+            server,
+            extra_config: Default::default(),
+        };
         env.write_config(extra_grid);
         env
     }
@@ -78,8 +84,9 @@ impl Env {
         let text = format!(
             "lake = \"lake\"\nregistry = \"registry\"\nlock_wait_s = 1\n[grid]\nbase_url = \"{}\"\n\
              api_key_env = \"{KEY_ENV}\"\npage_limit = 4\ntimeout_s = 1.0\n{extra_grid}\n\
-             [grid.retry]\nmax_attempts = 5\ninitial_backoff_s = 0.01\nmax_backoff_s = 0.05\nmax_elapsed_s = 60\n",
-            self.server.url()
+             [grid.retry]\nmax_attempts = 5\ninitial_backoff_s = 0.01\nmax_backoff_s = 0.05\nmax_elapsed_s = 60\n{}",
+            self.server.url(),
+            self.extra_config.borrow()
         );
         std::fs::write(self.config(), text).unwrap();
     }

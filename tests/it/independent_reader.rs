@@ -20,6 +20,23 @@ fn pyarrow_finds_the_data_dictionary_schema() {
     env.server
         .push([FeedEntry::interval(intervals(&mut stranger, "2026-10-26"))]);
     assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["ingest", "grid"]));
+    // One installation with two readings, one of them without voltage (nullable columns).
+    let fake = vaten::fake::FakeInstallations::spawn().unwrap();
+    fake.add("inst-1", EAN_A, "tok", "SDM120-1");
+    fake.produce("inst-1", "2026-10-26T10:00:00Z".parse().unwrap(), 2, 1);
+    fake.push_register("inst-1", "2026-10-26T10:30:00Z".parse().unwrap(), 2_000_000);
+    let mut reg = registry(&[EAN_A]);
+    reg.connections[0].installation = Some(vaten::registry::Installation {
+        id: "inst-1".into(),
+        url: fake.url("inst-1"),
+    });
+    env.set_registry(&reg);
+    let tokens = env.dir.path().join("tokens.toml");
+    std::fs::write(&tokens, "[tokens]\n\"inst-1\" = \"tok\"\n").unwrap();
+    std::fs::set_permissions(&tokens, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    *env.extra_config.borrow_mut() = "[installations]\ntokens_file = \"tokens.toml\"\n".into();
+    env.write_config("");
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["ingest", "installations"]));
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/check_lake_schema.py");
     let dictionary = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/data-dictionary.md");
@@ -27,7 +44,13 @@ fn pyarrow_finds_the_data_dictionary_schema() {
         .arg(script)
         .arg(env.lake_dir())
         .arg(dictionary)
-        .args(["grid_readings", "grid_days", "rejected", "_runs"])
+        .args([
+            "grid_readings",
+            "grid_days",
+            "installation_readings",
+            "rejected",
+            "_runs",
+        ])
         .output()
         .expect("python3 runs");
     let text = format!(
@@ -36,5 +59,5 @@ fn pyarrow_finds_the_data_dictionary_schema() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "independent check failed:\n{text}");
-    assert!(text.contains("checked 4 tables"), "{text}");
+    assert!(text.contains("checked 5 tables"), "{text}");
 }

@@ -3,6 +3,7 @@ mod common;
 mod feeds;
 mod grid_ingest;
 mod independent_reader;
+mod installations;
 mod p1_decode;
 mod robustness;
 mod usage;

@@ -1,0 +1,33 @@
+//! The wire format of `../shared/contracts/installation-api.md`, shared by the client and the
+//! fake installations. Readings stay `serde_json::Value`s until checked one by one, so one bad
+//! reading is rejected without losing the rest of the page.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A response of `GET {installation_url}/v1/readings`.
+#[derive(Debug, Deserialize)]
+pub struct RawPage {
+    pub installation_id: String,
+    pub ean: String,
+    pub readings: Vec<Value>,
+    pub next_after: u64,
+    pub has_more: bool,
+    #[serde(default)]
+    pub gap: bool,
+}
+
+/// One quarter-hour reading.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reading {
+    pub seq: u64,
+    pub p_meter: String,
+    pub t: String,
+    pub p_wh: u64,
+    pub battery_charge_wh: u64,
+    pub battery_discharge_wh: u64,
+    pub soc_pct: Option<f64>,
+    pub voltage_avg_v: Option<f64>,
+    pub voltage_min_v: Option<f64>,
+    pub voltage_max_v: Option<f64>,
+}

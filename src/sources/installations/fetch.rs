@@ -1,0 +1,188 @@
+//! Pulling pages from many installations at once over household internet: bounded
+//! concurrency, a timeout per request and one deadline for the whole pass. A dead or slow
+//! installation only ever costs its own slot.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::time::Instant;
+
+use super::api::RawPage;
+use crate::config::Secret;
+
+/// How one installation's fetch ended.
+#[derive(Debug)]
+pub enum End {
+    /// `has_more` became false.
+    Complete,
+    /// The pass's deadline came first; the pages so far are kept.
+    Deadline,
+    /// Connection refused, timeout, reset, 5xx: try again next run.
+    Offline(String),
+    /// `401`: the token is wrong.
+    Unauthorized,
+    /// No token for this installation in the tokens file.
+    NoToken,
+    /// A `200` whose body does not match the contract (kept for `rejected`).
+    Broken { reason: String, body: String },
+}
+
+#[derive(Debug)]
+pub struct Fetched {
+    pub pages: Vec<RawPage>,
+    /// The `after` of each page's request.
+    pub asked_after: Vec<u64>,
+    pub end: End,
+}
+
+/// One installation to pull.
+pub struct Job {
+    pub url: String,
+    pub token: Option<Secret>,
+    pub after: u64,
+}
+
+/// Largest body kept in `rejected` when a response is broken.
+const MAX_KEPT_BODY: usize = 1 << 20;
+
+async fn fetch_one(http: &reqwest::Client, job: &Job, limit: u32, deadline: Instant) -> Fetched {
+    let mut out = Fetched {
+        pages: Vec::new(),
+        asked_after: Vec::new(),
+        end: End::Complete,
+    };
+    let Some(token) = &job.token else {
+        out.end = End::NoToken;
+        return out;
+    };
+    let mut after = job.after;
+    loop {
+        if Instant::now() >= deadline {
+            out.end = End::Deadline;
+            return out;
+        }
+        let request = http
+            .get(format!("{}/v1/readings", job.url))
+            .query(&[("after", after.to_string()), ("limit", limit.to_string())])
+            .bearer_auth(token.expose())
+            .send();
+        let body = async {
+            let resp = request.await.map_err(|e| describe(&e))?;
+            match resp.status() {
+                StatusCode::OK => resp.bytes().await.map(Some).map_err(|e| describe(&e)),
+                StatusCode::UNAUTHORIZED => Ok(None),
+                s => Err(format!("HTTP {s}")),
+            }
+        };
+        let body = match tokio::time::timeout_at(deadline, body).await {
+            Err(_) => {
+                out.end = End::Deadline;
+                return out;
+            }
+            Ok(Err(reason)) => {
+                out.end = End::Offline(reason);
+                return out;
+            }
+            Ok(Ok(None)) => {
+                out.end = End::Unauthorized;
+                return out;
+            }
+            Ok(Ok(Some(b))) => b,
+        };
+        let page: RawPage = match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => {
+                let kept = &body[..body.len().min(MAX_KEPT_BODY)];
+                out.end = End::Broken {
+                    reason: format!("response does not match the contract: {e}"),
+                    body: String::from_utf8_lossy(kept).into_owned(),
+                };
+                return out;
+            }
+        };
+        let (more, next, empty) = (page.has_more, page.next_after, page.readings.is_empty());
+        out.asked_after.push(after);
+        out.pages.push(page);
+        if !more || empty || next <= after {
+            return out;
+        }
+        after = next;
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.into()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+/// Fetches every job with at most `concurrency` at a time; results in the jobs' order.
+pub async fn fetch_all(
+    jobs: Vec<Job>,
+    concurrency: usize,
+    timeout: Duration,
+    deadline: Duration,
+    limit: u32,
+) -> Vec<Fetched> {
+    let http = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("vaten/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("HTTP client builds");
+    let deadline = Instant::now() + deadline;
+    let total = jobs.len();
+    let done = Arc::new(AtomicUsize::new(0));
+    let progress = std::io::stderr().is_terminal() && total > 1;
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, job) in jobs.into_iter().enumerate() {
+        let (http, permits, done) = (http.clone(), permits.clone(), done.clone());
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("semaphore open");
+            let fetched = fetch_one(&http, &job, limit, deadline).await;
+            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+            if progress {
+                eprint!("\rinstallations: {n}/{total}");
+                if n == total {
+                    eprintln!();
+                }
+            }
+            (i, fetched)
+        });
+    }
+    let mut results: Vec<Option<Fetched>> = (0..total).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        if let Ok((i, f)) = joined {
+            results[i] = Some(f);
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or(Fetched {
+                pages: Vec::new(),
+                asked_after: Vec::new(),
+                end: End::Offline("task failed".into()),
+            })
+        })
+        .collect()
+}

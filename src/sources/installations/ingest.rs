@@ -1,0 +1,355 @@
+//! Installation ingestion (`vaten ingest installations`): every installation in the registry
+//! is pulled from its cursor; what fits lands in `installation_readings`, what does not in
+//! `rejected`, lost readings in `installation_gaps`. All of a pass is one lake change together
+//! with the advanced cursors, so a cursor never runs ahead of what is stored.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::api::{RawPage, Reading};
+use super::fetch::{fetch_all, End, Fetched, Job};
+use crate::clock::Clock;
+use crate::config::{InstallationsConfig, Secret};
+use crate::domain::time::{
+    is_quarter_hour, local_date, local_date_of_interval_end, parse_rfc3339_utc,
+};
+use crate::error::Result;
+use crate::lake::Lake;
+use crate::received::{
+    InstallationGap, InstallationReading, Received, ReceivedIndex, Rejected, StoreCounts,
+};
+use crate::registry::{Connection, Registry};
+
+pub const STATE_NAME: &str = "installations";
+pub const SOURCE: &str = "installation";
+
+/// Per-installation bookkeeping in `_state/installations.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct InstallationState {
+    /// The last seq stored.
+    pub after: u64,
+    /// The last accepted reading's registers, for the "backwards" check across runs.
+    pub last: Option<LastReading>,
+    /// Since when the installation has not answered (cleared when it does).
+    pub offline_since: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LastReading {
+    pub p_meter: String,
+    pub p_wh: u64,
+    pub battery_charge_wh: u64,
+    pub battery_discharge_wh: u64,
+}
+
+pub type InstallationsState = BTreeMap<String, InstallationState>;
+
+/// What a pass did, for the log, `_runs` and tests.
+#[derive(Debug, Default, Clone)]
+pub struct PassReport {
+    pub installations: usize,
+    pub complete: usize,
+    pub readings_in: usize,
+    pub stored: StoreCounts,
+    /// (installation id, what went wrong), for warnings.
+    pub problems: Vec<(String, String)>,
+    pub gaps: Vec<String>,
+}
+
+impl PassReport {
+    pub fn message(&self) -> String {
+        let mut m = format!(
+            "{} installations, {} complete; {} readings received, {} stored, {} rejected",
+            self.installations,
+            self.complete,
+            self.readings_in,
+            self.stored.installation_readings,
+            self.stored.rejected
+        );
+        for (id, p) in &self.problems {
+            m += &format!("; {id}: {p}");
+        }
+        for g in &self.gaps {
+            m += &format!("; gap: {g}");
+        }
+        m
+    }
+}
+
+/// Checks one installation's pages against the contract and the registry.
+struct Checker<'a> {
+    conn: &'a Connection,
+    id: &'a str,
+    now: DateTime<Utc>,
+    tz: Tz,
+    received_at: DateTime<Utc>,
+}
+
+impl Checker<'_> {
+    fn reject(&self, out: &mut Received, reason: &str, detail: String, payload: String) {
+        out.rejected.push(Rejected {
+            source: SOURCE.into(),
+            received_at_us: self.received_at.timestamp_micros(),
+            key: self.id.to_string(),
+            reason: reason.into(),
+            detail,
+            payload,
+            delivery_seq: None,
+            cursor: None,
+            date: local_date(self.received_at, self.tz),
+        });
+    }
+
+    /// Validates a page's readings; returns false when the page is not this installation's.
+    fn page(&self, page: &RawPage, state: &mut InstallationState, out: &mut Received) -> bool {
+        let ean = self.conn.ean.as_str();
+        if page.installation_id != self.id || page.ean != ean {
+            for r in &page.readings {
+                let detail = format!(
+                    "the endpoint answered as {} / {}, the registry has {} / {ean}",
+                    page.installation_id, page.ean, self.id
+                );
+                let payload =
+                    json!({"installation_id": page.installation_id, "ean": page.ean, "reading": r})
+                        .to_string();
+                self.reject(out, "installation_mismatch", detail, payload);
+            }
+            return false;
+        }
+        for raw in &page.readings {
+            self.reading(raw, state, out);
+        }
+        true
+    }
+
+    fn reading(&self, raw: &Value, state: &mut InstallationState, out: &mut Received) {
+        let payload = || {
+            json!({"installation_id": self.id, "ean": self.conn.ean.as_str(), "reading": raw})
+                .to_string()
+        };
+        let r: Reading = match Reading::deserialize(raw) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.reject(
+                    out,
+                    "malformed_record",
+                    format!("reading does not match the contract: {e}"),
+                    payload(),
+                )
+            }
+        };
+        if r.seq <= state.after {
+            let detail = format!(
+                "seq {} does not follow the last stored seq {}",
+                r.seq, state.after
+            );
+            return self.reject(out, "seq_not_increasing", detail, payload());
+        }
+        let Some(t) = parse_rfc3339_utc(&r.t) else {
+            return self.reject(
+                out,
+                "bad_time",
+                format!("t `{}` is not an RFC 3339 time", r.t),
+                payload(),
+            );
+        };
+        if !is_quarter_hour(t) {
+            return self.reject(
+                out,
+                "not_quarter_hour",
+                format!("t {} is not on a quarter-hour", r.t),
+                payload(),
+            );
+        }
+        if t > self.now {
+            return self.reject(
+                out,
+                "future_time",
+                format!("t {} lies in the future", r.t),
+                payload(),
+            );
+        }
+        if let Some(last) = &state.last {
+            let backwards = last.p_meter == r.p_meter
+                && (r.p_wh < last.p_wh
+                    || r.battery_charge_wh < last.battery_charge_wh
+                    || r.battery_discharge_wh < last.battery_discharge_wh);
+            if backwards {
+                let detail = format!(
+                    "registers went backwards on meter {} (P {} → {} Wh) without a meter exchange",
+                    r.p_meter, last.p_wh, r.p_wh
+                );
+                return self.reject(out, "register_backwards", detail, payload());
+            }
+        }
+        let wh = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        out.installation_readings.push(InstallationReading {
+            installation_id: self.id.to_string(),
+            ean: self.conn.ean.as_str().to_string(),
+            p_meter: r.p_meter.clone(),
+            seq: wh(r.seq),
+            t_us: t.timestamp_micros(),
+            p_wh: wh(r.p_wh),
+            battery_charge_wh: wh(r.battery_charge_wh),
+            battery_discharge_wh: wh(r.battery_discharge_wh),
+            soc_pct: r.soc_pct,
+            voltage_avg_v: r.voltage_avg_v,
+            voltage_min_v: r.voltage_min_v,
+            voltage_max_v: r.voltage_max_v,
+            received_at_us: self.received_at.timestamp_micros(),
+            date: local_date_of_interval_end(t, self.tz),
+        });
+        state.after = r.seq;
+        state.last = Some(LastReading {
+            p_meter: r.p_meter,
+            p_wh: r.p_wh,
+            battery_charge_wh: r.battery_charge_wh,
+            battery_discharge_wh: r.battery_discharge_wh,
+        });
+    }
+}
+
+/// One pass over every installation in the registry.
+pub fn ingest(
+    lake: &Lake,
+    registry: &Registry,
+    cfg: &InstallationsConfig,
+    tokens: &HashMap<String, Secret>,
+    clock: Clock,
+    tz: Tz,
+    rt: &tokio::runtime::Runtime,
+) -> Result<PassReport> {
+    let mut states: InstallationsState = lake.read_state(STATE_NAME)?.unwrap_or_default();
+    let conns: Vec<&Connection> = registry
+        .connections
+        .iter()
+        .filter(|c| c.installation.is_some())
+        .collect();
+    let jobs: Vec<Job> = conns
+        .iter()
+        .map(|c| {
+            let inst = c.installation.as_ref().expect("filtered");
+            Job {
+                url: inst.url.clone(),
+                token: tokens.get(&inst.id).cloned(),
+                after: states.get(&inst.id).map(|s| s.after).unwrap_or(0),
+            }
+        })
+        .collect();
+    let fetched = rt.block_on(fetch_all(
+        jobs,
+        cfg.concurrency,
+        Duration::from_secs_f64(cfg.timeout_s),
+        Duration::from_secs_f64(cfg.deadline_s),
+        cfg.page_limit,
+    ));
+    let now = clock.now();
+    let mut report = PassReport {
+        installations: conns.len(),
+        ..Default::default()
+    };
+    let mut received = Received::default();
+    for (conn, f) in conns.iter().zip(fetched) {
+        let id = conn.installation.as_ref().expect("filtered").id.as_str();
+        let state = states.entry(id.to_string()).or_default();
+        let checker = Checker {
+            conn,
+            id,
+            now,
+            tz,
+            received_at: now,
+        };
+        apply_fetch(&checker, f, state, &mut received, &mut report);
+    }
+    let mut txn = lake.begin()?;
+    let mut index = ReceivedIndex::default();
+    report.stored = index.stage(lake, &mut txn, received)?;
+    lake.stage_state(&mut txn, STATE_NAME, &states)?;
+    txn.commit()?;
+    for (id, problem) in &report.problems {
+        tracing::warn!(installation = %id, "{problem}");
+    }
+    Ok(report)
+}
+
+fn apply_fetch(
+    c: &Checker,
+    f: Fetched,
+    state: &mut InstallationState,
+    out: &mut Received,
+    report: &mut PassReport,
+) {
+    for (page, asked) in f.pages.iter().zip(&f.asked_after) {
+        report.readings_in += page.readings.len();
+        if page.gap {
+            let first = page
+                .readings
+                .first()
+                .and_then(|r| Reading::deserialize(r).ok());
+            let resumed_t = first.as_ref().and_then(|r| parse_rfc3339_utc(&r.t));
+            out.gaps.push(InstallationGap {
+                installation_id: c.id.to_string(),
+                ean: c.conn.ean.as_str().to_string(),
+                after_seq: i64::try_from(*asked).unwrap_or(i64::MAX),
+                resumed_seq: first.as_ref().and_then(|r| i64::try_from(r.seq).ok()),
+                resumed_t_us: resumed_t.map(|t| t.timestamp_micros()),
+                detected_at_us: c.received_at.timestamp_micros(),
+            });
+            let resumed = match (&first, resumed_t) {
+                (Some(r), Some(t)) => {
+                    format!("resumed at seq {} ({})", r.seq, t.format("%Y-%m-%dT%H:%MZ"))
+                }
+                _ => "nothing kept".into(),
+            };
+            report.gaps.push(format!(
+                "{}: readings after seq {asked} were lost, {resumed}",
+                c.id
+            ));
+        }
+        if !c.page(page, state, out) {
+            report.problems.push((
+                c.id.to_string(),
+                "the endpoint answered as another installation; its readings were rejected".into(),
+            ));
+            return;
+        }
+    }
+    let problem = match f.end {
+        End::Complete => None,
+        End::Deadline => {
+            Some("not finished before the pass's deadline; continues next run".to_string())
+        }
+        End::Offline(why) => Some(format!(
+            "offline ({why}); its cursor stays, the next run catches up"
+        )),
+        End::Unauthorized => Some(
+            "the installation refused our token (401): check its entry in the tokens file".into(),
+        ),
+        End::NoToken => Some("no token for this installation in the tokens file".into()),
+        End::Broken { reason, body } => {
+            let payload = json!({"installation_id": c.id, "body": body}).to_string();
+            c.reject(out, "malformed_response", reason.clone(), payload);
+            Some(reason)
+        }
+    };
+    match problem {
+        None => {
+            report.complete += 1;
+            state.offline_since = None;
+            state.last_success_at = Some(c.received_at);
+        }
+        Some(p) => {
+            if matches!(p.as_str(), s if s.starts_with("offline")) && state.offline_since.is_none()
+            {
+                state.offline_since = Some(c.received_at);
+            }
+            report.problems.push((c.id.to_string(), p));
+        }
+    }
+}

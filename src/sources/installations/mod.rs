@@ -1,0 +1,8 @@
+//! The installations: P, battery registers, state of charge and cable voltage from each
+//! household's controller, over its own internet connection.
+pub mod api;
+pub mod fetch;
+pub mod ingest;
+pub mod tokens;
+
+pub use ingest::{ingest, InstallationState, PassReport};
