@@ -11,7 +11,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::api::{RawPage, Reading};
+use super::api::{Item, Page, Reading};
 use super::fetch::{fetch_all, End, Fetched, Job};
 use crate::clock::Clock;
 use crate::config::{InstallationsConfig, Secret};
@@ -107,42 +107,37 @@ impl Checker<'_> {
     }
 
     /// Validates a page's readings; returns false when the page is not this installation's.
-    fn page(&self, page: &RawPage, state: &mut InstallationState, out: &mut Received) -> bool {
+    fn page(&self, page: &Page, state: &mut InstallationState, out: &mut Received) -> bool {
         let ean = self.conn.ean.as_str();
         if page.installation_id != self.id || page.ean != ean {
-            for r in &page.readings {
+            for item in &page.items {
                 let detail = format!(
                     "the endpoint answered as {} / {}, the registry has {} / {ean}",
                     page.installation_id, page.ean, self.id
                 );
-                let payload =
-                    json!({"installation_id": page.installation_id, "ean": page.ean, "reading": r})
-                        .to_string();
-                self.reject(out, "installation_mismatch", detail, payload);
+                let reading = item_json(item);
+                let payload = json!({"installation_id": page.installation_id, "ean": page.ean, "reading": reading});
+                self.reject(out, "installation_mismatch", detail, payload.to_string());
             }
             return false;
         }
-        for raw in &page.readings {
-            self.reading(raw, state, out);
+        for item in &page.items {
+            match item {
+                Item::Parsed(r) => self.reading(r, state, out),
+                Item::Unparsed { raw, error } => {
+                    let payload = json!({"installation_id": self.id, "ean": ean, "reading": raw});
+                    let detail = format!("reading does not match the contract: {error}");
+                    self.reject(out, "malformed_record", detail, payload.to_string());
+                }
+            }
         }
         true
     }
 
-    fn reading(&self, raw: &Value, state: &mut InstallationState, out: &mut Received) {
+    fn reading(&self, r: &Reading, state: &mut InstallationState, out: &mut Received) {
         let payload = || {
-            json!({"installation_id": self.id, "ean": self.conn.ean.as_str(), "reading": raw})
+            json!({"installation_id": self.id, "ean": self.conn.ean.as_str(), "reading": r})
                 .to_string()
-        };
-        let r: Reading = match Reading::deserialize(raw) {
-            Ok(r) => r,
-            Err(e) => {
-                return self.reject(
-                    out,
-                    "malformed_record",
-                    format!("reading does not match the contract: {e}"),
-                    payload(),
-                )
-            }
         };
         if r.seq <= state.after {
             let detail = format!(
@@ -207,11 +202,18 @@ impl Checker<'_> {
         });
         state.after = r.seq;
         state.last = Some(LastReading {
-            p_meter: r.p_meter,
+            p_meter: r.p_meter.clone(),
             p_wh: r.p_wh,
             battery_charge_wh: r.battery_charge_wh,
             battery_discharge_wh: r.battery_discharge_wh,
         });
+    }
+}
+
+fn item_json(item: &Item) -> Value {
+    match item {
+        Item::Parsed(r) => serde_json::to_value(r).unwrap_or(Value::Null),
+        Item::Unparsed { raw, .. } => raw.clone(),
     }
 }
 
@@ -286,12 +288,12 @@ fn apply_fetch(
     report: &mut PassReport,
 ) {
     for (page, asked) in f.pages.iter().zip(&f.asked_after) {
-        report.readings_in += page.readings.len();
+        report.readings_in += page.items.len();
         if page.gap {
-            let first = page
-                .readings
-                .first()
-                .and_then(|r| Reading::deserialize(r).ok());
+            let first = match page.items.first() {
+                Some(Item::Parsed(r)) => Some(r),
+                _ => None,
+            };
             let resumed_t = first.as_ref().and_then(|r| parse_rfc3339_utc(&r.t));
             out.gaps.push(InstallationGap {
                 installation_id: c.id.to_string(),
