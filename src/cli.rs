@@ -83,6 +83,14 @@ enum Command {
         #[arg(long, value_name = "YYYY-MM-DD")]
         to: NaiveDate,
     },
+    /// Recompute the derived tables from everything received (now: `intervals`).
+    ///
+    /// Quarter-hour L, T, P and V per connection: register differences per meter (a meter
+    /// exchange never gives a negative or huge value), the latest delivery of a reading wins,
+    /// holes between known readings spread exactly (`estimated`), steps a connection cannot
+    /// carry or registers going backwards sent to `rejected` (their quarter-hours `missing`).
+    /// A full recompute every time; ranges and the marts come with their issue.
+    Transform,
     /// Store rejected records that a registry change has made acceptable.
     ///
     /// Records rejected as `unknown_ean` whose EAN is now in connections.csv are validated
@@ -262,6 +270,12 @@ fn run(cli: Cli) -> Result<()> {
             let key = secret_from_env(&ctx.config.grid.api_key_env)?;
             let report = commands::backfill(&ctx, key, *from, *to)?;
             tracing::info!("backfill done: {}", report.message());
+            Ok(())
+        }
+        Command::Transform => {
+            let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
+            let report = commands::transform(&ctx)?;
+            tracing::info!("transform done: {}", commands::JobReport::message(&report));
             Ok(())
         }
         Command::ReplayRejected => {

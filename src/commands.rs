@@ -8,6 +8,7 @@ use chrono::NaiveDate;
 use crate::clock::Clock;
 use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
+use crate::intervals::{self, TransformReport};
 use crate::lake::runs::RunRecord;
 use crate::lake::Lake;
 use crate::registry::Registry;
@@ -75,6 +76,21 @@ impl JobReport for PassReport {
     }
     fn rows_out(&self) -> usize {
         self.stored.rows_out()
+    }
+}
+
+impl JobReport for TransformReport {
+    fn message(&self) -> String {
+        format!(
+            "intervals: {} quarter-hours ({} missing); {} register steps rejected",
+            self.intervals, self.missing, self.rejected
+        )
+    }
+    fn rows_in(&self) -> usize {
+        0
+    }
+    fn rows_out(&self) -> usize {
+        self.intervals + self.rejected
     }
 }
 
@@ -185,6 +201,14 @@ pub fn ingest_installations(ctx: &Context) -> Result<PassReport> {
             ctx.config.tz(),
             &rt,
         )
+    })
+}
+
+/// `vaten transform`: recomputes the derived tables from everything received.
+pub fn transform(ctx: &Context) -> Result<TransformReport> {
+    let lake = ctx.open_lake("transform")?;
+    run_job(&lake, "transform", ctx.clock, |lake| {
+        intervals::transform(lake, &ctx.registry, ctx.clock, ctx.config.tz())
     })
 }
 

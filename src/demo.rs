@@ -2,7 +2,8 @@
 //! on 127.0.0.1 serves generated quarter-hour data (with a service rejection and an object for
 //! an EAN outside the registry, as real feeds have), and fake installations (one of them
 //! switched off) serve P, battery and voltage readings; the ingest runs through the same code
-//! as `vaten ingest`. The street-cable simulation will replace the generated data.
+//! as `vaten ingest`, then `vaten transform` computes the intervals. The street-cable simulation
+//! will replace the generated data.
 
 use std::path::Path;
 
@@ -103,6 +104,7 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
     let started = Utc::now();
     let report = commands::ingest_grid(&ctx, Secret::new(key))?;
     let pass = commands::ingest_installations(&ctx)?;
+    let transformed = commands::transform(&ctx)?;
     let secs = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
 
     let lake = Lake::open_read(&ctx.config.lake);
@@ -128,6 +130,10 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
         rows(&INSTALLATION_READINGS)?
     );
     println!("  grid_days:     {} rows", rows(&GRID_DAYS)?);
+    println!(
+        "  intervals:     {} rows ({} quarter-hours missing: no start register yet, or an offline installation)",
+        transformed.intervals, transformed.missing
+    );
     println!(
         "  rejected:      {} rows (see reason and detail)",
         rows(&REJECTED)?

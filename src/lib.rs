@@ -13,6 +13,7 @@ pub mod demo;
 pub mod domain;
 pub mod error;
 pub mod fake;
+pub mod intervals;
 pub mod lake;
 pub mod p1;
 pub mod received;

@@ -141,6 +141,24 @@ pub const INSTALLATION_GAPS: TableSpec = TableSpec {
     partitioning: Partitioning::None,
 };
 
+pub const INTERVALS: TableSpec = TableSpec {
+    name: "intervals",
+    columns: &[
+        col("ean", Utf8, false, ""),
+        col("cable_id", Utf8, false, ""),
+        col("participant_id", Utf8, false, ""),
+        col("interval_start", TimestampUtc, false, "UTC"),
+        col("l_wh", Int64, true, "Wh"),
+        col("t_wh", Int64, true, "Wh"),
+        col("p_wh", Int64, true, "Wh"),
+        col("v_wh", Int64, true, "Wh"),
+        col("l_quality", Utf8, false, ""),
+        col("p_quality", Utf8, true, ""),
+    ],
+    sort_by: &["ean", "interval_start"],
+    partitioning: Partitioning::Date,
+};
+
 pub const RUNS: TableSpec = TableSpec {
     name: "_runs",
     columns: &[
@@ -164,6 +182,7 @@ pub const ALL_TABLES: &[TableSpec] = &[
     INSTALLATION_READINGS,
     INSTALLATION_GAPS,
     REJECTED,
+    INTERVALS,
     RUNS,
 ];
 

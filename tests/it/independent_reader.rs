@@ -37,6 +37,7 @@ fn pyarrow_finds_the_data_dictionary_schema() {
     *env.extra_config.borrow_mut() = "[installations]\ntokens_file = \"tokens.toml\"\n".into();
     env.write_config("");
     assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["ingest", "installations"]));
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["transform"]));
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/check_lake_schema.py");
     let dictionary = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/data-dictionary.md");
@@ -49,6 +50,7 @@ fn pyarrow_finds_the_data_dictionary_schema() {
             "grid_days",
             "installation_readings",
             "rejected",
+            "intervals",
             "_runs",
         ])
         .output()
@@ -59,5 +61,5 @@ fn pyarrow_finds_the_data_dictionary_schema() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "independent check failed:\n{text}");
-    assert!(text.contains("checked 5 tables"), "{text}");
+    assert!(text.contains("checked 6 tables"), "{text}");
 }

@@ -4,6 +4,7 @@ mod feeds;
 mod grid_ingest;
 mod independent_reader;
 mod installations;
+mod intervals;
 mod p1_decode;
 mod robustness;
 mod usage;

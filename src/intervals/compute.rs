@@ -1,0 +1,313 @@
+//! The `intervals` table: one row per connection per quarter-hour, from the received tables.
+//!
+//! Polars loads the received readings and keeps, per key, the delivery that counts (highest
+//! `delivery_seq`); the register arithmetic (differences per meter, exact spreading) runs over
+//! the sorted columns in Rust, where integer exactness is easy to see and test.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use polars::prelude::*;
+
+use super::series::{
+    differences, Quality, QuarterEnergy, RegisterReading, StepProblem, QUARTER_US,
+};
+use crate::domain::time::{from_micros, local_date, local_day_bounds, micros};
+use crate::error::Result;
+use crate::lake::schema::{GRID_READINGS, INSTALLATION_READINGS};
+use crate::lake::Lake;
+use crate::registry::{Connection, Registry};
+
+/// One row of `intervals`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntervalRow {
+    pub ean: String,
+    pub cable_id: String,
+    pub participant_id: String,
+    pub start_us: i64,
+    pub l_wh: Option<i64>,
+    pub t_wh: Option<i64>,
+    pub p_wh: Option<i64>,
+    pub v_wh: Option<i64>,
+    pub l_quality: Quality,
+    /// `None` for a connection without installation.
+    pub p_quality: Option<Quality>,
+    pub date: NaiveDate,
+}
+
+/// A step that could not be used, for `rejected`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub key: String,
+    pub register: &'static str,
+    pub step: StepProblem,
+}
+
+/// Per connection: quarter-hour start → energy, for one register.
+type Energies = HashMap<String, BTreeMap<i64, QuarterEnergy>>;
+
+/// Reads a table's register series, the winning delivery per (key, meter, t), sorted.
+fn series(
+    lake: &Lake,
+    spec: &crate::lake::TableSpec,
+    key: &str,
+    meter: &str,
+    regs: &[&str],
+    seq: &str,
+) -> Result<Option<DataFrame>> {
+    let Some(lf) = lake.scan(spec)? else {
+        return Ok(None);
+    };
+    let mut cols = vec![col(key), col(meter), col("t").cast(DataType::Int64)];
+    cols.extend(regs.iter().map(|r| col(*r)));
+    if spec.name == GRID_READINGS.name {
+        cols.push(col("quality"));
+    }
+    let df = lf
+        .sort([key, meter, "t", seq], SortMultipleOptions::default())
+        .unique_stable_generic(
+            Some(vec![col(key), col(meter), col("t")]),
+            UniqueKeepStrategy::Last,
+        )
+        .select(cols)
+        .collect()?;
+    Ok(Some(df))
+}
+
+fn strs(df: &DataFrame, name: &str) -> Result<Vec<String>> {
+    Ok(df
+        .column(name)?
+        .str()?
+        .iter()
+        .map(|s| s.unwrap_or("").to_string())
+        .collect())
+}
+
+fn ints(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
+    Ok(df
+        .column(name)?
+        .cast(&DataType::Int64)?
+        .i64()?
+        .iter()
+        .map(|v| v.unwrap_or(0))
+        .collect())
+}
+
+/// Runs [`differences`] over each (key, meter) run of sorted rows and files the quarter-hours
+/// under the connection `owner(key)`.
+#[allow(clippy::too_many_arguments)]
+fn energies_of(
+    keys: &[String],
+    meters: &[String],
+    t: &[i64],
+    values: &[i64],
+    qualities: Option<&[String]>,
+    owner: &dyn Fn(&str) -> Option<(String, i64)>,
+    register: &'static str,
+    problems: &mut Vec<Problem>,
+) -> Energies {
+    let mut out: Energies = HashMap::new();
+    let mut start = 0;
+    while start < keys.len() {
+        let mut end = start + 1;
+        while end < keys.len() && keys[end] == keys[start] && meters[end] == meters[start] {
+            end += 1;
+        }
+        if let Some((ean, max_wh)) = owner(&keys[start]) {
+            let readings: Vec<RegisterReading> = (start..end)
+                .map(|i| RegisterReading {
+                    t_us: t[i],
+                    value_wh: values[i],
+                    quality: qualities.map_or(Quality::Measured, |q| Quality::from_service(&q[i])),
+                })
+                .collect();
+            let (energies, steps) = differences(&readings, max_wh);
+            problems.extend(steps.into_iter().map(|step| Problem {
+                key: keys[start].clone(),
+                register,
+                step,
+            }));
+            let map = out.entry(ean).or_default();
+            for e in energies {
+                // At a meter exchange the series meet but do not overlap; a measured value wins.
+                match map.get(&e.start_us) {
+                    Some(old) if old.quality <= e.quality => {}
+                    _ => {
+                        map.insert(e.start_us, e);
+                    }
+                }
+            }
+        }
+        start = end;
+    }
+    out
+}
+
+/// Computes every connection's quarter-hours over the local days its data touches.
+pub fn compute(
+    lake: &Lake,
+    registry: &Registry,
+    tz: Tz,
+) -> Result<(Vec<IntervalRow>, Vec<Problem>)> {
+    let mut problems = Vec::new();
+    let by_ean: HashMap<&str, &Connection> = registry
+        .connections
+        .iter()
+        .map(|c| (c.ean.as_str(), c))
+        .collect();
+    let by_inst: HashMap<&str, &Connection> = registry
+        .connections
+        .iter()
+        .filter_map(|c| c.installation.as_ref().map(|i| (i.id.as_str(), c)))
+        .collect();
+    let grid_owner = |ean: &str| by_ean.get(ean).map(|c| (ean.to_string(), c.capacity_w / 4));
+    let inst_owner = |id: &str| {
+        by_inst
+            .get(id)
+            .map(|c| (c.ean.as_str().to_string(), i64::MAX / 4))
+    };
+
+    let (mut imports, mut exports) = (Energies::new(), Energies::new());
+    if let Some(df) = series(
+        lake,
+        &GRID_READINGS,
+        "ean",
+        "meter_id",
+        &["import_wh", "export_wh"],
+        "delivery_seq",
+    )? {
+        let (keys, meters, t) = (strs(&df, "ean")?, strs(&df, "meter_id")?, ints(&df, "t")?);
+        let quality = strs(&df, "quality")?;
+        imports = energies_of(
+            &keys,
+            &meters,
+            &t,
+            &ints(&df, "import_wh")?,
+            Some(&quality),
+            &grid_owner,
+            "import",
+            &mut problems,
+        );
+        exports = energies_of(
+            &keys,
+            &meters,
+            &t,
+            &ints(&df, "export_wh")?,
+            Some(&quality),
+            &grid_owner,
+            "export",
+            &mut problems,
+        );
+    }
+    let mut production = Energies::new();
+    if let Some(df) = series(
+        lake,
+        &INSTALLATION_READINGS,
+        "installation_id",
+        "p_meter",
+        &["p_wh"],
+        "seq",
+    )? {
+        let (keys, meters, t) = (
+            strs(&df, "installation_id")?,
+            strs(&df, "p_meter")?,
+            ints(&df, "t")?,
+        );
+        production = energies_of(
+            &keys,
+            &meters,
+            &t,
+            &ints(&df, "p_wh")?,
+            None,
+            &inst_owner,
+            "production",
+            &mut problems,
+        );
+    }
+
+    let mut rows = Vec::new();
+    for conn in &registry.connections {
+        let ean = conn.ean.as_str();
+        let (l, x, p) = (imports.get(ean), exports.get(ean), production.get(ean));
+        let starts = [l, x, p]
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m.keys().next().into_iter().chain(m.keys().next_back()));
+        let (Some(first), Some(last)) = (starts.clone().min(), starts.max()) else {
+            continue;
+        };
+        let mut date = local_date(from_micros(*first), tz);
+        let last_date = local_date(from_micros(*last), tz);
+        while date <= last_date {
+            let member = conn.member_from.is_none_or(|f| date >= f)
+                && conn.member_until.is_none_or(|u| date <= u);
+            if member {
+                day_rows(conn, date, tz, l, x, p, &mut rows);
+            }
+            date = date.succ_opt().expect("date in range");
+        }
+    }
+    Ok((rows, problems))
+}
+
+type Quarters<'a> = Option<&'a BTreeMap<i64, QuarterEnergy>>;
+
+fn day_rows(
+    conn: &Connection,
+    date: NaiveDate,
+    tz: Tz,
+    l: Quarters,
+    x: Quarters,
+    p: Quarters,
+    out: &mut Vec<IntervalRow>,
+) {
+    let (start, end) = local_day_bounds(date, tz);
+    let get = |m: Quarters, s: i64| m.and_then(|m| m.get(&s)).copied();
+    let has_installation = conn.installation.is_some();
+    let mut s = micros(start);
+    while s < micros(end) {
+        let (le, xe) = (get(l, s), get(x, s));
+        let l_wh = le.and_then(|e| e.wh);
+        let t_wh = xe.and_then(|e| e.wh);
+        let l_quality = match (le, xe, l_wh, t_wh) {
+            (Some(a), Some(b), Some(_), Some(_)) => a.quality.max(b.quality),
+            _ => Quality::Missing,
+        };
+        let (l_wh, t_wh) = if l_quality == Quality::Missing {
+            (None, None)
+        } else {
+            (l_wh, t_wh)
+        };
+        let (p_wh, p_quality, v_wh) = if has_installation {
+            let pe = get(p, s);
+            let p_wh = pe.and_then(|e| e.wh);
+            let q = if p_wh.is_some() {
+                pe.map_or(Quality::Missing, |e| e.quality)
+            } else {
+                Quality::Missing
+            };
+            let v = match (p_wh, l_wh, t_wh) {
+                (Some(p), Some(l), Some(t)) => Some(p + l - t),
+                _ => None,
+            };
+            (p_wh, Some(q), v)
+        } else {
+            (None, None, l_wh)
+        };
+        out.push(IntervalRow {
+            ean: conn.ean.as_str().to_string(),
+            cable_id: conn.cable_id.clone(),
+            participant_id: conn.participant_id.clone(),
+            start_us: s,
+            l_wh,
+            t_wh,
+            p_wh,
+            v_wh,
+            l_quality,
+            p_quality,
+            date,
+        });
+        s += QUARTER_US;
+    }
+}

@@ -1,0 +1,7 @@
+//! From received registers to quarter-hour energies: the `intervals` stage.
+pub mod compute;
+pub mod series;
+pub mod spread;
+pub mod write;
+
+pub use write::{transform, TransformReport};

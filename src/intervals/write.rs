@@ -1,0 +1,128 @@
+//! Publishing `intervals`: a full recompute replaces every file of the table in one change,
+//! together with the rejections the register arithmetic found.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use chrono_tz::Tz;
+use serde_json::json;
+
+use super::compute::{compute, IntervalRow, Problem};
+use super::series::StepProblem;
+use crate::clock::Clock;
+use crate::domain::time::{from_micros, local_date};
+use crate::error::Result;
+use crate::lake::schema::INTERVALS;
+use crate::lake::Lake;
+use crate::received::rows::by_date;
+use crate::received::{Received, ReceivedIndex, Rejected};
+use crate::registry::Registry;
+
+fn batch(rows: &[IntervalRow]) -> RecordBatch {
+    let opt = |f: fn(&IntervalRow) -> Option<i64>| -> ArrayRef {
+        Arc::new(Int64Array::from(rows.iter().map(f).collect::<Vec<_>>()))
+    };
+    RecordBatch::try_new(
+        INTERVALS.arrow_schema(),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.ean.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.cable_id.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.participant_id.as_str()),
+            )),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.start_us))
+                    .with_timezone("UTC"),
+            ),
+            opt(|r| r.l_wh),
+            opt(|r| r.t_wh),
+            opt(|r| r.p_wh),
+            opt(|r| r.v_wh),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.l_quality.as_str()),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| r.p_quality.map(|q| q.as_str()))
+                    .collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .expect("intervals batch matches its schema")
+}
+
+fn rejection(p: &Problem, now: chrono::DateTime<chrono::Utc>, tz: Tz) -> Rejected {
+    let t = |us: i64| from_micros(us).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let (reason, detail, payload) = match p.step {
+        StepProblem::Backwards { from_t_us, to_t_us, from_wh, to_wh } => (
+            "register_backwards",
+            format!("{} register of {} went from {from_wh} to {to_wh} Wh without a meter exchange", p.register, p.key),
+            json!({"key": p.key, "register": p.register, "from_t": t(from_t_us), "to_t": t(to_t_us), "from_wh": from_wh, "to_wh": to_wh}),
+        ),
+        StepProblem::OverCapacity { from_t_us, to_t_us, step_wh, max_wh } => (
+            "over_capacity",
+            format!("{} register of {} rose {step_wh} Wh where the connection carries at most {max_wh} Wh", p.register, p.key),
+            json!({"key": p.key, "register": p.register, "from_t": t(from_t_us), "to_t": t(to_t_us), "step_wh": step_wh, "max_wh": max_wh}),
+        ),
+    };
+    Rejected {
+        source: "intervals".into(),
+        received_at_us: now.timestamp_micros(),
+        key: p.key.clone(),
+        reason: reason.into(),
+        detail,
+        payload: payload.to_string(),
+        delivery_seq: None,
+        cursor: None,
+        date: local_date(now, tz),
+    }
+}
+
+/// What a transform did.
+#[derive(Debug, Default, Clone)]
+pub struct TransformReport {
+    pub intervals: usize,
+    pub missing: usize,
+    pub rejected: usize,
+}
+
+/// Recomputes `intervals` from everything received and replaces the table.
+pub fn transform(
+    lake: &Lake,
+    registry: &Registry,
+    clock: Clock,
+    tz: Tz,
+) -> Result<TransformReport> {
+    let (rows, problems) = compute(lake, registry, tz)?;
+    let now = clock.now();
+    let mut report = TransformReport {
+        intervals: rows.len(),
+        missing: rows.iter().filter(|r| r.l_wh.is_none()).count(),
+        ..Default::default()
+    };
+    let mut txn = lake.begin()?;
+    for old in lake.files(&INTERVALS, None)? {
+        txn.remove(
+            old.strip_prefix(lake.root())
+                .expect("file in lake")
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    for (date, part) in by_date(rows, |r| r.date) {
+        lake.stage_batch(&mut txn, &INTERVALS, Some(&date.to_string()), &batch(&part))?;
+    }
+    let received = Received {
+        rejected: problems.iter().map(|p| rejection(p, now, tz)).collect(),
+        ..Default::default()
+    };
+    report.rejected = ReceivedIndex::default()
+        .stage(lake, &mut txn, received)?
+        .rejected;
+    txn.commit()?;
+    Ok(report)
+}

@@ -1,0 +1,215 @@
+//! `vaten transform` → `intervals`, against hand-worked cases: a meter exchange, the 92- and
+//! 100-quarter-hour days, a late correction, a 7-quarter-hour hole, no installation, a step
+//! beyond the connection's capacity, and V = P + L − T with an installation.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use vaten::fake::{FakeInstallations, FeedEntry};
+use vaten::registry::Installation;
+
+use crate::common::*;
+use crate::feeds::*;
+
+/// (l_wh, t_wh, p_wh, v_wh, l_quality) of one quarter-hour.
+type Row = (Option<i64>, Option<i64>, Option<i64>, Option<i64>, String);
+/// Rows by (ean, interval_start as text).
+type Table = BTreeMap<(String, String), Row>;
+
+fn wh(v: &Value) -> i64 {
+    (v.as_f64().unwrap() * 1000.0).round() as i64
+}
+
+/// (l_wh, t_wh, p_wh, v_wh, l_quality) per (ean, interval_start text), from `vaten query`-free
+/// Polars reading of the lake.
+fn table(env: &Env) -> Table {
+    use polars::prelude::*;
+    let df = env
+        .lake()
+        .read_table(&vaten::lake::schema::INTERVALS)
+        .unwrap();
+    let s = |n: &str| df.column(n).unwrap().cast(&DataType::String).unwrap();
+    let i = |n: &str| df.column(n).unwrap().i64().unwrap().clone();
+    let (ean, start, q) = (s("ean"), s("interval_start"), s("l_quality"));
+    let (l, t, p, v) = (i("l_wh"), i("t_wh"), i("p_wh"), i("v_wh"));
+    (0..df.height())
+        .map(|k| {
+            let key = (
+                ean.str().unwrap().get(k).unwrap().to_string(),
+                start.str().unwrap().get(k).unwrap().to_string(),
+            );
+            (
+                key,
+                (
+                    l.get(k),
+                    t.get(k),
+                    p.get(k),
+                    v.get(k),
+                    q.str().unwrap().get(k).unwrap().to_string(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn day_rows<'a>(all: &'a Table, ean: &str, from: &str, to: &str) -> Vec<&'a Row> {
+    all.iter()
+        .filter(|((e, s), _)| e == ean && s.as_str() >= from && s.as_str() < to)
+        .map(|(_, v)| v)
+        .collect()
+}
+
+#[test]
+fn hand_worked_days() {
+    let env = Env::new(&registry(&[EAN_A, EAN_B, EAN_C]));
+    let mut a = meter(EAN_A, "MA1", 5_000_000, true);
+    let mut b = meter(EAN_B, "MB1", 9_000_000, false);
+    let mut b_new = meter(EAN_B, "MB2", 3, false);
+    let mut c = meter(EAN_C, "MC1", 1_000_000, true);
+    // A: the 92-quarter-hour day (29 March 2026) and the day after.
+    let a_mar = intervals(&mut a, "2026-03-29");
+    let a_mar30 = intervals(&mut a, "2026-03-30");
+    // B: the 100-quarter-hour day, then a meter exchange at 12:00 on 26 October.
+    let b_oct25 = intervals(&mut b, "2026-10-25");
+    let (b_old, b_newobj) = exchange(&mut b, &mut b_new, "2026-10-26", "12:00:00+01:00");
+    // C: a hole of 7 quarter-hours (six items missing) and one step beyond capacity.
+    let mut c_day = intervals(&mut c, "2026-10-25");
+    let mut c_next = intervals(&mut c, "2026-10-26");
+    c_day["items"].as_array_mut().unwrap().drain(20..26);
+    let items = c_next["items"].as_array_mut().unwrap();
+    let jump = 5_000.0 / 1000.0; // 5,000 Wh in one quarter-hour > 17,250 W / 4 = 4,312 Wh
+    for item in items[50..].iter_mut() {
+        let v = item["r180"].as_f64().unwrap() + jump;
+        item["r180"] = serde_json::json!((v * 1000.0).round() / 1000.0);
+    }
+    for obj in [
+        &a_mar, &a_mar30, &b_oct25, &b_old, &b_newobj, &c_day, &c_next,
+    ] {
+        env.server.push([FeedEntry::interval(obj.clone())]);
+    }
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["ingest", "grid"]));
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["transform"]));
+    let all = table(&env);
+
+    // 29 March: 92 quarter-hours, L = register at 30 March 00:00 − register at 29 March 00:00.
+    // The first reading of the 29th is 00:15, so the first quarter-hour has no start register:
+    // missing; the other 91 are measured and sum to last − first item.
+    let mar = day_rows(&all, EAN_A, "2026-03-28 23:00:00", "2026-03-29 22:00:00");
+    assert_eq!(mar.len(), 92);
+    let items = a_mar["items"].as_array().unwrap();
+    let l_sum: i64 = mar.iter().filter_map(|r| r.0).sum();
+    assert_eq!(l_sum, wh(&items[91]["r180"]) - wh(&items[0]["r180"]));
+    assert_eq!(mar.iter().filter(|r| r.4 == "missing").count(), 1);
+    // 30 March: 96, all measured (its 00:00 reading closed the 29th).
+    let mar30 = day_rows(&all, EAN_A, "2026-03-29 22:00:00", "2026-03-30 22:00:00");
+    assert_eq!(mar30.len(), 96);
+    assert!(mar30.iter().all(|r| r.4 == "measured"));
+    let items30 = a_mar30["items"].as_array().unwrap();
+    assert_eq!(
+        mar30.iter().filter_map(|r| r.0).sum::<i64>(),
+        wh(&items30[95]["r180"]) - wh(&items[91]["r180"])
+    );
+
+    // 25 October: 100 quarter-hours for B.
+    assert_eq!(
+        day_rows(&all, EAN_B, "2026-10-24 22:00:00", "2026-10-25 23:00:00").len(),
+        100
+    );
+    // 26 October, the exchange: 96 quarter-hours, all measured, none negative; L is the old
+    // meter's rise up to 12:00 plus the new meter's rise from its initial reading.
+    let oct26 = day_rows(&all, EAN_B, "2026-10-25 23:00:00", "2026-10-26 23:00:00");
+    assert_eq!(oct26.len(), 96);
+    assert!(oct26.iter().all(|r| r.4 == "measured" && r.0.unwrap() >= 0));
+    let (old_items, new_items) = (
+        b_old["items"].as_array().unwrap(),
+        b_newobj["items"].as_array().unwrap(),
+    );
+    let b25 = b_oct25["items"].as_array().unwrap();
+    let expected = (wh(&old_items[47]["r180"]) - wh(&b25[99]["r180"]))
+        + (wh(&new_items[48]["r180"]) - wh(&new_items[0]["r180"]));
+    assert_eq!(oct26.iter().map(|r| r.0.unwrap()).sum::<i64>(), expected);
+    // No installation: V = L, P empty.
+    assert!(oct26.iter().all(|r| r.3 == r.0 && r.2.is_none()));
+
+    // C's hole: the reading before it (item 19, t = 05:00 local = 04:00Z) to the one after
+    // (item 26 of the full day, now item 20): 7 quarter-hours, estimated, summing exactly.
+    let hole = day_rows(&all, EAN_C, "2026-10-25 03:00:00", "2026-10-25 04:45:00");
+    let cd = c_day["items"].as_array().unwrap();
+    assert_eq!(hole.len(), 7);
+    assert!(hole.iter().all(|r| r.4 == "estimated"), "{hole:?}");
+    assert_eq!(
+        hole.iter().map(|r| r.0.unwrap()).sum::<i64>(),
+        wh(&cd[20]["r180"]) - wh(&cd[19]["r180"])
+    );
+    // The jump: item 50 of the 26th rose 5,000 Wh more than it did: rejected, quarter missing.
+    let rows = lake_rows(&env.lake());
+    let over: Vec<&String> = rows["rejected"]
+        .iter()
+        .filter(|r| r.contains("reason=over_capacity;"))
+        .collect();
+    assert_eq!(over.len(), 1, "{over:?}");
+    assert!(over[0].contains(&format!("key={EAN_C};")));
+    let oct26c = day_rows(&all, EAN_C, "2026-10-25 23:00:00", "2026-10-26 23:00:00");
+    assert_eq!(oct26c.iter().filter(|r| r.4 == "missing").count(), 1);
+}
+
+#[test]
+fn late_correction_replaces_estimates_and_v_includes_production() {
+    let mut reg = registry(&[EAN_A]);
+    let fake = FakeInstallations::spawn().unwrap();
+    fake.add("inst-a", EAN_A, "tok", "SDM120-A");
+    reg.connections[0].installation = Some(Installation {
+        id: "inst-a".into(),
+        url: fake.url("inst-a"),
+    });
+    let env = Env::new(&reg);
+    let tokens = env.dir.path().join("tokens.toml");
+    std::fs::write(&tokens, "[tokens]\n\"inst-a\" = \"tok\"\n").unwrap();
+    std::fs::set_permissions(&tokens, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    *env.extra_config.borrow_mut() = "[installations]\ntokens_file = \"tokens.toml\"\n".into();
+    env.write_config("");
+    // P readings from 24 Oct 00:00 (UTC) every quarter-hour for two days.
+    fake.produce(
+        "inst-a",
+        "2026-10-24T00:00:00Z".parse().unwrap(),
+        2 * 96 + 8,
+        1,
+    );
+    let mut a = meter(EAN_A, "MA1", 5_000_000, true);
+    let mut first = intervals(&mut a, "2026-10-24");
+    let corrected = first.clone();
+    for item in first["items"].as_array_mut().unwrap()[40..48].iter_mut() {
+        item["quality"] = "estimated".into();
+    }
+    env.server.push([
+        FeedEntry::interval(first),
+        FeedEntry::interval(intervals(&mut a, "2026-10-25")),
+    ]);
+    assert_ok(&env.vaten("2026-10-27T10:00:00Z", &["ingest"]));
+    assert_ok(&env.vaten("2026-10-27T10:00:00Z", &["transform"]));
+    let est = |env: &Env| table(env).values().filter(|r| r.4 == "estimated").count();
+    assert_eq!(est(&env), 8);
+    env.server.push([FeedEntry::interval(corrected)]);
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["ingest", "grid"]));
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["transform"]));
+    let all = table(&env);
+    assert_eq!(
+        all.values().filter(|r| r.4 == "estimated").count(),
+        0,
+        "the correction wins"
+    );
+    // V = P + L − T on every row that has all three; P is there for the quarter-hours the
+    // installation covered.
+    let with_p: Vec<_> = all
+        .values()
+        .filter(|r| r.2.is_some() && r.0.is_some())
+        .collect();
+    assert!(with_p.len() > 150, "{}", with_p.len());
+    for r in &with_p {
+        assert_eq!(r.3, Some(r.2.unwrap() + r.0.unwrap() - r.1.unwrap()));
+    }
+    // A transform run again gives the same table.
+    let before = lake_rows(&env.lake());
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["transform"]));
+    assert_eq!(lake_rows(&env.lake()), before);
+}
