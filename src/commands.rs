@@ -82,15 +82,15 @@ impl JobReport for PassReport {
 impl JobReport for TransformReport {
     fn message(&self) -> String {
         format!(
-            "intervals: {} quarter-hours ({} missing); {} register steps rejected",
-            self.intervals, self.missing, self.rejected
+            "intervals: {} quarter-hours ({} missing); consumption_daily: {} days; {} register steps rejected",
+            self.intervals, self.missing, self.days, self.rejected
         )
     }
     fn rows_in(&self) -> usize {
         0
     }
     fn rows_out(&self) -> usize {
-        self.intervals + self.rejected
+        self.intervals + self.days + self.rejected
     }
 }
 

@@ -15,6 +15,7 @@ pub mod error;
 pub mod fake;
 pub mod intervals;
 pub mod lake;
+pub mod marts;
 pub mod p1;
 pub mod received;
 pub mod registry;

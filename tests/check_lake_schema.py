@@ -14,7 +14,10 @@ TYPES = {
     "float64": pa.float64(),
     "bool": pa.bool_(),
     "timestamp[us, UTC]": pa.timestamp("us", tz="UTC"),
+    "date32": pa.date32(),
 }
+
+PARTITION_VALUE = {"date": r"\d{4}-\d{2}-\d{2}", "year": r"\d{4}"}
 
 
 def dictionary(path):
@@ -61,8 +64,8 @@ def main():
         for f in files:
             rel = f.relative_to(lake / table)
             if part:
-                if not re.fullmatch(rf"{part}=\d{{4}}-\d{{2}}-\d{{2}}", rel.parts[0]):
-                    problems.append(f"{table}: {rel} is not under a {part}=YYYY-MM-DD folder")
+                if not re.fullmatch(rf"{part}={PARTITION_VALUE[part]}", rel.parts[0]):
+                    problems.append(f"{table}: {rel} is not under a {part}= folder of the right form")
             meta = pq.ParquetFile(f).metadata
             kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items()}
             if kv.get("vaten.schema_version") is None or kv.get("vaten.table") != table:

@@ -1,5 +1,5 @@
-//! Publishing `intervals`: a full recompute replaces every file of the table in one change,
-//! together with the rejections the register arithmetic found.
+//! Publishing `intervals` and `consumption_daily`: a full recompute replaces every file of both
+//! tables in one change, together with the rejections the register arithmetic found.
 
 use std::sync::Arc;
 
@@ -12,11 +12,14 @@ use super::series::StepProblem;
 use crate::clock::Clock;
 use crate::domain::time::{from_micros, local_date};
 use crate::error::Result;
-use crate::lake::schema::INTERVALS;
+use crate::lake::convert::to_batch;
+use crate::lake::schema::{CONSUMPTION_DAILY, INTERVALS};
 use crate::lake::Lake;
+use crate::marts::daily::{consumption_daily, intervals_frame};
 use crate::received::rows::by_date;
 use crate::received::{Received, ReceivedIndex, Rejected};
 use crate::registry::Registry;
+use polars::prelude::{col, lit, IntoLazy};
 
 fn batch(rows: &[IntervalRow]) -> RecordBatch {
     let opt = |f: fn(&IntervalRow) -> Option<i64>| -> ArrayRef {
@@ -86,6 +89,8 @@ fn rejection(p: &Problem, now: chrono::DateTime<chrono::Utc>, tz: Tz) -> Rejecte
 #[derive(Debug, Default, Clone)]
 pub struct TransformReport {
     pub intervals: usize,
+    /// Rows of `consumption_daily`.
+    pub days: usize,
     pub missing: usize,
     pub rejected: usize,
 }
@@ -104,17 +109,33 @@ pub fn transform(
         missing: rows.iter().filter(|r| r.l_wh.is_none()).count(),
         ..Default::default()
     };
+    let daily = consumption_daily(lake, &intervals_frame(&rows)?)?;
+    report.days = daily.height();
     let mut txn = lake.begin()?;
-    for old in lake.files(&INTERVALS, None)? {
-        txn.remove(
-            old.strip_prefix(lake.root())
-                .expect("file in lake")
-                .to_string_lossy()
-                .into_owned(),
-        );
+    for spec in [&INTERVALS, &CONSUMPTION_DAILY] {
+        for old in lake.files(spec, None)? {
+            let rel = old.strip_prefix(lake.root()).expect("file in lake");
+            txn.remove(rel.to_string_lossy().into_owned());
+        }
     }
     for (date, part) in by_date(rows, |r| r.date) {
         lake.stage_batch(&mut txn, &INTERVALS, Some(&date.to_string()), &batch(&part))?;
+    }
+    let years: std::collections::BTreeSet<i32> =
+        daily.column("year")?.i32()?.iter().flatten().collect();
+    for year in years {
+        let part = daily
+            .clone()
+            .lazy()
+            .filter(col("year").eq(lit(year)))
+            .collect()?;
+        let batch = to_batch(&part, &CONSUMPTION_DAILY)?;
+        lake.stage_batch(
+            &mut txn,
+            &CONSUMPTION_DAILY,
+            Some(&year.to_string()),
+            &batch,
+        )?;
     }
     let received = Received {
         rejected: problems.iter().map(|p| rejection(p, now, tz)).collect(),

@@ -2,11 +2,12 @@
 //! atomic journaled publication, one writer at a time.
 //!
 //! Layout under the lake root:
-//! - `<table>/[date=YYYY-MM-DD/]part-<txid>-<n>.parquet`: the tables analysts read;
+//! - `<table>/[date=YYYY-MM-DD/ | year=YYYY/]part-<txid>-<n>.parquet`: the tables analysts read;
 //! - `_staging/`, `_journal/`: in-flight changes (see [`txn`]), never inside a table;
 //! - `_state/<source>.json`: cursors, published in the same change as the rows they cover;
 //! - `_lock`: the writer lock.
 
+pub mod convert;
 pub mod lock;
 pub mod parquet_io;
 pub mod read;
@@ -89,7 +90,7 @@ impl Lake {
         }
         for entry in std::fs::read_dir(&dir).map_err(|e| Error::lake(&dir, e))? {
             let name = entry?.file_name().to_string_lossy().into_owned();
-            if let Some(v) = name.strip_prefix("date=") {
+            if let Some(v) = name.strip_prefix(&format!("{}=", spec.partitioning.key())) {
                 out.push(v.to_string());
             }
         }
@@ -100,7 +101,9 @@ impl Lake {
     /// Parquet files of a table, or of one partition of it (`Some("2026-11-25")`), sorted.
     pub fn files(&self, spec: &TableSpec, partition: Option<&str>) -> Result<Vec<PathBuf>> {
         let dir = match partition {
-            Some(p) => self.table_dir(spec).join(format!("date={p}")),
+            Some(p) => self
+                .table_dir(spec)
+                .join(format!("{}={p}", spec.partitioning.key())),
             None => self.table_dir(spec),
         };
         let mut out = Vec::new();
@@ -126,7 +129,9 @@ impl Lake {
             staged.file_name().unwrap().to_string_lossy()
         );
         let rel = match (spec.partitioning, partition) {
-            (Partitioning::Date, Some(p)) => format!("{}/date={p}/{file}", spec.name),
+            (Partitioning::Date | Partitioning::Year, Some(p)) => {
+                format!("{}/{}={p}/{file}", spec.name, spec.partitioning.key())
+            }
             (Partitioning::None, None) => format!("{}/{file}", spec.name),
             _ => panic!(
                 "partition value does not match the partitioning of {}",

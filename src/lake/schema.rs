@@ -17,6 +17,8 @@ pub enum ColType {
     Bool,
     /// `Timestamp(us, UTC)`.
     TimestampUtc,
+    /// `Date32`: a local calendar day.
+    Date,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +36,19 @@ pub enum Partitioning {
     None,
     /// `date=YYYY-MM-DD` (a local calendar day).
     Date,
+    /// `year=YYYY` (a local calendar year).
+    Year,
+}
+
+impl Partitioning {
+    /// The folder name's key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Partitioning::None => "",
+            Partitioning::Date => "date",
+            Partitioning::Year => "year",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -159,6 +174,28 @@ pub const INTERVALS: TableSpec = TableSpec {
     partitioning: Partitioning::Date,
 };
 
+pub const CONSUMPTION_DAILY: TableSpec = TableSpec {
+    name: "consumption_daily",
+    columns: &[
+        col("ean", Utf8, false, ""),
+        col("participant_id", Utf8, false, ""),
+        col("cable_id", Utf8, false, ""),
+        col("date", Date, false, "local day"),
+        col("l_wh", Int64, false, "Wh"),
+        col("t_wh", Int64, false, "Wh"),
+        col("p_wh", Int64, true, "Wh"),
+        col("v_wh", Int64, false, "Wh"),
+        col("intervals_expected", Int64, false, "quarter-hours"),
+        col("intervals_measured", Int64, false, "quarter-hours"),
+        col("intervals_estimated", Int64, false, "quarter-hours"),
+        col("intervals_derived", Int64, false, "quarter-hours"),
+        col("intervals_missing", Int64, false, "quarter-hours"),
+        col("reconciled", Bool, true, ""),
+    ],
+    sort_by: &["ean", "date"],
+    partitioning: Partitioning::Year,
+};
+
 pub const RUNS: TableSpec = TableSpec {
     name: "_runs",
     columns: &[
@@ -183,6 +220,7 @@ pub const ALL_TABLES: &[TableSpec] = &[
     INSTALLATION_GAPS,
     REJECTED,
     INTERVALS,
+    CONSUMPTION_DAILY,
     RUNS,
 ];
 
@@ -222,6 +260,7 @@ impl ColType {
             Float64 => DataType::Float64,
             Bool => DataType::Boolean,
             TimestampUtc => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            Date => DataType::Date32,
         }
     }
 }

@@ -1,0 +1,202 @@
+//! `consumption_daily`: per connection per local day, from `intervals` (Polars), reconciled
+//! against the daily tariff registers where the grid operator delivered them.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::error::Result;
+use crate::intervals::compute::IntervalRow;
+use crate::intervals::series::Quality;
+use crate::lake::schema::GRID_DAYS;
+use crate::lake::Lake;
+
+const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+
+fn days_since_epoch(d: NaiveDate) -> i32 {
+    (d - EPOCH).num_days() as i32
+}
+
+/// The quarter-hour's worse quality of L and P, as a rank (0 measured … 3 missing).
+fn worst(r: &IntervalRow) -> i32 {
+    let q = match r.p_quality {
+        Some(p) => r.l_quality.max(p),
+        None => r.l_quality,
+    };
+    q as i32
+}
+
+/// The interval rows as a frame for aggregation.
+pub fn intervals_frame(rows: &[IntervalRow]) -> Result<DataFrame> {
+    let date = Series::new(
+        "date".into(),
+        rows.iter()
+            .map(|r| days_since_epoch(r.date))
+            .collect::<Vec<i32>>(),
+    )
+    .cast(&DataType::Date)?;
+    let df = DataFrame::new_infer_height(vec![
+        Series::new(
+            "ean".into(),
+            rows.iter().map(|r| r.ean.as_str()).collect::<Vec<_>>(),
+        )
+        .into(),
+        Series::new(
+            "participant_id".into(),
+            rows.iter()
+                .map(|r| r.participant_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .into(),
+        Series::new(
+            "cable_id".into(),
+            rows.iter().map(|r| r.cable_id.as_str()).collect::<Vec<_>>(),
+        )
+        .into(),
+        date.into(),
+        Series::new(
+            "interval_start".into(),
+            rows.iter().map(|r| r.start_us).collect::<Vec<i64>>(),
+        )
+        .into(),
+        Series::new("l".into(), rows.iter().map(|r| r.l_wh).collect::<Vec<_>>()).into(),
+        Series::new("t".into(), rows.iter().map(|r| r.t_wh).collect::<Vec<_>>()).into(),
+        Series::new("p".into(), rows.iter().map(|r| r.p_wh).collect::<Vec<_>>()).into(),
+        Series::new("v".into(), rows.iter().map(|r| r.v_wh).collect::<Vec<_>>()).into(),
+        Series::new("worst".into(), rows.iter().map(worst).collect::<Vec<i32>>()).into(),
+        Series::new(
+            "has_installation".into(),
+            rows.iter()
+                .map(|r| r.p_quality.is_some())
+                .collect::<Vec<bool>>(),
+        )
+        .into(),
+    ])?;
+    Ok(df)
+}
+
+/// Daily register totals (import, export) at 00:00 local per (ean, day): the delivery that
+/// counts per (ean, meter, day); days with more than one meter are left out (an exchange).
+/// (ean, days since the epoch) → (meter, import register, export register) at 00:00 local.
+type DayRegisters = HashMap<(String, i32), (String, i64, i64)>;
+
+fn day_registers(lake: &Lake) -> Result<DayRegisters> {
+    let mut out = HashMap::new();
+    let Some(lf) = lake.scan(&GRID_DAYS)? else {
+        return Ok(out);
+    };
+    let df = lf
+        .sort(
+            ["ean", "meter_id", "date", "delivery_seq"],
+            SortMultipleOptions::default(),
+        )
+        .unique_stable_generic(
+            Some(vec![col("ean"), col("meter_id"), col("date")]),
+            UniqueKeepStrategy::Last,
+        )
+        .select([
+            col("ean"),
+            col("meter_id"),
+            col("date").cast(DataType::Date).cast(DataType::Int32),
+            (col("import_t1_wh") + col("import_t2_wh")).alias("import"),
+            (col("export_t1_wh") + col("export_t2_wh")).alias("export"),
+        ])
+        .collect()?;
+    let (ean, meter) = (
+        df.column("ean")?.str()?.clone(),
+        df.column("meter_id")?.str()?.clone(),
+    );
+    let date = df.column("date")?.i32()?.clone();
+    let (imp, exp) = (
+        df.column("import")?.i64()?.clone(),
+        df.column("export")?.i64()?.clone(),
+    );
+    let mut seen: HashMap<(String, i32), usize> = HashMap::new();
+    for i in 0..df.height() {
+        let key = (
+            ean.get(i).unwrap_or("").to_string(),
+            date.get(i).unwrap_or(0),
+        );
+        *seen.entry(key.clone()).or_default() += 1;
+        out.insert(
+            key,
+            (
+                meter.get(i).unwrap_or("").to_string(),
+                imp.get(i).unwrap_or(0),
+                exp.get(i).unwrap_or(0),
+            ),
+        );
+    }
+    out.retain(|k, _| seen.get(k) == Some(&1));
+    Ok(out)
+}
+
+/// `consumption_daily` as one frame (with a `year` column for partitioning), sorted by ean, date.
+pub fn consumption_daily(lake: &Lake, intervals: &DataFrame) -> Result<DataFrame> {
+    let by_quality = |rank: i32, name: &str| {
+        col("worst")
+            .eq(lit(rank))
+            .cast(DataType::Int64)
+            .sum()
+            .alias(name)
+    };
+    let mut df = intervals
+        .clone()
+        .lazy()
+        .group_by_stable([
+            col("ean"),
+            col("participant_id"),
+            col("cable_id"),
+            col("date"),
+        ])
+        .agg([
+            col("l").sum().alias("l_wh"),
+            col("t").sum().alias("t_wh"),
+            col("p").sum().alias("p_sum"),
+            col("v").sum().alias("v_wh"),
+            col("has_installation").first().alias("has_installation"),
+            len().cast(DataType::Int64).alias("intervals_expected"),
+            by_quality(Quality::Measured as i32, "intervals_measured"),
+            by_quality(Quality::Estimated as i32, "intervals_estimated"),
+            by_quality(Quality::Derived as i32, "intervals_derived"),
+            by_quality(Quality::Missing as i32, "intervals_missing"),
+            col("l")
+                .null_count()
+                .cast(DataType::Int64)
+                .alias("l_missing"),
+        ])
+        .with_column(
+            when(col("has_installation"))
+                .then(col("p_sum"))
+                .otherwise(lit(NULL).cast(DataType::Int64))
+                .alias("p_wh"),
+        )
+        .with_column(col("date").dt().year().alias("year"))
+        .sort(["ean", "date"], SortMultipleOptions::default())
+        .collect()?;
+    // Reconciliation: the day's L and T against the difference of the tariff registers at its
+    // start and at the next day's start, same meter; null when they were not delivered or the
+    // day has missing quarter-hours.
+    let regs = day_registers(lake)?;
+    let ean = df.column("ean")?.str()?.clone();
+    let date = df.column("date")?.cast(&DataType::Int32)?.i32()?.clone();
+    let (l, t) = (
+        df.column("l_wh")?.i64()?.clone(),
+        df.column("t_wh")?.i64()?.clone(),
+    );
+    let missing = df.column("l_missing")?.i64()?.clone();
+    let reconciled: Vec<Option<bool>> = (0..df.height())
+        .map(|i| {
+            let (e, d) = (ean.get(i)?.to_string(), date.get(i)?);
+            let start = regs.get(&(e.clone(), d))?;
+            let end = regs.get(&(e, d + 1))?;
+            if start.0 != end.0 || missing.get(i)? != 0 {
+                return None;
+            }
+            Some(l.get(i)? == end.1 - start.1 && t.get(i)? == end.2 - start.2)
+        })
+        .collect();
+    df.with_column(Series::new("reconciled".into(), reconciled).into())?;
+    Ok(df)
+}

@@ -1,0 +1,2 @@
+//! Marts: tables for people, aggregated from `intervals`.
+pub mod daily;

@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""Independent check: DuckDB recomputes consumption_daily's sums and counts from intervals.
+Usage: check_daily_duckdb.py LAKE"""
+import sys
+
+import duckdb
+
+lake = sys.argv[1]
+con = duckdb.connect()
+con.execute(f"CREATE VIEW iv AS SELECT * FROM read_parquet('{lake}/intervals/*/*.parquet', hive_partitioning = true)")
+con.execute(f"CREATE VIEW cd AS SELECT * FROM read_parquet('{lake}/consumption_daily/*/*.parquet', hive_partitioning = true)")
+recomputed = """
+    SELECT ean, CAST(date AS DATE) AS date,
+           SUM(l_wh)::BIGINT AS l_wh, SUM(t_wh)::BIGINT AS t_wh, SUM(v_wh)::BIGINT AS v_wh,
+           COUNT(*)::BIGINT AS intervals_expected,
+           SUM(CASE WHEN l_quality = 'missing' OR p_quality = 'missing' THEN 1 ELSE 0 END)::BIGINT AS intervals_missing
+    FROM iv GROUP BY ean, date
+"""
+stored = """
+    SELECT ean, date, l_wh, t_wh, v_wh, intervals_expected, intervals_missing FROM cd
+"""
+only_recomputed = con.execute(f"({recomputed}) EXCEPT ({stored})").fetchall()
+only_stored = con.execute(f"({stored}) EXCEPT ({recomputed})").fetchall()
+n = con.execute("SELECT COUNT(*) FROM cd").fetchone()[0]
+if only_recomputed or only_stored or n == 0:
+    print("recomputed but not stored:", only_recomputed[:5])
+    print("stored but not recomputed:", only_stored[:5])
+    sys.exit(1)
+print(f"daily matches: {n} rows")
