@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::intervals::{self, TransformReport};
 use crate::lake::runs::RunRecord;
 use crate::lake::Lake;
+use crate::marts::rates::Rates;
 use crate::registry::Registry;
 use crate::sources::grid::{replay_rejected, GridClient, GridIngest, IngestReport};
 use crate::sources::installations::{self, tokens, PassReport};
@@ -206,9 +207,21 @@ pub fn ingest_installations(ctx: &Context) -> Result<PassReport> {
 
 /// `vaten transform`: recomputes the derived tables from everything received.
 pub fn transform(ctx: &Context) -> Result<TransformReport> {
+    let rates = match &ctx.config.tax.rates {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::Usage(format!(
+                    "{}: cannot read the tax rates: {e}",
+                    path.display()
+                ))
+            })?;
+            Rates::parse(&text, &path.display().to_string())?
+        }
+        None => Rates::builtin(),
+    };
     let lake = ctx.open_lake("transform")?;
     run_job(&lake, "transform", ctx.clock, |lake| {
-        intervals::transform(lake, &ctx.registry, ctx.clock, ctx.config.tz())
+        intervals::transform(lake, &ctx.registry, &rates, ctx.clock, ctx.config.tz())
     })
 }
 

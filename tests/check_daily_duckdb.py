@@ -26,4 +26,13 @@ if only_recomputed or only_stored or n == 0:
     print("recomputed but not stored:", only_recomputed[:5])
     print("stored but not recomputed:", only_stored[:5])
     sys.exit(1)
+yearly_from_daily = """
+    SELECT ean, year::BIGINT AS year, SUM(l_wh)::BIGINT, SUM(t_wh)::BIGINT, SUM(v_wh)::BIGINT FROM cd GROUP BY ean, year
+"""
+con.execute(f"CREATE VIEW ty AS SELECT * FROM read_parquet('{lake}/tax_base_yearly/*.parquet')")
+yearly = "SELECT ean, year, l_wh, t_wh, v_wh FROM ty"
+diff = con.execute(f"({yearly_from_daily}) EXCEPT ({yearly})").fetchall() + con.execute(f"({yearly}) EXCEPT ({yearly_from_daily})").fetchall()
+if diff:
+    print("yearly differs from daily:", diff[:5])
+    sys.exit(1)
 print(f"daily matches: {n} rows")

@@ -1,5 +1,6 @@
-//! Publishing `intervals` and `consumption_daily`: a full recompute replaces every file of both
-//! tables in one change, together with the rejections the register arithmetic found.
+//! Publishing `intervals`, `consumption_daily` and `tax_base_yearly`: a full recompute
+//! replaces every file of these tables in one change, together with the rejections the
+//! register arithmetic found.
 
 use std::sync::Arc;
 
@@ -13,9 +14,11 @@ use crate::clock::Clock;
 use crate::domain::time::{from_micros, local_date};
 use crate::error::Result;
 use crate::lake::convert::to_batch;
-use crate::lake::schema::{CONSUMPTION_DAILY, INTERVALS};
+use crate::lake::schema::{CONSUMPTION_DAILY, INTERVALS, TAX_BASE_YEARLY};
 use crate::lake::Lake;
 use crate::marts::daily::{consumption_daily, intervals_frame};
+use crate::marts::rates::Rates;
+use crate::marts::yearly::tax_base_yearly;
 use crate::received::rows::by_date;
 use crate::received::{Received, ReceivedIndex, Rejected};
 use crate::registry::Registry;
@@ -99,6 +102,7 @@ pub struct TransformReport {
 pub fn transform(
     lake: &Lake,
     registry: &Registry,
+    rates: &Rates,
     clock: Clock,
     tz: Tz,
 ) -> Result<TransformReport> {
@@ -111,8 +115,9 @@ pub fn transform(
     };
     let daily = consumption_daily(lake, &intervals_frame(&rows)?)?;
     report.days = daily.height();
+    let yearly = tax_base_yearly(&daily, registry, rates)?;
     let mut txn = lake.begin()?;
-    for spec in [&INTERVALS, &CONSUMPTION_DAILY] {
+    for spec in [&INTERVALS, &CONSUMPTION_DAILY, &TAX_BASE_YEARLY] {
         for old in lake.files(spec, None)? {
             let rel = old.strip_prefix(lake.root()).expect("file in lake");
             txn.remove(rel.to_string_lossy().into_owned());
@@ -135,6 +140,14 @@ pub fn transform(
             &CONSUMPTION_DAILY,
             Some(&year.to_string()),
             &batch,
+        )?;
+    }
+    if yearly.height() > 0 {
+        lake.stage_batch(
+            &mut txn,
+            &TAX_BASE_YEARLY,
+            None,
+            &to_batch(&yearly, &TAX_BASE_YEARLY)?,
         )?;
     }
     let received = Received {

@@ -196,6 +196,31 @@ pub const CONSUMPTION_DAILY: TableSpec = TableSpec {
     partitioning: Partitioning::Year,
 };
 
+pub const TAX_BASE_YEARLY: TableSpec = TableSpec {
+    name: "tax_base_yearly",
+    columns: &[
+        col("ean", Utf8, false, ""),
+        col("participant_id", Utf8, false, ""),
+        col("year", Int64, false, ""),
+        col("l_wh", Int64, false, "Wh"),
+        col("t_wh", Int64, false, "Wh"),
+        col("p_wh", Int64, true, "Wh"),
+        col("v_wh", Int64, false, "Wh"),
+        col("regime", Utf8, false, ""),
+        col("taxable_wh", Int64, false, "Wh"),
+        col("own_use_exempt_wh", Int64, false, "Wh"),
+        col("member_days", Int64, false, "days"),
+        col("energy_tax_ct", Int64, true, "ct"),
+        col("tax_credit_ct", Int64, true, "ct"),
+        col("net_energy_tax_ct", Int64, true, "ct"),
+        col("exemption_saving_ct", Int64, true, "ct"),
+        col("rates_confirmed", Bool, false, ""),
+        col("complete", Bool, false, ""),
+    ],
+    sort_by: &["ean", "year"],
+    partitioning: Partitioning::None,
+};
+
 pub const RUNS: TableSpec = TableSpec {
     name: "_runs",
     columns: &[
@@ -221,6 +246,7 @@ pub const ALL_TABLES: &[TableSpec] = &[
     REJECTED,
     INTERVALS,
     CONSUMPTION_DAILY,
+    TAX_BASE_YEARLY,
     RUNS,
 ];
 

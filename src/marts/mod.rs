@@ -1,2 +1,5 @@
 //! Marts: tables for people, aggregated from `intervals`.
 pub mod daily;
+pub mod rates;
+pub mod tax;
+pub mod yearly;

@@ -269,4 +269,19 @@ fn daily_sums_match_duckdb_and_reconcile_with_day_registers() {
     assert_eq!(reconciled(EAN_A, "2026-10-26"), "false");
     assert_eq!(reconciled(EAN_B, "2026-10-25"), "true");
     assert_eq!(reconciled(EAN_B, "2026-10-26"), "true");
+
+    // The year's tax base: netting in 2026, a whole-year member, far from complete.
+    let tax = rows["tax_base_yearly"]
+        .iter()
+        .find(|r| r.contains(&format!("ean={EAN_B};")))
+        .unwrap();
+    for part in [
+        "year=2026;",
+        "regime=netting;",
+        "member_days=365;",
+        "complete=false;",
+        "rates_confirmed=true;",
+    ] {
+        assert!(tax.contains(part), "{part} in {tax}");
+    }
 }
