@@ -51,7 +51,7 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
         .connections
         .iter_mut()
         .enumerate()
-        .filter(|(i, _)| i % 3 != 2)
+        .filter(|(i, _)| (i / 3) % 3 != 2)
     {
         let id = format!("inst-{i:04}");
         let token = uuid::Uuid::new_v4().simple().to_string();
@@ -138,6 +138,7 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
         "  rejected:      {} rows (see reason and detail)",
         rows(&REJECTED)?
     );
+    print_cables(&lake)?;
     println!("lake:   {}", ctx.config.lake.display());
     println!(
         "config: {}  (try: VATEN_CONFIG={} vaten replay-rejected)",
@@ -241,5 +242,60 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Per cable over the period: V, L, T, P, matched energy and local share, quarter-hours beyond
+/// the agreed voltage limits.
+fn print_cables(lake: &Lake) -> Result<()> {
+    use polars::prelude::*;
+    let Some(lf) = lake.scan(&crate::lake::schema::CABLE_BALANCE_DAILY)? else {
+        return Ok(());
+    };
+    let df = lf
+        .group_by_stable([col("cable_id")])
+        .agg([
+            col("v_wh").sum(),
+            col("l_wh").sum(),
+            col("t_wh").sum(),
+            col("p_wh").sum(),
+            col("matched_wh").sum(),
+            (col("quarters_below_v_low") + col("quarters_above_v_high"))
+                .sum()
+                .alias("beyond"),
+        ])
+        .sort(["cable_id"], SortMultipleOptions::default())
+        .collect()?;
+    println!("  per cable (kWh): cable     V        L        T        P  matched  local share  quarter-hours beyond limits");
+    let kwh = |name: &str, i: usize| -> Result<f64> {
+        Ok(df
+            .column(name)?
+            .cast(&DataType::Int64)?
+            .i64()?
+            .get(i)
+            .unwrap_or(0) as f64
+            / 1000.0)
+    };
+    for i in 0..df.height() {
+        let cable = df
+            .column("cable_id")?
+            .str()?
+            .get(i)
+            .unwrap_or("")
+            .to_string();
+        let (l, m) = (kwh("l_wh", i)?, kwh("matched_wh", i)?);
+        let share = if l > 0.0 {
+            format!("{:.1} %", 100.0 * m / l)
+        } else {
+            "-".into()
+        };
+        println!(
+            "                   {cable:<5} {:>8.0} {l:>8.0} {:>8.0} {:>8.0} {m:>8.0} {share:>12} {:>28}",
+            kwh("v_wh", i)?,
+            kwh("t_wh", i)?,
+            kwh("p_wh", i)?,
+            df.column("beyond")?.cast(&DataType::Int64)?.i64()?.get(i).unwrap_or(0)
+        );
+    }
     Ok(())
 }

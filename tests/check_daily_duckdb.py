@@ -35,4 +35,27 @@ diff = con.execute(f"({yearly_from_daily}) EXCEPT ({yearly})").fetchall() + con.
 if diff:
     print("yearly differs from daily:", diff[:5])
     sys.exit(1)
+con.execute(f"CREATE VIEW cb AS SELECT * FROM read_parquet('{lake}/cable_balance_15m/*/*.parquet', hive_partitioning = true)")
+con.execute(f"CREATE VIEW cbd AS SELECT * FROM read_parquet('{lake}/cable_balance_daily/*/*.parquet', hive_partitioning = true)")
+cable_from_intervals = """
+    SELECT cable_id, interval_start, COALESCE(SUM(l_wh), 0)::BIGINT AS l, COALESCE(SUM(t_wh), 0)::BIGINT AS t,
+           LEAST(COALESCE(SUM(l_wh), 0), COALESCE(SUM(t_wh), 0))::BIGINT AS matched,
+           COUNT(l_wh)::BIGINT AS reporting
+    FROM iv GROUP BY cable_id, interval_start
+"""
+cable_stored = "SELECT cable_id, interval_start, l_wh, t_wh, matched_wh, connections_reporting FROM cb"
+diff = con.execute(f"({cable_from_intervals}) EXCEPT ({cable_stored})").fetchall() + con.execute(f"({cable_stored}) EXCEPT ({cable_from_intervals})").fetchall()
+if diff:
+    print("cable_balance_15m differs from intervals:", diff[:5])
+    sys.exit(1)
+daily_from_15m = """
+    SELECT cable_id, CAST(date AS DATE), SUM(matched_wh)::BIGINT, MAX(GREATEST(net_wh, 0))::BIGINT, MAX(GREATEST(-net_wh, 0))::BIGINT,
+           CASE WHEN SUM(l_wh) > 0 THEN SUM(matched_wh) / SUM(l_wh) END
+    FROM cb GROUP BY cable_id, date
+"""
+daily_stored = "SELECT cable_id, date, matched_wh, peak_import_wh, peak_export_wh, local_share FROM cbd"
+diff = con.execute(f"({daily_from_15m}) EXCEPT ({daily_stored})").fetchall() + con.execute(f"({daily_stored}) EXCEPT ({daily_from_15m})").fetchall()
+if diff:
+    print("cable_balance_daily differs from cable_balance_15m:", diff[:5])
+    sys.exit(1)
 print(f"daily matches: {n} rows")

@@ -24,7 +24,7 @@ def dictionary(path):
     """{table: {"columns": [(name, type, nullable)], "partition": key or None}}"""
     tables, current, in_columns = {}, None, False
     for line in pathlib.Path(path).read_text().splitlines():
-        m = re.match(r"^### `([a-z_]+)`", line)
+        m = re.match(r"^### `([a-z0-9_]+)`", line)
         if m:
             current = tables.setdefault(m.group(1), {"columns": [], "partition": None})
             continue

@@ -146,7 +146,7 @@ pub fn cooperative(n: usize) -> (crate::registry::Registry, Vec<Meter>) {
             meter_id: format!("E00{i:014}"),
             import_wh: start,
             export_wh: start / 3,
-            has_pv: i % 3 != 2,
+            has_pv: (i / 3) % 3 != 2,
         });
     }
     (Registry::new(connections, cables), meters)

@@ -33,6 +33,9 @@ pub struct IntervalRow {
     pub l_quality: Quality,
     /// `None` for a connection without installation.
     pub p_quality: Option<Quality>,
+    /// Battery charge minus discharge (Wh) when the installation reported both; not a column
+    /// of `intervals`, used by the cable balance.
+    pub battery_net_wh: Option<i64>,
     pub date: NaiveDate,
 }
 
@@ -201,12 +204,13 @@ pub fn compute(
         );
     }
     let mut production = Energies::new();
+    let mut battery: HashMap<String, BTreeMap<i64, i64>> = HashMap::new();
     if let Some(df) = series(
         lake,
         &INSTALLATION_READINGS,
         "installation_id",
         "p_meter",
-        &["p_wh"],
+        &["p_wh", "battery_charge_wh", "battery_discharge_wh"],
         "seq",
     )? {
         let (keys, meters, t) = (
@@ -224,13 +228,48 @@ pub fn compute(
             "production",
             &mut problems,
         );
+        let charge = energies_of(
+            &keys,
+            &meters,
+            &t,
+            &ints(&df, "battery_charge_wh")?,
+            None,
+            &inst_owner,
+            "battery_charge",
+            &mut problems,
+        );
+        let discharge = energies_of(
+            &keys,
+            &meters,
+            &t,
+            &ints(&df, "battery_discharge_wh")?,
+            None,
+            &inst_owner,
+            "battery_discharge",
+            &mut problems,
+        );
+        for (ean, c) in charge {
+            let Some(d) = discharge.get(&ean) else {
+                continue;
+            };
+            let net = c
+                .iter()
+                .filter_map(|(s, ce)| Some((*s, ce.wh? - d.get(s)?.wh?)))
+                .collect();
+            battery.insert(ean, net);
+        }
     }
 
     let mut rows = Vec::new();
     for conn in &registry.connections {
         let ean = conn.ean.as_str();
-        let (l, x, p) = (imports.get(ean), exports.get(ean), production.get(ean));
-        let starts = [l, x, p]
+        let src = Sources {
+            l: imports.get(ean),
+            x: exports.get(ean),
+            p: production.get(ean),
+            battery: battery.get(ean),
+        };
+        let starts = [src.l, src.x, src.p]
             .into_iter()
             .flatten()
             .flat_map(|m| m.keys().next().into_iter().chain(m.keys().next_back()));
@@ -243,7 +282,7 @@ pub fn compute(
             let member = conn.member_from.is_none_or(|f| date >= f)
                 && conn.member_until.is_none_or(|u| date <= u);
             if member {
-                day_rows(conn, date, tz, l, x, p, &mut rows);
+                day_rows(conn, date, tz, &src, &mut rows);
             }
             date = date.succ_opt().expect("date in range");
         }
@@ -253,15 +292,16 @@ pub fn compute(
 
 type Quarters<'a> = Option<&'a BTreeMap<i64, QuarterEnergy>>;
 
-fn day_rows(
-    conn: &Connection,
-    date: NaiveDate,
-    tz: Tz,
-    l: Quarters,
-    x: Quarters,
-    p: Quarters,
-    out: &mut Vec<IntervalRow>,
-) {
+/// One connection's energies by quarter-hour start: import, export, production, battery net.
+struct Sources<'a> {
+    l: Quarters<'a>,
+    x: Quarters<'a>,
+    p: Quarters<'a>,
+    battery: Option<&'a BTreeMap<i64, i64>>,
+}
+
+fn day_rows(conn: &Connection, date: NaiveDate, tz: Tz, src: &Sources, out: &mut Vec<IntervalRow>) {
+    let (l, x, p) = (src.l, src.x, src.p);
     let (start, end) = local_day_bounds(date, tz);
     let get = |m: Quarters, s: i64| m.and_then(|m| m.get(&s)).copied();
     let has_installation = conn.installation.is_some();
@@ -306,6 +346,7 @@ fn day_rows(
             v_wh,
             l_quality,
             p_quality,
+            battery_net_wh: src.battery.and_then(|b| b.get(&s).copied()),
             date,
         });
         s += QUARTER_US;

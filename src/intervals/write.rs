@@ -14,15 +14,18 @@ use crate::clock::Clock;
 use crate::domain::time::{from_micros, local_date};
 use crate::error::Result;
 use crate::lake::convert::to_batch;
-use crate::lake::schema::{CONSUMPTION_DAILY, INTERVALS, TAX_BASE_YEARLY};
+use crate::lake::schema::{
+    CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, INTERVALS, TAX_BASE_YEARLY,
+};
 use crate::lake::Lake;
+use crate::marts::cable::cable_balance;
 use crate::marts::daily::{consumption_daily, intervals_frame};
 use crate::marts::rates::Rates;
 use crate::marts::yearly::tax_base_yearly;
 use crate::received::rows::by_date;
 use crate::received::{Received, ReceivedIndex, Rejected};
 use crate::registry::Registry;
-use polars::prelude::{col, lit, IntoLazy};
+use polars::prelude::{col, lit, DataFrame, DataType, IntoLazy};
 
 fn batch(rows: &[IntervalRow]) -> RecordBatch {
     let opt = |f: fn(&IntervalRow) -> Option<i64>| -> ArrayRef {
@@ -88,6 +91,26 @@ fn rejection(p: &Problem, now: chrono::DateTime<chrono::Utc>, tz: Tz) -> Rejecte
     }
 }
 
+/// Stages a frame with a `year` column as one file per year partition.
+fn stage_by_year(
+    lake: &Lake,
+    txn: &mut crate::lake::Txn,
+    df: &DataFrame,
+    spec: &crate::lake::TableSpec,
+) -> Result<()> {
+    let years: std::collections::BTreeSet<i32> =
+        df.column("year")?.i32()?.iter().flatten().collect();
+    for year in years {
+        let part = df
+            .clone()
+            .lazy()
+            .filter(col("year").eq(lit(year)))
+            .collect()?;
+        lake.stage_batch(txn, spec, Some(&year.to_string()), &to_batch(&part, spec)?)?;
+    }
+    Ok(())
+}
+
 /// What a transform did.
 #[derive(Debug, Default, Clone)]
 pub struct TransformReport {
@@ -113,11 +136,20 @@ pub fn transform(
         missing: rows.iter().filter(|r| r.l_wh.is_none()).count(),
         ..Default::default()
     };
-    let daily = consumption_daily(lake, &intervals_frame(&rows)?)?;
+    let frame = intervals_frame(&rows)?;
+    let daily = consumption_daily(lake, &frame)?;
     report.days = daily.height();
     let yearly = tax_base_yearly(&daily, registry, rates)?;
+    let (cable_15m, cable_daily) = cable_balance(lake, &frame, registry)?;
+    drop(frame);
     let mut txn = lake.begin()?;
-    for spec in [&INTERVALS, &CONSUMPTION_DAILY, &TAX_BASE_YEARLY] {
+    for spec in [
+        &INTERVALS,
+        &CONSUMPTION_DAILY,
+        &TAX_BASE_YEARLY,
+        &CABLE_BALANCE_15M,
+        &CABLE_BALANCE_DAILY,
+    ] {
         for old in lake.files(spec, None)? {
             let rel = old.strip_prefix(lake.root()).expect("file in lake");
             txn.remove(rel.to_string_lossy().into_owned());
@@ -126,20 +158,28 @@ pub fn transform(
     for (date, part) in by_date(rows, |r| r.date) {
         lake.stage_batch(&mut txn, &INTERVALS, Some(&date.to_string()), &batch(&part))?;
     }
-    let years: std::collections::BTreeSet<i32> =
-        daily.column("year")?.i32()?.iter().flatten().collect();
-    for year in years {
-        let part = daily
+    stage_by_year(lake, &mut txn, &daily, &CONSUMPTION_DAILY)?;
+    stage_by_year(lake, &mut txn, &cable_daily, &CABLE_BALANCE_DAILY)?;
+    let dates: std::collections::BTreeSet<i32> = cable_15m
+        .column("date")?
+        .cast(&DataType::Int32)?
+        .i32()?
+        .iter()
+        .flatten()
+        .collect();
+    for d in dates {
+        let part = cable_15m
             .clone()
             .lazy()
-            .filter(col("year").eq(lit(year)))
+            .filter(col("date").cast(DataType::Int32).eq(lit(d)))
             .collect()?;
-        let batch = to_batch(&part, &CONSUMPTION_DAILY)?;
+        let day = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")
+            + chrono::Duration::days(i64::from(d));
         lake.stage_batch(
             &mut txn,
-            &CONSUMPTION_DAILY,
-            Some(&year.to_string()),
-            &batch,
+            &CABLE_BALANCE_15M,
+            Some(&day.to_string()),
+            &to_batch(&part, &CABLE_BALANCE_15M)?,
         )?;
     }
     if yearly.height() > 0 {

@@ -221,6 +221,48 @@ pub const TAX_BASE_YEARLY: TableSpec = TableSpec {
     partitioning: Partitioning::None,
 };
 
+pub const CABLE_BALANCE_15M: TableSpec = TableSpec {
+    name: "cable_balance_15m",
+    columns: &[
+        col("cable_id", Utf8, false, ""),
+        col("interval_start", TimestampUtc, false, "UTC"),
+        col("connections", Int64, false, "connections"),
+        col("connections_reporting", Int64, false, "connections"),
+        col("l_wh", Int64, false, "Wh"),
+        col("t_wh", Int64, false, "Wh"),
+        col("p_wh", Int64, false, "Wh"),
+        col("v_wh", Int64, false, "Wh"),
+        col("matched_wh", Int64, false, "Wh"),
+        col("net_wh", Int64, false, "Wh"),
+        col("voltage_avg_v", Float64, true, "V"),
+        col("voltage_min_v", Float64, true, "V"),
+        col("voltage_max_v", Float64, true, "V"),
+        col("battery_net_wh", Int64, true, "Wh"),
+    ],
+    sort_by: &["cable_id", "interval_start"],
+    partitioning: Partitioning::Date,
+};
+
+pub const CABLE_BALANCE_DAILY: TableSpec = TableSpec {
+    name: "cable_balance_daily",
+    columns: &[
+        col("cable_id", Utf8, false, ""),
+        col("date", Date, false, "local day"),
+        col("l_wh", Int64, false, "Wh"),
+        col("t_wh", Int64, false, "Wh"),
+        col("p_wh", Int64, false, "Wh"),
+        col("v_wh", Int64, false, "Wh"),
+        col("matched_wh", Int64, false, "Wh"),
+        col("local_share", Float64, true, "fraction"),
+        col("peak_import_wh", Int64, false, "Wh"),
+        col("peak_export_wh", Int64, false, "Wh"),
+        col("quarters_below_v_low", Int64, false, "quarter-hours"),
+        col("quarters_above_v_high", Int64, false, "quarter-hours"),
+    ],
+    sort_by: &["cable_id", "date"],
+    partitioning: Partitioning::Year,
+};
+
 pub const RUNS: TableSpec = TableSpec {
     name: "_runs",
     columns: &[
@@ -247,6 +289,8 @@ pub const ALL_TABLES: &[TableSpec] = &[
     INTERVALS,
     CONSUMPTION_DAILY,
     TAX_BASE_YEARLY,
+    CABLE_BALANCE_15M,
+    CABLE_BALANCE_DAILY,
     RUNS,
 ];
 

@@ -66,6 +66,11 @@ pub fn intervals_frame(rows: &[IntervalRow]) -> Result<DataFrame> {
         Series::new("v".into(), rows.iter().map(|r| r.v_wh).collect::<Vec<_>>()).into(),
         Series::new("worst".into(), rows.iter().map(worst).collect::<Vec<i32>>()).into(),
         Series::new(
+            "battery_net".into(),
+            rows.iter().map(|r| r.battery_net_wh).collect::<Vec<_>>(),
+        )
+        .into(),
+        Series::new(
             "has_installation".into(),
             rows.iter()
                 .map(|r| r.p_quality.is_some())

@@ -1,0 +1,207 @@
+//! `cable_balance_15m` and `cable_balance_daily`: the "communicating vessels" per street
+//! cable. Per quarter-hour, `matched_wh = min(Σ L, Σ T)` over the cooperative's connections on
+//! the cable (one's own import and export in the same quarter-hour included); voltages come
+//! from the installations on the cable.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::error::Result;
+use crate::lake::schema::INSTALLATION_READINGS;
+use crate::lake::Lake;
+use crate::registry::Registry;
+
+/// (cable, quarter-hour start) → (Σ mean voltage, count, minimum, maximum).
+type VoltageAcc = HashMap<(String, i64), (f64, u32, f64, f64)>;
+
+fn voltages(lake: &Lake, registry: &Registry) -> Result<VoltageAcc> {
+    let mut acc: VoltageAcc = HashMap::new();
+    let Some(lf) = lake.scan(&INSTALLATION_READINGS)? else {
+        return Ok(acc);
+    };
+    let cable_of: HashMap<&str, &str> = registry
+        .connections
+        .iter()
+        .filter_map(|c| {
+            c.installation
+                .as_ref()
+                .map(|i| (i.id.as_str(), c.cable_id.as_str()))
+        })
+        .collect();
+    let df = lf
+        .select([
+            col("installation_id"),
+            col("t").cast(DataType::Int64),
+            col("voltage_avg_v"),
+            col("voltage_min_v"),
+            col("voltage_max_v"),
+        ])
+        .collect()?;
+    let id = df.column("installation_id")?.str()?.clone();
+    let t = df.column("t")?.i64()?.clone();
+    let f = |n: &str| -> Result<Float64Chunked> { Ok(df.column(n)?.f64()?.clone()) };
+    let (avg, min, max) = (
+        f("voltage_avg_v")?,
+        f("voltage_min_v")?,
+        f("voltage_max_v")?,
+    );
+    for i in 0..df.height() {
+        let (Some(inst), Some(t), Some(a), Some(lo), Some(hi)) =
+            (id.get(i), t.get(i), avg.get(i), min.get(i), max.get(i))
+        else {
+            continue;
+        };
+        let Some(cable) = cable_of.get(inst) else {
+            continue;
+        };
+        let start = t - crate::intervals::series::QUARTER_US;
+        let e = acc
+            .entry((cable.to_string(), start))
+            .or_insert((0.0, 0, f64::MAX, f64::MIN));
+        e.0 += a;
+        e.1 += 1;
+        e.2 = e.2.min(lo);
+        e.3 = e.3.max(hi);
+    }
+    Ok(acc)
+}
+
+/// Both cable tables from the interval frame; the daily one carries a `year` column.
+pub fn cable_balance(
+    lake: &Lake,
+    intervals: &DataFrame,
+    registry: &Registry,
+) -> Result<(DataFrame, DataFrame)> {
+    let mut q = intervals
+        .clone()
+        .lazy()
+        .group_by_stable([col("cable_id"), col("interval_start"), col("date")])
+        .agg([
+            col("l")
+                .is_not_null()
+                .cast(DataType::Int64)
+                .sum()
+                .alias("connections_reporting"),
+            col("l").sum().alias("l_wh"),
+            col("t").sum().alias("t_wh"),
+            col("p").sum().alias("p_wh"),
+            col("v").sum().alias("v_wh"),
+            col("battery_net").sum().alias("battery_sum"),
+            col("battery_net")
+                .is_not_null()
+                .cast(DataType::Int64)
+                .sum()
+                .alias("battery_n"),
+        ])
+        .with_columns([
+            when(col("l_wh").lt(col("t_wh")))
+                .then(col("l_wh"))
+                .otherwise(col("t_wh"))
+                .alias("matched_wh"),
+            (col("l_wh") - col("t_wh")).alias("net_wh"),
+            when(col("battery_n").gt(lit(0)))
+                .then(col("battery_sum"))
+                .otherwise(lit(NULL).cast(DataType::Int64))
+                .alias("battery_net_wh"),
+        ])
+        .sort(
+            ["cable_id", "interval_start"],
+            SortMultipleOptions::default(),
+        )
+        .collect()?;
+
+    // Connections of the cooperative on the cable that day (registry membership), voltages,
+    // and the quarter-hours beyond the cable's agreed limits.
+    let volts = voltages(lake, registry)?;
+    let cable = q.column("cable_id")?.str()?.clone();
+    let start = q.column("interval_start")?.i64()?.clone();
+    let date = q.column("date")?.cast(&DataType::Int32)?.i32()?.clone();
+    let n = q.height();
+    let (mut conns, mut v_avg, mut v_min, mut v_max, mut below, mut above) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    for i in 0..n {
+        let (c, s, d) = (
+            cable.get(i).unwrap_or(""),
+            start.get(i).unwrap_or(0),
+            date.get(i).unwrap_or(0),
+        );
+        let day = epoch + chrono::Duration::days(i64::from(d));
+        conns.push(
+            registry
+                .connections
+                .iter()
+                .filter(|x| {
+                    x.cable_id == c
+                        && x.member_from.is_none_or(|f| day >= f)
+                        && x.member_until.is_none_or(|u| day <= u)
+                })
+                .count() as i64,
+        );
+        let v = volts.get(&(c.to_string(), s));
+        v_avg.push(v.map(|v| v.0 / f64::from(v.1)));
+        v_min.push(v.map(|v| v.2));
+        v_max.push(v.map(|v| v.3));
+        let limits = registry.cables.get(c);
+        below.push(matches!((v, limits), (Some(v), Some(l)) if v.2 < l.v_low_v) as i64);
+        above.push(matches!((v, limits), (Some(v), Some(l)) if v.3 > l.v_high_v) as i64);
+    }
+    for (name, s) in [
+        ("connections", Series::new("".into(), conns)),
+        ("below", Series::new("".into(), below)),
+        ("above", Series::new("".into(), above)),
+    ] {
+        q.with_column(s.with_name(name.into()).into())?;
+    }
+    for (name, s) in [
+        ("voltage_avg_v", v_avg),
+        ("voltage_min_v", v_min),
+        ("voltage_max_v", v_max),
+    ] {
+        q.with_column(Series::new(name.into(), s).into())?;
+    }
+
+    let daily = q
+        .clone()
+        .lazy()
+        .group_by_stable([col("cable_id"), col("date")])
+        .agg([
+            col("l_wh").sum(),
+            col("t_wh").sum(),
+            col("p_wh").sum(),
+            col("v_wh").sum(),
+            col("matched_wh").sum(),
+            when(col("net_wh").gt(lit(0)))
+                .then(col("net_wh"))
+                .otherwise(lit(0i64))
+                .max()
+                .alias("peak_import_wh"),
+            when(col("net_wh").lt(lit(0)))
+                .then(lit(0i64) - col("net_wh"))
+                .otherwise(lit(0i64))
+                .max()
+                .alias("peak_export_wh"),
+            col("below").sum().alias("quarters_below_v_low"),
+            col("above").sum().alias("quarters_above_v_high"),
+        ])
+        .with_columns([
+            when(col("l_wh").gt(lit(0)))
+                .then(
+                    col("matched_wh").cast(DataType::Float64) / col("l_wh").cast(DataType::Float64),
+                )
+                .otherwise(lit(NULL).cast(DataType::Float64))
+                .alias("local_share"),
+            col("date").dt().year().alias("year"),
+        ])
+        .sort(["cable_id", "date"], SortMultipleOptions::default())
+        .collect()?;
+    Ok((q, daily))
+}
