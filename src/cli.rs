@@ -91,6 +91,21 @@ enum Command {
     /// carry or registers going backwards sent to `rejected` (their quarter-hours `missing`).
     /// A full recompute every time; ranges and the marts come with their issue.
     Transform,
+    /// Load a real meter export into the received tables (history, tests).
+    ///
+    /// `homewizard`: 15-minute cumulative registers, kept as registers. `dsmr-reader`: energy
+    /// per hour, summed into a register from 0. Both land in grid_readings under a meter_id
+    /// naming the import; run `vaten transform` afterwards. Importing the same file again adds
+    /// nothing.
+    Import {
+        #[arg(long, value_enum)]
+        format: crate::sources::exports::Format,
+        /// The export file.
+        file: PathBuf,
+        /// The connection the export belongs to (must be in the registry).
+        #[arg(long)]
+        ean: String,
+    },
     /// Store rejected records that a registry change has made acceptable.
     ///
     /// Records rejected as `unknown_ean` whose EAN is now in connections.csv are validated
@@ -276,6 +291,12 @@ fn run(cli: Cli) -> Result<()> {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
             let report = commands::transform(&ctx)?;
             tracing::info!("transform done: {}", commands::JobReport::message(&report));
+            Ok(())
+        }
+        Command::Import { format, file, ean } => {
+            let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
+            let report = commands::import_export(&ctx, *format, file, ean)?;
+            tracing::info!("import done: {}", report.message());
             Ok(())
         }
         Command::ReplayRejected => {

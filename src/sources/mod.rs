@@ -1,3 +1,4 @@
 //! Sources: where data comes from. Each turns what it fetches into rows of the received tables.
+pub mod exports;
 pub mod grid;
 pub mod installations;

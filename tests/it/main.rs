@@ -6,5 +6,6 @@ mod independent_reader;
 mod installations;
 mod intervals;
 mod p1_decode;
+mod real_data;
 mod robustness;
 mod usage;
