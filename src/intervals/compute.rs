@@ -10,6 +10,8 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 use polars::prelude::*;
 
+use super::days::day_registers;
+use super::derive::weight;
 use super::series::{
     differences, Quality, QuarterEnergy, RegisterReading, StepProblem, QUARTER_US,
 };
@@ -107,6 +109,7 @@ fn energies_of(
     values: &[i64],
     qualities: Option<&[String]>,
     owner: &dyn Fn(&str) -> Option<(String, i64)>,
+    profile: &dyn Fn(i64) -> u64,
     register: &'static str,
     problems: &mut Vec<Problem>,
 ) -> Energies {
@@ -125,7 +128,7 @@ fn energies_of(
                     quality: qualities.map_or(Quality::Measured, |q| Quality::from_service(&q[i])),
                 })
                 .collect();
-            let (energies, steps) = differences(&readings, max_wh);
+            let (energies, steps) = differences(&readings, max_wh, profile);
             problems.extend(steps.into_iter().map(|step| Problem {
                 key: keys[start].clone(),
                 register,
@@ -171,7 +174,10 @@ pub fn compute(
             .map(|c| (c.ean.as_str().to_string(), i64::MAX / 4))
     };
 
-    let (mut imports, mut exports) = (Energies::new(), Energies::new());
+    // Grid readings that count, plus the daily tariff registers as readings at local midnight
+    // (quality `derived`) where no reading stands at that time: they split long holes per day
+    // and fill days whose quarter-hours expired.
+    let mut grid: Vec<(String, String, i64, i64, i64, String)> = Vec::new();
     if let Some(df) = series(
         lake,
         &GRID_READINGS,
@@ -181,28 +187,63 @@ pub fn compute(
         "delivery_seq",
     )? {
         let (keys, meters, t) = (strs(&df, "ean")?, strs(&df, "meter_id")?, ints(&df, "t")?);
-        let quality = strs(&df, "quality")?;
-        imports = energies_of(
-            &keys,
-            &meters,
-            &t,
-            &ints(&df, "import_wh")?,
-            Some(&quality),
-            &grid_owner,
-            "import",
-            &mut problems,
+        let (imp, exp, quality) = (
+            ints(&df, "import_wh")?,
+            ints(&df, "export_wh")?,
+            strs(&df, "quality")?,
         );
-        exports = energies_of(
-            &keys,
-            &meters,
-            &t,
-            &ints(&df, "export_wh")?,
-            Some(&quality),
-            &grid_owner,
-            "export",
-            &mut problems,
-        );
+        for i in 0..keys.len() {
+            grid.push((
+                keys[i].clone(),
+                meters[i].clone(),
+                t[i],
+                imp[i],
+                exp[i],
+                quality[i].clone(),
+            ));
+        }
     }
+    let present: std::collections::HashSet<(String, String, i64)> = grid
+        .iter()
+        .map(|g| (g.0.clone(), g.1.clone(), g.2))
+        .collect();
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    for ((ean, day), (meter, imp, exp)) in day_registers(lake)? {
+        let date = epoch + chrono::Duration::days(i64::from(day));
+        let t = micros(crate::domain::time::local_midnight_utc(date, tz));
+        if !present.contains(&(ean.clone(), meter.clone(), t)) {
+            grid.push((ean, meter, t, imp, exp, "derived".into()));
+        }
+    }
+    grid.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+    let keys: Vec<String> = grid.iter().map(|g| g.0.clone()).collect();
+    let meters: Vec<String> = grid.iter().map(|g| g.1.clone()).collect();
+    let t: Vec<i64> = grid.iter().map(|g| g.2).collect();
+    let quality: Vec<String> = grid.iter().map(|g| g.5.clone()).collect();
+    let profile = |s: i64| weight(s, tz);
+    let imports = energies_of(
+        &keys,
+        &meters,
+        &t,
+        &grid.iter().map(|g| g.3).collect::<Vec<_>>(),
+        Some(&quality),
+        &grid_owner,
+        &profile,
+        "import",
+        &mut problems,
+    );
+    let exports = energies_of(
+        &keys,
+        &meters,
+        &t,
+        &grid.iter().map(|g| g.4).collect::<Vec<_>>(),
+        Some(&quality),
+        &grid_owner,
+        &profile,
+        "export",
+        &mut problems,
+    );
+    drop(grid);
     let mut production = Energies::new();
     let mut battery: HashMap<String, BTreeMap<i64, i64>> = HashMap::new();
     if let Some(df) = series(
@@ -225,6 +266,7 @@ pub fn compute(
             &ints(&df, "p_wh")?,
             None,
             &inst_owner,
+            &|_| 1,
             "production",
             &mut problems,
         );
@@ -235,6 +277,7 @@ pub fn compute(
             &ints(&df, "battery_charge_wh")?,
             None,
             &inst_owner,
+            &|_| 1,
             "battery_charge",
             &mut problems,
         );
@@ -245,6 +288,7 @@ pub fn compute(
             &ints(&df, "battery_discharge_wh")?,
             None,
             &inst_owner,
+            &|_| 1,
             "battery_discharge",
             &mut problems,
         );

@@ -1,5 +1,7 @@
 //! From received registers to quarter-hour energies: the `intervals` stage.
 pub mod compute;
+pub mod days;
+pub mod derive;
 pub mod series;
 pub mod spread;
 pub mod write;

@@ -77,9 +77,13 @@ pub enum StepProblem {
 
 /// Quarter-hour energies between consecutive readings (sorted by `t_us`, one per time).
 /// `max_wh_per_quarter` is the connection's capacity in Wh per quarter-hour.
+///
+/// A hole that ends or starts at a `derived` reading (a daily register at local midnight) is
+/// spread in proportion to `profile(quarter start)`; other holes evenly.
 pub fn differences(
     readings: &[RegisterReading],
     max_wh_per_quarter: i64,
+    profile: &dyn Fn(i64) -> u64,
 ) -> (Vec<QuarterEnergy>, Vec<StepProblem>) {
     let mut out = Vec::with_capacity(readings.len());
     let mut problems = Vec::new();
@@ -120,8 +124,20 @@ pub fn differences(
                 quality: b.quality,
             });
         } else {
-            let parts = spread(step, &vec![1; quarters as usize]);
-            let quality = b.quality.max(Quality::Estimated);
+            let derived = a.quality == Quality::Derived || b.quality == Quality::Derived;
+            let weights: Vec<u64> = if derived {
+                (0..quarters)
+                    .map(|k| profile(a.t_us + k * QUARTER_US))
+                    .collect()
+            } else {
+                vec![1; quarters as usize]
+            };
+            let parts = spread(step, &weights);
+            let quality = b.quality.max(if derived {
+                Quality::Derived
+            } else {
+                Quality::Estimated
+            });
             out.extend(starts.zip(parts).map(|(start_us, wh)| QuarterEnergy {
                 start_us,
                 wh: Some(wh),
@@ -148,7 +164,7 @@ mod tests {
 
     #[test]
     fn consecutive_readings_give_their_differences() {
-        let (e, p) = differences(&[r(0, 1000), r(1, 1100), r(2, 1350)], 4312);
+        let (e, p) = differences(&[r(0, 1000), r(1, 1100), r(2, 1350)], 4312, &|_| 1);
         assert!(p.is_empty());
         assert_eq!(
             e.iter().map(|x| x.wh.unwrap()).collect::<Vec<_>>(),
@@ -161,7 +177,7 @@ mod tests {
     #[test]
     fn a_hole_of_seven_quarters_is_spread_exactly() {
         // 1,000 Wh over 7 quarter-hours: 142 each (994), the 6 left to the first six.
-        let (e, p) = differences(&[r(0, 5000), r(7, 6000)], 4312);
+        let (e, p) = differences(&[r(0, 5000), r(7, 6000)], 4312, &|_| 1);
         assert!(p.is_empty());
         let wh: Vec<i64> = e.iter().map(|x| x.wh.unwrap()).collect();
         assert_eq!(wh, vec![143, 143, 143, 143, 143, 143, 142]);
@@ -172,7 +188,11 @@ mod tests {
 
     #[test]
     fn backwards_and_over_capacity_stay_missing() {
-        let (e, p) = differences(&[r(0, 5000), r(1, 4990), r(2, 5100), r(3, 9500)], 4312);
+        let (e, p) = differences(
+            &[r(0, 5000), r(1, 4990), r(2, 5100), r(3, 9500)],
+            4312,
+            &|_| 1,
+        );
         assert_eq!(e.len(), 3);
         assert_eq!(e[0].quality, Quality::Missing);
         assert_eq!(e[1].wh, Some(110));

@@ -263,8 +263,9 @@ fn daily_sums_match_duckdb_and_reconcile_with_day_registers() {
             .unwrap()
             .to_string()
     };
-    // The 24th's first quarter-hour has no start register: missing, so not reconcilable.
-    assert_eq!(reconciled(EAN_A, "2026-10-24"), "null");
+    // The 24th's first quarter-hour starts at the day register of 00:00 (no reading stands
+    // there), so the 24th is complete and reconciles.
+    assert_eq!(reconciled(EAN_A, "2026-10-24"), "true");
     assert_eq!(reconciled(EAN_A, "2026-10-25"), "false");
     assert_eq!(reconciled(EAN_A, "2026-10-26"), "false");
     assert_eq!(reconciled(EAN_B, "2026-10-25"), "true");
@@ -284,4 +285,49 @@ fn daily_sums_match_duckdb_and_reconcile_with_day_registers() {
     ] {
         assert!(tax.contains(part), "{part} in {tax}");
     }
+}
+
+#[test]
+fn expired_day_is_derived_from_its_day_registers() {
+    let env = Env::new(&registry(&[EAN_A]));
+    let mut a = meter(EAN_A, "MA1", 5_000_000, true);
+    let regs: Vec<Value> = ["2026-10-05", "2026-10-06", "2026-10-07"]
+        .iter()
+        .map(|d| {
+            let reg = day(&a, d).value;
+            let obj = intervals(&mut a, d);
+            // The 6th's quarter-hours expired at the service: only its day registers remain.
+            if *d != "2026-10-06" {
+                env.server.push([FeedEntry::interval(obj)]);
+            }
+            reg
+        })
+        .collect();
+    env.server.push(regs.iter().cloned().map(FeedEntry::day));
+    env.server.push([day(&a, "2026-10-08")]);
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["ingest", "grid"]));
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["transform"]));
+    let all = table(&env);
+    // 6 October: 96 derived quarter-hours summing exactly to the registers' difference
+    // (r181 + r182 at the 7th minus at the 6th); the days around it stay measured.
+    let day6 = day_rows(&all, EAN_A, "2026-10-05 22:00:00", "2026-10-06 22:00:00");
+    assert_eq!(day6.len(), 96);
+    assert!(day6.iter().all(|r| r.4 == "derived"), "{:?}", &day6[..3]);
+    let total = |v: &Value, a: &str, b: &str| wh(&v[a]) + wh(&v[b]);
+    assert_eq!(
+        day6.iter().map(|r| r.0.unwrap()).sum::<i64>(),
+        total(&regs[2], "r181", "r182") - total(&regs[1], "r181", "r182")
+    );
+    assert_eq!(
+        day6.iter().map(|r| r.1.unwrap()).sum::<i64>(),
+        total(&regs[2], "r281", "r282") - total(&regs[1], "r281", "r282")
+    );
+    let day7 = day_rows(&all, EAN_A, "2026-10-06 22:00:00", "2026-10-07 22:00:00");
+    assert!(day7.iter().all(|r| r.4 == "measured"));
+    let rows = lake_rows(&env.lake());
+    let daily = rows["consumption_daily"]
+        .iter()
+        .find(|r| r.contains("date=2026-10-06;"))
+        .unwrap();
+    assert!(daily.contains("intervals_derived=96;"), "{daily}");
 }
