@@ -331,3 +331,101 @@ fn expired_day_is_derived_from_its_day_registers() {
         .unwrap();
     assert!(daily.contains("intervals_derived=96;"), "{daily}");
 }
+
+/// Invariants over generated cooperatives with random holes and meter exchanges, for several
+/// seeds: per connection Σ L and Σ T equal the per-meter last-minus-first registers; V = L for
+/// connections without installation; daily, yearly and cable tables agree with intervals
+/// (DuckDB recomputes them).
+#[test]
+fn invariants_over_generated_cooperatives() {
+    let eans = [EAN_A, EAN_B, EAN_C, EAN_D];
+    for seed in [3u64, 11, 29] {
+        let env = Env::new(&registry(&eans));
+        let mut rng = seed;
+        let mut next = || {
+            rng = vaten::fake::synth::mix(rng);
+            rng
+        };
+        // Per EAN: Σ over meters of (last − first) register, L and T.
+        let mut expected: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for (k, ean) in eans.iter().enumerate() {
+            let mut m = meter(
+                ean,
+                &format!("M{k}a"),
+                1_000_000 + k as i64 * 77_777,
+                k % 2 == 0,
+            );
+            let mut firsts_lasts: Vec<(i64, i64, i64, i64)> = Vec::new();
+            let mut current: Option<(i64, i64)> = None;
+            for (dn, date) in ["2026-10-24", "2026-10-25", "2026-10-26"]
+                .iter()
+                .enumerate()
+            {
+                let mut obj = intervals(&mut m, date);
+                let items = obj["items"].as_array_mut().unwrap();
+                // A random hole inside the day (never the last item, so it stays bracketed).
+                let start = (next() % 60) as usize + 10;
+                let len = (next() % 8) as usize;
+                items.drain(start..start + len);
+                let (f, l) = (&items[0], &items[items.len() - 1]);
+                if current.is_none() {
+                    current = Some((wh(&f["r180"]), wh(&f["r280"])));
+                }
+                let last = (wh(&l["r180"]), wh(&l["r280"]));
+                let last_t = l["t"].clone();
+                env.server.push([FeedEntry::interval(obj)]);
+                // Now and then a meter exchange after the day (at 00:00 of the next day, the
+                // new meter's first reading at the same time).
+                if dn == 1 && next() % 2 == 0 {
+                    let (c0, c1) = current.take().unwrap();
+                    firsts_lasts.push((c0, last.0, c1, last.1));
+                    let mut new = meter(ean, &format!("M{k}b"), (next() % 50) as i64, k % 2 == 0);
+                    let first = serde_json::json!({"t": last_t, "r180": new.import_wh as f64 / 1000.0, "r280": new.export_wh as f64 / 1000.0, "quality": "measured"});
+                    env.server.push([FeedEntry::interval(serde_json::json!({"ean": ean, "meter_id": new.meter_id, "query_date": date, "unit": "kWh", "items": [first]}))]);
+                    current = Some((new.import_wh, new.export_wh));
+                    std::mem::swap(&mut m, &mut new);
+                }
+                if dn == 2 {
+                    let (c0, c1) = current.unwrap();
+                    firsts_lasts.push((c0, last.0, c1, last.1));
+                }
+            }
+            let l: i64 = firsts_lasts.iter().map(|x| x.1 - x.0).sum();
+            let t: i64 = firsts_lasts.iter().map(|x| x.3 - x.2).sum();
+            expected.insert(ean, (l, t));
+        }
+        assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["ingest", "grid"]));
+        assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["transform"]));
+        let all = table(&env);
+        for ean in eans {
+            let rows: Vec<_> = all
+                .iter()
+                .filter(|((e, _), _)| e == ean)
+                .map(|(_, r)| r)
+                .collect();
+            let l: i64 = rows.iter().filter_map(|r| r.0).sum();
+            let t: i64 = rows.iter().filter_map(|r| r.1).sum();
+            assert_eq!((l, t), expected[ean], "seed {seed}, {ean}");
+            assert!(
+                rows.iter().all(|r| r.3 == r.0),
+                "V = L without installation"
+            );
+            assert!(
+                rows.iter().all(|r| r.0.is_none_or(|v| v >= 0)),
+                "never negative"
+            );
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/check_daily_duckdb.py");
+        let out = std::process::Command::new("python3")
+            .arg(script)
+            .arg(env.lake_dir())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "seed {seed}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+    }
+}
