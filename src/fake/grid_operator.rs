@@ -89,8 +89,7 @@ struct FakeState {
 pub struct FakeGridOperator {
     pub addr: SocketAddr,
     state: Arc<Mutex<FakeState>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: super::LocalServer,
 }
 
 impl FakeGridOperator {
@@ -100,33 +99,11 @@ impl FakeGridOperator {
             api_key: api_key.to_string(),
             ..Default::default()
         }));
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let app = router(state.clone());
-        let thread = std::thread::Builder::new()
-            .name("fake-grid-operator".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("runtime for the fake grid operator");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = rx.await;
-                        })
-                        .await;
-                });
-            })?;
+        let server = super::LocalServer::start("fake-grid-operator", port, router(state.clone()))?;
         Ok(FakeGridOperator {
-            addr,
+            addr: server.addr,
             state,
-            shutdown: Some(tx),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -169,17 +146,6 @@ impl FakeGridOperator {
 
     pub fn feed_len(&self) -> usize {
         self.with(|s| s.feed.len())
-    }
-}
-
-impl Drop for FakeGridOperator {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

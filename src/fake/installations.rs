@@ -52,45 +52,23 @@ pub struct FakeInstallations {
     pub addr: SocketAddr,
     dead_addr: SocketAddr,
     state: Shared,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: super::LocalServer,
 }
 
 impl FakeInstallations {
     pub fn spawn() -> std::io::Result<Self> {
         let state: Shared = Arc::new(Mutex::new(HashMap::new()));
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         // A port nobody listens on: an installation that is switched off.
         let dead_addr = std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new()
             .route("/{id}/v1/readings", get(readings))
             .with_state(state.clone());
-        let thread = std::thread::Builder::new()
-            .name("fake-installations".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("runtime for the fake installations");
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = rx.await;
-                        })
-                        .await;
-                });
-            })?;
+        let server = super::LocalServer::start("fake-installations", 0, app)?;
         Ok(FakeInstallations {
-            addr,
+            addr: server.addr,
             dead_addr,
             state,
-            shutdown: Some(tx),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -216,17 +194,6 @@ impl FakeInstallations {
                 None,
             );
         });
-    }
-}
-
-impl Drop for FakeInstallations {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::api::{RawBulkPage, RawHistory};
 use crate::config::{GridConfig, RetryConfig, Secret};
+use crate::sources::http::describe;
 
 pub struct GridClient {
     http: reqwest::Client,
@@ -186,30 +187,6 @@ impl GridClient {
         let capped = exp.min(self.retry.max_backoff_s).max(0.0);
         let jitter = rand::thread_rng().gen_range(0.0..=1.0);
         Duration::from_secs_f64(capped / 2.0 + capped / 2.0 * jitter)
-    }
-}
-
-/// A reqwest error in words, without the URL's query (no secret is there, but keep it short).
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else if e.is_body() || e.is_decode() {
-        "broken body"
-    } else {
-        "request failed"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut detail = String::new();
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {detail}")
     }
 }
 

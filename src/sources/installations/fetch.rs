@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::api::{Page, RawPage};
 use crate::config::Secret;
+use crate::sources::http::describe;
 
 /// How one installation's fetch ended.
 #[derive(Debug)]
@@ -112,27 +113,6 @@ async fn fetch_one(http: &reqwest::Client, job: &Job, limit: u32, deadline: Inst
             return out;
         }
         after = next;
-    }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut detail = String::new();
-    while let Some(s) = source {
-        detail = s.to_string();
-        source = s.source();
-    }
-    if detail.is_empty() {
-        kind.into()
-    } else {
-        format!("{kind}: {detail}")
     }
 }
 
