@@ -131,7 +131,7 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
     );
     println!("  grid_days:     {} rows", rows(&GRID_DAYS)?);
     println!(
-        "  intervals:     {} rows ({} quarter-hours missing: no start register yet, or an offline installation)",
+        "  intervals:     {} rows ({} quarter-hours with L, T or P missing: an offline installation, or no reading yet)",
         transformed.intervals, transformed.missing
     );
     println!(

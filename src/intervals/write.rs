@@ -133,7 +133,10 @@ pub fn transform(
     let now = clock.now();
     let mut report = TransformReport {
         intervals: rows.len(),
-        missing: rows.iter().filter(|r| r.l_wh.is_none()).count(),
+        missing: rows
+            .iter()
+            .filter(|r| r.l_wh.is_none() || (r.p_quality.is_some() && r.p_wh.is_none()))
+            .count(),
         ..Default::default()
     };
     let frame = intervals_frame(&rows)?;
