@@ -57,8 +57,9 @@ enum LogFormat {
 enum Command {
     /// Run the pipeline on a built-in synthetic cooperative, with local fake servers.
     ///
-    /// Starts a fake grid operator on 127.0.0.1 serving a generated cooperative, ingests
-    /// its feed through the same code as `vaten ingest`, and prints where the lake is.
+    /// Starts a fake grid operator and fake installations on 127.0.0.1 serving a generated
+    /// cooperative, ingests through the same code as `vaten ingest`, transforms, prints a
+    /// summary per cable and where the lake is. Replaces the folder --dir on every run.
     Demo(DemoArgs),
     /// Pull new data from the sources into the lake's received tables.
     ///
@@ -83,13 +84,16 @@ enum Command {
         #[arg(long, value_name = "YYYY-MM-DD")]
         to: NaiveDate,
     },
-    /// Recompute the derived tables from everything received (now: `intervals`).
+    /// Recompute the derived tables from everything received.
     ///
-    /// Quarter-hour L, T, P and V per connection: register differences per meter (a meter
-    /// exchange never gives a negative or huge value), the latest delivery of a reading wins,
-    /// holes between known readings spread exactly (`estimated`), steps a connection cannot
-    /// carry or registers going backwards sent to `rejected` (their quarter-hours `missing`).
-    /// A full recompute every time; ranges and the marts come with their issue.
+    /// `intervals`: quarter-hour L, T, P and V per connection: register differences per meter
+    /// (a meter exchange never gives a negative or huge value), the latest delivery of a
+    /// reading wins, holes between known readings spread exactly (`estimated`), days whose
+    /// quarter-hours expired spread from the daily registers (`derived`), steps a connection
+    /// cannot carry or registers going backwards sent to `rejected` (their quarter-hours
+    /// `missing`). Then `consumption_daily`, `tax_base_yearly`, `cable_balance_15m` and
+    /// `cable_balance_daily`. A full recompute every time (incremental runs and ranges are
+    /// still to come).
     Transform,
     /// Load a real meter export into the received tables (history, tests).
     ///
