@@ -7,23 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 connections=${1:-1000}
 days=${2:-10}
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/vaten
-work=$(mktemp -d)
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
-export VATEN_GRID_API_KEY="bench-$$"
-"$bin" fake-grid --connections "$connections" --days "$days" --end 2026-11-20 \
-  --registry-out "$work/registry" > "$work/url" 2>/dev/null &
-server=$!
-for _ in $(seq 100); do [ -s "$work/url" ] && break; sleep 0.1; done
-cat > "$work/vaten.toml" <<TOML
-lake = "lake"
-registry = "registry"
-[grid]
-base_url = "$(cat "$work/url")"
-page_limit = 1000
-timeout_s = 120
-TOML
+. tests/bench/fake_grid.sh
 "$bin" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z ingest grid 2> /dev/null
 /usr/bin/time -f '%e %M' -o "$work/time_vaten" "$bin" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z transform 2> "$work/log"
 read -r v_secs v_kib < "$work/time_vaten"

@@ -205,3 +205,30 @@ pub fn stray_files_in_tables(lake_dir: &Path) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// The value of `column` in a row of [`lake_rows`] (`name=value;` pairs).
+pub fn field<'a>(row: &'a str, column: &str) -> &'a str {
+    row.split(';')
+        .find_map(|part| {
+            part.strip_prefix(column)
+                .and_then(|rest| rest.strip_prefix('='))
+        })
+        .unwrap_or_else(|| panic!("no column {column} in {row}"))
+}
+
+/// Runs `tests/check_daily_duckdb.py` (DuckDB recomputes the marts from `intervals`) on the
+/// lake; panics with its output when it fails, returns the output otherwise.
+pub fn duckdb_recomputes_marts(env: &Env) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/check_daily_duckdb.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(env.lake_dir())
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(
+        out.status.success(),
+        "DuckDB disagrees with the marts:\n{text}"
+    );
+    text
+}

@@ -197,14 +197,7 @@ fn bad_objects_are_rejected_and_unknown_ean_replays() {
     );
     let reasons: Vec<&str> = rows["rejected"]
         .iter()
-        .map(|r| {
-            r.split("reason=")
-                .nth(1)
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-        })
+        .map(|r| field(r, "reason"))
         .collect();
     let mut sorted = reasons.clone();
     sorted.sort();

@@ -223,15 +223,7 @@ fn offline_installation_catches_up_exactly() {
     let seqs: Vec<String> = lake_rows(&env.lake())["installation_readings"]
         .iter()
         .filter(|r| r.contains(&format!("installation_id={};", id(0))))
-        .map(|r| {
-            r.split("seq=")
-                .nth(1)
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .to_string()
-        })
+        .map(|r| field(r, "seq").to_string())
         .collect();
     let mut nums: Vec<u64> = seqs.iter().map(|s| s.parse().unwrap()).collect();
     nums.sort();
@@ -338,15 +330,7 @@ fn readings_that_do_not_fit_go_to_rejected() {
         let mut r: Vec<String> = rows["rejected"]
             .iter()
             .filter(|r| r.contains(&format!("key={inst};")))
-            .map(|r| {
-                r.split("reason=")
-                    .nth(1)
-                    .unwrap()
-                    .split(';')
-                    .next()
-                    .unwrap()
-                    .to_string()
-            })
+            .map(|r| field(r, "reason").to_string())
             .collect();
         r.sort();
         r
