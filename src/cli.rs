@@ -115,6 +115,21 @@ enum Command {
     /// Records rejected as `unknown_ean` whose EAN is now in connections.csv are validated
     /// again and stored with their original delivery order; they leave `rejected`.
     ReplayRejected,
+    /// SQL over the lake's tables (Polars SQL), printed as a table or written for machines.
+    ///
+    /// Every table is registered under its name (grid_readings, intervals, consumption_daily,
+    /// tax_base_yearly, cable_balance_daily, _runs, …), hive partition keys included as
+    /// columns. Example: vaten query "SELECT cable_id, sum(matched_wh) FROM cable_balance_daily
+    /// GROUP BY cable_id". An error in the SQL is one line on stderr and exit 2.
+    Query {
+        /// The SQL statement.
+        sql: String,
+        #[arg(long, value_enum, default_value_t = crate::query::Format::Table)]
+        format: crate::query::Format,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Tools for the P1 (smart-meter port) telegrams the installations read.
     #[command(subcommand)]
     P1(P1Command),
@@ -302,6 +317,16 @@ fn run(cli: Cli) -> Result<()> {
             let report = commands::import_export(&ctx, *format, file, ean)?;
             tracing::info!("import done: {}", report.message());
             Ok(())
+        }
+        Command::Query {
+            sql,
+            format,
+            output,
+        } => {
+            let config = Config::load(&config_path(&cli))?;
+            let lake = crate::lake::Lake::open_read(&config.lake);
+            let mut df = crate::query::run(&lake, sql)?;
+            crate::query::write(&mut df, *format, output.as_deref())
         }
         Command::ReplayRejected => {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;

@@ -17,6 +17,7 @@ pub mod intervals;
 pub mod lake;
 pub mod marts;
 pub mod p1;
+pub mod query;
 pub mod received;
 pub mod registry;
 pub mod sources;

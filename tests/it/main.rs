@@ -6,6 +6,7 @@ mod independent_reader;
 mod installations;
 mod intervals;
 mod p1_decode;
+mod query;
 mod real_data;
 mod robustness;
 mod usage;

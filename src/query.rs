@@ -1,0 +1,73 @@
+//! `vaten query "SQL"`: SQL over the lake's tables through Polars, each table registered under
+//! its name (hive partition keys as columns), printed as a table or written as CSV, JSON lines
+//! or Parquet. A reader: it takes no lock and changes nothing.
+
+use std::io::Write;
+use std::path::Path;
+
+use polars::prelude::*;
+use polars::sql::SQLContext;
+
+use crate::error::{Error, Result};
+use crate::lake::schema::ALL_TABLES;
+use crate::lake::Lake;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table for people (all rows).
+    Table,
+    Csv,
+    /// One JSON object per line.
+    Json,
+    /// Parquet (needs --output).
+    Parquet,
+}
+
+/// Runs `sql` over every table the lake has.
+pub fn run(lake: &Lake, sql: &str) -> Result<DataFrame> {
+    let mut ctx = SQLContext::new();
+    for spec in ALL_TABLES {
+        if let Some(lf) = lake.scan(spec)? {
+            ctx.register(spec.name, lf);
+        }
+    }
+    let one_line = |e: PolarsError| {
+        Error::Usage(format!(
+            "query: {}",
+            e.to_string().lines().next().unwrap_or("invalid SQL")
+        ))
+    };
+    let lf = ctx.execute(sql).map_err(one_line)?;
+    lf.collect().map_err(one_line)
+}
+
+/// Writes the result in `format` to `out` (standard output when `None`).
+pub fn write(df: &mut DataFrame, format: Format, out: Option<&Path>) -> Result<()> {
+    let mut sink: Box<dyn Write> = match out {
+        Some(p) => Box::new(
+            std::fs::File::create(p).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    match format {
+        Format::Table => {
+            // Polars' table printer reads its limits from the environment; show every row.
+            // SAFETY of set_var: this runs before any other thread reads the environment.
+            std::env::set_var("POLARS_FMT_MAX_ROWS", df.height().max(1).to_string());
+            std::env::set_var("POLARS_FMT_MAX_COLS", df.width().max(1).to_string());
+            writeln!(sink, "{df}")?;
+        }
+        Format::Csv => CsvWriter::new(&mut sink).finish(df)?,
+        Format::Json => JsonWriter::new(&mut sink)
+            .with_json_format(JsonFormat::JsonLines)
+            .finish(df)?,
+        Format::Parquet => {
+            if out.is_none() {
+                return Err(Error::Usage("--format parquet needs --output FILE".into()));
+            }
+            ParquetWriter::new(&mut sink).finish(df)?;
+        }
+    }
+    sink.flush()?;
+    Ok(())
+}

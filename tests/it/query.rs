@@ -1,0 +1,66 @@
+//! `vaten query`: SQL over the lake's tables.
+
+use vaten::fake::FeedEntry;
+
+use crate::common::*;
+use crate::feeds::*;
+
+#[test]
+fn sql_over_the_lake_in_every_format() {
+    let env = Env::new(&registry(&[EAN_A, EAN_B]));
+    let mut a = meter(EAN_A, "MA1", 100_000, true);
+    let mut b = meter(EAN_B, "MB1", 200_000, false);
+    env.server.push([
+        FeedEntry::interval(intervals(&mut a, "2026-10-25")),
+        FeedEntry::interval(intervals(&mut b, "2026-10-26")),
+    ]);
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["ingest", "grid"]));
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["transform"]));
+
+    // By hand: 100 readings on the 25th (a DST day) and 96 on the 26th.
+    let sql = "SELECT CAST(date AS VARCHAR) AS d, count(*) AS n FROM grid_readings GROUP BY date ORDER BY d";
+    let out = env.vaten("2026-10-28T10:00:00Z", &["query", "--format", "csv", sql]);
+    assert_ok(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "d,n\n2026-10-25,100\n2026-10-26,96\n"
+    );
+
+    // Tables join; JSON lines for machines.
+    let sql = "SELECT i.ean, count(*) AS quarters FROM intervals i JOIN consumption_daily c ON i.ean = c.ean AND i.date = c.date GROUP BY i.ean ORDER BY i.ean";
+    let out = env.vaten("2026-10-28T10:00:00Z", &["query", "--format", "json", sql]);
+    assert_ok(&out);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["ean"], EAN_B);
+
+    // Parquet to a file, read back.
+    let file = env.dir.path().join("out.parquet");
+    let out = env.vaten(
+        "2026-10-28T10:00:00Z",
+        &[
+            "query",
+            "--format",
+            "parquet",
+            "-o",
+            file.to_str().unwrap(),
+            "SELECT * FROM _runs",
+        ],
+    );
+    assert_ok(&out);
+    let df = polars::prelude::ParquetReader::new(std::fs::File::open(&file).unwrap());
+    use polars::prelude::SerReader;
+    assert_eq!(
+        df.finish().unwrap().height(),
+        2,
+        "two runs: ingest and transform"
+    );
+
+    // A mistake in the SQL: one line, exit 2.
+    let out = env.vaten("2026-10-28T10:00:00Z", &["query", "SELEC * FROM intervals"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+}
