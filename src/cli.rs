@@ -61,6 +61,11 @@ enum Command {
     /// cooperative, ingests through the same code as `vaten ingest`, transforms, prints a
     /// summary per cable and where the lake is. Replaces the folder --dir on every run.
     Demo(DemoArgs),
+    /// One nightly pass now: ingest grid and installations, then transform.
+    ///
+    /// For cron or a systemd timer. A source that fails does not keep the others from
+    /// running; the pass then exits 1. (The nightly report joins this pass when it lands.)
+    Run,
     /// Pull new data from the sources into the lake's received tables.
     ///
     /// `grid` follows the grid operator's bulk feed from the stored cursor until it is
@@ -130,6 +135,11 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Freshness per source, offline installations, the last run of every job.
+    ///
+    /// Warns when fewer than 4 days are left before the grid operator's 10-day retention
+    /// drops quarter-hours not pulled yet.
+    Status,
     /// Tools for the P1 (smart-meter port) telegrams the installations read.
     #[command(subcommand)]
     P1(P1Command),
@@ -306,6 +316,17 @@ fn run(cli: Cli) -> Result<()> {
             tracing::info!("backfill done: {}", report.message());
             Ok(())
         }
+        Command::Run => {
+            let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
+            let grid = secret_from_env(&ctx.config.grid.api_key_env)
+                .and_then(|key| commands::ingest_grid(&ctx, key))
+                .map(|r| tracing::info!("ingest grid done: {}", r.message()));
+            let installations = commands::ingest_installations(&ctx)
+                .map(|r| tracing::info!("ingest installations done: {}", r.message()));
+            let transform = commands::transform(&ctx)
+                .map(|r| tracing::info!("transform done: {}", commands::JobReport::message(&r)));
+            grid.and(installations).and(transform)
+        }
         Command::Transform => {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
             let report = commands::transform(&ctx)?;
@@ -327,6 +348,13 @@ fn run(cli: Cli) -> Result<()> {
             let lake = crate::lake::Lake::open_read(&config.lake);
             let mut df = crate::query::run(&lake, sql)?;
             crate::query::write(&mut df, *format, output.as_deref())
+        }
+        Command::Status => {
+            let config = Config::load(&config_path(&cli))?;
+            for line in crate::status::report(&crate::lake::Lake::open_read(&config.lake), clock)? {
+                println!("{line}");
+            }
+            Ok(())
         }
         Command::ReplayRejected => {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;

@@ -21,5 +21,6 @@ pub mod query;
 pub mod received;
 pub mod registry;
 pub mod sources;
+pub mod status;
 
 pub use error::{Error, Result};

@@ -64,6 +64,19 @@ fn scripted_three_day_feed_lands_row_for_row() {
     assert_ok(&env.vaten(NOW_1, &["ingest", "grid"]));
     env.server.push([FeedEntry::interval(corrected(&first_a))]);
     assert_ok(&env.vaten(NOW_2, &["ingest", "grid"]));
+    // Drained at NOW_2: 10 days of retention left then, 3 a week later (a warning).
+    let status =
+        |now: &str| String::from_utf8_lossy(&env.vaten(now, &["status"]).stdout).into_owned();
+    assert!(
+        status(NOW_2).contains("10.0 days left"),
+        "{}",
+        status(NOW_2)
+    );
+    let week_later = status("2026-11-04T10:00:00Z");
+    assert!(
+        week_later.contains("3.0 days left") && week_later.contains("WARNING"),
+        "{week_later}"
+    );
 
     let df = env
         .lake()

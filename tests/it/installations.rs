@@ -209,6 +209,18 @@ fn offline_installation_catches_up_exactly() {
     env.set_registry(&registry_for(&fake, n, &urls));
     assert_ok(&env.vaten(NOW, &["ingest", "installations"]));
     assert_eq!(readings_of(&env.lake(), &id(0)), 0);
+    // `vaten status` names it, and since when.
+    let status = env.vaten(NOW, &["status"]);
+    assert_ok(&status);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains(&format!("1 offline: {} since 2026-11-20 10:00 UTC", id(0))),
+        "{text}"
+    );
+    assert!(
+        text.contains("last ingest-installations: warning"),
+        "{text}"
+    );
     let first = lake_rows(&env.lake());
     // A second run with nothing new adds nothing.
     assert_ok(&env.vaten(NOW, &["ingest", "installations"]));

@@ -64,3 +64,37 @@ fn sql_over_the_lake_in_every_format() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
 }
+
+#[test]
+fn run_is_ingest_then_transform() {
+    let env = Env::new(&registry(&[EAN_A]));
+    let mut a = meter(EAN_A, "MA1", 100_000, true);
+    env.server
+        .push([FeedEntry::interval(intervals(&mut a, "2026-10-26"))]);
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["run"]));
+    let rows = lake_rows(&env.lake());
+    assert_eq!(rows["grid_readings"].len(), 96);
+    // The 26th's first quarter-hour has no start register: 95 of its 96 carry L.
+    assert_eq!(
+        rows["intervals"]
+            .iter()
+            .filter(|r| !r.contains("l_wh=null;"))
+            .count(),
+        95
+    );
+    let runs = env.lake().read_table(&vaten::lake::schema::RUNS).unwrap();
+    let mut jobs: Vec<String> = runs
+        .column("job")
+        .unwrap()
+        .str()
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(String::from)
+        .collect();
+    jobs.sort();
+    assert_eq!(
+        jobs,
+        vec!["ingest-grid", "ingest-installations", "transform"]
+    );
+}
