@@ -5,6 +5,7 @@
 //! the sorted columns in Rust, where integer exactness is easy to see and test.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
@@ -24,9 +25,10 @@ use crate::registry::{Connection, Registry};
 /// One row of `intervals`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntervalRow {
-    pub ean: String,
-    pub cable_id: String,
-    pub participant_id: String,
+    /// Shared per connection: a row costs no string allocation.
+    pub ean: Arc<str>,
+    pub cable_id: Arc<str>,
+    pub participant_id: Arc<str>,
     pub start_us: i64,
     pub l_wh: Option<i64>,
     pub t_wh: Option<i64>,
@@ -48,6 +50,9 @@ pub struct Problem {
     pub register: &'static str,
     pub step: StepProblem,
 }
+
+/// (ean, meter_id, t µs, import Wh, export Wh, quality) of one grid reading that counts.
+type GridRow = (Arc<str>, Arc<str>, i64, i64, i64, Arc<str>);
 
 /// Per connection: quarter-hour start → energy, for one register.
 type Energies = HashMap<String, BTreeMap<i64, QuarterEnergy>>;
@@ -80,12 +85,16 @@ fn series(
     Ok(Some(df))
 }
 
-fn strs(df: &DataFrame, name: &str) -> Result<Vec<String>> {
-    Ok(df
-        .column(name)?
-        .str()?
+/// A string column with equal values sharing one allocation.
+fn strs(df: &DataFrame, name: &str) -> Result<Vec<Arc<str>>> {
+    let mut seen: HashMap<&str, Arc<str>> = HashMap::new();
+    let col = df.column(name)?.str()?;
+    Ok(col
         .iter()
-        .map(|s| s.unwrap_or("").to_string())
+        .map(|s| {
+            let s = s.unwrap_or("");
+            seen.entry(s).or_insert_with(|| Arc::from(s)).clone()
+        })
         .collect())
 }
 
@@ -103,11 +112,11 @@ fn ints(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
 /// under the connection `owner(key)`.
 #[allow(clippy::too_many_arguments)]
 fn energies_of(
-    keys: &[String],
-    meters: &[String],
+    keys: &[Arc<str>],
+    meters: &[Arc<str>],
     t: &[i64],
     values: &[i64],
-    qualities: Option<&[String]>,
+    qualities: Option<&[Arc<str>]>,
     owner: &dyn Fn(&str) -> Option<(String, i64)>,
     profile: &dyn Fn(i64) -> u64,
     register: &'static str,
@@ -130,7 +139,7 @@ fn energies_of(
                 .collect();
             let (energies, steps) = differences(&readings, max_wh, profile);
             problems.extend(steps.into_iter().map(|step| Problem {
-                key: keys[start].clone(),
+                key: keys[start].to_string(),
                 register,
                 step,
             }));
@@ -177,7 +186,7 @@ pub fn compute(
     // Grid readings that count, plus the daily tariff registers as readings at local midnight
     // (quality `derived`) where no reading stands at that time: they split long holes per day
     // and fill days whose quarter-hours expired.
-    let mut grid: Vec<(String, String, i64, i64, i64, String)> = Vec::new();
+    let mut grid: Vec<GridRow> = Vec::new();
     if let Some(df) = series(
         lake,
         &GRID_READINGS,
@@ -203,7 +212,7 @@ pub fn compute(
             ));
         }
     }
-    let present: std::collections::HashSet<(String, String, i64)> = grid
+    let present: std::collections::HashSet<(Arc<str>, Arc<str>, i64)> = grid
         .iter()
         .map(|g| (g.0.clone(), g.1.clone(), g.2))
         .collect();
@@ -211,15 +220,16 @@ pub fn compute(
     for ((ean, day), (meter, imp, exp)) in day_registers(lake)? {
         let date = epoch + chrono::Duration::days(i64::from(day));
         let t = micros(crate::domain::time::local_midnight_utc(date, tz));
+        let (ean, meter): (Arc<str>, Arc<str>) = (ean.into(), meter.into());
         if !present.contains(&(ean.clone(), meter.clone(), t)) {
-            grid.push((ean, meter, t, imp, exp, "derived".into()));
+            grid.push((ean, meter, t, imp, exp, Arc::from("derived")));
         }
     }
     grid.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
-    let keys: Vec<String> = grid.iter().map(|g| g.0.clone()).collect();
-    let meters: Vec<String> = grid.iter().map(|g| g.1.clone()).collect();
+    let keys: Vec<Arc<str>> = grid.iter().map(|g| g.0.clone()).collect();
+    let meters: Vec<Arc<str>> = grid.iter().map(|g| g.1.clone()).collect();
     let t: Vec<i64> = grid.iter().map(|g| g.2).collect();
-    let quality: Vec<String> = grid.iter().map(|g| g.5.clone()).collect();
+    let quality: Vec<Arc<str>> = grid.iter().map(|g| g.5.clone()).collect();
     let profile = |s: i64| weight(s, tz);
     let imports = energies_of(
         &keys,
@@ -308,6 +318,11 @@ pub fn compute(
     for conn in &registry.connections {
         let ean = conn.ean.as_str();
         let src = Sources {
+            ids: (
+                Arc::from(ean),
+                Arc::from(conn.cable_id.as_str()),
+                Arc::from(conn.participant_id.as_str()),
+            ),
             l: imports.get(ean),
             x: exports.get(ean),
             p: production.get(ean),
@@ -338,6 +353,8 @@ type Quarters<'a> = Option<&'a BTreeMap<i64, QuarterEnergy>>;
 
 /// One connection's energies by quarter-hour start: import, export, production, battery net.
 struct Sources<'a> {
+    /// The connection's ean, cable and participant, shared by its rows.
+    ids: (Arc<str>, Arc<str>, Arc<str>),
     l: Quarters<'a>,
     x: Quarters<'a>,
     p: Quarters<'a>,
@@ -380,9 +397,9 @@ fn day_rows(conn: &Connection, date: NaiveDate, tz: Tz, src: &Sources, out: &mut
             (None, None, l_wh)
         };
         out.push(IntervalRow {
-            ean: conn.ean.as_str().to_string(),
-            cable_id: conn.cable_id.clone(),
-            participant_id: conn.participant_id.clone(),
+            ean: src.ids.0.clone(),
+            cable_id: src.ids.1.clone(),
+            participant_id: src.ids.2.clone(),
             start_us: s,
             l_wh,
             t_wh,

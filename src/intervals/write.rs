@@ -34,14 +34,12 @@ fn batch(rows: &[IntervalRow]) -> RecordBatch {
     RecordBatch::try_new(
         INTERVALS.arrow_schema(),
         vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &*r.ean))),
             Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.ean.as_str()),
+                rows.iter().map(|r| &*r.cable_id),
             )),
             Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.cable_id.as_str()),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.participant_id.as_str()),
+                rows.iter().map(|r| &*r.participant_id),
             )),
             Arc::new(
                 TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.start_us))

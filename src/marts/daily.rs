@@ -37,19 +37,17 @@ pub fn intervals_frame(rows: &[IntervalRow]) -> Result<DataFrame> {
     let df = DataFrame::new_infer_height(vec![
         Series::new(
             "ean".into(),
-            rows.iter().map(|r| r.ean.as_str()).collect::<Vec<_>>(),
+            rows.iter().map(|r| &*r.ean).collect::<Vec<_>>(),
         )
         .into(),
         Series::new(
             "participant_id".into(),
-            rows.iter()
-                .map(|r| r.participant_id.as_str())
-                .collect::<Vec<_>>(),
+            rows.iter().map(|r| &*r.participant_id).collect::<Vec<_>>(),
         )
         .into(),
         Series::new(
             "cable_id".into(),
-            rows.iter().map(|r| r.cable_id.as_str()).collect::<Vec<_>>(),
+            rows.iter().map(|r| &*r.cable_id).collect::<Vec<_>>(),
         )
         .into(),
         date.into(),
