@@ -65,10 +65,14 @@ fn series(
     meter: &str,
     regs: &[&str],
     seq: &str,
+    only: &[String],
 ) -> Result<Option<DataFrame>> {
     let Some(lf) = lake.scan(spec)? else {
         return Ok(None);
     };
+    // Only the keys asked for (one cable's connections at a time keeps memory bounded).
+    let wanted = lit(Series::new("wanted".into(), only)).implode(false);
+    let lf = lf.filter(col(key).is_in(wanted, false));
     let mut cols = vec![col(key), col(meter), col("t").cast(DataType::Int64)];
     cols.extend(regs.iter().map(|r| col(*r)));
     if spec.name == GRID_READINGS.name {
@@ -176,6 +180,12 @@ pub fn compute(
         .iter()
         .filter_map(|c| c.installation.as_ref().map(|i| (i.id.as_str(), c)))
         .collect();
+    let eans: Vec<String> = registry
+        .connections
+        .iter()
+        .map(|c| c.ean.as_str().to_string())
+        .collect();
+    let installation_ids: Vec<String> = by_inst.keys().map(|k| k.to_string()).collect();
     let grid_owner = |ean: &str| by_ean.get(ean).map(|c| (ean.to_string(), c.capacity_w / 4));
     let inst_owner = |id: &str| {
         by_inst
@@ -194,6 +204,7 @@ pub fn compute(
         "meter_id",
         &["import_wh", "export_wh"],
         "delivery_seq",
+        &eans,
     )? {
         let (keys, meters, t) = (strs(&df, "ean")?, strs(&df, "meter_id")?, ints(&df, "t")?);
         let (imp, exp, quality) = (
@@ -263,6 +274,7 @@ pub fn compute(
         "p_meter",
         &["p_wh", "battery_charge_wh", "battery_discharge_wh"],
         "seq",
+        &installation_ids,
     )? {
         let (keys, meters, t) = (
             strs(&df, "installation_id")?,

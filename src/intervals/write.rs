@@ -127,22 +127,8 @@ pub fn transform(
     clock: Clock,
     tz: Tz,
 ) -> Result<TransformReport> {
-    let (rows, problems) = compute(lake, registry, tz)?;
     let now = clock.now();
-    let mut report = TransformReport {
-        intervals: rows.len(),
-        missing: rows
-            .iter()
-            .filter(|r| r.l_wh.is_none() || (r.p_quality.is_some() && r.p_wh.is_none()))
-            .count(),
-        ..Default::default()
-    };
-    let frame = intervals_frame(&rows)?;
-    let daily = consumption_daily(lake, &frame)?;
-    report.days = daily.height();
-    let yearly = tax_base_yearly(&daily, registry, rates)?;
-    let (cable_15m, cable_daily) = cable_balance(lake, &frame, registry)?;
-    drop(frame);
+    let mut report = TransformReport::default();
     let mut txn = lake.begin()?;
     for spec in [
         &INTERVALS,
@@ -156,11 +142,71 @@ pub fn transform(
             txn.remove(rel.to_string_lossy().into_owned());
         }
     }
-    for (date, part) in by_date(rows, |r| r.date) {
-        lake.stage_batch(&mut txn, &INTERVALS, Some(&date.to_string()), &batch(&part))?;
+    // One cable at a time: every derived table of a cable depends only on its connections,
+    // so memory is bounded by the largest cable, not the cooperative.
+    let mut problems = Vec::new();
+    let cables: std::collections::BTreeSet<&str> = registry
+        .connections
+        .iter()
+        .map(|c| c.cable_id.as_str())
+        .collect();
+    for cable in cables {
+        let on_cable = registry
+            .connections
+            .iter()
+            .filter(|c| c.cable_id == cable)
+            .cloned()
+            .collect();
+        let sub = Registry::new(on_cable, registry.cables.clone());
+        problems.extend(transform_cable(
+            lake,
+            &mut txn,
+            &sub,
+            rates,
+            tz,
+            &mut report,
+        )?);
     }
-    stage_by_year(lake, &mut txn, &daily, &CONSUMPTION_DAILY)?;
-    stage_by_year(lake, &mut txn, &cable_daily, &CABLE_BALANCE_DAILY)?;
+    let received = Received {
+        rejected: problems.iter().map(|p| rejection(p, now, tz)).collect(),
+        ..Default::default()
+    };
+    report.rejected = ReceivedIndex::default()
+        .stage(lake, &mut txn, received)?
+        .rejected;
+    txn.commit()?;
+    Ok(report)
+}
+
+/// Computes and stages every derived table for the connections of `registry` (one cable).
+fn transform_cable(
+    lake: &Lake,
+    txn: &mut crate::lake::Txn,
+    registry: &Registry,
+    rates: &Rates,
+    tz: Tz,
+    report: &mut TransformReport,
+) -> Result<Vec<Problem>> {
+    let (rows, problems) = compute(lake, registry, tz)?;
+    report.intervals += rows.len();
+    report.missing += rows
+        .iter()
+        .filter(|r| r.l_wh.is_none() || (r.p_quality.is_some() && r.p_wh.is_none()))
+        .count();
+    if rows.is_empty() {
+        return Ok(problems);
+    }
+    let frame = intervals_frame(&rows)?;
+    let daily = consumption_daily(lake, &frame)?;
+    report.days += daily.height();
+    let yearly = tax_base_yearly(&daily, registry, rates)?;
+    let (cable_15m, cable_daily) = cable_balance(lake, &frame, registry)?;
+    drop(frame);
+    for (date, part) in by_date(rows, |r| r.date) {
+        lake.stage_batch(txn, &INTERVALS, Some(&date.to_string()), &batch(&part))?;
+    }
+    stage_by_year(lake, txn, &daily, &CONSUMPTION_DAILY)?;
+    stage_by_year(lake, txn, &cable_daily, &CABLE_BALANCE_DAILY)?;
     let dates: std::collections::BTreeSet<i32> = cable_15m
         .column("date")?
         .cast(&DataType::Int32)?
@@ -177,7 +223,7 @@ pub fn transform(
         let day = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")
             + chrono::Duration::days(i64::from(d));
         lake.stage_batch(
-            &mut txn,
+            txn,
             &CABLE_BALANCE_15M,
             Some(&day.to_string()),
             &to_batch(&part, &CABLE_BALANCE_15M)?,
@@ -185,19 +231,11 @@ pub fn transform(
     }
     if yearly.height() > 0 {
         lake.stage_batch(
-            &mut txn,
+            txn,
             &TAX_BASE_YEARLY,
             None,
             &to_batch(&yearly, &TAX_BASE_YEARLY)?,
         )?;
     }
-    let received = Received {
-        rejected: problems.iter().map(|p| rejection(p, now, tz)).collect(),
-        ..Default::default()
-    };
-    report.rejected = ReceivedIndex::default()
-        .stage(lake, &mut txn, received)?
-        .rejected;
-    txn.commit()?;
-    Ok(report)
+    Ok(problems)
 }

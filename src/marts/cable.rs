@@ -30,7 +30,10 @@ fn voltages(lake: &Lake, registry: &Registry) -> Result<VoltageAcc> {
                 .map(|i| (i.id.as_str(), c.cable_id.as_str()))
         })
         .collect();
+    let ids: Vec<String> = cable_of.keys().map(|k| k.to_string()).collect();
+    let wanted = lit(Series::new("wanted".into(), ids)).implode(false);
     let df = lf
+        .filter(col("installation_id").is_in(wanted, false))
         .select([
             col("installation_id"),
             col("t").cast(DataType::Int64),
