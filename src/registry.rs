@@ -2,7 +2,7 @@
 //! Every rule is checked and every problem is reported as `file:line: what is wrong`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::NaiveDate;
 
@@ -351,11 +351,6 @@ fn read_connections(
         }
     }
     out
-}
-
-/// Where the registry lives, for messages.
-pub fn registry_files(dir: &Path) -> [PathBuf; 2] {
-    [dir.join("connections.csv"), dir.join("cables.csv")]
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use chrono_tz::Tz;
 use serde_json::{json, Value};
 
 use super::grid_operator::FeedEntry;
-use crate::domain::time::{local_midnight_utc, quarter_hour_ends};
+use crate::domain::time::quarter_hour_ends;
 
 /// SplitMix64: a tiny, stable hash for deterministic noise.
 pub fn mix(mut x: u64) -> u64 {
@@ -98,11 +98,6 @@ pub fn feed(meters: &mut [Meter], dates: &[NaiveDate], tz: Tz, seed: u64) -> Vec
         }
     }
     out
-}
-
-/// Start of `date` in UTC, re-exported for callers building feeds.
-pub fn day_start(date: NaiveDate, tz: Tz) -> DateTime<Utc> {
-    local_midnight_utc(date, tz)
 }
 
 /// A generated cooperative: `n` connections spread over three cables, two in three with

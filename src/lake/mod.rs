@@ -81,23 +81,6 @@ impl Lake {
         self.root.join(spec.name)
     }
 
-    /// Partition values present for a table (e.g. dates), sorted.
-    pub fn partitions(&self, spec: &TableSpec) -> Result<Vec<String>> {
-        let dir = self.table_dir(spec);
-        let mut out = Vec::new();
-        if spec.partitioning == Partitioning::None || !dir.exists() {
-            return Ok(out);
-        }
-        for entry in std::fs::read_dir(&dir).map_err(|e| Error::lake(&dir, e))? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if let Some(v) = name.strip_prefix(&format!("{}=", spec.partitioning.key())) {
-                out.push(v.to_string());
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-
     /// Parquet files of a table, or of one partition of it (`Some("2026-11-25")`), sorted.
     pub fn files(&self, spec: &TableSpec, partition: Option<&str>) -> Result<Vec<PathBuf>> {
         let dir = match partition {

@@ -341,3 +341,40 @@ fn api_key_never_leaks_into_logs_errors_or_files() {
         assert!(!hit, "the API key is in {}", f.display());
     }
 }
+
+#[test]
+fn retention_drops_old_quarter_hours_and_history_knows_quiet_eans() {
+    use vaten::fake::Retention;
+    let env = Env::new(&registry(&[EAN_A, EAN_B]));
+    let mut a = meter(EAN_A, "MA1", 100_000, true);
+    let old = intervals(&mut a, "2026-10-10");
+    let old_day = day(&a, "2026-10-10");
+    let recent = intervals(&mut a, "2026-10-26");
+    env.server.push([
+        FeedEntry::interval(old),
+        old_day,
+        FeedEntry::interval(recent),
+    ]);
+    // The service keeps quarter-hours 10 days and day registers 40 (counted from the 28th).
+    env.server.set_retention(Some(Retention {
+        today: d("2026-10-28"),
+        interval_days: 10,
+        day_days: 40,
+    }));
+    env.server.know_ean(EAN_B);
+    assert_ok(&env.vaten(NOW_2, &["ingest", "grid"]));
+    let rows = lake_rows(&env.lake());
+    assert_eq!(
+        rows["grid_readings"].len(),
+        96,
+        "the 10th's quarter-hours expired"
+    );
+    assert_eq!(rows["grid_days"].len(), 1, "its day registers did not");
+    // B has no data but is known: the history answers empty, not 404.
+    let out = env.vaten(
+        NOW_2,
+        &["backfill", "--from", "2026-10-20", "--to", "2026-10-27"],
+    );
+    assert_ok(&out);
+    assert!(!stderr(&out).contains("does not know"), "{}", stderr(&out));
+}
