@@ -239,8 +239,9 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vaten: error: {e}");
-            ExitCode::from(e.exit_code())
+            // The whole cause chain on one line; the library error decides the exit code.
+            eprintln!("vaten: error: {e:#}");
+            ExitCode::from(e.downcast_ref::<Error>().map_or(1, Error::exit_code))
         }
     }
 }
@@ -278,7 +279,12 @@ fn config_path(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("vaten.toml"))
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// The binary's top level: any error, with its chain (the library's errors keep their exit code).
+fn run(cli: Cli) -> anyhow::Result<()> {
+    Ok(dispatch(cli)?)
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
     let clock = clock(&cli.now)?;
     match &cli.command {
         Command::Demo(args) => crate::demo::run(args, clock),
