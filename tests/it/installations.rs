@@ -181,6 +181,25 @@ fn fifty_installations_five_misbehaving() {
         gaps[0]
     );
     assert_eq!(readings_of(&env.lake(), &id(GAP)), 96 + 2880);
+    // The gaps table as the data dictionary promises it, read by pyarrow.
+    let check = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/check_lake_schema.py"
+        ))
+        .arg(env.lake_dir())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/data-dictionary.md"
+        ))
+        .arg("installation_gaps")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
     let runs = env.lake().read_table(&vaten::lake::schema::RUNS).unwrap();
     let messages: Vec<&str> = runs
         .column("message")
