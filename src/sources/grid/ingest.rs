@@ -240,10 +240,13 @@ pub fn replay_rejected(
 ) -> Result<IngestReport> {
     let mut report = IngestReport::default();
     let mut received = Received::default();
-    let mut rewrites: BTreeMap<String, (std::path::PathBuf, RecordBatch)> = BTreeMap::new();
+    // Files that lose replayed rows: (path, every batch's remaining rows).
+    let mut rewrites: BTreeMap<String, (std::path::PathBuf, Vec<RecordBatch>)> = BTreeMap::new();
     let mut replayed_ids = HashSet::new();
     let all: Vec<&str> = REJECTED.columns.iter().map(|c| c.name).collect();
     for file in lake.files(&REJECTED, None)? {
+        let mut remaining = Vec::new();
+        let mut touched = false;
         for batch in read_columns(&file, &all)? {
             let col = |name: &str| batch.column(REJECTED.column_index(name));
             let (source, key, reason) = (
@@ -297,23 +300,25 @@ pub fn replay_rejected(
                 replayed_ids.insert(ids.value(i).to_string());
                 keep.push(false);
             }
-            if keep.iter().any(|k| !k) {
-                let kept = filter_record_batch(&batch, &BooleanArray::from(keep))?;
-                let rel = file
-                    .strip_prefix(lake.root())
-                    .expect("file in lake")
-                    .to_string_lossy()
-                    .into_owned();
-                rewrites.insert(rel, (file.clone(), kept));
-            }
+            touched |= keep.iter().any(|k| !k);
+            remaining.push(filter_record_batch(&batch, &BooleanArray::from(keep))?);
+        }
+        if touched {
+            let rel = file
+                .strip_prefix(lake.root())
+                .expect("file in lake")
+                .to_string_lossy()
+                .into_owned();
+            rewrites.insert(rel, (file.clone(), remaining));
         }
     }
     if replayed_ids.is_empty() {
         return Ok(report);
     }
     let mut txn = lake.begin()?;
-    for (rel, (file, kept)) in &rewrites {
+    for (rel, (file, batches)) in &rewrites {
         txn.remove(rel.clone());
+        let kept = arrow::compute::concat_batches(&REJECTED.arrow_schema(), batches)?;
         if kept.num_rows() > 0 {
             let date = file
                 .parent()
@@ -321,7 +326,7 @@ pub fn replay_rejected(
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_prefix("date="))
                 .map(str::to_string);
-            lake.stage_batch(&mut txn, &REJECTED, date.as_deref(), kept)?;
+            lake.stage_batch(&mut txn, &REJECTED, date.as_deref(), &kept)?;
         }
     }
     let mut index = ReceivedIndex::default();
