@@ -92,12 +92,19 @@ fn series(
 /// A string column with equal values sharing one allocation.
 fn strs(df: &DataFrame, name: &str) -> Result<Vec<Arc<str>>> {
     let mut seen: HashMap<&str, Arc<str>> = HashMap::new();
+    let mut last: Option<Arc<str>> = None;
     let col = df.column(name)?.str()?;
     Ok(col
         .iter()
         .map(|s| {
             let s = s.unwrap_or("");
-            seen.entry(s).or_insert_with(|| Arc::from(s)).clone()
+            // The frame is sorted: most rows repeat the previous value.
+            if let Some(l) = last.as_ref().filter(|l| &***l == s) {
+                return l.clone();
+            }
+            let a = seen.entry(s).or_insert_with(|| Arc::from(s)).clone();
+            last = Some(a.clone());
+            a
         })
         .collect())
 }
@@ -223,16 +230,18 @@ pub fn compute(
             ));
         }
     }
-    let present: std::collections::HashSet<(Arc<str>, Arc<str>, i64)> = grid
-        .iter()
-        .map(|g| (g.0.clone(), g.1.clone(), g.2))
-        .collect();
+    // `grid` is sorted by (ean, meter, t) as the scan returned it: anchors are looked up by
+    // binary search rather than a set of every reading.
+    let readings = grid.len();
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
     for ((ean, day), (meter, imp, exp)) in day_registers(lake)? {
         let date = epoch + chrono::Duration::days(i64::from(day));
         let t = micros(crate::domain::time::local_midnight_utc(date, tz));
         let (ean, meter): (Arc<str>, Arc<str>) = (ean.into(), meter.into());
-        if !present.contains(&(ean.clone(), meter.clone(), t)) {
+        let found = grid[..readings]
+            .binary_search_by(|g| (&*g.0, &*g.1, g.2).cmp(&(&*ean, &*meter, t)))
+            .is_ok();
+        if !found {
             grid.push((ean, meter, t, imp, exp, Arc::from("derived")));
         }
     }
