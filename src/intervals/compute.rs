@@ -55,7 +55,57 @@ pub struct Problem {
 type GridRow = (Arc<str>, Arc<str>, i64, i64, i64, Arc<str>);
 
 /// Per connection: quarter-hour start → energy, for one register.
-type Energies = HashMap<String, BTreeMap<i64, QuarterEnergy>>;
+type Energies = HashMap<String, QuarterMap>;
+
+/// One connection's quarter-hour energies, indexed densely by quarter-hour (a vector, not a
+/// tree: lookups and inserts are O(1) and the memory is contiguous).
+#[derive(Debug, Default)]
+pub struct QuarterMap {
+    first: i64,
+    slots: Vec<Option<QuarterEnergy>>,
+}
+
+impl QuarterMap {
+    pub fn get(&self, start_us: &i64) -> Option<&QuarterEnergy> {
+        if self.slots.is_empty() || *start_us < self.first {
+            return None;
+        }
+        let i = usize::try_from((start_us - self.first) / QUARTER_US).ok()?;
+        self.slots.get(i)?.as_ref()
+    }
+
+    pub fn insert(&mut self, start_us: i64, e: QuarterEnergy) {
+        if self.slots.is_empty() {
+            self.first = start_us;
+        } else if start_us < self.first {
+            let extra = ((self.first - start_us) / QUARTER_US) as usize;
+            self.slots.splice(0..0, std::iter::repeat_n(None, extra));
+            self.first = start_us;
+        }
+        let i = ((start_us - self.first) / QUARTER_US) as usize;
+        if i >= self.slots.len() {
+            self.slots.resize(i + 1, None);
+        }
+        self.slots[i] = Some(e);
+    }
+
+    /// Starts of the first and last quarter-hour held.
+    pub fn bounds(&self) -> Option<(i64, i64)> {
+        let first = self.slots.iter().position(Option::is_some)?;
+        let last = self.slots.iter().rposition(Option::is_some)?;
+        Some((
+            self.first + first as i64 * QUARTER_US,
+            self.first + last as i64 * QUARTER_US,
+        ))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &QuarterEnergy)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, e)| e.as_ref().map(|e| (self.first + i as i64 * QUARTER_US, e)))
+    }
+}
 
 /// Reads a table's register series, the winning delivery per (key, meter, t), sorted.
 fn series(
@@ -329,7 +379,7 @@ pub fn compute(
             };
             let net = c
                 .iter()
-                .filter_map(|(s, ce)| Some((*s, ce.wh? - d.get(s)?.wh?)))
+                .filter_map(|(s, ce)| Some((s, ce.wh? - d.get(&s)?.wh?)))
                 .collect();
             battery.insert(ean, net);
         }
@@ -352,12 +402,13 @@ pub fn compute(
         let starts = [src.l, src.x, src.p]
             .into_iter()
             .flatten()
-            .flat_map(|m| m.keys().next().into_iter().chain(m.keys().next_back()));
+            .filter_map(QuarterMap::bounds)
+            .flat_map(|(a, b)| [a, b]);
         let (Some(first), Some(last)) = (starts.clone().min(), starts.max()) else {
             continue;
         };
-        let mut date = local_date(from_micros(*first), tz);
-        let last_date = local_date(from_micros(*last), tz);
+        let mut date = local_date(from_micros(first), tz);
+        let last_date = local_date(from_micros(last), tz);
         while date <= last_date {
             let member = conn.member_from.is_none_or(|f| date >= f)
                 && conn.member_until.is_none_or(|u| date <= u);
@@ -370,7 +421,7 @@ pub fn compute(
     Ok((rows, problems))
 }
 
-type Quarters<'a> = Option<&'a BTreeMap<i64, QuarterEnergy>>;
+type Quarters<'a> = Option<&'a QuarterMap>;
 
 /// One connection's energies by quarter-hour start: import, export, production, battery net.
 struct Sources<'a> {
