@@ -405,3 +405,55 @@ fn invariants_over_generated_cooperatives() {
         duckdb_recomputes_marts(&env);
     }
 }
+
+#[test]
+fn production_meter_exchange_gives_no_negative_or_huge_p() {
+    let mut reg = registry(&[EAN_A]);
+    let fake = FakeInstallations::spawn().unwrap();
+    fake.add("inst-a", EAN_A, "tok", "SDM120-OLD");
+    reg.connections[0].installation = Some(Installation {
+        id: "inst-a".into(),
+        url: fake.url("inst-a"),
+    });
+    let env = Env::new(&reg);
+    let tokens = env.dir.path().join("tokens.toml");
+    std::fs::write(&tokens, "[tokens]\n\"inst-a\" = \"tok\"\n").unwrap();
+    std::fs::set_permissions(&tokens, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    *env.extra_config.borrow_mut() = "[installations]\ntokens_file = \"tokens.toml\"\n".into();
+    env.write_config("");
+    // 40 quarter-hours on the old meter, an exchange (new meter from 2 Wh at the same time),
+    // 40 more on the new one.
+    fake.produce("inst-a", "2026-10-26T08:00:00Z".parse().unwrap(), 40, 1);
+    fake.exchange_meter("inst-a", "SDM120-NEW");
+    fake.produce("inst-a", "2026-10-26T18:00:00Z".parse().unwrap(), 40, 2);
+    let mut a = meter(EAN_A, "MA1", 100_000, true);
+    env.server.push([
+        FeedEntry::interval(intervals(&mut a, "2026-10-26")),
+        FeedEntry::interval(intervals(&mut a, "2026-10-27")),
+    ]);
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["ingest"]));
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["transform"]));
+    // Independently from the installation's own registers, read back from the lake.
+    let df = env
+        .lake()
+        .read_table(&vaten::lake::schema::INSTALLATION_READINGS)
+        .unwrap();
+    let meter_of = df.column("p_meter").unwrap().str().unwrap().clone();
+    let p = df.column("p_wh").unwrap().i64().unwrap().clone();
+    let mut per_meter: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for i in 0..df.height() {
+        let e = per_meter
+            .entry(meter_of.get(i).unwrap().to_string())
+            .or_insert((i64::MAX, i64::MIN));
+        e.0 = e.0.min(p.get(i).unwrap());
+        e.1 = e.1.max(p.get(i).unwrap());
+    }
+    let expected: i64 = per_meter.values().map(|(lo, hi)| hi - lo).sum();
+    let all = table(&env);
+    let p_values: Vec<i64> = all.values().filter_map(|r| r.2).collect();
+    assert_eq!(p_values.iter().sum::<i64>(), expected);
+    assert!(
+        p_values.iter().all(|v| (0..=5_000).contains(v)),
+        "no negative or huge P"
+    );
+}
