@@ -34,7 +34,8 @@ pub fn connection(ean: &str, participant: &str, cable: &str) -> Connection {
     }
 }
 
-pub fn registry(eans: &[&str]) -> Registry {
+/// The one street cable of the test cooperatives.
+pub fn cables() -> BTreeMap<String, Cable> {
     let mut cables = BTreeMap::new();
     cables.insert(
         "K1".to_string(),
@@ -45,6 +46,11 @@ pub fn registry(eans: &[&str]) -> Registry {
             v_high_v: 244.0,
         },
     );
+    cables
+}
+
+pub fn registry(eans: &[&str]) -> Registry {
+    let cables = cables();
     let conns = eans
         .iter()
         .enumerate()
@@ -231,4 +237,20 @@ pub fn duckdb_recomputes_marts(env: &Env) -> String {
         "DuckDB disagrees with the marts:\n{text}"
     );
     text
+}
+
+impl Env {
+    /// Configures `[installations]` with a private tokens file holding `tokens`.
+    pub fn with_tokens(&self, tokens: &[(&str, &str)]) {
+        let path = self.dir.path().join("tokens.toml");
+        let mut text = String::from("[tokens]\n");
+        for (id, token) in tokens {
+            text += &format!("\"{id}\" = \"{token}\"\n");
+        }
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        *self.extra_config.borrow_mut() = "[installations]\ntokens_file = \"tokens.toml\"\n".into();
+        self.write_config("");
+    }
 }

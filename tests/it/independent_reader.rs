@@ -31,11 +31,7 @@ fn pyarrow_finds_the_data_dictionary_schema() {
         url: fake.url("inst-1"),
     });
     env.set_registry(&reg);
-    let tokens = env.dir.path().join("tokens.toml");
-    std::fs::write(&tokens, "[tokens]\n\"inst-1\" = \"tok\"\n").unwrap();
-    std::fs::set_permissions(&tokens, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    *env.extra_config.borrow_mut() = "[installations]\ntokens_file = \"tokens.toml\"\n".into();
-    env.write_config("");
+    env.with_tokens(&[("inst-1", "tok")]);
     assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["ingest", "installations"]));
     assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["transform"]));
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use vaten::domain::Ean;
 use vaten::fake::{Behaviour, FakeInstallations};
-use vaten::registry::{Cable, Connection, Installation, Registry, DEFAULT_CAPACITY_W};
+use vaten::registry::{Connection, Installation, Registry, DEFAULT_CAPACITY_W};
 
 use crate::common::*;
 
@@ -33,16 +33,7 @@ fn ean(i: usize) -> String {
 /// A cooperative of `n` connections with installations, served by `fake`; `urls` overrides
 /// an installation's URL (an offline one).
 fn registry_for(fake: &FakeInstallations, n: usize, urls: &BTreeMap<usize, String>) -> Registry {
-    let mut cables = BTreeMap::new();
-    cables.insert(
-        "K1".to_string(),
-        Cable {
-            cable_id: "K1".into(),
-            substation: "TS1".into(),
-            v_low_v: 226.0,
-            v_high_v: 244.0,
-        },
-    );
+    let cables = cables();
     let conns = (0..n)
         .map(|i| Connection {
             ean: Ean::parse(&ean(i)).unwrap(),

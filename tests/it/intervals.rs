@@ -163,11 +163,7 @@ fn late_correction_replaces_estimates_and_v_includes_production() {
         url: fake.url("inst-a"),
     });
     let env = Env::new(&reg);
-    let tokens = env.dir.path().join("tokens.toml");
-    std::fs::write(&tokens, "[tokens]\n\"inst-a\" = \"tok\"\n").unwrap();
-    std::fs::set_permissions(&tokens, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    *env.extra_config.borrow_mut() = "[installations]\ntokens_file = \"tokens.toml\"\n".into();
-    env.write_config("");
+    env.with_tokens(&[("inst-a", "tok")]);
     // P readings from 24 Oct 00:00 (UTC) every quarter-hour for two days.
     fake.produce(
         "inst-a",
@@ -416,11 +412,7 @@ fn production_meter_exchange_gives_no_negative_or_huge_p() {
         url: fake.url("inst-a"),
     });
     let env = Env::new(&reg);
-    let tokens = env.dir.path().join("tokens.toml");
-    std::fs::write(&tokens, "[tokens]\n\"inst-a\" = \"tok\"\n").unwrap();
-    std::fs::set_permissions(&tokens, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    *env.extra_config.borrow_mut() = "[installations]\ntokens_file = \"tokens.toml\"\n".into();
-    env.write_config("");
+    env.with_tokens(&[("inst-a", "tok")]);
     // 40 quarter-hours on the old meter, an exchange (new meter from 2 Wh at the same time),
     // 40 more on the new one.
     fake.produce("inst-a", "2026-10-26T08:00:00Z".parse().unwrap(), 40, 1);
