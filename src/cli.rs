@@ -11,6 +11,7 @@ use crate::clock::Clock;
 use crate::commands::{self, Context};
 use crate::config::{secret_from_env, Config};
 use crate::error::{Error, Result};
+use crate::intervals::Scope;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -89,7 +90,7 @@ enum Command {
         #[arg(long, value_name = "YYYY-MM-DD")]
         to: NaiveDate,
     },
-    /// Recompute the derived tables from everything received.
+    /// Recompute the derived tables from what was received.
     ///
     /// `intervals`: quarter-hour L, T, P and V per connection: register differences per meter
     /// (a meter exchange never gives a negative or huge value), the latest delivery of a
@@ -97,9 +98,22 @@ enum Command {
     /// quarter-hours expired spread from the daily registers (`derived`), steps a connection
     /// cannot carry or registers going backwards sent to `rejected` (their quarter-hours
     /// `missing`). Then `consumption_daily`, `tax_base_yearly`, `cable_balance_15m` and
-    /// `cable_balance_daily`. A full recompute every time (incremental runs and ranges are
-    /// still to come).
-    Transform,
+    /// `cable_balance_daily`.
+    ///
+    /// By default only the days that newly received data can change, per cable (everything
+    /// the first time, or after the registry or the tax rates changed); the result is always
+    /// what a full recompute gives.
+    Transform {
+        /// First local day to recompute (YYYY-MM-DD); needs --to.
+        #[arg(long, value_name = "YYYY-MM-DD", requires = "to")]
+        from: Option<NaiveDate>,
+        /// Last local day to recompute, inclusive; needs --from.
+        #[arg(long, value_name = "YYYY-MM-DD", requires = "from")]
+        to: Option<NaiveDate>,
+        /// Recompute everything.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        full: bool,
+    },
     /// Load a real meter export into the received tables (history, tests).
     ///
     /// `homewizard`: 15-minute cumulative registers, kept as registers. `dsmr-reader`: energy
@@ -329,13 +343,24 @@ fn dispatch(cli: Cli) -> Result<()> {
                 .map(|r| tracing::info!("ingest grid done: {}", r.message()));
             let installations = commands::ingest_installations(&ctx)
                 .map(|r| tracing::info!("ingest installations done: {}", r.message()));
-            let transform = commands::transform(&ctx)
+            let transform = commands::transform(&ctx, Scope::Incremental)
                 .map(|r| tracing::info!("transform done: {}", commands::JobReport::message(&r)));
             grid.and(installations).and(transform)
         }
-        Command::Transform => {
+        Command::Transform { from, to, full } => {
+            let scope = match (from, to) {
+                (Some(from), Some(to)) if from > to => {
+                    return Err(Error::Usage(format!("--from {from} is after --to {to}")))
+                }
+                (Some(from), Some(to)) => Scope::Range {
+                    from: *from,
+                    to: *to,
+                },
+                _ if *full => Scope::Full,
+                _ => Scope::Incremental,
+            };
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
-            let report = commands::transform(&ctx)?;
+            let report = commands::transform(&ctx, scope)?;
             tracing::info!("transform done: {}", commands::JobReport::message(&report));
             Ok(())
         }

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use crate::clock::Clock;
 use crate::config::{Config, Secret};
 use crate::error::{Error, Result};
-use crate::intervals::{self, TransformReport};
+use crate::intervals::{self, Scope, TransformReport};
 use crate::lake::runs::RunRecord;
 use crate::lake::Lake;
 use crate::marts::rates::Rates;
@@ -86,8 +86,8 @@ impl JobReport for PassReport {
 impl JobReport for TransformReport {
     fn message(&self) -> String {
         format!(
-            "intervals: {} quarter-hours ({} missing); consumption_daily: {} days; {} register steps rejected",
-            self.intervals, self.missing, self.days, self.rejected
+            "{} recompute of {} cable(s): intervals: {} quarter-hours ({} missing); consumption_daily: {} days; {} register steps rejected",
+            self.mode, self.cables, self.intervals, self.missing, self.days, self.rejected
         )
     }
     fn rows_in(&self) -> usize {
@@ -208,8 +208,8 @@ pub fn ingest_installations(ctx: &Context) -> Result<PassReport> {
     })
 }
 
-/// `vaten transform`: recomputes the derived tables from everything received.
-pub fn transform(ctx: &Context) -> Result<TransformReport> {
+/// `vaten transform`: recomputes the derived tables (see [`Scope`]).
+pub fn transform(ctx: &Context, scope: Scope) -> Result<TransformReport> {
     let rates = match &ctx.config.tax.rates {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
@@ -224,7 +224,14 @@ pub fn transform(ctx: &Context) -> Result<TransformReport> {
     };
     let lake = ctx.open_lake("transform")?;
     run_job(&lake, "transform", ctx.clock, |lake| {
-        intervals::transform(lake, &ctx.registry, &rates, ctx.clock, ctx.config.tz())
+        intervals::transform(
+            lake,
+            &ctx.registry,
+            &rates,
+            ctx.clock,
+            ctx.config.tz(),
+            scope,
+        )
     })
 }
 

@@ -104,7 +104,7 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
     let started = Utc::now();
     let report = commands::ingest_grid(&ctx, Secret::new(key))?;
     let pass = commands::ingest_installations(&ctx)?;
-    let transformed = commands::transform(&ctx)?;
+    let transformed = commands::transform(&ctx, crate::intervals::Scope::Incremental)?;
     let secs = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
 
     let lake = Lake::open_read(&ctx.config.lake);

@@ -88,6 +88,14 @@ impl Registry {
         }
     }
 
+    /// The cables that have connections, sorted.
+    pub fn cables_in_use(&self) -> std::collections::BTreeSet<String> {
+        self.connections
+            .iter()
+            .map(|c| c.cable_id.clone())
+            .collect()
+    }
+
     pub fn connection(&self, ean: &str) -> Option<&Connection> {
         self.by_ean.get(ean).map(|&i| &self.connections[i])
     }

@@ -11,7 +11,8 @@ con.execute(f"CREATE VIEW iv AS SELECT * FROM read_parquet('{lake}/intervals/*/*
 con.execute(f"CREATE VIEW cd AS SELECT * FROM read_parquet('{lake}/consumption_daily/*/*.parquet', hive_partitioning = true)")
 recomputed = """
     SELECT ean, CAST(date AS DATE) AS date,
-           SUM(l_wh)::BIGINT AS l_wh, SUM(t_wh)::BIGINT AS t_wh, SUM(v_wh)::BIGINT AS v_wh,
+           COALESCE(SUM(l_wh), 0)::BIGINT AS l_wh, COALESCE(SUM(t_wh), 0)::BIGINT AS t_wh,
+           COALESCE(SUM(v_wh), 0)::BIGINT AS v_wh,  -- sums of the known quarter-hours: 0, not null, for a day with none
            COUNT(*)::BIGINT AS intervals_expected,
            SUM(CASE WHEN l_quality = 'missing' OR p_quality = 'missing' THEN 1 ELSE 0 END)::BIGINT AS intervals_missing
     FROM iv GROUP BY ean, date

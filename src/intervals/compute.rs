@@ -13,6 +13,7 @@ use polars::prelude::*;
 
 use super::days::day_registers;
 use super::derive::weight;
+use super::plan::Window;
 use super::series::{
     differences, Quality, QuarterEnergy, RegisterReading, StepProblem, QUARTER_US,
 };
@@ -108,6 +109,7 @@ impl QuarterMap {
 }
 
 /// Reads a table's register series, the winning delivery per (key, meter, t), sorted.
+#[allow(clippy::too_many_arguments)]
 fn series(
     lake: &Lake,
     spec: &crate::lake::TableSpec,
@@ -116,13 +118,20 @@ fn series(
     regs: &[&str],
     seq: &str,
     only: &[String],
+    since: Option<(i64, NaiveDate)>,
 ) -> Result<Option<DataFrame>> {
     let Some(lf) = lake.scan(spec)? else {
         return Ok(None);
     };
     // Only the keys asked for (one cable's connections at a time keeps memory bounded).
     let wanted = lit(Series::new("wanted".into(), only)).implode(false);
-    let lf = lf.filter(col(key).is_in(wanted, false));
+    let mut lf = lf.filter(col(key).is_in(wanted, false));
+    if let Some((since_us, first_partition)) = since {
+        // The partition filter lets the scan skip older files altogether.
+        lf = lf
+            .filter(col("date").cast(DataType::Date).gt_eq(lit(first_partition)))
+            .filter(col("t").cast(DataType::Int64).gt_eq(lit(since_us)));
+    }
     let mut cols = vec![col(key), col(meter), col("t").cast(DataType::Int64)];
     cols.extend(regs.iter().map(|r| col(*r)));
     if spec.name == GRID_READINGS.name {
@@ -220,12 +229,21 @@ fn energies_of(
     out
 }
 
-/// Computes every connection's quarter-hours over the local days its data touches.
+/// Computes every connection's quarter-hours over the local days its data touches; with
+/// `window`, from readings at or after its anchor (µs) and only the window's days.
 pub fn compute(
     lake: &Lake,
     registry: &Registry,
     tz: Tz,
+    window: Option<(i64, Window)>,
 ) -> Result<(Vec<IntervalRow>, Vec<Problem>)> {
+    // Received partitions are local days of the interval's end: one day of margin.
+    let since = window.map(|(a, _)| {
+        (
+            a,
+            local_date(from_micros(a), tz) - chrono::Duration::days(1),
+        )
+    });
     let mut problems = Vec::new();
     let by_ean: HashMap<&str, &Connection> = registry
         .connections
@@ -262,6 +280,7 @@ pub fn compute(
         &["import_wh", "export_wh"],
         "delivery_seq",
         &eans,
+        since,
     )? {
         let (keys, meters, t) = (strs(&df, "ean")?, strs(&df, "meter_id")?, ints(&df, "t")?);
         let (imp, exp, quality) = (
@@ -284,9 +303,12 @@ pub fn compute(
     // binary search rather than a set of every reading.
     let readings = grid.len();
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
-    for ((ean, day), (meter, imp, exp)) in day_registers(lake)? {
+    for ((ean, day), (meter, imp, exp)) in day_registers(lake, since.map(|s| s.1))? {
         let date = epoch + chrono::Duration::days(i64::from(day));
         let t = micros(crate::domain::time::local_midnight_utc(date, tz));
+        if since.is_some_and(|(a, _)| t < a) {
+            continue;
+        }
         let (ean, meter): (Arc<str>, Arc<str>) = (ean.into(), meter.into());
         let found = grid[..readings]
             .binary_search_by(|g| (&*g.0, &*g.1, g.2).cmp(&(&*ean, &*meter, t)))
@@ -334,6 +356,7 @@ pub fn compute(
         &["p_wh", "battery_charge_wh", "battery_discharge_wh"],
         "seq",
         &installation_ids,
+        since,
     )? {
         let (keys, meters, t) = (
             strs(&df, "installation_id")?,
@@ -408,7 +431,11 @@ pub fn compute(
             continue;
         };
         let mut date = local_date(from_micros(first), tz);
-        let last_date = local_date(from_micros(last), tz);
+        let mut last_date = local_date(from_micros(last), tz);
+        if let Some((_, w)) = window {
+            date = date.max(w.from);
+            last_date = w.to.map_or(last_date, |to| last_date.min(to));
+        }
         while date <= last_date {
             let member = conn.member_from.is_none_or(|f| date >= f)
                 && conn.member_until.is_none_or(|u| date <= u);

@@ -13,11 +13,15 @@ use crate::lake::Lake;
 /// (ean, days since the epoch) → (meter, import register, export register) at 00:00 local.
 pub type DayRegisters = HashMap<(String, i32), (String, i64, i64)>;
 
-pub fn day_registers(lake: &Lake) -> Result<DayRegisters> {
+/// With `since`, only the days from then on.
+pub fn day_registers(lake: &Lake, since: Option<chrono::NaiveDate>) -> Result<DayRegisters> {
     let mut out = HashMap::new();
-    let Some(lf) = lake.scan(&GRID_DAYS)? else {
+    let Some(mut lf) = lake.scan(&GRID_DAYS)? else {
         return Ok(out);
     };
+    if let Some(since) = since {
+        lf = lf.filter(col("date").cast(DataType::Date).gt_eq(lit(since)));
+    }
     let df = lf
         .sort(
             ["ean", "meter_id", "date", "delivery_seq"],

@@ -2,8 +2,10 @@
 pub mod compute;
 pub mod days;
 pub mod derive;
+pub mod plan;
 pub mod series;
 pub mod spread;
 pub mod write;
 
+pub use plan::Scope;
 pub use write::{transform, TransformReport};

@@ -1,6 +1,7 @@
-//! Publishing `intervals`, `consumption_daily` and `tax_base_yearly`: a full recompute
-//! replaces every file of these tables in one change, together with the rejections the
-//! register arithmetic found.
+//! Publishing the derived tables (`intervals`, `consumption_daily`, `tax_base_yearly` and the
+//! two cable tables) in one change, together with the rejections the register arithmetic
+//! found. Every file is tagged with its cable: a recompute of some days of one cable replaces
+//! that cable's files of those days (and merges its daily and yearly rows), nothing else.
 
 use std::sync::Arc;
 
@@ -8,16 +9,24 @@ use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicr
 use chrono_tz::Tz;
 use serde_json::json;
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::NaiveDate;
+
 use super::compute::{compute, IntervalRow, Problem};
+use super::plan::{anchor, current_inputs, fingerprint, plan, Plan, Scope, TransformState, Window};
 use super::series::StepProblem;
 use crate::clock::Clock;
 use crate::domain::time::{from_micros, local_date};
 use crate::error::Result;
 use crate::lake::convert::to_batch;
+use crate::lake::schema::ColType;
 use crate::lake::schema::{
     CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, INTERVALS, TAX_BASE_YEARLY,
 };
 use crate::lake::Lake;
+use crate::lake::TableSpec;
 use crate::marts::cable::cable_balance;
 use crate::marts::daily::{consumption_daily, intervals_frame};
 use crate::marts::rates::Rates;
@@ -25,7 +34,7 @@ use crate::marts::yearly::tax_base_yearly;
 use crate::received::rows::by_date;
 use crate::received::{Received, ReceivedIndex, Rejected};
 use crate::registry::Registry;
-use polars::prelude::{col, lit, DataFrame, DataType, IntoLazy};
+use polars::prelude::*;
 
 fn batch(rows: &[IntervalRow]) -> RecordBatch {
     let opt = |f: fn(&IntervalRow) -> Option<i64>| -> ArrayRef {
@@ -89,12 +98,13 @@ fn rejection(p: &Problem, now: chrono::DateTime<chrono::Utc>, tz: Tz) -> Rejecte
     }
 }
 
-/// Stages a frame with a `year` column as one file per year partition.
+/// Stages a frame with a `year` column as one file per year partition, tagged with `cable`.
 fn stage_by_year(
     lake: &Lake,
     txn: &mut crate::lake::Txn,
     df: &DataFrame,
     spec: &crate::lake::TableSpec,
+    cable: &str,
 ) -> Result<()> {
     let years: std::collections::BTreeSet<i32> =
         df.column("year")?.i32()?.iter().flatten().collect();
@@ -104,7 +114,13 @@ fn stage_by_year(
             .lazy()
             .filter(col("year").eq(lit(year)))
             .collect()?;
-        lake.stage_batch(txn, spec, Some(&year.to_string()), &to_batch(&part, spec)?)?;
+        lake.stage_tagged(
+            txn,
+            spec,
+            Some(&year.to_string()),
+            Some(cable),
+            &to_batch(&part, spec)?,
+        )?;
     }
     Ok(())
 }
@@ -112,45 +128,70 @@ fn stage_by_year(
 /// What a transform did.
 #[derive(Debug, Default, Clone)]
 pub struct TransformReport {
+    /// Interval rows written (the recomputed days only).
     pub intervals: usize,
-    /// Rows of `consumption_daily`.
+    /// Rows of `consumption_daily` written.
     pub days: usize,
     pub missing: usize,
     pub rejected: usize,
+    /// `full`, `incremental` or `range`, and the cables recomputed.
+    pub mode: &'static str,
+    pub cables: usize,
 }
 
-/// Recomputes `intervals` from everything received and replaces the table.
+/// Recomputes the derived tables: all of them, the days `scope` names, or (incremental) the
+/// days newly received data touches. The result equals a full recompute in every case.
 pub fn transform(
     lake: &Lake,
     registry: &Registry,
     rates: &Rates,
     clock: Clock,
     tz: Tz,
+    scope: Scope,
 ) -> Result<TransformReport> {
     let now = clock.now();
     let mut report = TransformReport::default();
+    let inputs = current_inputs(lake)?;
+    let fingerprint = fingerprint(registry, rates);
+    let state: Option<TransformState> = lake.read_state(STATE)?;
+    let plan = plan(
+        lake,
+        registry,
+        tz,
+        scope,
+        state.as_ref(),
+        (&fingerprint, &inputs),
+    )?;
     let mut txn = lake.begin()?;
-    for spec in [
-        &INTERVALS,
-        &CONSUMPTION_DAILY,
-        &TAX_BASE_YEARLY,
-        &CABLE_BALANCE_15M,
-        &CABLE_BALANCE_DAILY,
-    ] {
-        for old in lake.files(spec, None)? {
-            let rel = old.strip_prefix(lake.root()).expect("file in lake");
-            txn.remove(rel.to_string_lossy().into_owned());
+    let windows: BTreeMap<String, Option<Window>> = match plan {
+        Plan::Full => {
+            report.mode = "full";
+            for spec in DERIVED {
+                for old in lake.files(spec, None)? {
+                    let rel = old.strip_prefix(lake.root()).expect("file in lake");
+                    txn.remove(rel.to_string_lossy().into_owned());
+                }
+            }
+            registry
+                .cables_in_use()
+                .into_iter()
+                .map(|c| (c, None))
+                .collect()
         }
-    }
+        Plan::Cables(w) => {
+            report.mode = if matches!(scope, Scope::Range { .. }) {
+                "range"
+            } else {
+                "incremental"
+            };
+            w.into_iter().map(|(c, w)| (c, Some(w))).collect()
+        }
+    };
+    report.cables = windows.len();
     // One cable at a time: every derived table of a cable depends only on its connections,
     // so memory is bounded by the largest cable, not the cooperative.
     let mut problems = Vec::new();
-    let cables: std::collections::BTreeSet<&str> = registry
-        .connections
-        .iter()
-        .map(|c| c.cable_id.as_str())
-        .collect();
-    for cable in cables {
+    for (cable, window) in windows {
         let on_cable = registry
             .connections
             .iter()
@@ -162,6 +203,8 @@ pub fn transform(
             lake,
             &mut txn,
             &sub,
+            &cable,
+            window,
             rates,
             tz,
             &mut report,
@@ -174,39 +217,201 @@ pub fn transform(
     report.rejected = ReceivedIndex::default()
         .stage(lake, &mut txn, received)?
         .rejected;
+    // A range recompute leaves newly received files for the next incremental run.
+    if !matches!(scope, Scope::Range { .. }) {
+        lake.stage_state(
+            &mut txn,
+            STATE,
+            &TransformState {
+                fingerprint,
+                inputs,
+            },
+        )?;
+    }
     txn.commit()?;
     Ok(report)
 }
 
-/// Computes and stages every derived table for the connections of `registry` (one cable).
+const STATE: &str = "transform";
+
+/// The tables this stage writes.
+const DERIVED: [&TableSpec; 5] = [
+    &INTERVALS,
+    &CONSUMPTION_DAILY,
+    &TAX_BASE_YEARLY,
+    &CABLE_BALANCE_15M,
+    &CABLE_BALANCE_DAILY,
+];
+
+/// Computes and stages every derived table for the connections of `registry` (one cable), for
+/// the days of `window` (all when `None`; the caller then removed every old file).
+#[allow(clippy::too_many_arguments)]
 fn transform_cable(
     lake: &Lake,
     txn: &mut crate::lake::Txn,
     registry: &Registry,
+    cable: &str,
+    window: Option<Window>,
     rates: &Rates,
     tz: Tz,
     report: &mut TransformReport,
 ) -> Result<Vec<Problem>> {
-    let (rows, problems) = compute(lake, registry, tz)?;
+    let since = match window {
+        Some(w) => Some((anchor(lake, registry, tz, w.from)?, w)),
+        None => None,
+    };
+    let (rows, problems) = compute(lake, registry, tz, since)?;
     report.intervals += rows.len();
     report.missing += rows
         .iter()
         .filter(|r| r.l_wh.is_none() || (r.p_quality.is_some() && r.p_wh.is_none()))
         .count();
-    if rows.is_empty() {
-        return Ok(problems);
+    // The days recomputed: replace the cable's files of those days.
+    let mut old_daily = Vec::new();
+    let mut old_cable_daily = Vec::new();
+    if let Some(w) = window {
+        for spec in [&INTERVALS, &CABLE_BALANCE_15M] {
+            for (f, part) in lake.tagged_files(spec, cable)? {
+                let day = part.and_then(|p| p.parse::<NaiveDate>().ok());
+                if day.is_none_or(|d| w.contains(d)) {
+                    txn.remove(rel(lake, &f));
+                }
+            }
+        }
+        for (spec, keep) in [
+            (&CONSUMPTION_DAILY, &mut old_daily),
+            (&CABLE_BALANCE_DAILY, &mut old_cable_daily),
+        ] {
+            for (f, _) in lake.tagged_files(spec, cable)? {
+                keep.push(read_outside(&f, spec, w)?);
+                txn.remove(rel(lake, &f));
+            }
+        }
+        for (f, _) in lake.tagged_files(&TAX_BASE_YEARLY, cable)? {
+            txn.remove(rel(lake, &f));
+        }
     }
-    let frame = intervals_frame(&rows)?;
-    let daily = consumption_daily(lake, &frame)?;
-    report.days += daily.height();
-    let yearly = tax_base_yearly(&daily, registry, rates)?;
-    let (cable_15m, cable_daily) = cable_balance(lake, &frame, registry)?;
-    drop(frame);
+    let (daily, cable_daily, cable_15m) = if rows.is_empty() {
+        (None, None, None)
+    } else {
+        let frame = intervals_frame(&rows)?;
+        let daily = consumption_daily(lake, &frame)?;
+        report.days += daily.height();
+        let (cable_15m, cable_daily) = cable_balance(lake, &frame, registry)?;
+        (Some(daily), Some(cable_daily), Some(cable_15m))
+    };
     for (date, part) in by_date(rows, |r| r.date) {
-        lake.stage_batch(txn, &INTERVALS, Some(&date.to_string()), &batch(&part))?;
+        lake.stage_tagged(
+            txn,
+            &INTERVALS,
+            Some(&date.to_string()),
+            Some(cable),
+            &batch(&part),
+        )?;
     }
-    stage_by_year(lake, txn, &daily, &CONSUMPTION_DAILY)?;
-    stage_by_year(lake, txn, &cable_daily, &CABLE_BALANCE_DAILY)?;
+    let daily = merged(old_daily, daily, &CONSUMPTION_DAILY)?;
+    let cable_daily = merged(old_cable_daily, cable_daily, &CABLE_BALANCE_DAILY)?;
+    if let Some(daily) = &daily {
+        stage_by_year(lake, txn, daily, &CONSUMPTION_DAILY, cable)?;
+        let yearly = tax_base_yearly(daily, registry, rates)?;
+        if yearly.height() > 0 {
+            lake.stage_tagged(
+                txn,
+                &TAX_BASE_YEARLY,
+                None,
+                Some(cable),
+                &to_batch(&yearly, &TAX_BASE_YEARLY)?,
+            )?;
+        }
+    }
+    if let Some(cable_daily) = &cable_daily {
+        stage_by_year(lake, txn, cable_daily, &CABLE_BALANCE_DAILY, cable)?;
+    }
+    if let Some(cable_15m) = cable_15m {
+        stage_15m(lake, txn, &cable_15m, cable)?;
+    }
+    Ok(problems)
+}
+
+fn rel(lake: &Lake, f: &Path) -> String {
+    f.strip_prefix(lake.root())
+        .expect("file in lake")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The columns of `spec` in the types the lake writer takes, plus `year` from `date`: frames
+/// read back from files and freshly computed ones stack.
+fn normalized(df: &DataFrame, spec: &TableSpec) -> Result<DataFrame> {
+    let cols: Vec<Expr> = spec
+        .columns
+        .iter()
+        .map(|c| {
+            let ty = match c.ty {
+                ColType::Utf8 => DataType::String,
+                ColType::Int64 | ColType::TimestampUtc => DataType::Int64,
+                ColType::Float64 => DataType::Float64,
+                ColType::Bool => DataType::Boolean,
+                ColType::Date => DataType::Date,
+            };
+            col(c.name).cast(ty)
+        })
+        .collect();
+    Ok(df
+        .clone()
+        .lazy()
+        .select(cols)
+        .with_column(col("date").dt().year().alias("year"))
+        .collect()?)
+}
+
+/// The rows of a daily file (one cable, one year) outside the recomputed days.
+fn read_outside(file: &Path, spec: &TableSpec, w: Window) -> Result<DataFrame> {
+    let df = LazyFrame::scan_parquet(
+        PlRefPath::new(file.display().to_string()),
+        ScanArgsParquet::default(),
+    )?
+    .collect()?;
+    let df = normalized(&df, spec)?;
+    let inside = col("date").gt_eq(lit(w.from));
+    let inside = match w.to {
+        Some(to) => inside.and(col("date").lt_eq(lit(to))),
+        None => inside,
+    };
+    Ok(df.lazy().filter(inside.not()).collect()?)
+}
+
+/// Kept old rows and new rows of a daily table, sorted; `None` when there are none.
+fn merged(
+    old: Vec<DataFrame>,
+    new: Option<DataFrame>,
+    spec: &TableSpec,
+) -> Result<Option<DataFrame>> {
+    let mut frames: Vec<DataFrame> = old;
+    if let Some(new) = new {
+        frames.push(normalized(&new, spec)?);
+    }
+    frames.retain(|f| f.height() > 0);
+    let Some(mut all) = frames.pop() else {
+        return Ok(None);
+    };
+    for f in frames {
+        all.vstack_mut(&f)?;
+    }
+    let key: Vec<&str> = spec.sort_by.to_vec();
+    Ok(Some(
+        all.lazy()
+            .sort(key, SortMultipleOptions::default())
+            .collect()?,
+    ))
+}
+
+fn stage_15m(
+    lake: &Lake,
+    txn: &mut crate::lake::Txn,
+    cable_15m: &DataFrame,
+    cable: &str,
+) -> Result<()> {
     let dates: std::collections::BTreeSet<i32> = cable_15m
         .column("date")?
         .cast(&DataType::Int32)?
@@ -222,20 +427,13 @@ fn transform_cable(
             .collect()?;
         let day = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")
             + chrono::Duration::days(i64::from(d));
-        lake.stage_batch(
+        lake.stage_tagged(
             txn,
             &CABLE_BALANCE_15M,
             Some(&day.to_string()),
+            Some(cable),
             &to_batch(&part, &CABLE_BALANCE_15M)?,
         )?;
     }
-    if yearly.height() > 0 {
-        lake.stage_batch(
-            txn,
-            &TAX_BASE_YEARLY,
-            None,
-            &to_batch(&yearly, &TAX_BASE_YEARLY)?,
-        )?;
-    }
-    Ok(problems)
+    Ok(())
 }

@@ -2,7 +2,8 @@
 //! atomic journaled publication, one writer at a time.
 //!
 //! Layout under the lake root:
-//! - `<table>/[date=YYYY-MM-DD/ | year=YYYY/]part-<txid>-<n>.parquet`: the tables analysts read;
+//! - `<table>/[date=YYYY-MM-DD/ | year=YYYY/][<tag>~]part-<txid>-<n>.parquet`: the tables
+//!   analysts read (derived tables tag each file with its cable, to replace it alone);
 //! - `_staging/`, `_journal/`: in-flight changes (see [`txn`]), never inside a table;
 //! - `_state/<source>.json`: cursors, published in the same change as the rows they cover;
 //! - `_lock`: the writer lock.
@@ -104,10 +105,25 @@ impl Lake {
         partition: Option<&str>,
         batch: &RecordBatch,
     ) -> Result<String> {
+        self.stage_tagged(txn, spec, partition, None, batch)
+    }
+
+    /// As [`Lake::stage_batch`], with the file's name starting with `tag` (see [`file_tag`]) so
+    /// that a later change can find and replace exactly the files of that tag (one cable's
+    /// share of a derived table).
+    pub fn stage_tagged(
+        &self,
+        txn: &mut Txn,
+        spec: &TableSpec,
+        partition: Option<&str>,
+        tag: Option<&str>,
+        batch: &RecordBatch,
+    ) -> Result<String> {
         let staged = txn.staging_path("parquet");
         parquet_io::write_sorted(&staged, spec, batch)?;
         let file = format!(
-            "part-{}-{}",
+            "{}part-{}-{}",
+            tag.map(|t| format!("{}~", file_tag(t))).unwrap_or_default(),
             txn.txid(),
             staged.file_name().unwrap().to_string_lossy()
         );
@@ -123,6 +139,32 @@ impl Lake {
         };
         txn.publish(&staged, rel.clone());
         Ok(rel)
+    }
+
+    /// Files of a table carrying `tag`, with the partition value each sits in (`None` for an
+    /// unpartitioned table).
+    pub fn tagged_files(
+        &self,
+        spec: &TableSpec,
+        tag: &str,
+    ) -> Result<Vec<(PathBuf, Option<String>)>> {
+        let prefix = format!("{}~", file_tag(tag));
+        let key = format!("{}=", spec.partitioning.key());
+        Ok(self
+            .files(spec, None)?
+            .into_iter()
+            .filter(|f| {
+                f.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            })
+            .map(|f| {
+                let part = f
+                    .parent()
+                    .and_then(|d| d.file_name())
+                    .and_then(|d| d.to_string_lossy().strip_prefix(&key).map(str::to_string));
+                (f, part)
+            })
+            .collect())
     }
 
     /// Reads a small JSON state document (a source's cursor) from `_state/<name>.json`.
@@ -159,4 +201,18 @@ fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `tag` made safe for a file name and unambiguous as a prefix: letters, digits, `-` and `_`
+/// stay, every other byte becomes `%XX` (so `~`, the separator, never occurs in it).
+pub fn file_tag(tag: &str) -> String {
+    let mut out = String::with_capacity(tag.len());
+    for b in tag.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -16,11 +16,19 @@ use crate::registry::Registry;
 /// (cable, quarter-hour start) → (Σ mean voltage, count, minimum, maximum).
 type VoltageAcc = HashMap<(String, i64), (f64, u32, f64, f64)>;
 
-fn voltages(lake: &Lake, registry: &Registry) -> Result<VoltageAcc> {
+/// Voltages of the quarter-hours starting at or after `first_start` (µs).
+fn voltages(lake: &Lake, registry: &Registry, first_start: Option<i64>) -> Result<VoltageAcc> {
     let mut acc: VoltageAcc = HashMap::new();
-    let Some(lf) = lake.scan(&INSTALLATION_READINGS)? else {
+    let Some(mut lf) = lake.scan(&INSTALLATION_READINGS)? else {
         return Ok(acc);
     };
+    if let Some(first) = first_start {
+        // Partitions are local days, never before the UTC day: one day of margin skips files.
+        let day = crate::domain::time::from_micros(first).date_naive() - chrono::Duration::days(1);
+        lf = lf
+            .filter(col("date").cast(DataType::Date).gt_eq(lit(day)))
+            .filter(col("t").cast(DataType::Int64).gt(lit(first)));
+    }
     let cable_of: HashMap<&str, &str> = registry
         .connections
         .iter()
@@ -117,7 +125,7 @@ pub fn cable_balance(
 
     // Connections of the cooperative on the cable that day (registry membership), voltages,
     // and the quarter-hours beyond the cable's agreed limits.
-    let volts = voltages(lake, registry)?;
+    let volts = voltages(lake, registry, q.column("interval_start")?.i64()?.min())?;
     let cable = q.column("cable_id")?.str()?.clone();
     let start = q.column("interval_start")?.i64()?.clone();
     let date = q.column("date")?.cast(&DataType::Int32)?.i32()?.clone();

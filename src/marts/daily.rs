@@ -123,7 +123,13 @@ pub fn consumption_daily(lake: &Lake, intervals: &DataFrame) -> Result<DataFrame
     // Reconciliation: the day's L and T against the difference of the tariff registers at its
     // start and at the next day's start, same meter; null when they were not delivered or the
     // day has missing quarter-hours.
-    let regs = day_registers(lake)?;
+    let first = df
+        .column("date")?
+        .cast(&DataType::Int32)?
+        .i32()?
+        .min()
+        .map(|d| EPOCH + chrono::Duration::days(i64::from(d)));
+    let regs = day_registers(lake, first)?;
     let ean = df.column("ean")?.str()?.clone();
     let date = df.column("date")?.cast(&DataType::Int32)?.i32()?.clone();
     let (l, t) = (

@@ -2,6 +2,7 @@
 mod common;
 mod feeds;
 mod grid_ingest;
+mod incremental;
 mod independent_reader;
 mod installations;
 mod intervals;

@@ -1,0 +1,423 @@
+//! What a transform must recompute.
+//!
+//! The derived tables of a cable depend only on that cable's received data, and a quarter-hour
+//! depends only on the readings of its series around it: the previous and the next reading of
+//! the same meter. So when new received files arrive, the quarter-hours that can change start
+//! at the reading before the earliest new one (a hole before new data is spread anew) and run
+//! to the end of the data. A cable is recomputed from that day on, starting its series at an
+//! anchor early enough that each series still running then has a reading at or before it:
+//! every recomputed day is then exactly what a full recompute gives.
+//!
+//! `_state/transform.json` remembers which received files the derived tables reflect and a
+//! fingerprint of the registry, the rates and this code; anything else changed means a full
+//! recompute.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+
+use chrono::{Duration, NaiveDate};
+use chrono_tz::Tz;
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::time::{from_micros, local_date, local_midnight_utc, micros};
+use crate::error::Result;
+use crate::lake::schema::{GRID_DAYS, GRID_READINGS, INSTALLATION_READINGS};
+use crate::lake::{Lake, TableSpec};
+use crate::marts::rates::Rates;
+use crate::registry::Registry;
+
+/// Bump when a change in this stage's code changes its output: stored lakes then get a full
+/// recompute on their next transform.
+const TRANSFORM_VERSION: u32 = 1;
+
+/// The received tables the derived tables are computed from.
+pub const INPUTS: [&TableSpec; 3] = [&GRID_READINGS, &GRID_DAYS, &INSTALLATION_READINGS];
+
+/// How far back a query first looks for the reading before a day (partition pruning); it looks
+/// at the whole history only when that was not enough.
+const LOOKBACK_DAYS: i64 = 7;
+
+/// What `vaten transform` was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Only what newly received data touches (a full recompute the first time).
+    Incremental,
+    /// Everything.
+    Full,
+    /// The local days `from..=to`, for every cable.
+    Range { from: NaiveDate, to: NaiveDate },
+}
+
+/// The days of one cable to recompute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from: NaiveDate,
+    pub to: Option<NaiveDate>,
+}
+
+impl Window {
+    pub fn contains(&self, d: NaiveDate) -> bool {
+        d >= self.from && self.to.is_none_or(|t| d <= t)
+    }
+}
+
+#[derive(Debug)]
+pub enum Plan {
+    Full,
+    /// Per cable the days to recompute; cables not named stay as they are.
+    Cables(BTreeMap<String, Window>),
+}
+
+/// `_state/transform.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TransformState {
+    pub fingerprint: String,
+    /// Per received table: the files (relative to the lake root) the derived tables reflect.
+    pub inputs: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The received files now in the lake, per table.
+pub fn current_inputs(lake: &Lake) -> Result<BTreeMap<String, BTreeSet<String>>> {
+    let mut out = BTreeMap::new();
+    for spec in INPUTS {
+        let files = lake
+            .files(spec, None)?
+            .into_iter()
+            .map(|f| rel(lake, &f))
+            .collect();
+        out.insert(spec.name.to_string(), files);
+    }
+    Ok(out)
+}
+
+fn rel(lake: &Lake, f: &Path) -> String {
+    f.strip_prefix(lake.root())
+        .expect("file in lake")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Registry, rates and code version: when one changes, every derived row may change.
+pub fn fingerprint(registry: &Registry, rates: &Rates) -> String {
+    // Debug output of ordered structures (Vec, BTreeMap) is stable; a hasher change between
+    // Rust releases only costs one full recompute.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    TRANSFORM_VERSION.hash(&mut h);
+    format!("{:?}{:?}", registry.connections, registry.cables).hash(&mut h);
+    format!("{rates:?}").hash(&mut h);
+    format!("v{TRANSFORM_VERSION}-{:016x}", h.finish())
+}
+
+/// Decides what to recompute.
+pub fn plan(
+    lake: &Lake,
+    registry: &Registry,
+    tz: Tz,
+    scope: Scope,
+    state: Option<&TransformState>,
+    now: (&str, &BTreeMap<String, BTreeSet<String>>),
+) -> Result<Plan> {
+    let cables = || registry.cables_in_use();
+    match scope {
+        Scope::Full => Ok(Plan::Full),
+        Scope::Range { from, to } => Ok(Plan::Cables(
+            cables()
+                .into_iter()
+                .map(|c| (c, Window { from, to: Some(to) }))
+                .collect(),
+        )),
+        Scope::Incremental => {
+            let (fingerprint, inputs) = now;
+            let Some(state) = state.filter(|s| s.fingerprint == fingerprint) else {
+                return Ok(Plan::Full);
+            };
+            // A received file that went away (a rewrite, a manual repair): start over.
+            let mut new: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for (table, files) in inputs {
+                let seen = state.inputs.get(table);
+                if let Some(seen) = seen {
+                    if !seen.is_subset(files) {
+                        return Ok(Plan::Full);
+                    }
+                }
+                new.insert(
+                    table,
+                    files
+                        .iter()
+                        .filter(|f| seen.is_none_or(|s| !s.contains(*f)))
+                        .cloned()
+                        .collect(),
+                );
+            }
+            Ok(Plan::Cables(dirty(lake, registry, tz, &new)?))
+        }
+    }
+}
+
+/// Per (key, meter): a time in µs.
+type ByMeter = HashMap<(String, String), i64>;
+
+/// The earliest new reading per series in the new files of `spec`.
+fn earliest_new(lake: &Lake, spec: &TableSpec, files: &[String], tz: Tz) -> Result<ByMeter> {
+    let mut out: ByMeter = HashMap::new();
+    for f in files {
+        let df = LazyFrame::scan_parquet(
+            PlRefPath::new(lake.root().join(f).display().to_string()),
+            ScanArgsParquet::default(),
+        )?;
+        let (key, meter) = series_columns(spec);
+        let with_t = if spec.name == GRID_DAYS.name {
+            // A day register is a reading at local midnight of its partition's day.
+            let day = partition_date(f).unwrap_or_default();
+            df.select([col(key), col(meter)])
+                .with_column(lit(micros(local_midnight_utc(day, tz))).alias("t"))
+        } else {
+            df.select([col(key), col(meter), col("t").cast(DataType::Int64)])
+        };
+        let agg = with_t
+            .group_by([col(key), col(meter)])
+            .agg([col("t").min()])
+            .collect()?;
+        for (k, m, t) in triples(&agg, key, meter, "t")? {
+            let e = out.entry((k, m)).or_insert(t);
+            *e = (*e).min(t);
+        }
+    }
+    Ok(out)
+}
+
+fn partition_date(rel: &str) -> Option<NaiveDate> {
+    rel.split('/')
+        .find_map(|p| p.strip_prefix("date="))
+        .and_then(|d| d.parse().ok())
+}
+
+fn series_columns(spec: &TableSpec) -> (&'static str, &'static str) {
+    if spec.name == INSTALLATION_READINGS.name {
+        ("installation_id", "p_meter")
+    } else {
+        ("ean", "meter_id")
+    }
+}
+
+fn triples(df: &DataFrame, key: &str, meter: &str, t: &str) -> Result<Vec<(String, String, i64)>> {
+    let (k, m) = (df.column(key)?.str()?, df.column(meter)?.str()?);
+    let t = df.column(t)?.cast(&DataType::Int64)?;
+    let t = t.i64()?;
+    Ok((0..df.height())
+        .filter_map(|i| Some((k.get(i)?.to_string(), m.get(i)?.to_string(), t.get(i)?)))
+        .collect())
+}
+
+/// A table's readings as (key, meter, t µs), day registers as readings at local midnight;
+/// only `keys`, and only partitions from `since` when given.
+fn readings(
+    lake: &Lake,
+    spec: &TableSpec,
+    keys: &[String],
+    since: Option<NaiveDate>,
+    tz: Tz,
+) -> Result<Option<LazyFrame>> {
+    let Some(lf) = lake.scan(spec)? else {
+        return Ok(None);
+    };
+    let (key, meter) = series_columns(spec);
+    let wanted = lit(Series::new("wanted".into(), keys)).implode(false);
+    let mut lf = lf.filter(col(key).is_in(wanted, false));
+    if let Some(since) = since {
+        lf = lf.filter(col("date").cast(DataType::Date).gt_eq(lit(since)));
+    }
+    Ok(Some(if spec.name == GRID_DAYS.name {
+        // Local midnight as UTC µs: midnight UTC of the date, minus the offset at that moment.
+        // The offset is looked up per distinct date in Rust (few), then joined.
+        let df = lf
+            .select([col(key), col(meter), col("date").cast(DataType::Date)])
+            .collect()?;
+        let dates = df.column("date")?.cast(&DataType::Int32)?;
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+        let t: Vec<Option<i64>> = dates
+            .i32()?
+            .iter()
+            .map(|d| {
+                d.map(|d| micros(local_midnight_utc(epoch + Duration::days(i64::from(d)), tz)))
+            })
+            .collect();
+        let mut df = df.select([key, meter])?;
+        df.with_column(Column::new("t".into(), t))?;
+        df.lazy()
+    } else {
+        lf.select([col(key), col(meter), col("t").cast(DataType::Int64)])
+    }))
+}
+
+/// For the series in `new` (earliest new reading per series): the latest reading before it,
+/// or the new reading itself for a series that starts there.
+fn previous(lake: &Lake, spec: &TableSpec, new: &ByMeter, tz: Tz) -> Result<ByMeter> {
+    if new.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (key, meter) = series_columns(spec);
+    let keys: Vec<String> = new
+        .keys()
+        .map(|(k, _)| k.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let earliest = new.values().min().copied().unwrap_or_default();
+    let frame = |entries: &ByMeter| -> Result<DataFrame> {
+        let (k, rest): (Vec<&str>, Vec<(&str, i64)>) = entries
+            .iter()
+            .map(|((k, m), t)| (k.as_str(), (m.as_str(), *t)))
+            .unzip();
+        let (m, t): (Vec<&str>, Vec<i64>) = rest.into_iter().unzip();
+        Ok(DataFrame::new_infer_height(vec![
+            Column::new(key.into(), k),
+            Column::new(meter.into(), m),
+            Column::new("t_new".into(), t),
+        ])?)
+    };
+    let query = |since: Option<NaiveDate>| -> Result<ByMeter> {
+        let Some(lf) = readings(lake, spec, &keys, since, tz)? else {
+            return Ok(HashMap::new());
+        };
+        let df = lf
+            .join(
+                frame(new)?.lazy(),
+                [col(key), col(meter)],
+                [col(key), col(meter)],
+                JoinArgs::new(JoinType::Inner),
+            )
+            .filter(col("t").lt(col("t_new")))
+            .group_by([col(key), col(meter)])
+            .agg([col("t").max()])
+            .collect()?;
+        Ok(triples(&df, key, meter, "t")?
+            .into_iter()
+            .map(|(k, m, t)| ((k, m), t))
+            .collect())
+    };
+    let since = local_date(from_micros(earliest), tz) - Duration::days(LOOKBACK_DAYS);
+    let mut found = query(Some(since))?;
+    if new.keys().any(|k| !found.contains_key(k)) {
+        found = query(None)?;
+    }
+    Ok(new
+        .iter()
+        .map(|(k, t)| (k.clone(), found.get(k).copied().unwrap_or(*t)))
+        .collect())
+}
+
+/// Per cable, the first day newly received files can change.
+fn dirty(
+    lake: &Lake,
+    registry: &Registry,
+    tz: Tz,
+    new: &BTreeMap<&str, Vec<String>>,
+) -> Result<BTreeMap<String, Window>> {
+    let cable_of_ean: HashMap<&str, &str> = registry
+        .connections
+        .iter()
+        .map(|c| (c.ean.as_str(), c.cable_id.as_str()))
+        .collect();
+    let cable_of_inst: HashMap<&str, &str> = registry
+        .connections
+        .iter()
+        .filter_map(|c| {
+            c.installation
+                .as_ref()
+                .map(|i| (i.id.as_str(), c.cable_id.as_str()))
+        })
+        .collect();
+    let mut out: BTreeMap<String, Window> = BTreeMap::new();
+    for spec in INPUTS {
+        let files = new.get(spec.name).map(Vec::as_slice).unwrap_or_default();
+        if files.is_empty() {
+            continue;
+        }
+        let owner = if spec.name == INSTALLATION_READINGS.name {
+            &cable_of_inst
+        } else {
+            &cable_of_ean
+        };
+        let mut earliest = earliest_new(lake, spec, files, tz)?;
+        earliest.retain(|(k, _), _| owner.contains_key(k.as_str()));
+        for ((k, _), t) in previous(lake, spec, &earliest, tz)? {
+            // One day earlier than strictly needed: a reading at midnight ends the previous
+            // day's last quarter-hour.
+            let from = local_date(from_micros(t), tz) - Duration::days(1);
+            let cable = owner[k.as_str()].to_string();
+            let w = out.entry(cable).or_insert(Window { from, to: None });
+            w.from = w.from.min(from);
+        }
+    }
+    Ok(out)
+}
+
+/// The start of the readings a cable's recompute from `from` must read: the earliest, over the
+/// cable's series still running at `from`'s start, of their last reading at or before it.
+pub fn anchor(lake: &Lake, registry: &Registry, tz: Tz, from: NaiveDate) -> Result<i64> {
+    let start = micros(local_midnight_utc(from, tz));
+    let eans: Vec<String> = registry
+        .connections
+        .iter()
+        .map(|c| c.ean.as_str().to_string())
+        .collect();
+    let insts: Vec<String> = registry
+        .connections
+        .iter()
+        .filter_map(|c| c.installation.as_ref().map(|i| i.id.clone()))
+        .collect();
+    let mut anchor = start;
+    for spec in INPUTS {
+        let keys = if spec.name == INSTALLATION_READINGS.name {
+            &insts
+        } else {
+            &eans
+        };
+        if keys.is_empty() {
+            continue;
+        }
+        let (key, meter) = series_columns(spec);
+        let query = |since: Option<NaiveDate>| -> Result<Option<(Option<i64>, bool)>> {
+            let Some(lf) = readings(lake, spec, keys, since, tz)? else {
+                return Ok(None);
+            };
+            let df = lf
+                .group_by([col(key), col(meter)])
+                .agg([
+                    col("t")
+                        .filter(col("t").lt_eq(lit(start)))
+                        .max()
+                        .alias("before"),
+                    col("t").max().alias("last"),
+                ])
+                .filter(col("last").gt(lit(start)))
+                .select([
+                    col("before").min().alias("anchor"),
+                    col("before").null_count().alias("unanchored"),
+                ])
+                .collect()?;
+            let a = df.column("anchor")?.cast(&DataType::Int64)?.i64()?.get(0);
+            let unanchored = df
+                .column("unanchored")?
+                .cast(&DataType::Int64)?
+                .i64()?
+                .get(0)
+                .unwrap_or(0)
+                > 0;
+            Ok(Some((a, unanchored)))
+        };
+        let since = from - Duration::days(LOOKBACK_DAYS);
+        let mut result = query(Some(since))?;
+        // A series running at `start` without a reading in the lookback may have one earlier.
+        if result.is_some_and(|(_, unanchored)| unanchored) {
+            result = query(None)?;
+        }
+        if let Some((Some(a), _)) = result {
+            anchor = anchor.min(a);
+        }
+    }
+    Ok(anchor)
+}

@@ -1,0 +1,218 @@
+//! `vaten transform` incremental and with `--from/--to`: the derived tables always equal a
+//! full recompute over the same received data, and a cable without new data is left alone.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use vaten::fake::{FakeInstallations, FeedEntry};
+use vaten::lake::schema::{
+    CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, INTERVALS, TAX_BASE_YEARLY,
+};
+use vaten::registry::{Cable, Installation};
+
+use crate::common::*;
+use crate::feeds::*;
+
+const DERIVED: [&str; 5] = [
+    INTERVALS.name,
+    CONSUMPTION_DAILY.name,
+    TAX_BASE_YEARLY.name,
+    CABLE_BALANCE_15M.name,
+    CABLE_BALANCE_DAILY.name,
+];
+
+/// The derived tables' rows (and the rejections the transform adds).
+fn derived(env: &Env) -> BTreeMap<String, Vec<String>> {
+    let mut rows = lake_rows(&env.lake());
+    rows.retain(|t, _| DERIVED.contains(&t.as_str()) || t == "rejected");
+    rows
+}
+
+/// Files of the derived tables whose name says they belong to `cable`.
+fn files_of(env: &Env, cable: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for t in DERIVED {
+        out.extend(
+            files_below(&env.lake_dir().join(t))
+                .into_iter()
+                .filter(|f| {
+                    f.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(&format!("{cable}~"))
+                }),
+        );
+    }
+    out.sort();
+    out
+}
+
+/// Asserts equal tables, showing a few differing rows rather than all of them.
+fn same(a: &BTreeMap<String, Vec<String>>, b: &BTreeMap<String, Vec<String>>, what: &str) {
+    for (t, rows) in a {
+        if rows == &b[t] {
+            continue;
+        }
+        let only_a: Vec<_> = rows.iter().filter(|r| !b[t].contains(r)).take(3).collect();
+        let only_b: Vec<_> = b[t].iter().filter(|r| !rows.contains(r)).take(3).collect();
+        assert!(
+            rows.len() == b[t].len() && only_a.is_empty() && only_b.is_empty(),
+            "{t}: {what} differs from a full recompute ({} vs {} rows)\nonly {what}: {only_a:#?}\nonly full: {only_b:#?}",
+            rows.len(),
+            b[t].len()
+        );
+    }
+}
+
+/// The last `transform` run's message in `_runs`.
+fn last_transform(env: &Env) -> String {
+    let out = env.vaten(
+        "2026-10-30T10:00:00Z",
+        &[
+            "query",
+            "--format",
+            "csv",
+            "select message from _runs where job = 'transform' order by started_at desc limit 1",
+        ],
+    );
+    assert_ok(&out);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn incremental_and_range_equal_a_full_recompute() {
+    // Two cables: A and B (with an installation) on K1, C and D on K2.
+    let mut reg = registry(&[EAN_A, EAN_B, EAN_C, EAN_D]);
+    let mut cables = cables();
+    cables.insert(
+        "K2".into(),
+        Cable {
+            cable_id: "K2".into(),
+            substation: "TS1".into(),
+            v_low_v: 226.0,
+            v_high_v: 244.0,
+        },
+    );
+    reg.cables = cables;
+    for c in &mut reg.connections[2..] {
+        c.cable_id = "K2".into();
+    }
+    let fake = FakeInstallations::spawn().unwrap();
+    fake.add("inst-b", EAN_B, "tok", "SDM120-B");
+    reg.connections[1].installation = Some(Installation {
+        id: "inst-b".into(),
+        url: fake.url("inst-b"),
+    });
+    let reg = vaten::registry::Registry::new(reg.connections, reg.cables);
+    let env = Env::new(&reg);
+    env.with_tokens(&[("inst-b", "tok")]);
+
+    let mut a = meter(EAN_A, "MA1", 5_000_000, true);
+    let mut b = meter(EAN_B, "MB1", 2_000_000, true);
+    let mut c = meter(EAN_C, "MC1", 1_000_000, false);
+    let mut dm = meter(EAN_D, "MD1", 7_000_000, true);
+    // First delivery, 10–12 October and 20–23 October: C stops after the 12th (a hole of
+    // twelve days, longer than the transform's first look back), D has day registers.
+    let mut first = Vec::new();
+    for date in ["2026-10-10", "2026-10-11", "2026-10-12"] {
+        first.push(FeedEntry::interval(intervals(&mut c, date)));
+        first.push(FeedEntry::interval(intervals(&mut dm, date)));
+    }
+    let mut b_day21 = None;
+    for date in ["2026-10-20", "2026-10-21", "2026-10-22", "2026-10-23"] {
+        first.push(FeedEntry::interval(intervals(&mut a, date)));
+        let mut obj = intervals(&mut b, date);
+        if date == "2026-10-21" {
+            // Estimated by the grid operator at first; corrected later.
+            b_day21 = Some(obj.clone());
+            for item in obj["items"].as_array_mut().unwrap()[30..40].iter_mut() {
+                item["quality"] = "estimated".into();
+            }
+        }
+        first.push(FeedEntry::interval(obj));
+        first.push(day(&dm, date));
+        first.push(FeedEntry::interval(intervals(&mut dm, date)));
+    }
+    env.server.push(first);
+    fake.produce("inst-b", "2026-10-20T00:00:00Z".parse().unwrap(), 3 * 96, 1);
+    assert_ok(&env.vaten("2026-10-24T10:00:00Z", &["ingest"]));
+    assert_ok(&env.vaten("2026-10-24T10:00:00Z", &["transform"]));
+    assert!(last_transform(&env).contains("full recompute"));
+
+    // Second delivery: only cable K2 gets data. C comes back on the 24th after its long hole
+    // (with a hole at the start of the day), D goes on.
+    let k1_files = files_of(&env, "K1");
+    assert!(!k1_files.is_empty());
+    let mut c24 = intervals(&mut c, "2026-10-24");
+    c24["items"].as_array_mut().unwrap().drain(0..5);
+    env.server.push([
+        FeedEntry::interval(c24),
+        day(&dm, "2026-10-24"),
+        FeedEntry::interval(intervals(&mut dm, "2026-10-24")),
+    ]);
+    assert_ok(&env.vaten("2026-10-25T10:00:00Z", &["ingest", "grid"]));
+    assert_ok(&env.vaten("2026-10-25T10:00:00Z", &["transform"]));
+    let msg = last_transform(&env);
+    assert!(msg.contains("incremental recompute of 1 cable"), "{msg}");
+    assert_eq!(files_of(&env, "K1"), k1_files, "cable K1 had nothing new");
+    let estimated_c = derived(&env)["intervals"]
+        .iter()
+        .filter(|r| r.contains(EAN_C) && r.contains("l_quality=estimated"))
+        .count();
+    // 11 whole days (13–23 October, one of them the 100-quarter-hour day) and the quarter-hours
+    // of the 12th after its last reading and the 24th before the first: all spread.
+    assert!(estimated_c > 11 * 96, "{estimated_c}");
+
+    // Third delivery: the correction of B's 21 October, the 24th for A and B, production.
+    env.server.push([
+        FeedEntry::interval(b_day21.unwrap()),
+        FeedEntry::interval(intervals(&mut a, "2026-10-24")),
+        FeedEntry::interval(intervals(&mut b, "2026-10-24")),
+    ]);
+    fake.produce("inst-b", "2026-10-23T00:00:00Z".parse().unwrap(), 2 * 96, 1);
+    assert_ok(&env.vaten("2026-10-25T11:00:00Z", &["ingest"]));
+    assert_ok(&env.vaten("2026-10-25T11:00:00Z", &["transform"]));
+    let msg = last_transform(&env);
+    assert!(msg.contains("incremental recompute of 1 cable"), "{msg}");
+    // Nothing new: nothing recomputed.
+    assert_ok(&env.vaten("2026-10-25T12:00:00Z", &["transform"]));
+    assert!(last_transform(&env).contains("incremental recompute of 0 cable"));
+
+    let incremental = derived(&env);
+    assert!(incremental["intervals"]
+        .iter()
+        .all(|r| !(r.contains(EAN_B) && r.contains("l_quality=estimated"))));
+
+    // A range recompute changes nothing either.
+    assert_ok(&env.vaten(
+        "2026-10-25T12:05:00Z",
+        &["transform", "--from", "2026-10-21", "--to", "2026-10-22"],
+    ));
+    assert!(last_transform(&env).contains("range recompute of 2 cable"));
+    same(&derived(&env), &incremental, "range");
+
+    assert_ok(&env.vaten("2026-10-25T12:10:00Z", &["transform", "--full"]));
+    assert!(last_transform(&env).contains("full recompute"));
+    let full = derived(&env);
+    for t in DERIVED {
+        assert!(!full[t].is_empty(), "{t} has rows");
+    }
+    same(&incremental, &full, "incremental");
+    duckdb_recomputes_marts(&env);
+}
+
+#[test]
+fn range_needs_both_ends_in_order() {
+    let env = Env::new(&registry(&[EAN_A]));
+    let out = env.vaten(
+        "2026-10-25T12:00:00Z",
+        &["transform", "--from", "2026-10-22", "--to", "2026-10-21"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("after --to"));
+    let out = env.vaten(
+        "2026-10-25T12:00:00Z",
+        &["transform", "--from", "2026-10-22"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
