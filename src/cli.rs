@@ -62,10 +62,11 @@ enum Command {
     /// cooperative, ingests through the same code as `vaten ingest`, transforms, prints a
     /// summary per cable and where the lake is. Replaces the folder --dir on every run.
     Demo(DemoArgs),
-    /// One nightly pass now: ingest grid and installations, then transform.
+    /// One nightly pass now: ingest grid and installations, transform, nightly report of
+    /// yesterday.
     ///
-    /// For cron or a systemd timer. A source that fails does not keep the others from
-    /// running; the pass then exits 1. (The nightly report joins this pass when it lands.)
+    /// For cron or a systemd timer. A job that fails does not keep the others from
+    /// running; the pass then exits 1.
     Run,
     /// Pull new data from the sources into the lake's received tables.
     ///
@@ -139,7 +140,7 @@ enum Command {
     /// Every table is registered under its name (grid_readings, intervals, consumption_daily,
     /// tax_base_yearly, cable_balance_daily, _runs, …), hive partition keys included as
     /// columns. Example: vaten query "SELECT cable_id, sum(matched_wh) FROM cable_balance_daily
-    /// GROUP BY cable_id". An error in the SQL is one line on stderr and exit 2.
+    /// GROUP BY cable_id". An error in the SQL is one line on stderr and exit 1.
     Query {
         /// The SQL statement.
         sql: String,
@@ -149,6 +150,9 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Write the nightly report of a day, or the yearly report with the participant statements.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Freshness per source, offline installations, the last run of every job.
     ///
     /// Warns when fewer than 4 days are left before the grid operator's 10-day retention
@@ -163,6 +167,25 @@ enum Command {
     /// Serve generated fake installations until stopped (for benchmarks).
     #[command(hide = true)]
     FakeInstallations(FakeInstallationsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// The board's report of one local day: data completeness, rejected records, per cable
+    /// the day's energy and voltages with charts, the night's job runs. HTML and Markdown in
+    /// `<reports>/nightly/`; prints the paths.
+    Nightly {
+        /// The local day (YYYY-MM-DD); default: yesterday.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<NaiveDate>,
+    },
+    /// The public energy report of a year (`<reports>/yearly/YYYY/index.html`: no EAN, no
+    /// participant, no cable with fewer than 5 connections by name) and one private statement
+    /// per participant (`<reports>/private/statements/YYYY/`).
+    Yearly {
+        #[arg(long)]
+        year: i32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +245,12 @@ pub struct FakeGridArgs {
     pub registry_out: PathBuf,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Hold back the last N of the days (the nightly benchmark's "new day")...
+    #[arg(long, default_value_t = 0)]
+    pub hold_days: u32,
+    /// ...until this file exists.
+    #[arg(long, requires = "hold_days")]
+    pub release_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -338,14 +367,21 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Run => {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
-            let grid = secret_from_env(&ctx.config.grid.api_key_env)
-                .and_then(|key| commands::ingest_grid(&ctx, key))
-                .map(|r| tracing::info!("ingest grid done: {}", r.message()));
-            let installations = commands::ingest_installations(&ctx)
-                .map(|r| tracing::info!("ingest installations done: {}", r.message()));
-            let transform = commands::transform(&ctx, Scope::Incremental)
-                .map(|r| tracing::info!("transform done: {}", commands::JobReport::message(&r)));
-            grid.and(installations).and(transform)
+            commands::nightly_pass(&ctx)
+        }
+        Command::Report(which) => {
+            let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
+            let written = match which {
+                ReportCommand::Nightly { date } => commands::report_nightly(
+                    &ctx,
+                    date.unwrap_or_else(|| commands::yesterday(&ctx)),
+                )?,
+                ReportCommand::Yearly { year } => commands::report_yearly(&ctx, *year)?,
+            };
+            for f in &written.files {
+                println!("{}", f.display());
+            }
+            Ok(())
         }
         Command::Transform { from, to, full } => {
             let scope = match (from, to) {

@@ -14,6 +14,7 @@ use crate::lake::Lake;
 use crate::marts::rates::Rates;
 use crate::received::ReceivedIndex;
 use crate::registry::Registry;
+use crate::reports;
 use crate::sources::exports;
 use crate::sources::grid::ingest as grid_ingest;
 use crate::sources::grid::{replay_rejected, GridClient, GridIngest, GridState, IngestReport};
@@ -208,20 +209,27 @@ pub fn ingest_installations(ctx: &Context) -> Result<PassReport> {
     })
 }
 
+impl Context {
+    /// The energy-tax rates: the configured file, else the project's own.
+    pub fn rates(&self) -> Result<Rates> {
+        match &self.config.tax.rates {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Usage(format!(
+                        "{}: cannot read the tax rates: {e}",
+                        path.display()
+                    ))
+                })?;
+                Rates::parse(&text, &path.display().to_string())
+            }
+            None => Ok(Rates::builtin()),
+        }
+    }
+}
+
 /// `vaten transform`: recomputes the derived tables (see [`Scope`]).
 pub fn transform(ctx: &Context, scope: Scope) -> Result<TransformReport> {
-    let rates = match &ctx.config.tax.rates {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::Usage(format!(
-                    "{}: cannot read the tax rates: {e}",
-                    path.display()
-                ))
-            })?;
-            Rates::parse(&text, &path.display().to_string())?
-        }
-        None => Rates::builtin(),
-    };
+    let rates = ctx.rates()?;
     let lake = ctx.open_lake("transform")?;
     run_job(&lake, "transform", ctx.clock, |lake| {
         intervals::transform(
@@ -297,4 +305,84 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(Error::from)
+}
+
+impl JobReport for reports::Written {
+    fn message(&self) -> String {
+        let names: Vec<String> = self
+            .files
+            .iter()
+            .take(3)
+            .map(|f| f.display().to_string())
+            .collect();
+        let more = self.files.len().saturating_sub(3);
+        format!(
+            "wrote {}{}",
+            names.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        )
+    }
+    fn rows_in(&self) -> usize {
+        0
+    }
+    fn rows_out(&self) -> usize {
+        self.files.len()
+    }
+}
+
+/// `vaten report nightly`: the report of local day `date` (a job in `_runs`).
+pub fn report_nightly(ctx: &Context, date: NaiveDate) -> Result<reports::Written> {
+    let lake = ctx.open_lake("nightly report")?;
+    run_job(&lake, "report-nightly", ctx.clock, |lake| {
+        reports::nightly::nightly(
+            lake,
+            &ctx.registry,
+            ctx.config.tz(),
+            date,
+            ctx.clock.now(),
+            &ctx.config.reports,
+        )
+    })
+}
+
+/// `vaten report yearly`: the public report of `year` and the participants' statements.
+pub fn report_yearly(ctx: &Context, year: i32) -> Result<reports::Written> {
+    let rates = ctx.rates()?;
+    let lake = ctx.open_lake("yearly report")?;
+    run_job(&lake, "report-yearly", ctx.clock, |lake| {
+        reports::yearly::yearly(
+            lake,
+            &ctx.registry,
+            &rates,
+            ctx.config.tz(),
+            year,
+            &ctx.config.reports,
+        )
+    })
+}
+
+/// Yesterday in the configured time zone: the day a nightly run reports on.
+pub fn yesterday(ctx: &Context) -> NaiveDate {
+    crate::domain::time::local_date(ctx.clock.now(), ctx.config.tz())
+        .pred_opt()
+        .expect("a date after 0001-01-01")
+}
+
+/// `vaten run`: one complete nightly pass, each job after the one before, a failure of one not
+/// keeping the others from running; the first failure is returned.
+pub fn nightly_pass(ctx: &Context) -> Result<()> {
+    let grid = crate::config::secret_from_env(&ctx.config.grid.api_key_env)
+        .and_then(|key| ingest_grid(ctx, key))
+        .map(|r| tracing::info!("ingest grid done: {}", r.message()));
+    let installations = ingest_installations(ctx)
+        .map(|r| tracing::info!("ingest installations done: {}", r.message()));
+    let transform = transform(ctx, Scope::Incremental)
+        .map(|r| tracing::info!("transform done: {}", r.message()));
+    let report = report_nightly(ctx, yesterday(ctx))
+        .map(|r| tracing::info!("nightly report done: {}", r.message()));
+    grid.and(installations).and(transform).and(report)
 }

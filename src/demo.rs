@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use chrono::Datelike;
 use chrono::Utc;
 use serde_json::json;
 
@@ -105,6 +106,8 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
     let report = commands::ingest_grid(&ctx, Secret::new(key))?;
     let pass = commands::ingest_installations(&ctx)?;
     let transformed = commands::transform(&ctx, crate::intervals::Scope::Incremental)?;
+    let nightly = commands::report_nightly(&ctx, end)?;
+    let yearly = commands::report_yearly(&ctx, end.year())?;
     let secs = (Utc::now() - started).num_milliseconds() as f64 / 1000.0;
 
     let lake = Lake::open_read(&ctx.config.lake);
@@ -140,6 +143,13 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
     );
     print_cables(&lake)?;
     println!("lake:   {}", ctx.config.lake.display());
+    println!(
+        "reports: {} (nightly), {} (yearly, public) and {} participant statements in {}",
+        nightly.files[0].display(),
+        yearly.files[0].display(),
+        yearly.files.len() - 1,
+        ctx.config.reports.join("private").display()
+    );
     println!(
         "config: {}  (try: VATEN_CONFIG={} vaten replay-rejected)",
         config_path.display(),
@@ -184,12 +194,11 @@ pub fn serve_fake_grid(args: &FakeGridArgs) -> Result<()> {
     let (registry, mut meters) = cooperative(args.connections);
     registry.write(&args.registry_out)?;
     let server = FakeGridOperator::spawn(&key, args.port)?;
-    server.push(feed(
-        &mut meters,
-        &dates_ending(end, args.days),
-        AMSTERDAM,
-        args.seed,
-    ));
+    let dates = dates_ending(end, args.days);
+    let (now, held) = dates.split_at(dates.len().saturating_sub(args.hold_days as usize));
+    server.push(feed(&mut meters, now, AMSTERDAM, args.seed));
+    // The held days continue the same registers: generated now, served later.
+    let mut held = Some(feed(&mut meters, held, AMSTERDAM, args.seed));
     println!("{}", server.url());
     tracing::info!(
         objects = server.feed_len(),
@@ -197,7 +206,15 @@ pub fn serve_fake_grid(args: &FakeGridArgs) -> Result<()> {
         server.url()
     );
     loop {
-        std::thread::park();
+        match (&args.release_file, held.is_some()) {
+            (Some(file), true) => {
+                if file.exists() {
+                    server.push(held.take().unwrap_or_default());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            _ => std::thread::park(),
+        }
     }
 }
 

@@ -19,6 +19,13 @@ pub enum Error {
     /// The grid operator refused us or kept failing.
     #[error("grid operator: {0}")]
     Grid(String),
+    /// An SQL statement the query engine refused (exit 1, as the reports issue asks: the
+    /// command ran and the statement failed).
+    #[error("query: {0}")]
+    Query(String),
+    /// A chart that could not be drawn.
+    #[error("chart: {0}")]
+    Chart(String),
     /// A P1 telegram that could not be decoded.
     #[error("P1 telegram {0}")]
     P1(String),

@@ -20,6 +20,7 @@ pub mod p1;
 pub mod query;
 pub mod received;
 pub mod registry;
+pub mod reports;
 pub mod sources;
 pub mod status;
 

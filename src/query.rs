@@ -32,10 +32,13 @@ pub fn run(lake: &Lake, sql: &str) -> Result<DataFrame> {
         }
     }
     let one_line = |e: PolarsError| {
-        Error::Usage(format!(
-            "query: {}",
-            e.to_string().lines().next().unwrap_or("invalid SQL")
-        ))
+        Error::Query(
+            e.to_string()
+                .lines()
+                .next()
+                .unwrap_or("invalid SQL")
+                .to_string(),
+        )
     };
     let lf = ctx.execute(sql).map_err(one_line)?;
     lf.collect().map_err(one_line)

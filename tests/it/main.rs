@@ -9,5 +9,6 @@ mod intervals;
 mod p1_decode;
 mod query;
 mod real_data;
+mod reports;
 mod robustness;
 mod usage;

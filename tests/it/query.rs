@@ -59,14 +59,14 @@ fn sql_over_the_lake_in_every_format() {
         "two runs: ingest and transform"
     );
 
-    // A mistake in the SQL: one line, exit 2.
+    // A mistake in the SQL: one line, exit 1.
     let out = env.vaten("2026-10-28T10:00:00Z", &["query", "SELEC * FROM intervals"]);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
 }
 
 #[test]
-fn run_is_ingest_then_transform() {
+fn run_is_ingest_transform_and_nightly_report() {
     let env = Env::new(&registry(&[EAN_A]));
     let mut a = meter(EAN_A, "MA1", 100_000, true);
     env.server
@@ -95,6 +95,17 @@ fn run_is_ingest_then_transform() {
     jobs.sort();
     assert_eq!(
         jobs,
-        vec!["ingest-grid", "ingest-installations", "transform"]
+        vec![
+            "ingest-grid",
+            "ingest-installations",
+            "report-nightly",
+            "transform"
+        ]
     );
+    // Yesterday's report, as the clock says.
+    assert!(env
+        .dir
+        .path()
+        .join("data/reports/nightly/2026-10-27.html")
+        .exists());
 }

@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Independent check of a report: DuckDB recomputes every figure from the lake, and each must
+equal the figure the report carries (`data-figure` / `data-value` on its cells), no more, no
+fewer.
+
+Usage: check_reports.py LAKE REGISTRY nightly DATE REPORT.html
+       check_reports.py LAKE REGISTRY yearly YEAR REPORT.html
+       check_reports.py LAKE REGISTRY statement YEAR REPORT.html PARTICIPANT
+Prints the differences and exits 1 when there are any."""
+import csv
+import datetime as dt
+import json
+import os
+import sys
+from html.parser import HTMLParser
+
+import duckdb
+
+lake, registry, kind, when, report = sys.argv[1:6]
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+
+
+class Figures(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.figures = {}
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "data-figure" in a:
+            key = a["data-figure"]
+            assert key not in self.figures, f"figure {key} twice"
+            v = a["data-value"]
+            self.figures[key] = None if v == "null" else (float(v) if "." in v or "e" in v else int(v))
+
+
+def table(name, partitioned=True):
+    path = f"{lake}/{name}/*/*.parquet" if partitioned else f"{lake}/{name}/*.parquet"
+    return f"read_parquet('{path}', hive_partitioning = {str(partitioned).lower()})"
+
+
+def exists(name):
+    return os.path.isdir(f"{lake}/{name}")
+
+
+def q(sql):
+    return con.execute(sql).fetchall()
+
+
+def members(day):
+    with open(f"{registry}/connections.csv") as f:
+        out = []
+        for r in csv.DictReader(f):
+            lo, hi = r.get("member_from") or "0001-01-01", r.get("member_until") or "9999-12-31"
+            if lo <= day <= hi:
+                out.append(r)
+        return out
+
+
+def local_bounds(day):
+    """UTC start of local day `day` (Europe/Amsterdam), as DuckDB computes it."""
+    return q(f"SELECT timezone('UTC', timezone('Europe/Amsterdam', TIMESTAMP '{day} 00:00:00'))")[0][0]
+
+
+expected = {}
+
+
+def nightly(day):
+    d = dt.date.fromisoformat(day)
+    nxt, after = (d + dt.timedelta(days=1)).isoformat(), (d + dt.timedelta(days=2)).isoformat()
+    ms = members(day)
+    per = {}
+    if exists("intervals"):
+        for ean, n, lm, ls, pm, ps in q(f"""
+            SELECT ean, count(*), count(*) FILTER (l_quality = 'missing'),
+                   count(*) FILTER (l_quality IN ('estimated', 'derived')),
+                   count(*) FILTER (p_quality = 'missing'),
+                   count(*) FILTER (p_quality IN ('estimated', 'derived'))
+            FROM {table('intervals')} WHERE CAST(date AS DATE) = DATE '{day}' GROUP BY ean"""):
+            per[ean] = (n, lm, ls, pm, ps)
+    for source, conns, (m, s) in [("grid", ms, (1, 2)),
+                                  ("installations", [c for c in ms if c["installation_id"]], (3, 4))]:
+        counts = [0, 0, 0]
+        for c in conns:
+            e = per.get(c["ean"])
+            counts[2 if e is None or e[m] > 0 else 1 if e[s] > 0 else 0] += 1
+        expected[f"{source}.connections"] = len(conns)
+        expected[f"{source}.complete"], expected[f"{source}.estimated"], expected[f"{source}.missing"] = counts
+    state = f"{lake}/_state/installations.json"
+    known = {c["installation_id"] for c in members(day) if c["installation_id"]}
+    with open(state) if os.path.exists(state) else open(os.devnull) as f:
+        text = f.read()
+    offline = [i for i, s in (json.loads(text) if text else {}).items()
+               if s.get("offline_since") and i in known]
+    expected["installations.offline"] = len(offline)
+    lo, hi = local_bounds(day), local_bounds(after)
+    expected["gaps.count"] = q(f"""SELECT count(*) FROM {table('installation_gaps', False)}
+        WHERE detected_at >= TIMESTAMPTZ '{lo}+00' AND detected_at < TIMESTAMPTZ '{hi}+00'""")[0][0] \
+        if exists("installation_gaps") else 0
+    total = 0
+    if exists("rejected"):
+        for source, reason, n in q(f"""SELECT source, reason, count(*) FROM {table('rejected')}
+                WHERE CAST(date AS DATE) BETWEEN DATE '{day}' AND DATE '{nxt}' GROUP BY ALL"""):
+            expected[f"rejected.{source}.{reason}"] = n
+            total += n
+    expected["rejected.total"] = total
+    if exists("cable_balance_daily"):
+        cols = ["l_wh", "t_wh", "p_wh", "v_wh", "matched_wh", "local_share", "peak_import_wh",
+                "peak_export_wh", "quarters_below_v_low", "quarters_above_v_high"]
+        for row in q(f"""SELECT cable_id, {', '.join(cols)} FROM {table('cable_balance_daily')}
+                         WHERE CAST(date AS DATE) = DATE '{day}'"""):
+            for c, v in zip(cols, row[1:]):
+                expected[f"cable.{row[0]}.{c}"] = v
+    # The night's runs: started on the morning after, before the run that wrote this report.
+    lo, hi = local_bounds(nxt), local_bounds(after)
+    runs = table("_runs", False)
+    for status in ["failed", "warning", "ok"]:
+        expected[f"runs.{status}"] = q(f"""SELECT count(*) FROM {runs} WHERE status = '{status}'
+            AND started_at >= TIMESTAMPTZ '{lo}+00' AND started_at < TIMESTAMPTZ '{hi}+00'
+            AND started_at < (SELECT max(started_at) FROM {runs} WHERE job = 'report-nightly')""")[0][0]
+
+
+def yearly(year):
+    cd, ty, cbd = table("consumption_daily"), table("tax_base_yearly", False), table("cable_balance_daily")
+    y = f"year = {year}"
+    n, v, l, t, p = q(f"SELECT count(DISTINCT ean), sum(v_wh), sum(l_wh), sum(t_wh), coalesce(sum(p_wh), 0) FROM {cd} WHERE {y}")[0]
+    expected.update({"totals.connections": n, "totals.v_wh": v, "totals.l_wh": l, "totals.t_wh": t, "totals.p_wh": p})
+    expected["totals.matched_wh"] = q(f"SELECT sum(matched_wh) FROM {cbd} WHERE {y}")[0][0]
+    own, tax, saving, nulls = q(f"""SELECT sum(own_use_exempt_wh), sum(taxable_wh), sum(exemption_saving_ct),
+        count(*) FILTER (exemption_saving_ct IS NULL) FROM {ty} WHERE {y}""")[0]
+    expected.update({"totals.own_use_exempt_wh": own, "totals.taxable_wh": tax,
+                     "totals.exemption_saving_ct": None if nulls else saving})
+    matched = dict(q(f"SELECT month(date), sum(matched_wh) FROM {cbd} WHERE {y} GROUP BY 1"))
+    for m, v, l, t, p in q(f"SELECT month(date), sum(v_wh), sum(l_wh), sum(t_wh), coalesce(sum(p_wh), 0) FROM {cd} WHERE {y} GROUP BY 1"):
+        for k, val in [("v_wh", v), ("l_wh", l), ("t_wh", t), ("p_wh", p), ("matched_wh", matched.get(m, 0))]:
+            expected[f"month.{m:02}.{k}"] = val
+    # Cables: those with fewer than 5 connections together as "other cables" (shown only when
+    # the group has 5 or more).
+    q(f"""CREATE TEMP TABLE grp AS SELECT cable_id,
+            CASE WHEN count(DISTINCT ean) >= 5 THEN cable_id ELSE 'other cables' END AS g, count(DISTINCT ean) AS n
+          FROM {cd} WHERE {y} GROUP BY cable_id""")
+    for g, n, l, m, above, below, pi, pe in q(f"""
+        WITH s AS (SELECT grp.g, sum(l_wh) l, sum(matched_wh) m, sum(quarters_above_v_high) a,
+                          sum(quarters_below_v_low) b, max(peak_import_wh) pi, max(peak_export_wh) pe
+                   FROM {cbd} c JOIN grp USING (cable_id) WHERE {y} GROUP BY grp.g),
+             k AS (SELECT g, sum(n) n FROM grp GROUP BY g)
+        SELECT k.g, k.n, s.l, s.m, s.a, s.b, s.pi, s.pe FROM k JOIN s USING (g) WHERE k.n >= 5"""):
+        for key, val in [("connections", n), ("l_wh", l), ("matched_wh", m),
+                         ("local_share", m / l if l else None), ("quarters_above_v_high", above),
+                         ("quarters_below_v_low", below), ("peak_import_wh", pi), ("peak_export_wh", pe)]:
+            expected[f"cable.{g}.{key}"] = val
+    for k in ["measured", "estimated", "derived", "missing"]:
+        expected[f"completeness.{k}"] = q(f"SELECT sum(intervals_{k}) FROM {cd} WHERE {y}")[0][0]
+
+
+def statement(year, pid):
+    cd, ty = table("consumption_daily"), table("tax_base_yearly", False)
+    w = f"year = {year} AND participant_id = '{pid}'"
+    with_p = q(f"SELECT count(p_wh) > 0 FROM {cd} WHERE {w}")[0][0]
+    for m, v, l, t, p in q(f"SELECT month(date), sum(v_wh), sum(l_wh), sum(t_wh), sum(p_wh) FROM {cd} WHERE {w} GROUP BY 1"):
+        for k, val in [("v_wh", v), ("l_wh", l), ("t_wh", t)] + ([("p_wh", p or 0)] if with_p else []):
+            expected[f"month.{m:02}.{k}"] = val
+    row = q(f"""SELECT coalesce(sum(own_use_exempt_wh), 0), coalesce(sum(taxable_wh), 0),
+        sum(energy_tax_ct), sum(tax_credit_ct), sum(net_energy_tax_ct),
+        count(*) FILTER (energy_tax_ct IS NULL), count(*) FROM {ty} WHERE {w}""")[0]
+    money_null = row[5] > 0 or row[6] == 0
+    expected.update({"tax.own_use_exempt_wh": row[0], "tax.taxable_wh": row[1],
+                     "tax.energy_tax_ct": None if money_null else row[2],
+                     "tax.tax_credit_ct": None if money_null else row[3],
+                     "tax.net_energy_tax_ct": None if money_null else row[4]})
+    for k in ["measured", "estimated", "derived", "missing"]:
+        expected[f"completeness.{k}"] = q(f"SELECT coalesce(sum(intervals_{k}), 0) FROM {cd} WHERE {w}")[0][0]
+
+
+if kind == "nightly":
+    nightly(when)
+elif kind == "yearly":
+    yearly(int(when))
+else:
+    statement(int(when), sys.argv[6])
+
+parser = Figures()
+with open(report) as f:
+    parser.feed(f.read())
+got = parser.figures
+
+
+def same(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(a - b) <= 1e-12 * max(1.0, abs(a), abs(b))
+    return int(a) == int(b)
+
+
+problems = [f"{k}: report {got.get(k, 'absent')!r}, lake {expected.get(k, 'absent')!r}"
+            for k in sorted(set(got) | set(expected))
+            if k not in got or k not in expected or not same(got[k], expected[k])]
+if problems or not got:
+    print(f"{len(problems)} of {len(set(got) | set(expected))} figures differ:")
+    print("\n".join(problems[:20]))
+    sys.exit(1)
+print(f"{len(got)} figures agree")

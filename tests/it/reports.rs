@@ -1,0 +1,228 @@
+//! Reports: every figure equals DuckDB's recomputation from the lake, the public report keeps
+//! households and small cables out of sight, and a real browser renders the charts.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vaten::fake::synth::{cooperative, dates_ending, feed};
+use vaten::fake::FakeInstallations;
+use vaten::registry::{Cable, Installation, Registry};
+
+use crate::common::*;
+use crate::feeds::*;
+
+/// A small cable's name that cannot occur by chance in a report.
+const SMALL: &str = "Lindelaan-West";
+
+/// 14 connections: 6 on K1, 5 on K2, 3 on the small cable; two with an installation.
+fn cooperative_with_small_cable(
+    fake: &FakeInstallations,
+) -> (Registry, Vec<vaten::fake::synth::Meter>) {
+    let (reg, meters) = cooperative(14);
+    let mut conns = reg.connections.clone();
+    let mut cables = reg.cables.clone();
+    cables.retain(|k, _| k != "K3");
+    cables.insert(
+        SMALL.into(),
+        Cable {
+            cable_id: SMALL.into(),
+            substation: "TS-Noord".into(),
+            v_low_v: 226.0,
+            v_high_v: 244.0,
+        },
+    );
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.cable_id = match i {
+            0..=5 => "K1",
+            6..=10 => "K2",
+            _ => SMALL,
+        }
+        .into();
+    }
+    for i in [0, 7] {
+        let id = format!("inst-{i}");
+        fake.add(&id, conns[i].ean.as_str(), "tok", &format!("SDM-{i}"));
+        conns[i].installation = Some(Installation {
+            id: id.clone(),
+            url: fake.url(&id),
+        });
+    }
+    (Registry::new(conns, cables), meters)
+}
+
+fn check(env: &Env, args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/check_reports.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(env.lake_dir())
+        .arg(env.dir.path().join("registry"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Loads `page` in headless Chromium: the rendered DOM, and a screenshot kept under
+/// `target/test-artefacts/` (phone width).
+fn render(page: &Path, screenshot: &str) -> String {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/test-artefacts"
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+    ];
+    let url = format!("file://{}", page.display());
+    let dom = Command::new("chromium")
+        .args(flags)
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .expect("chromium (Debian package `chromium`; .ci/run installs it)");
+    assert!(
+        dom.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let png = dir.join(screenshot);
+    let _ = std::fs::remove_file(&png);
+    let shot = Command::new("chromium")
+        .args(flags)
+        .arg("--window-size=412,2400")
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(shot.status.success());
+    assert!(
+        std::fs::metadata(&png).unwrap().len() > 10_000,
+        "a screenshot with content"
+    );
+    String::from_utf8(dom.stdout).unwrap()
+}
+
+/// Charts in a rendered DOM: SVG elements with drawn lines.
+fn charts_in(dom: &str) -> usize {
+    dom.split("<svg")
+        .skip(1)
+        .filter(|svg| svg.split("</svg>").next().unwrap().contains("<polyline"))
+        .count()
+}
+
+#[test]
+fn reports_agree_with_the_lake_keep_households_private_and_render() {
+    let fake = FakeInstallations::spawn().unwrap();
+    let (reg, mut meters) = cooperative_with_small_cable(&fake);
+    let env = Env::new(&reg);
+    env.with_tokens(&[("inst-0", "tok"), ("inst-7", "tok")]);
+    let dates = dates_ending(d("2026-10-26"), 7);
+    env.server
+        .push(feed(&mut meters, &dates, vaten::domain::time::AMSTERDAM, 5));
+    env.server.push([rejection(
+        reg.connections[3].ean.as_str(),
+        "2026-10-25",
+        "NO_CONSENT",
+    )]);
+    fake.produce("inst-0", "2026-10-19T22:15:00Z".parse().unwrap(), 7 * 96, 3);
+    fake.produce("inst-7", "2026-10-19T22:15:00Z".parse().unwrap(), 5 * 96, 4);
+
+    // The night after the 25th: a failing pull (wrong key), then the real pass, then reports.
+    let out = env
+        .command("2026-10-26T08:00:00Z", &["ingest", "grid"])
+        .env(KEY_ENV, "not-the-key")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_ok(&env.vaten("2026-10-26T08:10:00Z", &["ingest"]));
+    assert_ok(&env.vaten("2026-10-26T08:20:00Z", &["transform"]));
+    let out = env.vaten(
+        "2026-10-26T08:30:00Z",
+        &["report", "nightly", "--date", "2026-10-25"],
+    );
+    assert_ok(&out);
+    let reports = env.dir.path().join("data/reports");
+    let nightly = reports.join("nightly/2026-10-25.html");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nightly/2026-10-25.html"));
+    assert!(
+        reports.join("nightly/2026-10-25.md").exists(),
+        "the Markdown twin"
+    );
+    check(&env, &["nightly", "2026-10-25", nightly.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&nightly).unwrap();
+    // Failures first among the runs, and the 100-quarter-hour day's chart is there.
+    let failed = html
+        .find("<td>failed</td>")
+        .expect("the failed pull is listed");
+    assert!(failed < html.find("<td>ok</td>").unwrap());
+    assert!(
+        html.matches("<svg").count() >= 3,
+        "balance charts and a voltage band"
+    );
+
+    assert_ok(&env.vaten(
+        "2026-10-26T08:40:00Z",
+        &["report", "yearly", "--year", "2026"],
+    ));
+    let yearly = reports.join("yearly/2026/index.html");
+    check(&env, &["yearly", "2026", yearly.to_str().unwrap()]);
+    let public = std::fs::read_to_string(&yearly).unwrap();
+    for c in &reg.connections {
+        assert!(
+            !public.contains(c.ean.as_str()),
+            "no EAN in the public report"
+        );
+        assert!(
+            !public.contains(&c.participant_id),
+            "no participant in the public report"
+        );
+    }
+    assert!(!public.contains(SMALL), "a 3-connection cable is not named");
+    assert!(public.contains("cable.K1.local_share") && public.contains("cable.K2.local_share"));
+
+    // Statements: one per participant, private, each figure from the lake.
+    let dir = reports.join("private/statements/2026");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 14);
+    for pid in ["P0001", "P0008", "P0013"] {
+        let page = dir.join(format!("{pid}.html"));
+        check(&env, &["statement", "2026", page.to_str().unwrap(), pid]);
+    }
+
+    // A real browser: the charts are in the rendered DOM.
+    let dom = render(&yearly, "yearly-2026.png");
+    assert!(dom.contains("Energy report 2026"));
+    assert!(charts_in(&dom) >= 1, "the monthly chart");
+    let dom = render(&dir.join("P0001.html"), "statement-P0001.png");
+    assert!(charts_in(&dom) >= 1, "the participant's chart");
+    assert!(dom.contains("Your energy in 2026"));
+}
+
+#[test]
+fn a_year_without_rates_says_so_instead_of_zero() {
+    let (reg, mut meters) = cooperative(5);
+    let env = Env::new(&reg);
+    let dates = dates_ending(d("2027-01-03"), 2);
+    env.server
+        .push(feed(&mut meters, &dates, vaten::domain::time::AMSTERDAM, 1));
+    assert_ok(&env.vaten("2027-01-04T09:00:00Z", &["ingest", "grid"]));
+    assert_ok(&env.vaten("2027-01-04T09:10:00Z", &["transform"]));
+    assert_ok(&env.vaten(
+        "2027-01-04T09:20:00Z",
+        &["report", "yearly", "--year", "2027"],
+    ));
+    let reports = env.dir.path().join("data/reports");
+    let yearly = reports.join("yearly/2027/index.html");
+    check(&env, &["yearly", "2027", yearly.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&yearly).unwrap();
+    assert!(html
+        .contains("data-figure=\"totals.exemption_saving_ct\" data-value=\"null\">not computed<"));
+    assert!(html.contains("No energy-tax rates for 2027"));
+}
