@@ -158,6 +158,19 @@ enum Command {
     /// Warns when fewer than 4 days are left before the grid operator's 10-day retention
     /// drops quarter-hours not pulled yet.
     Status,
+    /// Run the pipeline definitions on their schedules until SIGINT or SIGTERM.
+    ///
+    /// Definitions: every `*.toml` in `[schedule] pipelines` (default `pipelines/` next to the
+    /// configuration; the built-in nightly pipeline when that folder does not exist). Times are
+    /// local and right across daylight-saving changes; a job that missed its time while the
+    /// scheduler was down runs once at start; a job still running is not started again; failures
+    /// are retried per job. On SIGINT/SIGTERM no new job starts and a running one gets
+    /// `[schedule] grace_s` to finish; exit 0.
+    Schedule {
+        /// Check the definitions and print each job's next times, then exit.
+        #[arg(long)]
+        check: bool,
+    },
     /// Tools for the P1 (smart-meter port) telegrams the installations read.
     #[command(subcommand)]
     P1(P1Command),
@@ -245,6 +258,13 @@ pub struct FakeGridArgs {
     pub registry_out: PathBuf,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Serve only the days after the first K (their registers continue where those ended)...
+    #[arg(long, default_value_t = 0)]
+    pub skip_days: u32,
+    /// ...and of those at most N (a year is served in chunks: all at once it would not fit in
+    /// memory as JSON).
+    #[arg(long)]
+    pub only_days: Option<u32>,
     /// Hold back the last N of the days (the nightly benchmark's "new day")...
     #[arg(long, default_value_t = 0)]
     pub hold_days: u32,
@@ -368,6 +388,47 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Run => {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
             commands::nightly_pass(&ctx)
+        }
+        Command::Schedule { check } => {
+            let ctx = Context::load(Config::load(&config_path(&cli))?, clock.running())?;
+            let tz = ctx.config.tz();
+            let jobs = crate::schedule::load(&ctx.config.schedule.pipelines, tz)?;
+            if *check {
+                let now = ctx.clock.now();
+                for j in &jobs {
+                    let when = match &j.schedule {
+                        Some(s) => {
+                            let mut t = now;
+                            let next: Vec<String> = (0..3)
+                                .filter_map(|_| {
+                                    t = s.next_after(t)?;
+                                    Some(
+                                        t.with_timezone(&tz)
+                                            .format("%Y-%m-%d %H:%M:%S %Z")
+                                            .to_string(),
+                                    )
+                                })
+                                .collect();
+                            format!("`{}`: next {}", s.expr(), next.join(", "))
+                        }
+                        None => "when the jobs it waits for have succeeded".into(),
+                    };
+                    let after = if j.after.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" after {}", j.after.join(", "))
+                    };
+                    println!(
+                        "{} ({}){after}: {when}; {} attempt(s)",
+                        j.name,
+                        j.task.name(),
+                        j.retry.attempts
+                    );
+                }
+                return Ok(());
+            }
+            let grace = std::time::Duration::from_secs_f64(ctx.config.schedule.grace_s.max(0.0));
+            crate::schedule::runner::schedule(ctx, jobs, grace)
         }
         Command::Report(which) => {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;

@@ -372,17 +372,33 @@ pub fn yesterday(ctx: &Context) -> NaiveDate {
         .expect("a date after 0001-01-01")
 }
 
-/// `vaten run`: one complete nightly pass, each job after the one before, a failure of one not
-/// keeping the others from running; the first failure is returned.
+/// `vaten run`: one complete pass of the pipeline definitions now, in dependency order: every
+/// job due today (a job whose schedule has no time today, like the yearly report outside early
+/// January, waits for its day). A job that fails does not keep the others from running; the
+/// first failure is returned.
 pub fn nightly_pass(ctx: &Context) -> Result<()> {
-    let grid = crate::config::secret_from_env(&ctx.config.grid.api_key_env)
-        .and_then(|key| ingest_grid(ctx, key))
-        .map(|r| tracing::info!("ingest grid done: {}", r.message()));
-    let installations = ingest_installations(ctx)
-        .map(|r| tracing::info!("ingest installations done: {}", r.message()));
-    let transform = transform(ctx, Scope::Incremental)
-        .map(|r| tracing::info!("transform done: {}", r.message()));
-    let report = report_nightly(ctx, yesterday(ctx))
-        .map(|r| tracing::info!("nightly report done: {}", r.message()));
-    grid.and(installations).and(transform).and(report)
+    let tz = ctx.config.tz();
+    let jobs = crate::schedule::load(&ctx.config.schedule.pipelines, tz)?;
+    let today = crate::domain::time::local_date(ctx.clock.now(), tz);
+    let (start, end) = crate::domain::time::local_day_bounds(today, tz);
+    let mut skipped: Vec<&str> = Vec::new();
+    let mut first_error = None;
+    for job in crate::schedule::definition::dependency_order(&jobs) {
+        let not_today = job.schedule.as_ref().is_some_and(|s| {
+            s.next_after(start - chrono::Duration::seconds(1))
+                .is_none_or(|t| t >= end)
+        });
+        if not_today || job.after.iter().any(|a| skipped.contains(&a.as_str())) {
+            skipped.push(&job.name);
+            continue;
+        }
+        match crate::schedule::runner::run_task(ctx, job.task) {
+            Ok(()) => tracing::info!(job = %job.name, "done"),
+            Err(e) => {
+                tracing::error!(job = %job.name, "failed: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }

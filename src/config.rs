@@ -27,6 +27,38 @@ pub struct Config {
     pub installations: InstallationsConfig,
     #[serde(default)]
     pub tax: TaxConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+}
+
+/// `vaten schedule` and `vaten run`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Folder of pipeline definitions (`*.toml`); the built-in nightly pipeline when it does
+    /// not exist.
+    #[serde(default = "default_pipelines")]
+    pub pipelines: PathBuf,
+    /// On SIGTERM/SIGINT, how long a running job may take to finish.
+    #[serde(default = "default_grace_s")]
+    pub grace_s: f64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            pipelines: default_pipelines(),
+            grace_s: default_grace_s(),
+        }
+    }
+}
+
+fn default_pipelines() -> PathBuf {
+    PathBuf::from("pipelines")
+}
+
+fn default_grace_s() -> f64 {
+    120.0
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +214,7 @@ impl Config {
         cfg.lake = base.join(&cfg.lake);
         cfg.registry = base.join(&cfg.registry);
         cfg.reports = base.join(&cfg.reports);
+        cfg.schedule.pipelines = base.join(&cfg.schedule.pipelines);
         if let Some(p) = cfg.installations.tokens_file.take() {
             cfg.installations.tokens_file = Some(base.join(p));
         }

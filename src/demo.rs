@@ -195,6 +195,11 @@ pub fn serve_fake_grid(args: &FakeGridArgs) -> Result<()> {
     registry.write(&args.registry_out)?;
     let server = FakeGridOperator::spawn(&key, args.port)?;
     let dates = dates_ending(end, args.days);
+    let (skipped, dates) = dates.split_at((args.skip_days as usize).min(dates.len()));
+    crate::fake::synth::advance(&mut meters, skipped, AMSTERDAM, args.seed);
+    let dates = &dates[..args
+        .only_days
+        .map_or(dates.len(), |n| (n as usize).min(dates.len()))];
     let (now, held) = dates.split_at(dates.len().saturating_sub(args.hold_days as usize));
     server.push(feed(&mut meters, now, AMSTERDAM, args.seed));
     // The held days continue the same registers: generated now, served later.

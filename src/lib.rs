@@ -21,6 +21,7 @@ pub mod query;
 pub mod received;
 pub mod registry;
 pub mod reports;
+pub mod schedule;
 pub mod sources;
 pub mod status;
 

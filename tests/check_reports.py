@@ -112,8 +112,8 @@ def nightly(day):
                          WHERE CAST(date AS DATE) = DATE '{day}'"""):
             for c, v in zip(cols, row[1:]):
                 expected[f"cable.{row[0]}.{c}"] = v
-    # The night's runs: started on the morning after, before the run that wrote this report.
-    lo, hi = local_bounds(nxt), local_bounds(after)
+    # The runs started on the day or the day after, before the run that wrote this report.
+    lo, hi = local_bounds(day), local_bounds(after)
     runs = table("_runs", False)
     for status in ["failed", "warning", "ok"]:
         expected[f"runs.{status}"] = q(f"""SELECT count(*) FROM {runs} WHERE status = '{status}'

@@ -459,9 +459,11 @@ fn charts(
     Ok(())
 }
 
-/// The night's runs: those started on the morning after D (local), failures first.
+/// The runs started on D and the day after (local), failures first: the night's pass and
+/// everything since the report before, so that no failure goes unreported.
 fn runs(lake: &Lake, tz: Tz, date: NaiveDate, doc: &mut Doc) -> Result<()> {
-    let (from, to) = local_day_bounds(date + Duration::days(1), tz);
+    let (from, _) = local_day_bounds(date, tz);
+    let (_, to) = local_day_bounds(date + Duration::days(1), tz);
     let df = match lake.scan(&RUNS)? {
         Some(lf) => lf
             .filter(between_us("started_at", from, to))
@@ -486,7 +488,7 @@ fn runs(lake: &Lake, tz: Tz, date: NaiveDate, doc: &mut Doc) -> Result<()> {
     let count = |s: &str| status.iter().filter(|x| x.as_str() == s).count() as i64;
     doc.heading("Job runs");
     doc.para(format!(
-        "Runs started on {} (local), failures first.",
+        "Runs started on {date} or {} (local), failures first.",
         date + Duration::days(1)
     ));
     doc.table(

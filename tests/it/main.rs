@@ -11,4 +11,5 @@ mod query;
 mod real_data;
 mod reports;
 mod robustness;
+mod schedule;
 mod usage;

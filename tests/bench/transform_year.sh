@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Benchmark: the full recompute of a year for 1,000 connections (about 35 million intervals)
+# against DuckDB on the same received files, then the nightly incremental transform of one
+# more day. A year of generated feed does not fit in memory as JSON, so the fake grid operator
+# serves it in chunks of 30 days (each continuing the registers of the one before).
+# Usage: tests/bench/transform_year.sh [CONNECTIONS] [DAYS]   (builds the release binary first)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+connections=${1:-1000}
+days=${2:-365}
+cargo build --release --quiet
+bin=${CARGO_TARGET_DIR:-target}/release/vaten
+work=$(mktemp -d)
+server=""
+trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
+export VATEN_GRID_API_KEY="bench-$$"
+# serve SKIP ONLY TOTAL END: starts a fake grid operator for days SKIP+1..SKIP+ONLY of the
+# TOTAL days ending END and points $work/vaten.toml at it.
+serve() {
+  [ -n "$server" ] && kill $server 2>/dev/null && wait $server 2>/dev/null || true
+  rm -f "$work/url"
+  "$bin" fake-grid --connections "$connections" --days "$3" --end "$4" --skip-days "$1" \
+    --only-days "$2" --registry-out "$work/registry" > "$work/url" 2>/dev/null &
+  server=$!
+  for _ in $(seq 6000); do [ -s "$work/url" ] && break; sleep 0.1; done
+  cat > "$work/vaten.toml" <<TOML
+lake = "lake"
+registry = "registry"
+[grid]
+base_url = "$(cat "$work/url")"
+page_limit = 1000
+timeout_s = 120
+TOML
+}
+for ((skip = 0; skip < days; skip += 30)); do
+  serve "$skip" 30 "$days" 2026-11-20
+  # Each chunk is a new feed: its cursor starts afresh (a benchmark shortcut, not an operation).
+  rm -f "$work/lake/_state/grid.json"
+  "$bin" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z ingest grid 2> "$work/ingest.log" \
+    || { tail -3 "$work/ingest.log"; exit 1; }
+done
+/usr/bin/time -f '%e %M' -o "$work/time_vaten" "$bin" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z transform 2> "$work/log"
+read -r v_secs v_kib < "$work/time_vaten"
+intervals=$(grep -o 'intervals: [0-9]* quarter-hours' "$work/log" | grep -o '[0-9]*')
+# DuckDB: the same SQL as tests/bench/transform.sh.
+sed -n '/^cat > "\$work\/duck.py" <<PY$/,/^PY$/p' tests/bench/transform.sh | sed '1d;$d' \
+  | sed "s|\$work|$work|g" > "$work/duck.py"
+/usr/bin/time -f '%e %M' -o "$work/time_duck" python3 "$work/duck.py"
+read -r d_secs d_kib < "$work/time_duck"
+# One more day, then the nightly incremental transform.
+serve "$days" 1 $((days + 1)) 2026-11-21
+rm -f "$work/lake/_state/grid.json"
+"$bin" --config "$work/vaten.toml" --now 2026-11-22T10:00:00Z ingest grid 2> "$work/ingest.log" \
+  || { tail -3 "$work/ingest.log"; exit 1; }
+/usr/bin/time -f '%e %M' -o "$work/time_inc" "$bin" --config "$work/vaten.toml" --now 2026-11-22T10:00:00Z transform 2> "$work/log_inc"
+read -r i_secs i_kib < "$work/time_inc"
+echo "connections=$connections days=$days intervals=$intervals"
+echo "vaten transform (full): wall_s=$v_secs peak_rss_mib=$((v_kib / 1024))"
+echo "duckdb sql:             wall_s=$d_secs peak_rss_mib=$((d_kib / 1024))"
+grep -o 'incremental recompute.*' "$work/log_inc" | head -1
+echo "nightly incremental (+1 day): wall_s=$i_secs peak_rss_mib=$((i_kib / 1024))"
