@@ -22,6 +22,7 @@ pub mod received;
 pub mod registry;
 pub mod reports;
 pub mod schedule;
+pub mod simulation;
 pub mod sources;
 pub mod status;
 

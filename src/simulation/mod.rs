@@ -1,0 +1,436 @@
+//! A street-cable simulation driving the real firmware controller: households with the BDEW
+//! H25 load, panels under a clear-sky model with clouds, batteries whose setpoints come from
+//! `vaten-firmware`'s controller given the voltage the feeder model computes at each house.
+//!
+//! Each step (default 60 s): loads and production; the node voltages of every phase of every
+//! cable from what each house drew in the step before (`feeder`); every controller's setpoint
+//! from its voltage; the energies booked into the meters' registers (`household`). At each
+//! quarter-hour end the registers and the quarter's voltage statistics are handed out: the
+//! same readings the grid operator and the installations deliver. Deterministic for a seed.
+
+pub mod compare;
+pub mod feeder;
+pub mod household;
+pub mod weather;
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use vaten_firmware::controller::{BatteryConfig, CableConfig, ControllerConfig, ControllerState};
+use vaten_firmware::readings::{VoltageAggregator, VoltageStats};
+
+use feeder::Feeder;
+use household::{Battery, House, Registers};
+use weather::{cloud_factor, h25_w, pv_w, unit};
+
+/// One street cable.
+#[derive(Debug, Clone)]
+pub struct CableSpec {
+    pub cable_id: String,
+    /// The transformer's voltage at the cable's start.
+    pub v_source_v: f64,
+    /// Limits agreed with the grid operator.
+    pub v_low_v: f64,
+    pub v_high_v: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct HouseSpec {
+    pub ean: String,
+    pub cable: usize,
+    /// Distance from the transformer, m.
+    pub position_m: f64,
+    pub kwh_year: f64,
+    /// Panels (with or without the cooperative's installation).
+    pub pv_kwp: f64,
+    /// The cooperative's installation: battery capacity in Wh (`None`: no installation).
+    pub battery_wh: Option<f64>,
+}
+
+/// A simulated cooperative and how to run it.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub cables: Vec<CableSpec>,
+    pub houses: Vec<HouseSpec>,
+    pub start: DateTime<Utc>,
+    pub step_s: f64,
+    pub seed: u64,
+    /// `false`: the batteries stay idle (the baseline without controllers).
+    pub controllers: bool,
+    pub pv_priority: bool,
+    pub tz: Tz,
+}
+
+/// Per cable, what the voltage-limit talks need.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CableStats {
+    pub quarters: u64,
+    /// Quarter-hours in which some house's mean voltage was above `v_high_v` / below `v_low_v`.
+    pub quarters_above_band: u64,
+    pub quarters_below_band: u64,
+    /// Quarter-hours in which some house's mean voltage was outside EN 50160's 230 V ± 10 %.
+    pub quarters_outside_en50160: u64,
+    /// Σ over quarter-hours of min(Σ L, Σ T) of the cable's houses.
+    pub matched_wh: i64,
+    pub import_wh: i64,
+    pub export_wh: i64,
+    /// Largest power drawn from / fed into the transformer, W.
+    pub peak_import_w: f64,
+    pub peak_export_w: f64,
+    /// Energy through the batteries (charge + discharge), Wh.
+    pub battery_throughput_wh: i64,
+    /// Steps at which a controller's setpoint reversed the direction of the step before
+    /// (both moves over 50 W): the target moved back, or the controller overshot.
+    pub setpoint_reversals: u64,
+    /// Steps ending the third or later reversal in a row: the setpoint zig-zagging step after
+    /// step, which is what an oscillation looks like.
+    pub oscillating_steps: u64,
+    pub controller_steps: u64,
+}
+
+/// One house's readings at a quarter-hour's end.
+#[derive(Debug, Clone, Copy)]
+pub struct QuarterReading {
+    pub house: usize,
+    pub t_end: DateTime<Utc>,
+    pub regs: Registers,
+    pub voltage: Option<VoltageStats>,
+    pub soc_pct: Option<f32>,
+}
+
+/// The controller's settings for a cable.
+pub fn controller_config(
+    cable: &CableSpec,
+    capacity_wh: f64,
+    pv_priority: bool,
+) -> ControllerConfig {
+    ControllerConfig {
+        cable: CableConfig {
+            v_low_v: cable.v_low_v as f32,
+            v_high_v: cable.v_high_v as f32,
+            feed_droop_v: 4.0,
+            charge_droop_v: 4.0,
+        },
+        battery: BatteryConfig {
+            capacity_wh: capacity_wh as f32,
+            max_charge_w: 3000.0,
+            max_discharge_w: 3000.0,
+            soc_min_pct: 10.0,
+            soc_max_pct: 95.0,
+        },
+        pv_priority,
+        tau_s: 30.0,
+        ramp_w_per_s: 100.0,
+    }
+}
+
+pub struct Simulation {
+    pub scenario: Scenario,
+    pub houses: Vec<House>,
+    /// Per cable, per phase: the feeder and the houses at its nodes.
+    phases: Vec<Vec<(Feeder, Vec<usize>)>>,
+    voltage_v: Vec<f64>,
+    setpoint_w: Vec<f64>,
+    last_delta_w: Vec<f64>,
+    reversal_run: Vec<u32>,
+    aggregators: Vec<VoltageAggregator>,
+    at_quarter_start: Vec<Registers>,
+    quarter_v_sum: Vec<(f64, u32)>,
+    pub stats: Vec<CableStats>,
+    pub now: DateTime<Utc>,
+}
+
+const QUARTER_S: i64 = 900;
+
+/// The longest control step: voltages and setpoints are recomputed at least this often.
+pub const CONTROL_STEP_S: f64 = 10.0;
+
+impl Simulation {
+    pub fn new(scenario: Scenario) -> Self {
+        let houses: Vec<House> = scenario
+            .houses
+            .iter()
+            .map(|h| {
+                let battery = h.battery_wh.map(|cap| Battery {
+                    config: controller_config(&scenario.cables[h.cable], cap, scenario.pv_priority),
+                    state: ControllerState::default(),
+                    efficiency: 0.95,
+                    stored_uwh: (cap * 0.5 * 1e6) as i64,
+                });
+                House::new(h.kwh_year, h.pv_kwp, battery)
+            })
+            .collect();
+        let mut phases = Vec::new();
+        for (c, cable) in scenario.cables.iter().enumerate() {
+            let mut on_cable: Vec<usize> = (0..scenario.houses.len())
+                .filter(|&i| scenario.houses[i].cable == c)
+                .collect();
+            on_cable.sort_by(|a, b| {
+                scenario.houses[*a]
+                    .position_m
+                    .total_cmp(&scenario.houses[*b].position_m)
+            });
+            // Single-phase houses spread over the three phases in turn.
+            let per_phase: Vec<(Feeder, Vec<usize>)> = (0..3)
+                .map(|p| {
+                    let members: Vec<usize> = on_cable.iter().copied().skip(p).step_by(3).collect();
+                    let nodes = members
+                        .iter()
+                        .map(|&i| scenario.houses[i].position_m)
+                        .collect();
+                    (Feeder::new(cable.v_source_v, nodes), members)
+                })
+                .filter(|(_, m)| !m.is_empty())
+                .collect();
+            phases.push(per_phase);
+        }
+        let n = houses.len();
+        Simulation {
+            voltage_v: vec![230.0; n],
+            setpoint_w: vec![0.0; n],
+            last_delta_w: vec![0.0; n],
+            reversal_run: vec![0; n],
+            aggregators: vec![VoltageAggregator::default(); n],
+            at_quarter_start: houses.iter().map(|h| h.regs).collect(),
+            quarter_v_sum: vec![(0.0, 0); n],
+            stats: vec![CableStats::default(); scenario.cables.len()],
+            now: scenario.start,
+            houses,
+            phases,
+            scenario,
+        }
+    }
+
+    fn load_w(&self, i: usize, t: DateTime<Utc>) -> f64 {
+        let h = &self.scenario.houses[i];
+        // Each household differs from the profile: a factor per quarter-hour, 0.4..1.8.
+        let q = t.timestamp().div_euclid(QUARTER_S) as u64;
+        let noise = 0.4 + 1.4 * unit(self.scenario.seed ^ ((i as u64 + 1) * 0x51ED), q);
+        h25_w(t, self.scenario.tz, h.kwh_year) * noise
+    }
+
+    fn pv_w(&self, i: usize, t: DateTime<Utc>) -> f64 {
+        let h = &self.scenario.houses[i];
+        if h.pv_kwp <= 0.0 {
+            return 0.0;
+        }
+        // The street shares the weather; each roof differs a little.
+        let cloud =
+            cloud_factor(self.scenario.seed, t) * (0.9 + 0.1 * unit(self.scenario.seed, i as u64));
+        pv_w(t, h.pv_kwp, cloud)
+    }
+
+    /// Runs until `end`, handing out every house's readings at each quarter-hour end.
+    ///
+    /// Loads and production change every `step_s`; the controllers and the voltages every
+    /// [`CONTROL_STEP_S`] at most (the firmware controls every second: a minute-long control
+    /// step would feed each controller's reaction back into the voltage far too late and make
+    /// a stable design look unstable).
+    pub fn run_until(&mut self, end: DateTime<Utc>, on_quarter: &mut dyn FnMut(&QuarterReading)) {
+        let step_s = self.scenario.step_s;
+        let subs = (step_s / CONTROL_STEP_S).ceil().max(1.0) as usize;
+        let dt = step_s / subs as f64;
+        let step = Duration::milliseconds((step_s * 1000.0) as i64);
+        while self.now < end {
+            let t = self.now;
+            let mid = t + step / 2;
+            let n = self.houses.len();
+            let load: Vec<f64> = (0..n).map(|i| self.load_w(i, mid)).collect();
+            let pv: Vec<f64> = (0..n).map(|i| self.pv_w(i, mid)).collect();
+            for _ in 0..subs {
+                self.sub_step(dt, &load, &pv);
+            }
+            self.now = t + step;
+            if self.now.timestamp().rem_euclid(QUARTER_S) == 0 {
+                self.close_quarter(on_quarter);
+            }
+        }
+    }
+
+    fn sub_step(&mut self, dt: f64, load: &[f64], pv: &[f64]) {
+        let n = self.houses.len();
+        // Voltages from what each house draws with the setpoints in force.
+        for (c, phases) in self.phases.iter().enumerate() {
+            let mut cable_draw = 0.0;
+            for (feeder, members) in phases {
+                let draw: Vec<f64> = members
+                    .iter()
+                    .map(|&i| load[i] - pv[i] + self.setpoint_w[i])
+                    .collect();
+                cable_draw += draw.iter().sum::<f64>();
+                for (k, v) in feeder.solve(&draw).into_iter().enumerate() {
+                    self.voltage_v[members[k]] = v;
+                }
+            }
+            let s = &mut self.stats[c];
+            s.peak_import_w = s.peak_import_w.max(cable_draw);
+            s.peak_export_w = s.peak_export_w.max(-cable_draw);
+        }
+        for i in 0..n {
+            let setpoint = if self.scenario.controllers {
+                self.houses[i].control(dt, self.voltage_v[i], load[i], pv[i])
+            } else {
+                0.0
+            };
+            if self.houses[i].battery.is_some() && self.scenario.controllers {
+                let delta = setpoint - self.setpoint_w[i];
+                let s = &mut self.stats[self.scenario.houses[i].cable];
+                s.controller_steps += 1;
+                let prev = self.last_delta_w[i];
+                if delta.abs() > 50.0 && prev.abs() > 50.0 && delta.signum() != prev.signum() {
+                    s.setpoint_reversals += 1;
+                    self.reversal_run[i] += 1;
+                    if self.reversal_run[i] >= 3 {
+                        s.oscillating_steps += 1;
+                    }
+                } else {
+                    self.reversal_run[i] = 0;
+                }
+                self.last_delta_w[i] = delta;
+            }
+            self.setpoint_w[i] = setpoint;
+            self.houses[i].book(dt, load[i], pv[i], setpoint);
+            self.aggregators[i].add(self.voltage_v[i] as f32);
+            self.quarter_v_sum[i].0 += self.voltage_v[i];
+            self.quarter_v_sum[i].1 += 1;
+        }
+    }
+
+    fn close_quarter(&mut self, on_quarter: &mut dyn FnMut(&QuarterReading)) {
+        let cables = self.scenario.cables.len();
+        let (mut l, mut t) = (vec![0i64; cables], vec![0i64; cables]);
+        let mut above = vec![false; cables];
+        let mut below = vec![false; cables];
+        let mut outside = vec![false; cables];
+        for i in 0..self.houses.len() {
+            let c = self.scenario.houses[i].cable;
+            let regs = self.houses[i].regs;
+            let prev = self.at_quarter_start[i];
+            l[c] += regs.import_wh - prev.import_wh;
+            t[c] += regs.export_wh - prev.export_wh;
+            self.stats[c].battery_throughput_wh +=
+                regs.charge_wh - prev.charge_wh + regs.discharge_wh - prev.discharge_wh;
+            let (sum, count) = std::mem::take(&mut self.quarter_v_sum[i]);
+            if count > 0 {
+                let mean = sum / f64::from(count);
+                let cable = &self.scenario.cables[c];
+                above[c] |= mean > cable.v_high_v;
+                below[c] |= mean < cable.v_low_v;
+                outside[c] |= !(207.0..=253.0).contains(&mean);
+            }
+            let voltage = self.aggregators[i].finish();
+            on_quarter(&QuarterReading {
+                house: i,
+                t_end: self.now,
+                regs,
+                voltage,
+                soc_pct: self.houses[i].battery.as_ref().map(|b| b.soc_pct()),
+            });
+            self.at_quarter_start[i] = regs;
+        }
+        for c in 0..cables {
+            let s = &mut self.stats[c];
+            s.quarters += 1;
+            s.import_wh += l[c];
+            s.export_wh += t[c];
+            s.matched_wh += l[c].min(t[c]);
+            s.quarters_above_band += u64::from(above[c]);
+            s.quarters_below_band += u64::from(below[c]);
+            s.quarters_outside_en50160 += u64::from(outside[c]);
+        }
+    }
+}
+
+/// A cooperative of `n` connections on `cables` cables, `installed` of every 3 with an
+/// installation (battery and P meter), houses 25 m apart; EANs as the fake grid operator's.
+pub fn cooperative_scenario(
+    n: usize,
+    cables: usize,
+    start: DateTime<Utc>,
+    step_s: f64,
+    seed: u64,
+) -> Scenario {
+    let cable_specs: Vec<CableSpec> = (0..cables)
+        .map(|c| CableSpec {
+            cable_id: format!("K{}", c + 1),
+            v_source_v: 240.0,
+            v_low_v: 226.0,
+            v_high_v: 244.0,
+        })
+        .collect();
+    let houses = (0..n)
+        .map(|i| {
+            let ean = crate::domain::Ean::with_check_digit(&format!("87168712{i:09}"))
+                .expect("17 digits")
+                .to_string();
+            let cable = i % cables;
+            let k = i / cables;
+            // Two in three with an installation (battery, panels, P meter); of the others
+            // some have panels of their own.
+            let installed = i % 3 != 2;
+            let r = unit(seed, i as u64 + 7);
+            HouseSpec {
+                ean,
+                cable,
+                position_m: 25.0 * (k as f64 + 1.0),
+                kwh_year: 2200.0 + 2600.0 * r,
+                pv_kwp: if installed {
+                    3.0 + 3.0 * unit(seed, i as u64 + 11)
+                } else if r < 0.4 {
+                    3.5
+                } else {
+                    0.0
+                },
+                battery_wh: installed.then_some(10_000.0),
+            }
+        })
+        .collect();
+    Scenario {
+        cables: cable_specs,
+        houses,
+        start,
+        step_s,
+        seed,
+        controllers: true,
+        pv_priority: true,
+        tz: crate::domain::time::AMSTERDAM,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn energy_balances_per_house_to_the_wh() {
+        let start: DateTime<Utc> = "2026-06-01T00:00:00Z".parse().unwrap();
+        let mut sim = Simulation::new(cooperative_scenario(9, 1, start, 60.0, 3));
+        sim.run_until(start + Duration::days(3), &mut |_| {});
+        for (i, h) in sim.houses.iter().enumerate() {
+            let r = h.regs;
+            if h.installation {
+                // P + L − T = load + battery losses + net change of stored energy.
+                assert_eq!(
+                    r.pv_wh + r.import_wh - r.export_wh,
+                    r.load_wh + h.losses_wh() + h.stored_change_wh(),
+                    "house {i}"
+                );
+                // The losses are the efficiency's: 5 % of what went in, 1/0.95 − 1 of what
+                // came out (within the Wh the stored energy is floored to).
+                let expected =
+                    0.05 * r.charge_wh as f64 + (1.0 / 0.95 - 1.0) * r.discharge_wh as f64;
+                assert!(
+                    (h.losses_wh() as f64 - expected).abs() <= 1.0,
+                    "house {i}: {} vs {expected}",
+                    h.losses_wh()
+                );
+                assert!(r.charge_wh > 1000, "the battery was used: {r:?}");
+            } else {
+                assert_eq!(
+                    r.import_wh - r.export_wh,
+                    r.load_wh - r.unmetered_pv_wh,
+                    "house {i}"
+                );
+            }
+        }
+    }
+}
