@@ -56,12 +56,23 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the pipeline on a built-in synthetic cooperative, with local fake servers.
+    /// Run the whole pipeline on a simulated cooperative, with local fake servers.
     ///
-    /// Starts a fake grid operator and fake installations on 127.0.0.1 serving a generated
-    /// cooperative, ingests through the same code as `vaten ingest`, transforms, prints a
-    /// summary per cable and where the lake is. Replaces the folder --dir on every run.
+    /// Simulates the street cables (households, panels, batteries under the firmware's
+    /// controller) day by day, serves what the meters measured from a fake grid operator and
+    /// fake installations on 127.0.0.1, and every 7 simulated days runs the nightly pass (the
+    /// jobs of `vaten run`), then the yearly report. Prints a summary per cable and where the
+    /// lake, the reports and the simulation's ground truth are. Replaces --dir on every run.
     Demo(DemoArgs),
+    /// Compare settings on one simulated street cable (for the voltage-limit talks).
+    ///
+    /// Runs the street-cable simulation with the real firmware controller under each setting:
+    /// no controllers (baseline), the agreed limits, pv_priority off, a third and all houses
+    /// with an installation, and every further --limits pair. Prints per setting the
+    /// quarter-hours outside EN 50160 and outside the agreed band, matched energy and local
+    /// share, peak import and export at the transformer, battery throughput, and writes the
+    /// table and an SVG chart to --out.
+    Simulate(SimulateArgs),
     /// One nightly pass now: ingest grid and installations, transform, nightly report of
     /// yesterday.
     ///
@@ -230,14 +241,42 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 60)]
     pub connections: usize,
     /// Number of days simulated, ending with --end.
-    #[arg(long, default_value_t = 14)]
+    #[arg(long, default_value_t = 60)]
     pub days: u32,
     /// Last simulated day (default: yesterday, local time).
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub end: Option<NaiveDate>,
-    /// Seed of the generated data.
+    /// Seed of the simulation: same seed and period, same lake.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Simulation step in seconds for loads and production (controllers and voltages are
+    /// recomputed at least every 10 s within it).
+    #[arg(long, default_value_t = 60.0)]
+    pub step_s: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Houses on the cable (25 m apart, over three phases).
+    #[arg(long, default_value_t = 30)]
+    pub houses: usize,
+    /// Days simulated from --start.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// First day (default: 1 January of last year).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub start: Option<NaiveDate>,
+    /// Agreed limits as LOW:HIGH volts; the first pair is the reference, each further pair
+    /// is another setting. Default 226:244.
+    #[arg(long, value_name = "LOW:HIGH")]
+    pub limits: Vec<String>,
+    #[arg(long, default_value_t = 60.0)]
+    pub step_s: f64,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Folder for simulate.md and simulate.svg.
+    #[arg(long, default_value = "vaten-simulate")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -351,8 +390,8 @@ fn dispatch(cli: Cli) -> Result<()> {
     let clock = clock(&cli.now)?;
     match &cli.command {
         Command::Demo(args) => crate::demo::run(args, clock),
-        Command::FakeGrid(args) => crate::demo::serve_fake_grid(args),
-        Command::FakeInstallations(args) => crate::demo::serve_fake_installations(args),
+        Command::FakeGrid(args) => crate::fake::serve::serve_fake_grid(args),
+        Command::FakeInstallations(args) => crate::fake::serve::serve_fake_installations(args),
         Command::P1(P1Command::Decode { file }) => {
             let json = crate::p1::decode_file(file)?;
             println!(
@@ -389,6 +428,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
             commands::nightly_pass(&ctx)
         }
+        Command::Simulate(args) => crate::simulation::compare::command(args, clock),
         Command::Schedule { check } => {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock.running())?;
             let tz = ctx.config.tz();

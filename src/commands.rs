@@ -25,6 +25,9 @@ pub struct Context {
     pub config: Config,
     pub registry: Registry,
     pub clock: Clock,
+    /// The grid operator's key when the caller has it (the demo's own fake); otherwise it is
+    /// read from the environment variable the configuration names, when needed.
+    pub grid_key: Option<Secret>,
 }
 
 impl Context {
@@ -34,7 +37,16 @@ impl Context {
             config,
             registry,
             clock,
+            grid_key: None,
         })
+    }
+
+    /// The grid operator's API key.
+    pub fn grid_key(&self) -> Result<Secret> {
+        match &self.grid_key {
+            Some(k) => Ok(k.clone()),
+            None => crate::config::secret_from_env(&self.config.grid.api_key_env),
+        }
     }
 
     fn open_lake(&self, what: &str) -> Result<Lake> {

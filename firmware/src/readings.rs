@@ -336,7 +336,9 @@ impl<const N: usize> ReadingsLog<N> {
     /// Readings after `after`, at most `out.len()`, written to `out` (the page size).
     pub fn page(&self, after: u64, out: &mut [Reading]) -> Page {
         let oldest = self.first_seq;
-        let gap = self.len > 0 && after.saturating_add(1) < oldest && after != 0;
+        // `after` 0 (a client that never fetched) is a gap too when the log no longer starts at
+        // seq 1: those first readings are gone (the contract: `after` older than the oldest).
+        let gap = self.len > 0 && after.saturating_add(1) < oldest;
         let mut seq = if after < oldest { oldest } else { after + 1 };
         let mut count = 0;
         let mut next_after = after;

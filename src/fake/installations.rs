@@ -154,6 +154,47 @@ impl FakeInstallations {
         });
     }
 
+    /// Closes one quarter-hour with every register given (the simulation's readings). The
+    /// registers are the meters' own: the installation's production meter starts where `p_wh`
+    /// says.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        id: &str,
+        t_end: DateTime<Utc>,
+        p_wh: u64,
+        charge_wh: u64,
+        discharge_wh: u64,
+        soc_pct: Option<f32>,
+        voltage: Option<VoltageStats>,
+    ) {
+        self.with(|m| {
+            let inst = m.get_mut(id).expect("known installation");
+            inst.p_wh = p_wh;
+            inst.charge_wh = charge_wh;
+            inst.discharge_wh = discharge_wh;
+            inst.log.push(
+                t_end.timestamp(),
+                inst.meter,
+                p_wh,
+                charge_wh,
+                discharge_wh,
+                soc_pct,
+                voltage,
+            );
+        });
+    }
+
+    /// The installation's storage was wiped (a firmware update gone wrong): the readings it
+    /// held are gone, numbering goes on. A client asking for older readings gets `gap: true`.
+    pub fn reset(&self, id: &str) {
+        self.with(|m| {
+            let inst = m.get_mut(id).expect("known installation");
+            let next = inst.log.next_seq();
+            *inst.log = ReadingsLog::new(next);
+        });
+    }
+
     /// Closes one quarter-hour with a production register of the caller's choosing (to script
     /// a register that goes backwards).
     pub fn push_register(&self, id: &str, t_end: DateTime<Utc>, p_wh: u64) {

@@ -2,6 +2,7 @@
 //! benchmarks and `vaten demo`. They listen on 127.0.0.1 only.
 pub mod grid_operator;
 pub mod installations;
+pub mod serve;
 pub mod synth;
 
 pub use grid_operator::{FakeGridOperator, Fault, FeedEntry, Retention};

@@ -35,7 +35,8 @@ enum Msg {
 /// Runs one job's task through the same code as the command line (each records its run).
 pub fn run_task(ctx: &Context, task: Task) -> Result<()> {
     match task {
-        Task::IngestGrid => crate::config::secret_from_env(&ctx.config.grid.api_key_env)
+        Task::IngestGrid => ctx
+            .grid_key()
             .and_then(|key| commands::ingest_grid(ctx, key))
             .map(drop),
         Task::IngestInstallations => commands::ingest_installations(ctx).map(drop),

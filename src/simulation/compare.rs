@@ -107,6 +107,67 @@ pub fn compare(
     })
 }
 
+/// `vaten simulate`.
+pub fn command(args: &crate::cli::SimulateArgs, clock: crate::clock::Clock) -> Result<()> {
+    use crate::error::Error;
+    let mut limits = Vec::new();
+    for l in &args.limits {
+        let parsed = l
+            .split_once(':')
+            .and_then(|(a, b)| Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?)))
+            .filter(|(a, b)| a < b);
+        match parsed {
+            Some(p) => limits.push(p),
+            None => {
+                return Err(Error::Usage(format!(
+                    "--limits {l}: expected LOW:HIGH volts, LOW below HIGH (e.g. 226:244)"
+                )))
+            }
+        }
+    }
+    if limits.is_empty() {
+        limits.push((226.0, 244.0));
+    }
+    if args.houses == 0 || args.days == 0 || args.step_s <= 0.0 {
+        return Err(Error::Usage(
+            "--houses, --days and --step-s must be positive".into(),
+        ));
+    }
+    let tz = crate::domain::time::AMSTERDAM;
+    let start = args.start.unwrap_or_else(|| {
+        let y = chrono::Datelike::year(&crate::domain::time::local_date(clock.now(), tz)) - 1;
+        chrono::NaiveDate::from_ymd_opt(y, 1, 1).expect("1 January")
+    });
+    let settings = settings(&limits);
+    let began = std::time::Instant::now();
+    let stats = compare(
+        args.houses,
+        args.days,
+        crate::domain::time::local_midnight_utc(start, tz),
+        args.step_s,
+        args.seed,
+        &settings,
+    );
+    let mut md = format!(
+        "# One cable, {} houses, {} days from {start} (seed {})\n\n",
+        args.houses, args.days, args.seed
+    );
+    md += &table(&settings, &stats);
+    md += "\nChart: #1… are the settings in the order of the table.\n";
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(args.out.join("simulate.md"), &md)?;
+    std::fs::write(args.out.join("simulate.svg"), chart(&settings, &stats)?)?;
+    println!("{md}");
+    println!(
+        "simulated {} settings in {:.1} s; written: {} and {}",
+        settings.len(),
+        began.elapsed().as_secs_f64(),
+        args.out.join("simulate.md").display(),
+        args.out.join("simulate.svg").display()
+    );
+    Ok(())
+}
+
 /// The comparison as a Markdown table.
 pub fn table(settings: &[Setting], stats: &[CableStats]) -> String {
     let mut o = String::from(

@@ -364,9 +364,9 @@ pub fn cooperative_scenario(
                 .to_string();
             let cable = i % cables;
             let k = i / cables;
-            // Two in three with an installation (battery, panels, P meter); of the others
-            // some have panels of their own.
-            let installed = i % 3 != 2;
+            // Two in three along each cable with an installation (battery, panels, P meter);
+            // of the others some have panels of their own.
+            let installed = k % 3 != 2;
             let r = unit(seed, i as u64 + 7);
             HouseSpec {
                 ean,

@@ -1,5 +1,6 @@
 //! The one integration-test binary (each test binary links Polars: minutes each).
 mod common;
+mod demo;
 mod feeds;
 mod grid_ingest;
 mod incremental;

@@ -91,6 +91,8 @@ fn wrap_around_keeps_the_newest_and_reports_the_gap() {
     assert_eq!(out[0].seq, 13);
     assert_eq!(out[7].seq, 20);
     assert_eq!(out[7].p_wh, 1_019, "the newest reading is kept");
+    // A client that never fetched (after 0) lost the overwritten readings too.
+    assert!(log.page(0, &mut out).gap);
     // A cursor right before the oldest is not a gap.
     assert!(!log.page(12, &mut out).gap);
 }

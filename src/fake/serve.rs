@@ -1,0 +1,100 @@
+//! `vaten fake-grid` and `vaten fake-installations`: the fake servers on their own, serving
+//! generated data until stopped (for benchmarks and trying clients by hand).
+
+use std::path::Path;
+
+use chrono::Utc;
+
+use crate::cli::{FakeGridArgs, FakeInstallationsArgs};
+use crate::domain::time::{local_date, AMSTERDAM};
+use crate::error::{Error, Result};
+use crate::fake::synth::{cooperative, dates_ending, feed};
+use crate::fake::{FakeGridOperator, FakeInstallations};
+use crate::registry::Installation;
+
+/// `vaten fake-grid`: serves a generated feed until the process is stopped.
+pub fn serve_fake_grid(args: &FakeGridArgs) -> Result<()> {
+    let key = std::env::var(&args.api_key_env).map_err(|_| {
+        Error::Usage(format!(
+            "set {} to the key the fake server should expect",
+            args.api_key_env
+        ))
+    })?;
+    let end = args
+        .end
+        .unwrap_or_else(|| local_date(Utc::now(), AMSTERDAM).pred_opt().expect("date"));
+    let (registry, mut meters) = cooperative(args.connections);
+    registry.write(&args.registry_out)?;
+    let server = FakeGridOperator::spawn(&key, args.port)?;
+    let dates = dates_ending(end, args.days);
+    let (skipped, dates) = dates.split_at((args.skip_days as usize).min(dates.len()));
+    crate::fake::synth::advance(&mut meters, skipped, AMSTERDAM, args.seed);
+    let dates = &dates[..args
+        .only_days
+        .map_or(dates.len(), |n| (n as usize).min(dates.len()))];
+    let (now, held) = dates.split_at(dates.len().saturating_sub(args.hold_days as usize));
+    server.push(feed(&mut meters, now, AMSTERDAM, args.seed));
+    // The held days continue the same registers: generated now, served later.
+    let mut held = Some(feed(&mut meters, held, AMSTERDAM, args.seed));
+    println!("{}", server.url());
+    tracing::info!(
+        objects = server.feed_len(),
+        "fake grid operator serving at {}",
+        server.url()
+    );
+    loop {
+        match (&args.release_file, held.is_some()) {
+            (Some(file), true) => {
+                if file.exists() {
+                    server.push(held.take().unwrap_or_default());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            _ => std::thread::park(),
+        }
+    }
+}
+
+/// `vaten fake-installations`: serves generated installations until the process is stopped.
+pub fn serve_fake_installations(args: &FakeInstallationsArgs) -> Result<()> {
+    let end = args
+        .end
+        .unwrap_or_else(|| local_date(Utc::now(), AMSTERDAM).pred_opt().expect("date"));
+    let first_end = crate::domain::time::local_midnight_utc(end, chrono_tz::UTC)
+        - chrono::Duration::days(i64::from(args.days) - 1)
+        + chrono::Duration::minutes(15);
+    let fake = FakeInstallations::spawn()?;
+    let (mut registry, _) = cooperative(args.count);
+    let mut tokens = String::from("[tokens]\n");
+    for (i, c) in registry.connections.iter_mut().enumerate() {
+        let id = format!("inst-{i:04}");
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        fake.add(&id, c.ean.as_str(), &token, &format!("SDM120-{i:07}"));
+        fake.produce(&id, first_end, 96 * args.days as usize, i as u64);
+        c.installation = Some(Installation {
+            id: id.clone(),
+            url: fake.url(&id),
+        });
+        tokens += &format!("\"{id}\" = \"{token}\"\n");
+    }
+    registry.write(&args.registry_out)?;
+    write_private(&args.tokens_out, &tokens)?;
+    println!("{}", fake.url(""));
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Writes a file only its owner can read (mode 0600 from the start).
+pub fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
