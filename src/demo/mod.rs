@@ -152,6 +152,7 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
     let passes = args.days.div_ceil(PASS_EVERY_DAYS as u32) as usize;
     let mut pass = 0;
     let mut last_messages = Vec::new();
+    let mut last_ctx = None;
     for (k, &date) in dates.iter().enumerate() {
         if let (Some(id), true) = (&wiped, date == middle) {
             installations.reset(id);
@@ -214,19 +215,21 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
                 .single()
                 .expect("09:30 exists")
                 .with_timezone(&chrono::Utc);
-            let mut ctx = Context::load(Config::load(&config_path)?, Clock::Fixed(morning))?;
+            // A running clock from there: the jobs of a pass get their own start times in `_runs`.
+            let mut ctx =
+                Context::load(Config::load(&config_path)?, Clock::Fixed(morning).running())?;
             ctx.grid_key = Some(Secret::new(key.clone()));
             if let Err(e) = commands::nightly_pass(&ctx) {
                 last_messages.push(format!("pass {}: {e}", pass + 1));
             }
+            last_ctx = Some(ctx);
             pass += 1;
         }
     }
-    let mut ctx = Context::load(
-        Config::load(&config_path)?,
-        Clock::Fixed(sim.now + Duration::hours(8)),
-    )?;
-    ctx.grid_key = Some(Secret::new(key.clone()));
+    // After the last pass, on its running clock.
+    let Some(ctx) = last_ctx else {
+        return Err(Error::Usage("the demo ran no pass".into()));
+    };
     let yearly = commands::report_yearly(&ctx, end.year())?;
     std::fs::create_dir_all(args.dir.join("simulation"))?;
     std::fs::write(

@@ -237,6 +237,9 @@ pub fn compute(
     tz: Tz,
     window: Option<(i64, Window)>,
 ) -> Result<(Vec<IntervalRow>, Vec<Problem>)> {
+    let clock = std::time::Instant::now();
+    let lap =
+        |what: &str| tracing::debug!("  compute {what}: {:.2} s", clock.elapsed().as_secs_f64());
     // Received partitions are local days of the interval's end: one day of margin.
     let since = window.map(|(a, _)| {
         (
@@ -299,6 +302,7 @@ pub fn compute(
             ));
         }
     }
+    lap("grid scanned");
     // `grid` is sorted by (ean, meter, t) as the scan returned it: anchors are looked up by
     // binary search rather than a set of every reading.
     let readings = grid.len();
@@ -346,6 +350,7 @@ pub fn compute(
         &mut problems,
     );
     drop(grid);
+    lap("grid energies");
     let mut production = Energies::new();
     let mut battery: HashMap<String, BTreeMap<i64, i64>> = HashMap::new();
     if let Some(df) = series(
@@ -408,6 +413,7 @@ pub fn compute(
         }
     }
 
+    lap("installations");
     let mut rows = Vec::new();
     for conn in &registry.connections {
         let ean = conn.ean.as_str();
@@ -445,6 +451,7 @@ pub fn compute(
             date = date.succ_opt().expect("date in range");
         }
     }
+    lap("rows");
     Ok((rows, problems))
 }
 

@@ -260,7 +260,10 @@ fn transform_cable(
         Some(w) => Some((anchor(lake, registry, tz, w.from)?, w)),
         None => None,
     };
+    let clock = std::time::Instant::now();
+    let lap = |what: &str| tracing::debug!(cable, "{what}: {:.2} s", clock.elapsed().as_secs_f64());
     let (rows, problems) = compute(lake, registry, tz, since)?;
+    lap("computed");
     report.intervals += rows.len();
     report.missing += rows
         .iter()
@@ -295,9 +298,12 @@ fn transform_cable(
         (None, None, None)
     } else {
         let frame = intervals_frame(&rows)?;
+        lap("frame");
         let daily = consumption_daily(lake, &frame)?;
+        lap("daily");
         report.days += daily.height();
         let (cable_15m, cable_daily) = cable_balance(lake, &frame, registry)?;
+        lap("cable balance");
         (Some(daily), Some(cable_daily), Some(cable_15m))
     };
     for (date, part) in by_date(rows, |r| r.date) {
@@ -309,6 +315,7 @@ fn transform_cable(
             &batch(&part),
         )?;
     }
+    lap("intervals staged");
     let daily = merged(old_daily, daily, &CONSUMPTION_DAILY)?;
     let cable_daily = merged(old_cable_daily, cable_daily, &CABLE_BALANCE_DAILY)?;
     if let Some(daily) = &daily {
@@ -330,6 +337,7 @@ fn transform_cable(
     if let Some(cable_15m) = cable_15m {
         stage_15m(lake, txn, &cable_15m, cable)?;
     }
+    lap("marts staged");
     Ok(problems)
 }
 

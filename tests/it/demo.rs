@@ -161,6 +161,30 @@ fn the_demo_runs_end_to_end_equals_the_simulation_and_repeats_itself() {
         (want["l_wh"].clone(), want["t_wh"].clone())
     );
 
+    // Every figure of the reports on the simulated cooperative, recomputed by DuckDB.
+    let registry = one.join("registry");
+    let page = |f: &str| reports.join(f).display().to_string();
+    crate::reports::check_lake(
+        &one.join("lake"),
+        &registry,
+        &["nightly", "2026-11-20", &page("nightly/2026-11-20.html")],
+    );
+    crate::reports::check_lake(
+        &one.join("lake"),
+        &registry,
+        &["yearly", "2026", &page("yearly/2026/index.html")],
+    );
+    crate::reports::check_lake(
+        &one.join("lake"),
+        &registry,
+        &[
+            "statement",
+            "2026",
+            &page("private/statements/2026/P0002.html"),
+            "P0002",
+        ],
+    );
+
     // The same seed and period: the same lake.
     demo(&two);
     assert_eq!(

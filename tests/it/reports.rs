@@ -51,11 +51,16 @@ fn cooperative_with_small_cable(
 }
 
 fn check(env: &Env, args: &[&str]) {
+    check_lake(&env.lake_dir(), &env.dir.path().join("registry"), args);
+}
+
+/// Runs `tests/check_reports.py` on a lake and registry: DuckDB recomputes every figure.
+pub fn check_lake(lake: &Path, registry: &Path, args: &[&str]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/check_reports.py");
     let out = Command::new("python3")
         .arg(script)
-        .arg(env.lake_dir())
-        .arg(env.dir.path().join("registry"))
+        .arg(lake)
+        .arg(registry)
         .args(args)
         .output()
         .unwrap();
@@ -166,6 +171,18 @@ fn reports_agree_with_the_lake_keep_households_private_and_render() {
     assert!(
         html.matches("<svg").count() >= 3,
         "balance charts and a voltage band"
+    );
+
+    // A week later without a pull, the same report warns: 3 days of retention left.
+    let late = env.vaten(
+        "2026-11-02T08:10:00Z",
+        &["report", "nightly", "--date", "2026-10-25"],
+    );
+    assert_ok(&late);
+    let html = std::fs::read_to_string(&nightly).unwrap();
+    assert!(
+        html.contains("class=\"warning\"") && html.contains("3.0 days left"),
+        "the retention warning"
     );
 
     assert_ok(&env.vaten(
