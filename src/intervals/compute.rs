@@ -26,10 +26,9 @@ use crate::registry::{Connection, Registry};
 /// One row of `intervals`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntervalRow {
-    /// Shared per connection: a row costs no string allocation.
-    pub ean: Arc<str>,
-    pub cable_id: Arc<str>,
-    pub participant_id: Arc<str>,
+    /// Index of the connection in the registry passed to [`compute`]: the ids are strings
+    /// only where they are written (millions of rows carry 4 bytes, not three strings).
+    pub conn: u32,
     pub start_us: i64,
     pub l_wh: Option<i64>,
     pub t_wh: Option<i64>,
@@ -415,14 +414,20 @@ pub fn compute(
 
     lap("installations");
     let mut rows = Vec::new();
-    for conn in &registry.connections {
+    // In EAN order: each day's rows come out sorted as the table is, and the writer's sort
+    // finds nothing to do.
+    let mut order: Vec<usize> = (0..registry.connections.len()).collect();
+    order.sort_by(|a, b| {
+        registry.connections[*a]
+            .ean
+            .as_str()
+            .cmp(registry.connections[*b].ean.as_str())
+    });
+    for index in order {
+        let conn = &registry.connections[index];
         let ean = conn.ean.as_str();
         let src = Sources {
-            ids: (
-                Arc::from(ean),
-                Arc::from(conn.cable_id.as_str()),
-                Arc::from(conn.participant_id.as_str()),
-            ),
+            conn: index as u32,
             l: imports.get(ean),
             x: exports.get(ean),
             p: production.get(ean),
@@ -459,8 +464,8 @@ type Quarters<'a> = Option<&'a QuarterMap>;
 
 /// One connection's energies by quarter-hour start: import, export, production, battery net.
 struct Sources<'a> {
-    /// The connection's ean, cable and participant, shared by its rows.
-    ids: (Arc<str>, Arc<str>, Arc<str>),
+    /// The connection's index in the registry.
+    conn: u32,
     l: Quarters<'a>,
     x: Quarters<'a>,
     p: Quarters<'a>,
@@ -503,9 +508,7 @@ fn day_rows(conn: &Connection, date: NaiveDate, tz: Tz, src: &Sources, out: &mut
             (None, None, l_wh)
         };
         out.push(IntervalRow {
-            ean: src.ids.0.clone(),
-            cable_id: src.ids.1.clone(),
-            participant_id: src.ids.2.clone(),
+            conn: src.conn,
             start_us: s,
             l_wh,
             t_wh,

@@ -28,7 +28,7 @@ use crate::lake::schema::{
 use crate::lake::Lake;
 use crate::lake::TableSpec;
 use crate::marts::cable::cable_balance;
-use crate::marts::daily::{consumption_daily, intervals_frame};
+use crate::marts::daily::{consumption_daily, intervals_frame, Ids};
 use crate::marts::rates::Rates;
 use crate::marts::yearly::tax_base_yearly;
 use crate::received::rows::by_date;
@@ -36,19 +36,22 @@ use crate::received::{Received, ReceivedIndex, Rejected};
 use crate::registry::Registry;
 use polars::prelude::*;
 
-fn batch(rows: &[IntervalRow]) -> RecordBatch {
+fn batch(rows: &[IntervalRow], registry: &Registry) -> RecordBatch {
     let opt = |f: fn(&IntervalRow) -> Option<i64>| -> ArrayRef {
         Arc::new(Int64Array::from(rows.iter().map(f).collect::<Vec<_>>()))
     };
+    let conn = |r: &IntervalRow| &registry.connections[r.conn as usize];
     RecordBatch::try_new(
         INTERVALS.arrow_schema(),
         vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &*r.ean))),
             Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| &*r.cable_id),
+                rows.iter().map(|r| conn(r).ean.as_str()),
             )),
             Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| &*r.participant_id),
+                rows.iter().map(|r| conn(r).cable_id.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| conn(r).participant_id.as_str()),
             )),
             Arc::new(
                 TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.start_us))
@@ -298,11 +301,12 @@ fn transform_cable(
         (None, None, None)
     } else {
         let frame = intervals_frame(&rows)?;
+        let ids = Ids::of(registry);
         lap("frame");
-        let daily = consumption_daily(lake, &frame)?;
+        let daily = consumption_daily(lake, &frame, &ids)?;
         lap("daily");
         report.days += daily.height();
-        let (cable_15m, cable_daily) = cable_balance(lake, &frame, registry)?;
+        let (cable_15m, cable_daily) = cable_balance(lake, &frame, registry, cable)?;
         lap("cable balance");
         (Some(daily), Some(cable_daily), Some(cable_15m))
     };
@@ -312,7 +316,7 @@ fn transform_cable(
             &INTERVALS,
             Some(&date.to_string()),
             Some(cable),
-            &batch(&part),
+            &batch(&part, registry),
         )?;
     }
     lap("intervals staged");

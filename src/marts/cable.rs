@@ -79,16 +79,18 @@ fn voltages(lake: &Lake, registry: &Registry, first_start: Option<i64>) -> Resul
     Ok(acc)
 }
 
-/// Both cable tables from the interval frame; the daily one carries a `year` column.
+/// Both cable tables from the interval frame of the connections on `cable`; the daily one
+/// carries a `year` column.
 pub fn cable_balance(
     lake: &Lake,
     intervals: &DataFrame,
     registry: &Registry,
+    cable: &str,
 ) -> Result<(DataFrame, DataFrame)> {
     let mut q = intervals
         .clone()
         .lazy()
-        .group_by_stable([col("cable_id"), col("interval_start"), col("date")])
+        .group_by_stable([col("interval_start"), col("date")])
         .agg([
             col("l")
                 .is_not_null()
@@ -117,16 +119,14 @@ pub fn cable_balance(
                 .otherwise(lit(NULL).cast(DataType::Int64))
                 .alias("battery_net_wh"),
         ])
-        .sort(
-            ["cable_id", "interval_start"],
-            SortMultipleOptions::default(),
-        )
+        .with_column(lit(cable.to_string()).alias("cable_id"))
+        .sort(["interval_start"], SortMultipleOptions::default())
         .collect()?;
 
     // Connections of the cooperative on the cable that day (registry membership), voltages,
     // and the quarter-hours beyond the cable's agreed limits.
     let volts = voltages(lake, registry, q.column("interval_start")?.i64()?.min())?;
-    let cable = q.column("cable_id")?.str()?.clone();
+    let cable_col = q.column("cable_id")?.str()?.clone();
     let start = q.column("interval_start")?.i64()?.clone();
     let date = q.column("date")?.cast(&DataType::Int32)?.i32()?.clone();
     let n = q.height();
@@ -141,7 +141,7 @@ pub fn cable_balance(
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
     for i in 0..n {
         let (c, s, d) = (
-            cable.get(i).unwrap_or(""),
+            cable_col.get(i).unwrap_or(""),
             start.get(i).unwrap_or(0),
             date.get(i).unwrap_or(0),
         );

@@ -36,18 +36,8 @@ pub fn intervals_frame(rows: &[IntervalRow]) -> Result<DataFrame> {
     .cast(&DataType::Date)?;
     let df = DataFrame::new_infer_height(vec![
         Series::new(
-            "ean".into(),
-            rows.iter().map(|r| &*r.ean).collect::<Vec<_>>(),
-        )
-        .into(),
-        Series::new(
-            "participant_id".into(),
-            rows.iter().map(|r| &*r.participant_id).collect::<Vec<_>>(),
-        )
-        .into(),
-        Series::new(
-            "cable_id".into(),
-            rows.iter().map(|r| &*r.cable_id).collect::<Vec<_>>(),
+            "conn".into(),
+            rows.iter().map(|r| r.conn).collect::<Vec<u32>>(),
         )
         .into(),
         date.into(),
@@ -77,8 +67,48 @@ pub fn intervals_frame(rows: &[IntervalRow]) -> Result<DataFrame> {
     Ok(df)
 }
 
+/// The string ids of the connections the `conn` column indexes.
+pub struct Ids {
+    pub ean: Vec<String>,
+    pub participant_id: Vec<String>,
+    pub cable_id: Vec<String>,
+}
+
+impl Ids {
+    pub fn of(registry: &crate::registry::Registry) -> Self {
+        let c = &registry.connections;
+        Ids {
+            ean: c.iter().map(|c| c.ean.as_str().to_string()).collect(),
+            participant_id: c.iter().map(|c| c.participant_id.clone()).collect(),
+            cable_id: c.iter().map(|c| c.cable_id.clone()).collect(),
+        }
+    }
+
+    /// The `conn` column of `df` replaced by `ean`, `participant_id` and `cable_id`.
+    fn attach(&self, df: DataFrame) -> Result<DataFrame> {
+        let conn: Vec<usize> = df
+            .column("conn")?
+            .u32()?
+            .iter()
+            .map(|c| c.unwrap_or(0) as usize)
+            .collect();
+        let col = |name: &str, v: &[String]| -> Column {
+            Series::new(
+                name.into(),
+                conn.iter().map(|&i| v[i].as_str()).collect::<Vec<_>>(),
+            )
+            .into()
+        };
+        let mut df = df.drop("conn")?;
+        df.with_column(col("ean", &self.ean))?;
+        df.with_column(col("participant_id", &self.participant_id))?;
+        df.with_column(col("cable_id", &self.cable_id))?;
+        Ok(df)
+    }
+}
+
 /// `consumption_daily` as one frame (with a `year` column for partitioning), sorted by ean, date.
-pub fn consumption_daily(lake: &Lake, intervals: &DataFrame) -> Result<DataFrame> {
+pub fn consumption_daily(lake: &Lake, intervals: &DataFrame, ids: &Ids) -> Result<DataFrame> {
     let by_quality = |rank: i32, name: &str| {
         col("worst")
             .eq(lit(rank))
@@ -86,15 +116,10 @@ pub fn consumption_daily(lake: &Lake, intervals: &DataFrame) -> Result<DataFrame
             .sum()
             .alias(name)
     };
-    let mut df = intervals
+    let df = intervals
         .clone()
         .lazy()
-        .group_by_stable([
-            col("ean"),
-            col("participant_id"),
-            col("cable_id"),
-            col("date"),
-        ])
+        .group_by_stable([col("conn"), col("date")])
         .agg([
             col("l").sum().alias("l_wh"),
             col("t").sum().alias("t_wh"),
@@ -118,6 +143,10 @@ pub fn consumption_daily(lake: &Lake, intervals: &DataFrame) -> Result<DataFrame
                 .alias("p_wh"),
         )
         .with_column(col("date").dt().year().alias("year"))
+        .collect()?;
+    let mut df = ids
+        .attach(df)?
+        .lazy()
         .sort(["ean", "date"], SortMultipleOptions::default())
         .collect()?;
     // Reconciliation: the day's L and T against the difference of the tariff registers at its
