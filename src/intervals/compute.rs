@@ -5,14 +5,13 @@
 //! the sorted columns in Rust, where integer exactness is easy to see and test.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use polars::prelude::*;
 
 use super::days::day_registers;
 use super::derive::weight;
+use super::load::{load, Extra, Readings};
 use super::plan::Window;
 use super::series::{
     differences, Quality, QuarterEnergy, RegisterReading, StepProblem, QUARTER_US,
@@ -50,9 +49,6 @@ pub struct Problem {
     pub register: &'static str,
     pub step: StepProblem,
 }
-
-/// (ean, meter_id, t µs, import Wh, export Wh, quality) of one grid reading that counts.
-type GridRow = (Arc<str>, Arc<str>, i64, i64, i64, Arc<str>);
 
 /// Per connection: quarter-hour start → energy, for one register.
 type Energies = HashMap<String, QuarterMap>;
@@ -107,85 +103,11 @@ impl QuarterMap {
     }
 }
 
-/// Reads a table's register series, the winning delivery per (key, meter, t), sorted.
-#[allow(clippy::too_many_arguments)]
-fn series(
-    lake: &Lake,
-    spec: &crate::lake::TableSpec,
-    key: &str,
-    meter: &str,
-    regs: &[&str],
-    seq: &str,
-    only: &[String],
-    since: Option<(i64, NaiveDate)>,
-) -> Result<Option<DataFrame>> {
-    let Some(lf) = lake.scan(spec)? else {
-        return Ok(None);
-    };
-    // Only the keys asked for (one cable's connections at a time keeps memory bounded).
-    let wanted = lit(Series::new("wanted".into(), only)).implode(false);
-    let mut lf = lf.filter(col(key).is_in(wanted, false));
-    if let Some((since_us, first_partition)) = since {
-        // The partition filter lets the scan skip older files altogether.
-        lf = lf
-            .filter(col("date").cast(DataType::Date).gt_eq(lit(first_partition)))
-            .filter(col("t").cast(DataType::Int64).gt_eq(lit(since_us)));
-    }
-    let mut cols = vec![col(key), col(meter), col("t").cast(DataType::Int64)];
-    cols.extend(regs.iter().map(|r| col(*r)));
-    if spec.name == GRID_READINGS.name {
-        cols.push(col("quality"));
-    }
-    let df = lf
-        .sort([key, meter, "t", seq], SortMultipleOptions::default())
-        .unique_stable_generic(
-            Some(vec![col(key), col(meter), col("t")]),
-            UniqueKeepStrategy::Last,
-        )
-        .select(cols)
-        .collect()?;
-    Ok(Some(df))
-}
-
-/// A string column with equal values sharing one allocation.
-fn strs(df: &DataFrame, name: &str) -> Result<Vec<Arc<str>>> {
-    let mut seen: HashMap<&str, Arc<str>> = HashMap::new();
-    let mut last: Option<Arc<str>> = None;
-    let col = df.column(name)?.str()?;
-    Ok(col
-        .iter()
-        .map(|s| {
-            let s = s.unwrap_or("");
-            // The frame is sorted: most rows repeat the previous value.
-            if let Some(l) = last.as_ref().filter(|l| &***l == s) {
-                return l.clone();
-            }
-            let a = seen.entry(s).or_insert_with(|| Arc::from(s)).clone();
-            last = Some(a.clone());
-            a
-        })
-        .collect())
-}
-
-fn ints(df: &DataFrame, name: &str) -> Result<Vec<i64>> {
-    Ok(df
-        .column(name)?
-        .cast(&DataType::Int64)?
-        .i64()?
-        .iter()
-        .map(|v| v.unwrap_or(0))
-        .collect())
-}
-
-/// Runs [`differences`] over each (key, meter) run of sorted rows and files the quarter-hours
-/// under the connection `owner(key)`.
-#[allow(clippy::too_many_arguments)]
+/// Runs [`differences`] over each series (key, meter) of `r` for register column `col` and
+/// files the quarter-hours under the connection `owner(key)`.
 fn energies_of(
-    keys: &[Arc<str>],
-    meters: &[Arc<str>],
-    t: &[i64],
-    values: &[i64],
-    qualities: Option<&[Arc<str>]>,
+    r: &Readings,
+    col: usize,
     owner: &dyn Fn(&str) -> Option<(String, i64)>,
     profile: &dyn Fn(i64) -> u64,
     register: &'static str,
@@ -193,22 +115,24 @@ fn energies_of(
 ) -> Energies {
     let mut out: Energies = HashMap::new();
     let mut start = 0;
-    while start < keys.len() {
+    let n = r.series.len();
+    while start < n {
         let mut end = start + 1;
-        while end < keys.len() && keys[end] == keys[start] && meters[end] == meters[start] {
+        while end < n && r.series[end] == r.series[start] {
             end += 1;
         }
-        if let Some((ean, max_wh)) = owner(&keys[start]) {
+        let key = &r.names[r.series[start] as usize].0;
+        if let Some((ean, max_wh)) = owner(key) {
             let readings: Vec<RegisterReading> = (start..end)
                 .map(|i| RegisterReading {
-                    t_us: t[i],
-                    value_wh: values[i],
-                    quality: qualities.map_or(Quality::Measured, |q| Quality::from_service(&q[i])),
+                    t_us: r.t[i],
+                    value_wh: r.values[col][i],
+                    quality: r.quality[i],
                 })
                 .collect();
             let (energies, steps) = differences(&readings, max_wh, profile);
             problems.extend(steps.into_iter().map(|step| Problem {
-                key: keys[start].to_string(),
+                key: key.to_string(),
                 register,
                 step,
             }));
@@ -273,145 +197,89 @@ pub fn compute(
     // Grid readings that count, plus the daily tariff registers as readings at local midnight
     // (quality `derived`) where no reading stands at that time: they split long holes per day
     // and fill days whose quarter-hours expired.
-    let mut grid: Vec<GridRow> = Vec::new();
-    if let Some(df) = series(
-        lake,
-        &GRID_READINGS,
-        "ean",
-        "meter_id",
-        &["import_wh", "export_wh"],
-        "delivery_seq",
-        &eans,
-        since,
-    )? {
-        let (keys, meters, t) = (strs(&df, "ean")?, strs(&df, "meter_id")?, ints(&df, "t")?);
-        let (imp, exp, quality) = (
-            ints(&df, "import_wh")?,
-            ints(&df, "export_wh")?,
-            strs(&df, "quality")?,
-        );
-        for i in 0..keys.len() {
-            grid.push((
-                keys[i].clone(),
-                meters[i].clone(),
-                t[i],
-                imp[i],
-                exp[i],
-                quality[i].clone(),
-            ));
-        }
-    }
-    lap("grid scanned");
-    // `grid` is sorted by (ean, meter, t) as the scan returned it: anchors are looked up by
-    // binary search rather than a set of every reading.
-    let readings = grid.len();
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    let mut anchors = Vec::new();
     for ((ean, day), (meter, imp, exp)) in day_registers(lake, since.map(|s| s.1))? {
+        if !by_ean.contains_key(ean.as_str()) {
+            continue;
+        }
         let date = epoch + chrono::Duration::days(i64::from(day));
         let t = micros(crate::domain::time::local_midnight_utc(date, tz));
         if since.is_some_and(|(a, _)| t < a) {
             continue;
         }
-        let (ean, meter): (Arc<str>, Arc<str>) = (ean.into(), meter.into());
-        let found = grid[..readings]
-            .binary_search_by(|g| (&*g.0, &*g.1, g.2).cmp(&(&*ean, &*meter, t)))
-            .is_ok();
-        if !found {
-            grid.push((ean, meter, t, imp, exp, Arc::from("derived")));
-        }
+        anchors.push(Extra {
+            key: ean,
+            meter,
+            t,
+            values: vec![imp, exp],
+            quality: Quality::Derived,
+        });
     }
-    grid.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
-    let keys: Vec<Arc<str>> = grid.iter().map(|g| g.0.clone()).collect();
-    let meters: Vec<Arc<str>> = grid.iter().map(|g| g.1.clone()).collect();
-    let t: Vec<i64> = grid.iter().map(|g| g.2).collect();
-    let quality: Vec<Arc<str>> = grid.iter().map(|g| g.5.clone()).collect();
+    let grid = load(
+        lake,
+        &GRID_READINGS,
+        ("ean", "meter_id"),
+        &["import_wh", "export_wh"],
+        "delivery_seq",
+        Some("quality"),
+        &eans,
+        since,
+        anchors,
+    )?;
+    lap("grid loaded");
     let profile = |s: i64| weight(s, tz);
-    let imports = energies_of(
-        &keys,
-        &meters,
-        &t,
-        &grid.iter().map(|g| g.3).collect::<Vec<_>>(),
-        Some(&quality),
-        &grid_owner,
-        &profile,
-        "import",
-        &mut problems,
-    );
-    let exports = energies_of(
-        &keys,
-        &meters,
-        &t,
-        &grid.iter().map(|g| g.4).collect::<Vec<_>>(),
-        Some(&quality),
-        &grid_owner,
-        &profile,
-        "export",
-        &mut problems,
-    );
+    let imports = energies_of(&grid, 0, &grid_owner, &profile, "import", &mut problems);
+    let exports = energies_of(&grid, 1, &grid_owner, &profile, "export", &mut problems);
     drop(grid);
     lap("grid energies");
-    let mut production = Energies::new();
-    let mut battery: HashMap<String, BTreeMap<i64, i64>> = HashMap::new();
-    if let Some(df) = series(
+    let installations = load(
         lake,
         &INSTALLATION_READINGS,
-        "installation_id",
-        "p_meter",
+        ("installation_id", "p_meter"),
         &["p_wh", "battery_charge_wh", "battery_discharge_wh"],
         "seq",
+        None,
         &installation_ids,
         since,
-    )? {
-        let (keys, meters, t) = (
-            strs(&df, "installation_id")?,
-            strs(&df, "p_meter")?,
-            ints(&df, "t")?,
-        );
-        production = energies_of(
-            &keys,
-            &meters,
-            &t,
-            &ints(&df, "p_wh")?,
-            None,
-            &inst_owner,
-            &|_| 1,
-            "production",
-            &mut problems,
-        );
-        let charge = energies_of(
-            &keys,
-            &meters,
-            &t,
-            &ints(&df, "battery_charge_wh")?,
-            None,
-            &inst_owner,
-            &|_| 1,
-            "battery_charge",
-            &mut problems,
-        );
-        let discharge = energies_of(
-            &keys,
-            &meters,
-            &t,
-            &ints(&df, "battery_discharge_wh")?,
-            None,
-            &inst_owner,
-            &|_| 1,
-            "battery_discharge",
-            &mut problems,
-        );
-        for (ean, c) in charge {
-            let Some(d) = discharge.get(&ean) else {
-                continue;
-            };
-            let net = c
-                .iter()
-                .filter_map(|(s, ce)| Some((s, ce.wh? - d.get(&s)?.wh?)))
-                .collect();
-            battery.insert(ean, net);
-        }
+        Vec::new(),
+    )?;
+    let production = energies_of(
+        &installations,
+        0,
+        &inst_owner,
+        &|_| 1,
+        "production",
+        &mut problems,
+    );
+    let charge = energies_of(
+        &installations,
+        1,
+        &inst_owner,
+        &|_| 1,
+        "battery_charge",
+        &mut problems,
+    );
+    let discharge = energies_of(
+        &installations,
+        2,
+        &inst_owner,
+        &|_| 1,
+        "battery_discharge",
+        &mut problems,
+    );
+    drop(installations);
+    let mut battery: HashMap<String, BTreeMap<i64, i64>> = HashMap::new();
+    for (ean, c) in charge {
+        let Some(d) = discharge.get(&ean) else {
+            continue;
+        };
+        let net = c
+            .iter()
+            .filter_map(|(s, ce)| Some((s, ce.wh? - d.get(&s)?.wh?)))
+            .collect();
+        battery.insert(ean, net);
     }
-
     lap("installations");
     let mut rows = Vec::new();
     // In EAN order: each day's rows come out sorted as the table is, and the writer's sort

@@ -2,6 +2,7 @@
 pub mod compute;
 pub mod days;
 pub mod derive;
+pub mod load;
 pub mod plan;
 pub mod series;
 pub mod spread;

@@ -1,0 +1,198 @@
+//! Loading the register readings that count: Polars reads the columns (filtered to one cable's
+//! keys and, in a window, to recent partitions); the winning delivery per (key, meter, t) is
+//! chosen here by sorting integer keys, not strings: every (key, meter) pair becomes a series
+//! number, and rows sort by (series, t, delivery).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use super::series::Quality;
+use crate::error::Result;
+use crate::lake::{Lake, TableSpec};
+
+/// The readings of one table in series order, one per (series, t).
+#[derive(Debug, Default)]
+pub struct Readings {
+    /// Per row: its series (an index into `names`).
+    pub series: Vec<u32>,
+    pub t: Vec<i64>,
+    /// Per register column asked for: the values.
+    pub values: Vec<Vec<i64>>,
+    pub quality: Vec<Quality>,
+    /// Per series: (key, meter).
+    pub names: Vec<(Arc<str>, Arc<str>)>,
+}
+
+/// An extra reading from elsewhere (a daily register at midnight): it counts only where the
+/// table has no reading at that time.
+pub struct Extra {
+    pub key: String,
+    pub meter: String,
+    pub t: i64,
+    pub values: Vec<i64>,
+    pub quality: Quality,
+}
+
+/// Interns strings to small integers; rows of a sorted file repeat the previous value.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+    last: Option<(Arc<str>, u32)>,
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some((l, id)) = &self.last {
+            if &**l == s {
+                return *id;
+            }
+        }
+        let id = match self.ids.get(s) {
+            Some(&id) => id,
+            None => {
+                let a: Arc<str> = Arc::from(s);
+                let id = self.names.len() as u32;
+                self.names.push(a.clone());
+                self.ids.insert(a, id);
+                id
+            }
+        };
+        self.last = Some((self.names[id as usize].clone(), id));
+        id
+    }
+}
+
+/// Reads `regs` of `spec` for the keys in `only` (from `since`: (µs, first partition)), adds
+/// `extra`, and keeps per (key, meter, t) the highest `seq`.
+#[allow(clippy::too_many_arguments)]
+pub fn load(
+    lake: &Lake,
+    spec: &TableSpec,
+    (key, meter): (&str, &str),
+    regs: &[&str],
+    seq: &str,
+    quality: Option<&str>,
+    only: &[String],
+    since: Option<(i64, NaiveDate)>,
+    extra: Vec<Extra>,
+) -> Result<Readings> {
+    let df = match lake.scan(spec)? {
+        None => DataFrame::empty(),
+        Some(lf) => {
+            let wanted = lit(Series::new("wanted".into(), only)).implode(false);
+            let mut lf = lf.filter(col(key).is_in(wanted, false));
+            if let Some((since_us, first_partition)) = since {
+                // The partition filter lets the scan skip older files altogether.
+                lf = lf
+                    .filter(col("date").cast(DataType::Date).gt_eq(lit(first_partition)))
+                    .filter(col("t").cast(DataType::Int64).gt_eq(lit(since_us)));
+            }
+            let mut cols = vec![
+                col(key),
+                col(meter),
+                col("t").cast(DataType::Int64),
+                col(seq).cast(DataType::Int64),
+            ];
+            cols.extend(regs.iter().map(|r| col(*r).cast(DataType::Int64)));
+            if let Some(q) = quality {
+                cols.push(col(q));
+            }
+            lf.select(cols).collect()?
+        }
+    };
+    let n = df.height();
+    let (mut keys, mut meters) = (Interner::default(), Interner::default());
+    let mut pairs: HashMap<(u32, u32), u32> = HashMap::new();
+    let mut names: Vec<(Arc<str>, Arc<str>)> = Vec::new();
+    let mut series_of = |k: u32, m: u32, keys: &Interner, meters: &Interner| -> u32 {
+        *pairs.entry((k, m)).or_insert_with(|| {
+            names.push((
+                keys.names[k as usize].clone(),
+                meters.names[m as usize].clone(),
+            ));
+            (names.len() - 1) as u32
+        })
+    };
+    let int = |name: &str| -> Result<Vec<i64>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(df
+            .column(name)?
+            .i64()?
+            .iter()
+            .map(|v| v.unwrap_or(0))
+            .collect())
+    };
+    let mut series = Vec::with_capacity(n + extra.len());
+    if n > 0 {
+        let (kc, mc) = (df.column(key)?.str()?, df.column(meter)?.str()?);
+        for (k, m) in kc.iter().zip(mc.iter()) {
+            let (k, m) = (keys.id(k.unwrap_or("")), meters.id(m.unwrap_or("")));
+            series.push(series_of(k, m, &keys, &meters));
+        }
+    }
+    let mut t = int("t")?;
+    let mut seqs = int(seq)?;
+    let mut values: Vec<Vec<i64>> = regs.iter().map(|r| int(r)).collect::<Result<_>>()?;
+    let mut qualities: Vec<Quality> = match quality {
+        Some(q) if n > 0 => {
+            let mut last: Option<(&str, Quality)> = None;
+            df.column(q)?
+                .str()?
+                .iter()
+                .map(|s| {
+                    let s = s.unwrap_or("");
+                    match last {
+                        Some((l, q)) if l == s => q,
+                        _ => {
+                            let q = Quality::from_service(s);
+                            last = Some((s, q));
+                            q
+                        }
+                    }
+                })
+                .collect()
+        }
+        _ => vec![Quality::Measured; n],
+    };
+    for e in extra {
+        let (k, m) = (keys.id(&e.key), meters.id(&e.meter));
+        series.push(series_of(k, m, &keys, &meters));
+        t.push(e.t);
+        // Below every delivery: a reading at the same time wins.
+        seqs.push(i64::MIN);
+        for (v, x) in values.iter_mut().zip(e.values) {
+            v.push(x);
+        }
+        qualities.push(e.quality);
+    }
+    // Sort by (series, t, seq) as one integer key and a tie-breaker; keep the last per (series, t).
+    let mut order: Vec<(u64, i64, u32)> = (0..series.len())
+        .map(|i| {
+            let secs = (t[i].div_euclid(1_000_000)).clamp(0, (1 << 34) - 1) as u64;
+            ((u64::from(series[i]) << 34) | secs, seqs[i], i as u32)
+        })
+        .collect();
+    order.sort_unstable();
+    let mut keep: Vec<u32> = Vec::with_capacity(order.len());
+    for (k, w) in order.iter().enumerate() {
+        let last_of_key = order.get(k + 1).is_none_or(|next| next.0 != w.0);
+        if last_of_key {
+            keep.push(w.2);
+        }
+    }
+    drop(order);
+    let pick = |v: &[i64]| -> Vec<i64> { keep.iter().map(|&i| v[i as usize]).collect() };
+    Ok(Readings {
+        series: keep.iter().map(|&i| series[i as usize]).collect(),
+        t: pick(&t),
+        values: values.iter().map(|v| pick(v)).collect(),
+        quality: keep.iter().map(|&i| qualities[i as usize]).collect(),
+        names,
+    })
+}
