@@ -192,3 +192,45 @@ fn the_demo_runs_end_to_end_equals_the_simulation_and_repeats_itself() {
         lake_rows(&Lake::open_read(&two.join("lake")))
     );
 }
+
+#[test]
+fn simulate_compares_settings_in_a_table_and_a_chart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vaten"))
+        .args([
+            "simulate",
+            "--days",
+            "2",
+            "--houses",
+            "6",
+            "--start",
+            "2026-06-20",
+            "--limits",
+            "226:244",
+            "--limits",
+            "224:246",
+            "--out",
+        ])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let md = std::fs::read_to_string(tmp.path().join("simulate.md")).unwrap();
+    // The baseline, the reference limits, pv_priority off, 1/3 and all installed, 224–246 V.
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| setting"))
+        .collect();
+    assert_eq!(rows.len(), 6, "{md}");
+    assert!(
+        rows[0].starts_with("| no controllers (baseline) |")
+            && rows[5].starts_with("| controllers 224–246 V |")
+    );
+    let svg = std::fs::read_to_string(tmp.path().join("simulate.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("<polyline"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_vaten"))
+        .args(["simulate", "--limits", "250:240"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

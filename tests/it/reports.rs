@@ -205,6 +205,36 @@ fn reports_agree_with_the_lake_keep_households_private_and_render() {
     assert!(!public.contains(SMALL), "a 3-connection cable is not named");
     assert!(public.contains("cable.K1.local_share") && public.contains("cable.K2.local_share"));
 
+    // The analysts' question from the issue, through Polars SQL, against DuckDB's answer.
+    let out = env.vaten(
+        "2026-10-26T08:50:00Z",
+        &["query", "--format", "csv", "select cable_id, sum(matched_wh) as matched from cable_balance_daily group by 1 order by 1"],
+    );
+    assert_ok(&out);
+    let ours: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(String::from)
+        .collect();
+    let duck = Command::new("python3")
+        .args(["-c", &format!(
+            "import duckdb; [print(f'{{c}},{{m}}') for c, m in duckdb.sql(\"select cable_id, sum(matched_wh) from read_parquet('{}/cable_balance_daily/*/*.parquet', hive_partitioning = true) group by 1 order by 1\").fetchall()]",
+            env.lake_dir().display()
+        )])
+        .output()
+        .unwrap();
+    assert!(
+        duck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&duck.stderr)
+    );
+    let theirs: Vec<String> = String::from_utf8_lossy(&duck.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(ours.len(), 3, "K1, K2 and the small cable: {ours:?}");
+    assert_eq!(ours, theirs);
+
     // Statements: one per participant, private, each figure from the lake.
     let dir = reports.join("private/statements/2026");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 14);
