@@ -88,6 +88,13 @@ impl Registry {
         }
     }
 
+    /// Each installation's id with the connection it sits behind.
+    pub fn installations(&self) -> impl Iterator<Item = (&str, &Connection)> {
+        self.connections
+            .iter()
+            .filter_map(|c| c.installation.as_ref().map(|i| (i.id.as_str(), c)))
+    }
+
     /// The cables that have connections, sorted.
     pub fn cables_in_use(&self) -> std::collections::BTreeSet<String> {
         self.connections

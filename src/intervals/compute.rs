@@ -176,11 +176,7 @@ pub fn compute(
         .iter()
         .map(|c| (c.ean.as_str(), c))
         .collect();
-    let by_inst: HashMap<&str, &Connection> = registry
-        .connections
-        .iter()
-        .filter_map(|c| c.installation.as_ref().map(|i| (i.id.as_str(), c)))
-        .collect();
+    let by_inst: HashMap<&str, &Connection> = registry.installations().collect();
     let eans: Vec<String> = registry
         .connections
         .iter()

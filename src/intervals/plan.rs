@@ -322,13 +322,8 @@ fn dirty(
         .map(|c| (c.ean.as_str(), c.cable_id.as_str()))
         .collect();
     let cable_of_inst: HashMap<&str, &str> = registry
-        .connections
-        .iter()
-        .filter_map(|c| {
-            c.installation
-                .as_ref()
-                .map(|i| (i.id.as_str(), c.cable_id.as_str()))
-        })
+        .installations()
+        .map(|(id, c)| (id, c.cable_id.as_str()))
         .collect();
     let mut out: BTreeMap<String, Window> = BTreeMap::new();
     for spec in INPUTS {
@@ -365,9 +360,8 @@ pub fn anchor(lake: &Lake, registry: &Registry, tz: Tz, from: NaiveDate) -> Resu
         .map(|c| c.ean.as_str().to_string())
         .collect();
     let insts: Vec<String> = registry
-        .connections
-        .iter()
-        .filter_map(|c| c.installation.as_ref().map(|i| i.id.clone()))
+        .installations()
+        .map(|(id, _)| id.to_string())
         .collect();
     let mut anchor = start;
     for spec in INPUTS {

@@ -30,13 +30,8 @@ fn voltages(lake: &Lake, registry: &Registry, first_start: Option<i64>) -> Resul
             .filter(col("t").cast(DataType::Int64).gt(lit(first)));
     }
     let cable_of: HashMap<&str, &str> = registry
-        .connections
-        .iter()
-        .filter_map(|c| {
-            c.installation
-                .as_ref()
-                .map(|i| (i.id.as_str(), c.cable_id.as_str()))
-        })
+        .installations()
+        .map(|(id, c)| (id, c.cable_id.as_str()))
         .collect();
     let ids: Vec<String> = cable_of.keys().map(|k| k.to_string()).collect();
     let wanted = lit(Series::new("wanted".into(), ids)).implode(false);

@@ -172,11 +172,7 @@ fn installations(
     doc: &mut Doc,
 ) -> Result<()> {
     let state: InstallationsState = lake.read_state(INSTALLATIONS)?.unwrap_or_default();
-    let known: Vec<&str> = registry
-        .connections
-        .iter()
-        .filter_map(|c| c.installation.as_ref().map(|i| i.id.as_str()))
-        .collect();
+    let known: Vec<&str> = registry.installations().map(|(id, _)| id).collect();
     let offline: Vec<(String, DateTime<Utc>)> = state
         .iter()
         .filter(|(id, _)| known.contains(&id.as_str()))

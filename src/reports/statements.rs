@@ -11,17 +11,13 @@ use polars::prelude::*;
 
 use super::charts::{line_chart, Line, LineChart, BLUE_L, ORANGE_T, PURPLE, RED};
 use super::doc::{Block, Cell, Doc, Value};
-use super::yearly::{daily, sum_money};
+use super::yearly::{daily, sum_money, MONTHS};
 use super::{ints, rows, strings, write_file, Written};
 use crate::error::Result;
 use crate::lake::schema::TAX_BASE_YEARLY;
 use crate::lake::Lake;
 use crate::marts::rates::{Rates, Regime};
 use crate::registry::Registry;
-
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
 
 /// A participant id made safe as a file name (it comes from the cooperative's own records).
 pub fn file_name(participant: &str) -> String {

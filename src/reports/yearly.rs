@@ -24,7 +24,8 @@ pub const MIN_CONNECTIONS: usize = 5;
 /// Name of the merged group of small cables.
 pub const OTHER: &str = "other cables";
 
-const MONTHS: [&str; 12] = [
+/// Month names for tables and charts.
+pub const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
