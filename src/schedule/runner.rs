@@ -106,6 +106,8 @@ pub fn schedule(ctx: Context, jobs: Vec<JobDef>, grace: Duration) -> Result<()> 
         .enable_all()
         .build()?;
     let ctx = Arc::new(ctx);
+    // Polars work (reading `_runs`) stays off the runtime's threads.
+    let last = last_successes(&Lake::open_read(&ctx.config.lake))?;
     rt.block_on(async move {
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         for (kind, name) in [
@@ -122,7 +124,6 @@ pub fn schedule(ctx: Context, jobs: Vec<JobDef>, grace: Duration) -> Result<()> 
         }
         let timer = JobScheduler::new().await.map_err(sched_err)?;
         timer.start().await.map_err(sched_err)?;
-        let last = last_successes(&Lake::open_read(&ctx.config.lake))?;
         let mut core = Core::new(jobs, &last, ctx.clock.now());
         let mut armed: Option<DateTime<Utc>> = None;
         let mut skips: Vec<(JobDef, String)> = Vec::new();
