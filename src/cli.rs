@@ -308,7 +308,7 @@ pub struct FakeGridArgs {
     #[arg(long, default_value_t = 0)]
     pub hold_days: u32,
     /// ...until this file exists.
-    #[arg(long, requires = "hold_days")]
+    #[arg(long)]
     pub release_file: Option<PathBuf>,
 }
 

@@ -8,30 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 connections=${1:-1000}
 days=${2:-365}
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/vaten
-work=$(mktemp -d)
-server=""
-trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
-export VATEN_GRID_API_KEY="bench-$$"
-# serve SKIP ONLY TOTAL END: starts a fake grid operator for days SKIP+1..SKIP+ONLY of the
-# TOTAL days ending END and points $work/vaten.toml at it.
-serve() {
-  [ -n "$server" ] && kill $server 2>/dev/null && wait $server 2>/dev/null || true
-  rm -f "$work/url"
-  "$bin" fake-grid --connections "$connections" --days "$3" --end "$4" --skip-days "$1" \
-    --only-days "$2" --registry-out "$work/registry" > "$work/url" 2>/dev/null &
-  server=$!
-  for _ in $(seq 6000); do [ -s "$work/url" ] && break; sleep 0.1; done
-  cat > "$work/vaten.toml" <<TOML
-lake = "lake"
-registry = "registry"
-[grid]
-base_url = "$(cat "$work/url")"
-page_limit = 1000
-timeout_s = 120
-TOML
-}
+NO_SERVE=1
+. tests/bench/fake_grid.sh
+# serve SKIP ONLY TOTAL END: the days SKIP+1..SKIP+ONLY of the TOTAL days ending END.
+serve() { serve_grid --days "$3" --end "$4" --skip-days "$1" --only-days "$2"; }
 for ((skip = 0; skip < days; skip += 30)); do
   serve "$skip" 30 "$days" 2026-11-20
   # Each chunk is a new feed: its cursor starts afresh (a benchmark shortcut, not an operation).

@@ -51,12 +51,26 @@ fn pipeline(env: &Env, text: &str) {
     env.write_config("");
 }
 
-fn start(env: &Env, now: &str) -> Child {
-    env.command(now, &["schedule"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// A running `vaten schedule`, killed if a test fails before it is terminated.
+struct Scheduler(Option<Child>);
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start(env: &Env, now: &str) -> Scheduler {
+    Scheduler(Some(
+        env.command(now, &["schedule"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ))
 }
 
 /// Polls `done` every 200 ms for up to `secs`.
@@ -72,7 +86,8 @@ fn wait_for(secs: u64, mut done: impl FnMut() -> bool) -> bool {
 }
 
 /// SIGTERM, then the exit status (within a generous minute).
-fn terminate(mut child: Child) -> std::process::ExitStatus {
+fn terminate(mut s: Scheduler) -> std::process::ExitStatus {
+    let mut child = s.0.take().expect("running");
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -250,12 +265,14 @@ fn a_hanging_job_is_not_started_again_and_a_failing_one_is_retried() {
         "[[job]]\nname = \"ingest-grid\"\nrun = \"ingest-grid\"\nschedule = \"*/30 * * * * *\"\nretry = { attempts = 3, backoff_s = 0.5 }\n",
     );
     let mut child = env.command("2026-10-27T10:00:00Z", &["schedule"]);
-    let child = child
-        .env(KEY_ENV, "not-the-key")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = Scheduler(Some(
+        child
+            .env(KEY_ENV, "not-the-key")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
     let failed = |env: &Env| runs(env).iter().filter(|r| r.1 == "failed").count();
     assert!(wait_for(60, || failed(&env) >= 3), "{:?}", runs(&env));
     assert!(terminate(child).success());
