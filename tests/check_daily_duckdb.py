@@ -7,6 +7,15 @@ import duckdb
 
 lake = sys.argv[1]
 con = duckdb.connect()
+
+
+def same_or_exit(a, b, what):
+    """Rows of query a not in b and of b not in a: none, or print a few and exit 1."""
+    diff = con.execute(f"({a}) EXCEPT ({b})").fetchall() + con.execute(f"({b}) EXCEPT ({a})").fetchall()
+    if diff:
+        print(f"{what}:", diff[:5])
+        sys.exit(1)
+
 con.execute(f"CREATE VIEW iv AS SELECT * FROM read_parquet('{lake}/intervals/*/*.parquet', hive_partitioning = true)")
 con.execute(f"CREATE VIEW cd AS SELECT * FROM read_parquet('{lake}/consumption_daily/*/*.parquet', hive_partitioning = true)")
 recomputed = """
@@ -32,10 +41,7 @@ yearly_from_daily = """
 """
 con.execute(f"CREATE VIEW ty AS SELECT * FROM read_parquet('{lake}/tax_base_yearly/*.parquet')")
 yearly = "SELECT ean, year, l_wh, t_wh, v_wh FROM ty"
-diff = con.execute(f"({yearly_from_daily}) EXCEPT ({yearly})").fetchall() + con.execute(f"({yearly}) EXCEPT ({yearly_from_daily})").fetchall()
-if diff:
-    print("yearly differs from daily:", diff[:5])
-    sys.exit(1)
+same_or_exit(yearly_from_daily, yearly, "yearly differs from daily")
 con.execute(f"CREATE VIEW cb AS SELECT * FROM read_parquet('{lake}/cable_balance_15m/*/*.parquet', hive_partitioning = true)")
 con.execute(f"CREATE VIEW cbd AS SELECT * FROM read_parquet('{lake}/cable_balance_daily/*/*.parquet', hive_partitioning = true)")
 cable_from_intervals = """
@@ -45,18 +51,12 @@ cable_from_intervals = """
     FROM iv GROUP BY cable_id, interval_start
 """
 cable_stored = "SELECT cable_id, interval_start, l_wh, t_wh, matched_wh, connections_reporting FROM cb"
-diff = con.execute(f"({cable_from_intervals}) EXCEPT ({cable_stored})").fetchall() + con.execute(f"({cable_stored}) EXCEPT ({cable_from_intervals})").fetchall()
-if diff:
-    print("cable_balance_15m differs from intervals:", diff[:5])
-    sys.exit(1)
+same_or_exit(cable_from_intervals, cable_stored, "cable_balance_15m differs from intervals")
 daily_from_15m = """
     SELECT cable_id, CAST(date AS DATE), SUM(matched_wh)::BIGINT, MAX(GREATEST(net_wh, 0))::BIGINT, MAX(GREATEST(-net_wh, 0))::BIGINT,
            CASE WHEN SUM(l_wh) > 0 THEN SUM(matched_wh) / SUM(l_wh) END
     FROM cb GROUP BY cable_id, date
 """
 daily_stored = "SELECT cable_id, date, matched_wh, peak_import_wh, peak_export_wh, local_share FROM cbd"
-diff = con.execute(f"({daily_from_15m}) EXCEPT ({daily_stored})").fetchall() + con.execute(f"({daily_stored}) EXCEPT ({daily_from_15m})").fetchall()
-if diff:
-    print("cable_balance_daily differs from cable_balance_15m:", diff[:5])
-    sys.exit(1)
+same_or_exit(daily_from_15m, daily_stored, "cable_balance_daily differs from cable_balance_15m")
 print(f"daily matches: {n} rows")

@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
-use std::path::Path;
 
 use chrono::{Duration, NaiveDate};
 use chrono_tz::Tz;
@@ -85,18 +84,11 @@ pub fn current_inputs(lake: &Lake) -> Result<BTreeMap<String, BTreeSet<String>>>
         let files = lake
             .files(spec, None)?
             .into_iter()
-            .map(|f| rel(lake, &f))
+            .map(|f| lake.rel(&f))
             .collect();
         out.insert(spec.name.to_string(), files);
     }
     Ok(out)
-}
-
-fn rel(lake: &Lake, f: &Path) -> String {
-    f.strip_prefix(lake.root())
-        .expect("file in lake")
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// Registry, rates and code version: when one changes, every derived row may change.

@@ -171,8 +171,7 @@ pub fn transform(
             report.mode = "full";
             for spec in DERIVED {
                 for old in lake.files(spec, None)? {
-                    let rel = old.strip_prefix(lake.root()).expect("file in lake");
-                    txn.remove(rel.to_string_lossy().into_owned());
+                    txn.remove(lake.rel(&old));
                 }
             }
             registry
@@ -280,7 +279,7 @@ fn transform_cable(
             for (f, part) in lake.tagged_files(spec, cable)? {
                 let day = part.and_then(|p| p.parse::<NaiveDate>().ok());
                 if day.is_none_or(|d| w.contains(d)) {
-                    txn.remove(rel(lake, &f));
+                    txn.remove(lake.rel(&f));
                 }
             }
         }
@@ -290,11 +289,11 @@ fn transform_cable(
         ] {
             for (f, _) in lake.tagged_files(spec, cable)? {
                 keep.push(read_outside(&f, spec, w)?);
-                txn.remove(rel(lake, &f));
+                txn.remove(lake.rel(&f));
             }
         }
         for (f, _) in lake.tagged_files(&TAX_BASE_YEARLY, cable)? {
-            txn.remove(rel(lake, &f));
+            txn.remove(lake.rel(&f));
         }
     }
     let (daily, cable_daily, cable_15m) = if rows.is_empty() {
@@ -343,13 +342,6 @@ fn transform_cable(
     }
     lap("marts staged");
     Ok(problems)
-}
-
-fn rel(lake: &Lake, f: &Path) -> String {
-    f.strip_prefix(lake.root())
-        .expect("file in lake")
-        .to_string_lossy()
-        .into_owned()
 }
 
 /// The columns of `spec` in the types the lake writer takes, plus `year` from `date`: frames

@@ -141,6 +141,14 @@ impl Lake {
         Ok(rel)
     }
 
+    /// A file's path relative to the lake root, as changes name their files.
+    pub fn rel(&self, file: &Path) -> String {
+        file.strip_prefix(&self.root)
+            .expect("file in lake")
+            .to_string_lossy()
+            .into_owned()
+    }
+
     /// Files of a table carrying `tag`, with the partition value each sits in (`None` for an
     /// unpartitioned table).
     pub fn tagged_files(

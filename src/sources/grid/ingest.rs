@@ -304,12 +304,7 @@ pub fn replay_rejected(
             remaining.push(filter_record_batch(&batch, &BooleanArray::from(keep))?);
         }
         if touched {
-            let rel = file
-                .strip_prefix(lake.root())
-                .expect("file in lake")
-                .to_string_lossy()
-                .into_owned();
-            rewrites.insert(rel, (file.clone(), remaining));
+            rewrites.insert(lake.rel(&file), (file.clone(), remaining));
         }
     }
     if replayed_ids.is_empty() {
