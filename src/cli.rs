@@ -1,17 +1,20 @@
-//! The command line of `../shared/contracts/operating.md`. `main` stays tiny: parse, set up
+//! The command line of `docs/configuration.md`. `main` stays tiny: parse, set up
 //! logging, run, print one error chain, map it to the contract's exit codes (0, 1, 2).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::clock::Clock;
 use crate::commands::{self, Context};
 use crate::config::{secret_from_env, Config};
+use crate::demo::DemoArgs;
 use crate::error::{Error, Result};
+use crate::fake::serve::{FakeGridArgs, FakeInstallationsArgs};
 use crate::intervals::Scope;
+use crate::simulation::compare::SimulateArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,7 +35,8 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
-    /// More detail in the log (-v: debug, -vv: trace).
+    /// More detail in the log (-v: debug, -vv: trace; `vaten demo` logs only errors, -v shows
+    /// its jobs' lines).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Fix "now" (RFC 3339) for replays and tests; the default is the system clock.
@@ -232,103 +236,6 @@ enum Source {
     Installations,
 }
 
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Folder for the demo's registry, lake and configuration (replaced on every run).
-    #[arg(long, default_value = "vaten-demo")]
-    pub dir: PathBuf,
-    /// Number of connections in the cooperative.
-    #[arg(long, default_value_t = 60)]
-    pub connections: usize,
-    /// Number of days simulated, ending with --end.
-    #[arg(long, default_value_t = 60)]
-    pub days: u32,
-    /// Last simulated day (default: yesterday, local time).
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub end: Option<NaiveDate>,
-    /// Seed of the simulation: same seed and period, same lake.
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
-    /// Simulation step in seconds for loads and production (controllers and voltages are
-    /// recomputed at least every 10 s within it).
-    #[arg(long, default_value_t = 60.0)]
-    pub step_s: f64,
-}
-
-#[derive(Debug, Args)]
-pub struct SimulateArgs {
-    /// Houses on the cable (25 m apart, over three phases).
-    #[arg(long, default_value_t = 30)]
-    pub houses: usize,
-    /// Days simulated from --start.
-    #[arg(long, default_value_t = 365)]
-    pub days: u32,
-    /// First day (default: 1 January of last year).
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub start: Option<NaiveDate>,
-    /// Agreed limits as LOW:HIGH volts; the first pair is the reference, each further pair
-    /// is another setting. Default 226:244.
-    #[arg(long, value_name = "LOW:HIGH")]
-    pub limits: Vec<String>,
-    #[arg(long, default_value_t = 60.0)]
-    pub step_s: f64,
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
-    /// Folder for simulate.md and simulate.svg.
-    #[arg(long, default_value = "vaten-simulate")]
-    pub out: PathBuf,
-}
-
-#[derive(Debug, Args)]
-pub struct FakeGridArgs {
-    #[arg(long, default_value_t = 1000)]
-    pub connections: usize,
-    #[arg(long, default_value_t = 10)]
-    pub days: u32,
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub end: Option<NaiveDate>,
-    #[arg(long, default_value_t = 0)]
-    pub port: u16,
-    /// Environment variable holding the key the fake server expects.
-    #[arg(long, default_value = "VATEN_GRID_API_KEY")]
-    pub api_key_env: String,
-    /// Write the matching registry (connections.csv, cables.csv) here.
-    #[arg(long)]
-    pub registry_out: PathBuf,
-    #[arg(long, default_value_t = 7)]
-    pub seed: u64,
-    /// Serve only the days after the first K (their registers continue where those ended)...
-    #[arg(long, default_value_t = 0)]
-    pub skip_days: u32,
-    /// ...and of those at most N (a year is served in chunks: all at once it would not fit in
-    /// memory as JSON).
-    #[arg(long)]
-    pub only_days: Option<u32>,
-    /// Hold back the last N of the days (the nightly benchmark's "new day")...
-    #[arg(long, default_value_t = 0)]
-    pub hold_days: u32,
-    /// ...until this file exists.
-    #[arg(long)]
-    pub release_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct FakeInstallationsArgs {
-    #[arg(long, default_value_t = 200)]
-    pub count: usize,
-    #[arg(long, default_value_t = 1)]
-    pub days: u32,
-    /// Last day of readings (UTC day; default: yesterday).
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub end: Option<NaiveDate>,
-    /// Write the matching registry (connections.csv, cables.csv) here.
-    #[arg(long)]
-    pub registry_out: PathBuf,
-    /// Write the tokens file (mode 0600) here.
-    #[arg(long)]
-    pub tokens_out: PathBuf,
-}
-
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -337,7 +244,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    init_logging(cli.log_format, cli.verbose);
+    // The demo speaks for itself (a line per simulated week, then a summary): what its jobs
+    // log per page and per installation is in the demo lake's `_runs`, and on screen with -v.
+    let quiet = matches!(cli.command, Command::Demo(_));
+    init_logging(cli.log_format, cli.verbose.saturating_add(u8::from(!quiet)));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -348,10 +258,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat, verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
+/// `level` 0 shows errors only, 1 info (the default of every command but the demo), 2 debug,
+/// 3 and more trace.
+fn init_logging(format: LogFormat, level: u8) {
+    let default = match level {
+        0 => "error",
+        1 => "info",
+        2 => "debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("VATEN_LOG")

@@ -1,4 +1,4 @@
-//! The TOML configuration of `../shared/contracts/operating.md`. Unknown keys are refused;
+//! The TOML configuration of `docs/configuration.md`. Unknown keys are refused;
 //! relative paths are taken relative to the configuration file's folder; secrets are never in
 //! this file, only the name of the environment variable that holds them.
 

@@ -1,4 +1,4 @@
-//! The registry: `connections.csv` and `cables.csv` (`../shared/contracts/operating.md`).
+//! The registry: `connections.csv` and `cables.csv` (`docs/configuration.md`).
 //! Every rule is checked and every problem is reported as `file:line: what is wrong`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};

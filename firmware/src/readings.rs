@@ -1,5 +1,5 @@
 //! The installation's log of quarter-hour readings: a fixed-capacity ring buffer in RAM,
-//! served page by page to the pipeline (`../shared/contracts/installation-api.md`).
+//! served page by page to the pipeline (`docs/interfaces/installation.md`).
 //!
 //! Sequence numbers are contiguous and only grow, across reboots too: a device persists every
 //! reading as it is closed and, after a power cut, restores the log with [`ReadingsLog::restore`]

@@ -12,11 +12,11 @@
 
 mod feed;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use chrono::{Datelike, Duration, NaiveTime};
+use chrono::{Datelike, Duration, NaiveDate, NaiveTime};
+use clap::Args;
 
-use crate::cli::DemoArgs;
 use crate::clock::Clock;
 use crate::commands::{self, Context};
 use crate::config::{Config, Secret};
@@ -25,12 +25,35 @@ use crate::error::{Error, Result};
 use crate::fake::serve::write_private;
 use crate::fake::synth::dates_ending;
 use crate::fake::{Behaviour, FakeGridOperator, FakeInstallations, FeedEntry};
-use crate::lake::schema::{GRID_DAYS, GRID_READINGS, INSTALLATION_READINGS, REJECTED};
+use crate::lake::schema::{GRID_DAYS, GRID_READINGS, INSTALLATION_READINGS, REJECTED, RUNS};
 use crate::lake::Lake;
 use crate::registry::{Cable, Connection, Installation, Registry, DEFAULT_CAPACITY_W};
 use crate::simulation::{cooperative_scenario, Simulation};
 use feed::{Exchange, GridFeed, Truth};
 use serde_json::json;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the demo's registry, lake and configuration (replaced on every run).
+    #[arg(long, default_value = "vaten-demo")]
+    pub dir: PathBuf,
+    /// Number of connections in the cooperative.
+    #[arg(long, default_value_t = 60)]
+    pub connections: usize,
+    /// Number of days simulated, ending with --end.
+    #[arg(long, default_value_t = 60)]
+    pub days: u32,
+    /// Last simulated day (default: yesterday, local time).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub end: Option<NaiveDate>,
+    /// Seed of the simulation: same seed and period, same lake.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Simulation step in seconds for loads and production (controllers and voltages are
+    /// recomputed at least every 10 s within it).
+    #[arg(long, default_value_t = 60.0)]
+    pub step_s: f64,
+}
 
 const MARKER: &str = ".vaten-demo";
 
@@ -149,6 +172,10 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
     }
     let mut truth = Truth::default();
     let started = std::time::Instant::now();
+    println!(
+        "vaten demo: simulating {} connections on {cables} cables, {} to {end}, with a nightly pass every {PASS_EVERY_DAYS} days",
+        args.connections, dates[0]
+    );
     let passes = args.days.div_ceil(PASS_EVERY_DAYS as u32) as usize;
     let mut pass = 0;
     let mut last_messages = Vec::new();
@@ -222,6 +249,12 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
             if let Err(e) = commands::nightly_pass(&ctx) {
                 last_messages.push(format!("pass {}: {e}", pass + 1));
             }
+            let first = dates[k - k % PASS_EVERY_DAYS];
+            println!(
+                "  days {first} to {date} simulated; nightly pass {}/{passes}: {}",
+                pass + 1,
+                pass_summary(&Lake::open_read(&ctx.config.lake), morning)?
+            );
             last_ctx = Some(ctx);
             pass += 1;
         }
@@ -241,7 +274,7 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
     let lake = Lake::open_read(&ctx.config.lake);
     let rows = |spec| lake.read_table(spec).map(|df| df.height());
     println!(
-        "vaten demo: {} connections on {cables} cables ({} with an installation), {} days ending {end}, simulated and run in {secs:.1} s",
+        "done: {} connections on {cables} cables ({} with an installation), {} days ending {end}, simulated and run in {secs:.1} s",
         args.connections,
         installed.iter().filter(|x| **x).count(),
         args.days
@@ -288,6 +321,41 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
         config_path.display()
     );
     Ok(())
+}
+
+/// How the jobs of the pass that started at `since` ended, from `_runs`: e.g.
+/// `4 jobs ok, 1 with warnings (ingest-installations)`.
+fn pass_summary(lake: &Lake, since: chrono::DateTime<chrono::Utc>) -> Result<String> {
+    use polars::prelude::*;
+    let Some(runs) = lake.scan(&RUNS)? else {
+        return Ok("no job ran".into());
+    };
+    let df = runs
+        .filter(
+            col("started_at")
+                .cast(DataType::Int64)
+                .gt_eq(lit(since.timestamp_micros())),
+        )
+        .select([col("job"), col("status")])
+        .collect()?;
+    let (jobs, statuses) = (df.column("job")?.str()?, df.column("status")?.str()?);
+    let mut ok = 0;
+    let (mut warned, mut failed) = (Vec::new(), Vec::new());
+    for (job, status) in jobs.iter().zip(statuses.iter()) {
+        let job = job.unwrap_or("?").to_string();
+        match status {
+            Some("ok") => ok += 1,
+            Some("warning") => warned.push(job),
+            _ => failed.push(job),
+        }
+    }
+    let mut line = format!("{ok} jobs ok");
+    for (list, what) in [(warned, "with warnings"), (failed, "failed")] {
+        if !list.is_empty() {
+            line += &format!(", {} {what} ({})", list.len(), list.join(", "));
+        }
+    }
+    Ok(line)
 }
 
 /// Empties the demo folder, refusing to touch a folder the demo did not create.

@@ -1,4 +1,4 @@
-//! A fake grid operator that follows `../shared/contracts/grid-operator-api.md`, on
+//! A fake grid operator that follows `docs/interfaces/grid-operator.md`, on
 //! `127.0.0.1`, for tests, benchmarks and the demo. It serves a feed in receive order with
 //! opaque cursors, the per-connection history, retention, and scripted faults.
 

@@ -1,4 +1,4 @@
-//! Fake installations on `127.0.0.1`, following `../shared/contracts/installation-api.md`:
+//! Fake installations on `127.0.0.1`, following `docs/interfaces/installation.md`:
 //! many installations behind one local server (`/{installation_id}/v1/readings`), each backed
 //! by the firmware's own readings log, with scripted behaviours for the tests and the demo.
 

@@ -1,16 +1,66 @@
 //! `vaten fake-grid` and `vaten fake-installations`: the fake servers on their own, serving
 //! generated data until stopped (for benchmarks and trying clients by hand).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
+use clap::Args;
 
-use crate::cli::{FakeGridArgs, FakeInstallationsArgs};
 use crate::domain::time::{local_date, AMSTERDAM};
 use crate::error::{Error, Result};
 use crate::fake::synth::{cooperative, dates_ending, feed};
 use crate::fake::{FakeGridOperator, FakeInstallations};
 use crate::registry::Installation;
+
+#[derive(Debug, Args)]
+pub struct FakeGridArgs {
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    #[arg(long, default_value_t = 10)]
+    pub days: u32,
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub end: Option<NaiveDate>,
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Environment variable holding the key the fake server expects.
+    #[arg(long, default_value = "VATEN_GRID_API_KEY")]
+    pub api_key_env: String,
+    /// Write the matching registry (connections.csv, cables.csv) here.
+    #[arg(long)]
+    pub registry_out: PathBuf,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Serve only the days after the first K (their registers continue where those ended)...
+    #[arg(long, default_value_t = 0)]
+    pub skip_days: u32,
+    /// ...and of those at most N (a year is served in chunks: all at once it would not fit in
+    /// memory as JSON).
+    #[arg(long)]
+    pub only_days: Option<u32>,
+    /// Hold back the last N of the days (the nightly benchmark's "new day")...
+    #[arg(long, default_value_t = 0)]
+    pub hold_days: u32,
+    /// ...until this file exists.
+    #[arg(long)]
+    pub release_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FakeInstallationsArgs {
+    #[arg(long, default_value_t = 200)]
+    pub count: usize,
+    #[arg(long, default_value_t = 1)]
+    pub days: u32,
+    /// Last day of readings (UTC day; default: yesterday).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub end: Option<NaiveDate>,
+    /// Write the matching registry (connections.csv, cables.csv) here.
+    #[arg(long)]
+    pub registry_out: PathBuf,
+    /// Write the tokens file (mode 0600) here.
+    #[arg(long)]
+    pub tokens_out: PathBuf,
+}
 
 /// `vaten fake-grid`: serves a generated feed until the process is stopped.
 pub fn serve_fake_grid(args: &FakeGridArgs) -> Result<()> {

@@ -4,7 +4,7 @@
 //! - [`yearly`]: the public energy report of a year, and with it
 //! - [`statements`]: one private page per participant.
 //!
-//! Paths follow `../shared/contracts/operating.md`. Figures are computed with Polars from the
+//! Paths follow `docs/configuration.md`. Figures are computed with Polars from the
 //! lake tables; each carries its raw value in the HTML (see [`doc`]).
 
 pub mod charts;

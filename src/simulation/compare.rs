@@ -1,11 +1,38 @@
 //! `vaten simulate`: one cable under several settings, side by side — the numbers for the
 //! talks with the grid operator about per-cable voltage limits.
 
-use chrono::{DateTime, Utc};
+use std::path::PathBuf;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::Args;
 
 use super::{cooperative_scenario, weather::unit, CableStats, Scenario, Simulation};
 use crate::error::Result;
 use crate::reports::charts::{line_chart, Line, LineChart, BLUE_L, GREEN_MATCHED, ORANGE_T, RED};
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Houses on the cable (25 m apart, over three phases).
+    #[arg(long, default_value_t = 30)]
+    pub houses: usize,
+    /// Days simulated from --start.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// First day (default: 1 January of last year).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub start: Option<NaiveDate>,
+    /// Agreed limits as LOW:HIGH volts; the first pair is the reference, each further pair
+    /// is another setting. Default 226:244.
+    #[arg(long, value_name = "LOW:HIGH")]
+    pub limits: Vec<String>,
+    #[arg(long, default_value_t = 60.0)]
+    pub step_s: f64,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Folder for simulate.md and simulate.svg.
+    #[arg(long, default_value = "vaten-simulate")]
+    pub out: PathBuf,
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Setting {
@@ -108,7 +135,7 @@ pub fn compare(
 }
 
 /// `vaten simulate`.
-pub fn command(args: &crate::cli::SimulateArgs, clock: crate::clock::Clock) -> Result<()> {
+pub fn command(args: &SimulateArgs, clock: crate::clock::Clock) -> Result<()> {
     use crate::error::Error;
     let mut limits = Vec::new();
     for l in &args.limits {

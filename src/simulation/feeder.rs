@@ -47,7 +47,7 @@ impl C {
     }
 }
 
-/// NAYY 4x150 Al, the usual Dutch street cable (`../shared/GUIDE.md`).
+/// NAYY 4x150 Al, the usual Dutch street cable (resistance and reactance from the manufacturers' datasheets).
 pub const NAYY_150_R_OHM_PER_KM: f64 = 0.21;
 pub const NAYY_150_X_OHM_PER_KM: f64 = 0.08;
 

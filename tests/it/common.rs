@@ -233,7 +233,7 @@ pub fn field<'a>(row: &'a str, column: &str) -> &'a str {
 /// lake; panics with its output when it fails, returns the output otherwise.
 pub fn duckdb_recomputes_marts(env: &Env) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/check_daily_duckdb.py");
-    let out = Command::new("python3")
+    let out = Command::new(crate::tools::python())
         .arg(script)
         .arg(env.lake_dir())
         .output()

@@ -31,6 +31,17 @@ fn demo(dir: &Path) {
     assert_ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("12 connections on 3 cables"), "{text}");
+    // Quiet for a first-time user: a line per pass and the summary; the jobs' per-page and
+    // per-installation lines are in `_runs` and behind -v.
+    assert!(
+        text.contains("nightly pass 1/1: ") && text.lines().count() < 25,
+        "{text}"
+    );
+    let log = stderr(&out);
+    assert!(
+        !log.contains("grid page stored") && log.lines().count() < 3,
+        "{log}"
+    );
 }
 
 /// (ean, date) → the truth file's columns by name.

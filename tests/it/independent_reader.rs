@@ -1,4 +1,4 @@
-//! An independent reader (pyarrow, installed by `.ci/run`) opens every table written and finds
+//! An independent reader (pyarrow, set up by the tests themselves) opens every table written and finds
 //! the columns and types that `docs/data-dictionary.md` promises.
 
 use std::process::Command;
@@ -37,7 +37,7 @@ fn pyarrow_finds_the_data_dictionary_schema() {
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/check_lake_schema.py");
     let dictionary = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/data-dictionary.md");
-    let out = Command::new("python3")
+    let out = Command::new(crate::tools::python())
         .arg(script)
         .arg(env.lake_dir())
         .arg(dictionary)
@@ -54,7 +54,7 @@ fn pyarrow_finds_the_data_dictionary_schema() {
             "_runs",
         ])
         .output()
-        .expect("python3 runs");
+        .expect("the tests' Python runs");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -173,7 +173,7 @@ fn fifty_installations_five_misbehaving() {
     );
     assert_eq!(readings_of(&env.lake(), &id(GAP)), 96 + 2880);
     // The gaps table as the data dictionary promises it, read by pyarrow.
-    let check = std::process::Command::new("python3")
+    let check = std::process::Command::new(crate::tools::python())
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/check_lake_schema.py"

@@ -1,5 +1,6 @@
 //! The one integration-test binary (each test binary links Polars: minutes each).
 mod common;
+mod configuration_doc;
 mod demo;
 mod feeds;
 mod grid_ingest;
@@ -13,4 +14,6 @@ mod real_data;
 mod reports;
 mod robustness;
 mod schedule;
+mod self_contained;
+mod tools;
 mod usage;

@@ -1,11 +1,11 @@
-//! `vaten p1 decode` on real telegrams from `../shared/fixtures/dsmr-telegrams/`.
+//! `vaten p1 decode` on real telegrams from `tests/fixtures/dsmr-telegrams/`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn fixture(name: &str) -> String {
     format!(
-        "{}/../shared/fixtures/dsmr-telegrams/{name}",
+        "{}/tests/fixtures/dsmr-telegrams/{name}",
         env!("CARGO_MANIFEST_DIR")
     )
 }

@@ -1,4 +1,4 @@
-//! Real data nobody here produced (`../shared/fixtures/`): a HomeWizard and a DSMR-reader
+//! Real data nobody here produced (`tests/fixtures/`): a HomeWizard and a DSMR-reader
 //! export through `vaten import`, and the OPSD household with PV through a test adapter.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use crate::common::*;
 type Hour = (i64, Option<i64>, Option<i64>, Option<i64>);
 
 fn fixture(path: &str) -> String {
-    format!("{}/../shared/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn kwh_to_wh(s: &str) -> i64 {

@@ -57,7 +57,7 @@ fn check(env: &Env, args: &[&str]) {
 /// Runs `tests/check_reports.py` on a lake and registry: DuckDB recomputes every figure.
 pub fn check_lake(lake: &Path, registry: &Path, args: &[&str]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/check_reports.py");
-    let out = Command::new("python3")
+    let out = Command::new(crate::tools::python())
         .arg(script)
         .arg(lake)
         .arg(registry)
@@ -87,12 +87,12 @@ fn render(page: &Path, screenshot: &str) -> String {
         "--disable-background-networking",
     ];
     let url = format!("file://{}", page.display());
-    let dom = Command::new("chromium")
+    let dom = Command::new(crate::tools::chromium())
         .args(flags)
         .arg("--dump-dom")
         .arg(&url)
         .output()
-        .expect("chromium (Debian package `chromium`; .ci/run installs it)");
+        .expect("chromium starts");
     assert!(
         dom.status.success(),
         "{}",
@@ -100,7 +100,7 @@ fn render(page: &Path, screenshot: &str) -> String {
     );
     let png = dir.join(screenshot);
     let _ = std::fs::remove_file(&png);
-    let shot = Command::new("chromium")
+    let shot = Command::new(crate::tools::chromium())
         .args(flags)
         .arg("--window-size=412,2400")
         .arg(format!("--screenshot={}", png.display()))
@@ -216,7 +216,7 @@ fn reports_agree_with_the_lake_keep_households_private_and_render() {
         .skip(1)
         .map(String::from)
         .collect();
-    let duck = Command::new("python3")
+    let duck = Command::new(crate::tools::python())
         .args(["-c", &format!(
             "import duckdb; [print(f'{{c}},{{m}}') for c, m in duckdb.sql(\"select cable_id, sum(matched_wh) from read_parquet('{}/cable_balance_daily/*/*.parquet', hive_partitioning = true) group by 1 order by 1\").fetchall()]",
             env.lake_dir().display()

@@ -1,4 +1,4 @@
-//! All 13 real telegrams of `../shared/fixtures/dsmr-telegrams/`, with values read by hand
+//! All 13 real telegrams of `tests/fixtures/dsmr-telegrams/`, with values read by hand
 //! from each telegram's text; then random, truncated and mutated input that must never panic.
 
 use super::Rng;
@@ -6,7 +6,7 @@ use crate::p1::{parse, Crc, MeterTime, P1Error, Telegram};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
-        "{}/../../shared/fixtures/dsmr-telegrams/{name}",
+        "{}/../tests/fixtures/dsmr-telegrams/{name}",
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -1,4 +1,4 @@
-//! The wire format of `../shared/contracts/grid-operator-api.md`, shared by the client and the
+//! The wire format of `docs/interfaces/grid-operator.md`, shared by the client and the
 //! fake server. The client parses a page's envelope first and each object on its own, so one
 //! object that does not fit is rejected without losing the rest of the page. (Objects are
 //! `serde_json::Value`s: `RawValue` would need serde_json's `raw_value` feature, which

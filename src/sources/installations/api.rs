@@ -1,4 +1,4 @@
-//! The wire format of `../shared/contracts/installation-api.md`, shared by the client and the
+//! The wire format of `docs/interfaces/installation.md`, shared by the client and the
 //! fake installations. Readings stay `serde_json::Value`s until checked one by one, so one bad
 //! reading is rejected without losing the rest of the page.
 

@@ -133,7 +133,9 @@ pub async fn fetch_all(
     let deadline = Instant::now() + deadline;
     let total = jobs.len();
     let done = Arc::new(AtomicUsize::new(0));
-    let progress = std::io::stderr().is_terminal() && total > 1;
+    // A counter on a terminal, unless the log is turned down (as `vaten demo` does).
+    let progress =
+        std::io::stderr().is_terminal() && total > 1 && tracing::enabled!(tracing::Level::INFO);
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut set = tokio::task::JoinSet::new();
     for (i, job) in jobs.into_iter().enumerate() {

@@ -1,0 +1,144 @@
+//! The outside tools the tests check vaten against, provisioned by the tests themselves so
+//! that `cargo test --workspace` passes on a fresh machine with nothing installed by hand:
+//!
+//! - Python with pyarrow and DuckDB (the independent lake readers): a virtual environment
+//!   created once under cargo's `target/tmp/` from `tests/requirements.txt` (PyPI), guarded by a
+//!   file lock so parallel tests and processes build it once;
+//! - Chromium (the report rendering test): found on the `PATH`, else installed from Debian's
+//!   packages when the tests run as root, else a clear failure.
+//!
+//! A missing tool is never a skipped test: each helper panics with what to do.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const REQUIREMENTS: &str = include_str!("../requirements.txt");
+
+/// The Python interpreter of the tests' virtual environment (pyarrow and DuckDB importable).
+pub fn python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(provision_python).clone()
+}
+
+/// Headless Chromium.
+pub fn chromium() -> PathBuf {
+    static CHROMIUM: OnceLock<PathBuf> = OnceLock::new();
+    CHROMIUM.get_or_init(provision_chromium).clone()
+}
+
+fn tmp_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Holds an exclusive lock on `name` under the target's tmp folder until dropped.
+fn lock(name: &str) -> File {
+    let file = File::create(tmp_dir().join(name)).unwrap();
+    file.lock().unwrap();
+    file
+}
+
+fn provision_python() -> PathBuf {
+    let env = tmp_dir().join("python-env");
+    let python = env.join("bin").join("python3");
+    // The marker holds the requirements it was built from: a changed pin rebuilds the env.
+    let marker = env.join("vaten-requirements.txt");
+    let ready = || std::fs::read_to_string(&marker).ok().as_deref() == Some(REQUIREMENTS);
+    if ready() {
+        return python;
+    }
+    let _guard = lock("python-env.lock");
+    if ready() {
+        return python;
+    }
+    let _ = std::fs::remove_dir_all(&env);
+    let base = std::env::var("VATEN_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    run(
+        Command::new(&base).args(["-m", "venv"]).arg(&env),
+        &format!("creating the tests' Python environment with `{base} -m venv` (Python 3 with venv is needed)"),
+    );
+    let requirements = tmp_dir().join("python-requirements.txt");
+    std::fs::write(&requirements, REQUIREMENTS).unwrap();
+    run(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements),
+        "installing pyarrow and duckdb from PyPI into the tests' Python environment",
+    );
+    std::fs::write(&marker, REQUIREMENTS).unwrap();
+    python
+}
+
+fn provision_chromium() -> PathBuf {
+    let find = || {
+        ["chromium", "chromium-browser"]
+            .iter()
+            .find_map(|name| on_path(name))
+    };
+    if let Some(found) = find() {
+        return found;
+    }
+    let _guard = lock("chromium.lock");
+    if let Some(found) = find() {
+        return found;
+    }
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let root = unsafe { libc::getuid() } == 0;
+    assert!(
+        root && on_path("apt-get").is_some(),
+        "the report rendering test needs Chromium: install Debian's `chromium` package \
+         (or run the tests as root on Debian, and they install it)"
+    );
+    run(
+        Command::new("apt-get").arg("update").arg("-qq"),
+        "apt-get update (to install chromium)",
+    );
+    run(
+        Command::new("apt-get")
+            .args([
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                "chromium",
+            ])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        "installing Debian's chromium package",
+    );
+    find().expect("chromium on the PATH after installing it")
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn run(command: &mut Command, what: &str) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
