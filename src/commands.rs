@@ -370,9 +370,9 @@ pub fn report_yearly(ctx: &Context, year: i32) -> Result<reports::Written> {
             lake,
             &ctx.registry,
             &rates,
-            ctx.config.tz(),
             year,
             &ctx.config.reports,
+            crate::domain::time::local_date(ctx.clock.now(), ctx.config.tz()),
         )
     })
 }

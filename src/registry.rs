@@ -20,6 +20,10 @@ pub struct Connection {
     pub installation: Option<Installation>,
     pub tax_credit: bool,
     pub capacity_w: i64,
+    /// What the installation's panels and inverter can deliver, in W; a production-register
+    /// step above `production_capacity_w / 4` Wh in a quarter-hour is impossible. Defaults to
+    /// `capacity_w`.
+    pub production_capacity_w: i64,
     pub member_from: Option<NaiveDate>,
     pub member_until: Option<NaiveDate>,
 }
@@ -53,6 +57,7 @@ const CONNECTION_COLUMNS: &[&str] = &[
     "installation_url",
     "tax_credit",
     "capacity_w",
+    "production_capacity_w",
     "member_from",
     "member_until",
 ];
@@ -126,7 +131,7 @@ impl Registry {
                 .map(|i| (i.id.as_str(), i.url.as_str()))
                 .unwrap_or(("", ""));
             conns += &format!(
-                "{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{}\n",
                 c.ean,
                 c.participant_id,
                 c.cable_id,
@@ -134,6 +139,7 @@ impl Registry {
                 url,
                 c.tax_credit,
                 c.capacity_w,
+                c.production_capacity_w,
                 date(c.member_from),
                 date(c.member_until)
             );
@@ -321,18 +327,21 @@ fn read_connections(
                 true
             }
         };
-        let capacity_w = match field(&row, "capacity_w") {
-            "" => DEFAULT_CAPACITY_W,
+        // Up to 100 MW: any real connection, and no overflow in Wh arithmetic.
+        let mut watts = |name: &str, default: i64| match field(&row, name) {
+            "" => default,
             s => match s.parse::<i64>() {
-                Ok(v) if v > 0 => v,
+                Ok(v) if (1..=100_000_000).contains(&v) => v,
                 _ => {
                     bad(format!(
-                        "capacity_w `{s}` must be a positive whole number of watts"
+                        "{name} `{s}` must be a whole number of watts from 1 to 100,000,000"
                     ));
-                    DEFAULT_CAPACITY_W
+                    default
                 }
             },
         };
+        let capacity_w = watts("capacity_w", DEFAULT_CAPACITY_W);
+        let production_capacity_w = watts("production_capacity_w", capacity_w);
         let mut date = |name: &str| match field(&row, name) {
             "" => None,
             s => match s.parse::<NaiveDate>() {
@@ -360,6 +369,7 @@ fn read_connections(
                 installation,
                 tax_credit,
                 capacity_w,
+                production_capacity_w,
                 member_from,
                 member_until,
             });

@@ -47,16 +47,18 @@ con.execute(f"CREATE VIEW cbd AS SELECT * FROM read_parquet('{lake}/cable_balanc
 cable_from_intervals = """
     SELECT cable_id, interval_start, COALESCE(SUM(l_wh), 0)::BIGINT AS l, COALESCE(SUM(t_wh), 0)::BIGINT AS t,
            LEAST(COALESCE(SUM(l_wh), 0), COALESCE(SUM(t_wh), 0))::BIGINT AS matched,
-           COUNT(l_wh)::BIGINT AS reporting
+           COUNT(l_wh)::BIGINT AS reporting,
+           COUNT(*) FILTER (l_quality = 'derived')::BIGINT AS derived
     FROM iv GROUP BY cable_id, interval_start
 """
-cable_stored = "SELECT cable_id, interval_start, l_wh, t_wh, matched_wh, connections_reporting FROM cb"
+cable_stored = "SELECT cable_id, interval_start, l_wh, t_wh, matched_wh, connections_reporting, connections_derived FROM cb"
 same_or_exit(cable_from_intervals, cable_stored, "cable_balance_15m differs from intervals")
 daily_from_15m = """
     SELECT cable_id, CAST(date AS DATE), SUM(matched_wh)::BIGINT, MAX(GREATEST(net_wh, 0))::BIGINT, MAX(GREATEST(-net_wh, 0))::BIGINT,
-           CASE WHEN SUM(l_wh) > 0 THEN SUM(matched_wh) / SUM(l_wh) END
+           CASE WHEN SUM(l_wh) > 0 THEN SUM(matched_wh) / SUM(l_wh) END,
+           SUM(connections_derived)::BIGINT
     FROM cb GROUP BY cable_id, date
 """
-daily_stored = "SELECT cable_id, date, matched_wh, peak_import_wh, peak_export_wh, local_share FROM cbd"
+daily_stored = "SELECT cable_id, date, matched_wh, peak_import_wh, peak_export_wh, local_share, connection_quarters_derived FROM cbd"
 same_or_exit(daily_from_15m, daily_stored, "cable_balance_daily differs from cable_balance_15m")
 print(f"daily matches: {n} rows")

@@ -28,6 +28,11 @@ def dictionary(path):
         if m:
             current = tables.setdefault(m.group(1), {"columns": [], "partition": None})
             continue
+        # The prose line under a table's heading names its hive partition key.
+        m = re.match(r"^Partitioned by `([a-z_]+)=", line)
+        if m and current is not None:
+            current["partition"] = m.group(1)
+            continue
         # Only the column tables (header `| column | type | nullable | …`) describe columns.
         if line.startswith("| column | type | nullable |"):
             in_columns = True
@@ -35,10 +40,6 @@ def dictionary(path):
         if not line.startswith("|"):
             in_columns = False
         if not in_columns:
-            continue
-        m = re.match(r"^Partitioned by `([a-z_]+)=", line)
-        if m and current is not None:
-            current["partition"] = m.group(1)
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if current is None or len(cells) < 4 or not cells[0].startswith("`"):
@@ -94,7 +95,11 @@ def main():
             if field.nullable != nullable:
                 problems.append(f"{table}.{name}: nullable={field.nullable}, dictionary says {nullable}")
         # The whole table reads as one dataset with its hive partition.
-        data = pq.read_table(lake / table, partitioning="hive" if part else None)
+        try:
+            data = pq.read_table(lake / table, partitioning="hive" if part else None)
+        except Exception as e:  # a broken layout is a finding, not a crash of the check
+            problems.append(f"{table}: the dataset reader fails: {e}")
+            continue
         if part and part not in data.column_names:
             problems.append(f"{table}: hive partition {part} not seen by the dataset reader")
         if data.num_rows == 0:
@@ -102,7 +107,8 @@ def main():
     if problems:
         print("\n".join(problems))
         sys.exit(1)
-    print(f"checked {len(names)} tables")
+    parted = [t for t in names if spec[t]["partition"]]
+    print(f"checked {len(names)} tables ({len(parted)} with hive partitions: {', '.join(parted)})")
 
 
 if __name__ == "__main__":

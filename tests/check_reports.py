@@ -107,7 +107,8 @@ def nightly(day):
     expected["rejected.total"] = total
     if exists("cable_balance_daily"):
         cols = ["l_wh", "t_wh", "p_wh", "v_wh", "matched_wh", "local_share", "peak_import_wh",
-                "peak_export_wh", "quarters_below_v_low", "quarters_above_v_high"]
+                "peak_export_wh", "quarters_below_v_low", "quarters_above_v_high",
+                "connection_quarters_derived"]
         for row in q(f"""SELECT cable_id, {', '.join(cols)} FROM {table('cable_balance_daily')}
                          WHERE CAST(date AS DATE) = DATE '{day}'"""):
             for c, v in zip(cols, row[1:]):
@@ -161,14 +162,21 @@ def statement(year, pid):
     for m, v, l, t, p in q(f"SELECT month(date), sum(v_wh), sum(l_wh), sum(t_wh), sum(p_wh) FROM {cd} WHERE {w} GROUP BY 1"):
         for k, val in [("v_wh", v), ("l_wh", l), ("t_wh", t)] + ([("p_wh", p or 0)] if with_p else []):
             expected[f"month.{m:02}.{k}"] = val
+    # A money sum is null when any of the participant's rows has none (or there is no row).
     row = q(f"""SELECT coalesce(sum(own_use_exempt_wh), 0), coalesce(sum(taxable_wh), 0),
-        sum(energy_tax_ct), sum(tax_credit_ct), sum(net_energy_tax_ct),
-        count(*) FILTER (energy_tax_ct IS NULL), count(*) FROM {ty} WHERE {w}""")[0]
-    money_null = row[5] > 0 or row[6] == 0
+        CASE WHEN count(*) = count(energy_tax_ct) THEN sum(energy_tax_ct) END,
+        CASE WHEN count(*) = count(tax_credit_ct) THEN sum(tax_credit_ct) END,
+        CASE WHEN count(*) = count(net_energy_tax_ct) THEN sum(net_energy_tax_ct) END
+        FROM {ty} WHERE {w}""")[0]
+    net = row[4]
     expected.update({"tax.own_use_exempt_wh": row[0], "tax.taxable_wh": row[1],
-                     "tax.energy_tax_ct": None if money_null else row[2],
-                     "tax.tax_credit_ct": None if money_null else row[3],
-                     "tax.net_energy_tax_ct": None if money_null else row[4]})
+                     "tax.energy_tax_ct": row[2], "tax.tax_credit_ct": row[3],
+                     "tax.net_energy_tax_ct": net})
+    # Including 21 % VAT (the rate since 1 October 2012), half a cent away from zero.
+    if year >= 2013:
+        from decimal import Decimal, ROUND_HALF_UP
+        expected["tax.net_energy_tax_incl_vat_ct"] = None if net is None else int(
+            (Decimal(net) * Decimal("1.21")).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     for k in ["measured", "estimated", "derived", "missing"]:
         expected[f"completeness.{k}"] = q(f"SELECT coalesce(sum(intervals_{k}), 0) FROM {cd} WHERE {w}")[0][0]
 

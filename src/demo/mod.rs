@@ -109,6 +109,7 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
             installation,
             tax_credit: true,
             capacity_w: DEFAULT_CAPACITY_W,
+            production_capacity_w: DEFAULT_CAPACITY_W,
             member_from: None,
             member_until: None,
         });

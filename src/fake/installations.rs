@@ -213,15 +213,17 @@ impl FakeInstallations {
     }
 
     /// Replaces the production meter at the last reading's time: the new meter's first
-    /// reading has the same `t`, the next seq, and a register starting near zero.
+    /// reading has the same `t`, the next seq, and a register starting near zero. The
+    /// controller reads the grid voltage from the smart meter whatever the production meter,
+    /// so both readings carry that quarter-hour's voltages.
     pub fn exchange_meter(&self, id: &str, new_meter: &str) {
         self.with(|m| {
             let inst = m.get_mut(id).expect("known installation");
             let last = inst.log.next_seq() - 1;
-            let t = inst
+            let (t, voltage) = inst
                 .log
                 .get(last)
-                .map(|r| r.t_end_s)
+                .map(|r| (r.t_end_s, r.voltage))
                 .expect("a reading to exchange after");
             inst.meter = MeterId::new(new_meter).expect("short ASCII meter id");
             inst.p_wh = 2;
@@ -232,7 +234,7 @@ impl FakeInstallations {
                 inst.charge_wh,
                 inst.discharge_wh,
                 Some(inst.soc_pct),
-                None,
+                voltage,
             );
         });
     }

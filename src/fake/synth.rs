@@ -146,6 +146,7 @@ pub fn cooperative(n: usize) -> (crate::registry::Registry, Vec<Meter>) {
             installation: None,
             tax_credit: true,
             capacity_w: DEFAULT_CAPACITY_W,
+            production_capacity_w: DEFAULT_CAPACITY_W,
             member_from: None,
             member_until: None,
         });

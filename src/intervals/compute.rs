@@ -16,6 +16,7 @@ use super::plan::Window;
 use super::series::{
     differences, Quality, QuarterEnergy, RegisterReading, StepProblem, QUARTER_US,
 };
+use crate::domain::sun::daylight_weight;
 use crate::domain::time::{from_micros, local_date, local_day_bounds, micros};
 use crate::error::Result;
 use crate::lake::schema::{GRID_READINGS, INSTALLATION_READINGS};
@@ -109,7 +110,7 @@ fn energies_of(
     r: &Readings,
     col: usize,
     owner: &dyn Fn(&str) -> Option<(String, i64)>,
-    profile: &dyn Fn(i64) -> u64,
+    profile: &dyn Fn(&str, i64) -> u64,
     register: &'static str,
     problems: &mut Vec<Problem>,
 ) -> Energies {
@@ -130,7 +131,7 @@ fn energies_of(
                     quality: r.quality[i],
                 })
                 .collect();
-            let (energies, steps) = differences(&readings, max_wh, profile);
+            let (energies, steps) = differences(&readings, max_wh, &|start| profile(&ean, start));
             problems.extend(steps.into_iter().map(|step| Problem {
                 key: key.to_string(),
                 register,
@@ -184,10 +185,20 @@ pub fn compute(
         .collect();
     let installation_ids: Vec<String> = by_inst.keys().map(|k| k.to_string()).collect();
     let grid_owner = |ean: &str| by_ean.get(ean).map(|c| (ean.to_string(), c.capacity_w / 4));
-    let inst_owner = |id: &str| {
+    // A production register cannot step more than the panels and inverter can deliver in a
+    // quarter-hour; a battery register not more than grid and panels together can charge it.
+    let production_owner = |id: &str| {
         by_inst
             .get(id)
-            .map(|c| (c.ean.as_str().to_string(), i64::MAX / 4))
+            .map(|c| (c.ean.as_str().to_string(), c.production_capacity_w / 4))
+    };
+    let battery_owner = |id: &str| {
+        by_inst.get(id).map(|c| {
+            (
+                c.ean.as_str().to_string(),
+                (c.capacity_w + c.production_capacity_w) / 4,
+            )
+        })
     };
 
     // Grid readings that count, plus the daily tariff registers as readings at local midnight
@@ -212,23 +223,6 @@ pub fn compute(
             quality: Quality::Derived,
         });
     }
-    let grid = load(
-        lake,
-        &GRID_READINGS,
-        ("ean", "meter_id"),
-        &["import_wh", "export_wh"],
-        "delivery_seq",
-        Some("quality"),
-        &eans,
-        since,
-        anchors,
-    )?;
-    lap("grid loaded");
-    let profile = |s: i64| weight(s, tz);
-    let imports = energies_of(&grid, 0, &grid_owner, &profile, "import", &mut problems);
-    let exports = energies_of(&grid, 1, &grid_owner, &profile, "export", &mut problems);
-    drop(grid);
-    lap("grid energies");
     let installations = load(
         lake,
         &INSTALLATION_READINGS,
@@ -243,24 +237,24 @@ pub fn compute(
     let production = energies_of(
         &installations,
         0,
-        &inst_owner,
-        &|_| 1,
+        &production_owner,
+        &|_, _| 1,
         "production",
         &mut problems,
     );
     let charge = energies_of(
         &installations,
         1,
-        &inst_owner,
-        &|_| 1,
+        &battery_owner,
+        &|_, _| 1,
         "battery_charge",
         &mut problems,
     );
     let discharge = energies_of(
         &installations,
         2,
-        &inst_owner,
-        &|_| 1,
+        &battery_owner,
+        &|_, _| 1,
         "battery_discharge",
         &mut problems,
     );
@@ -277,6 +271,34 @@ pub fn compute(
         battery.insert(ean, net);
     }
     lap("installations");
+    let grid = load(
+        lake,
+        &GRID_READINGS,
+        ("ean", "meter_id"),
+        &["import_wh", "export_wh"],
+        "delivery_seq",
+        Some("quality"),
+        &eans,
+        since,
+        anchors,
+    )?;
+    lap("grid loaded");
+    // Derived days: delivered energy takes the household profile; fed-back energy the shape of
+    // what the connection could feed back: its installation's production plus battery discharge
+    // in that quarter-hour where known, else the daylight at the cooperative's latitude.
+    let consumption = |_: &str, s: i64| weight(s, tz);
+    let feed_back = |ean: &str, s: i64| -> u64 {
+        let wh =
+            |m: &HashMap<String, QuarterMap>| m.get(ean).and_then(|q| q.get(&s)).and_then(|e| e.wh);
+        match wh(&production) {
+            Some(p) => (p + wh(&discharge).unwrap_or(0)).max(0) as u64,
+            None => daylight_weight(s),
+        }
+    };
+    let imports = energies_of(&grid, 0, &grid_owner, &consumption, "import", &mut problems);
+    let exports = energies_of(&grid, 1, &grid_owner, &feed_back, "export", &mut problems);
+    drop(grid);
+    lap("grid energies");
     let mut rows = Vec::new();
     // In EAN order: each day's rows come out sorted as the table is, and the writer's sort
     // finds nothing to do.

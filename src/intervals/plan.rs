@@ -29,10 +29,16 @@ use crate::registry::Registry;
 
 /// Bump when a change in this stage's code changes its output: stored lakes then get a full
 /// recompute on their next transform.
-const TRANSFORM_VERSION: u32 = 1;
+const TRANSFORM_VERSION: u32 = 2;
 
 /// The received tables the derived tables are computed from.
 pub const INPUTS: [&TableSpec; 3] = [&GRID_READINGS, &GRID_DAYS, &INSTALLATION_READINGS];
+
+/// The received tables whose readings form one series per (key, meter): the daily registers
+/// are readings of the same grid meter as the quarter-hour registers (at local midnight), so a
+/// new reading of either kind is placed among the readings of both.
+const SERIES_GROUPS: [&[&TableSpec]; 2] =
+    [&[&GRID_READINGS, &GRID_DAYS], &[&INSTALLATION_READINGS]];
 
 /// How far back a query first looks for the reading before a day (partition pruning); it looks
 /// at the whole history only when that was not enough.
@@ -244,13 +250,35 @@ fn readings(
     }))
 }
 
+/// The readings of a series group's tables as one frame of (key, meter, t µs).
+fn group_readings(
+    lake: &Lake,
+    group: &[&TableSpec],
+    keys: &[String],
+    since: Option<NaiveDate>,
+    tz: Tz,
+) -> Result<Option<LazyFrame>> {
+    let mut frames = Vec::new();
+    for spec in group {
+        if let Some(lf) = readings(lake, spec, keys, since, tz)? {
+            frames.push(lf);
+        }
+    }
+    Ok(match frames.len() {
+        0 => None,
+        1 => frames.pop(),
+        _ => Some(concat(frames, UnionArgs::default())?),
+    })
+}
+
 /// For the series in `new` (earliest new reading per series): the latest reading before it,
 /// or the new reading itself for a series that starts there.
-fn previous(lake: &Lake, spec: &TableSpec, new: &ByMeter, tz: Tz) -> Result<ByMeter> {
+/// in any table of the series' group.
+fn previous(lake: &Lake, group: &[&TableSpec], new: &ByMeter, tz: Tz) -> Result<ByMeter> {
     if new.is_empty() {
         return Ok(HashMap::new());
     }
-    let (key, meter) = series_columns(spec);
+    let (key, meter) = series_columns(group[0]);
     let keys: Vec<String> = new
         .keys()
         .map(|(k, _)| k.clone())
@@ -271,7 +299,7 @@ fn previous(lake: &Lake, spec: &TableSpec, new: &ByMeter, tz: Tz) -> Result<ByMe
         ])?)
     };
     let query = |since: Option<NaiveDate>| -> Result<ByMeter> {
-        let Some(lf) = readings(lake, spec, &keys, since, tz)? else {
+        let Some(lf) = group_readings(lake, group, &keys, since, tz)? else {
             return Ok(HashMap::new());
         };
         let df = lf
@@ -318,19 +346,26 @@ fn dirty(
         .map(|(id, c)| (id, c.cable_id.as_str()))
         .collect();
     let mut out: BTreeMap<String, Window> = BTreeMap::new();
-    for spec in INPUTS {
-        let files = new.get(spec.name).map(Vec::as_slice).unwrap_or_default();
-        if files.is_empty() {
-            continue;
-        }
-        let owner = if spec.name == INSTALLATION_READINGS.name {
+    for group in SERIES_GROUPS {
+        let owner = if group[0].name == INSTALLATION_READINGS.name {
             &cable_of_inst
         } else {
             &cable_of_ean
         };
-        let mut earliest = earliest_new(lake, spec, files, tz)?;
+        // The earliest new reading per series over every table of the group.
+        let mut earliest: ByMeter = HashMap::new();
+        for spec in group {
+            let files = new.get(spec.name).map(Vec::as_slice).unwrap_or_default();
+            if files.is_empty() {
+                continue;
+            }
+            for (k, t) in earliest_new(lake, spec, files, tz)? {
+                let e = earliest.entry(k).or_insert(t);
+                *e = (*e).min(t);
+            }
+        }
         earliest.retain(|(k, _), _| owner.contains_key(k.as_str()));
-        for ((k, _), t) in previous(lake, spec, &earliest, tz)? {
+        for ((k, _), t) in previous(lake, group, &earliest, tz)? {
             // One day earlier than strictly needed: a reading at midnight ends the previous
             // day's last quarter-hour.
             let from = local_date(from_micros(t), tz) - Duration::days(1);
@@ -343,7 +378,8 @@ fn dirty(
 }
 
 /// The start of the readings a cable's recompute from `from` must read: the earliest, over the
-/// cable's series still running at `from`'s start, of their last reading at or before it.
+/// cable's series still running at `from`'s start, of their last reading at or before it (in
+/// any table of the series' group).
 pub fn anchor(lake: &Lake, registry: &Registry, tz: Tz, from: NaiveDate) -> Result<i64> {
     let start = micros(local_midnight_utc(from, tz));
     let eans: Vec<String> = registry
@@ -356,8 +392,8 @@ pub fn anchor(lake: &Lake, registry: &Registry, tz: Tz, from: NaiveDate) -> Resu
         .map(|(id, _)| id.to_string())
         .collect();
     let mut anchor = start;
-    for spec in INPUTS {
-        let keys = if spec.name == INSTALLATION_READINGS.name {
+    for group in SERIES_GROUPS {
+        let keys = if group[0].name == INSTALLATION_READINGS.name {
             &insts
         } else {
             &eans
@@ -365,9 +401,9 @@ pub fn anchor(lake: &Lake, registry: &Registry, tz: Tz, from: NaiveDate) -> Resu
         if keys.is_empty() {
             continue;
         }
-        let (key, meter) = series_columns(spec);
+        let (key, meter) = series_columns(group[0]);
         let query = |since: Option<NaiveDate>| -> Result<Option<(Option<i64>, bool)>> {
-            let Some(lf) = readings(lake, spec, keys, since, tz)? else {
+            let Some(lf) = group_readings(lake, group, keys, since, tz)? else {
                 return Ok(None);
             };
             let df = lf

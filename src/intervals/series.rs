@@ -118,10 +118,11 @@ pub fn differences(
                 quality: Quality::Missing,
             }));
         } else if quarters == 1 {
+            // As good as the worse of the two readings it rests on.
             out.push(QuarterEnergy {
                 start_us: a.t_us,
                 wh: Some(step),
-                quality: b.quality,
+                quality: a.quality.max(b.quality),
             });
         } else {
             let derived = a.quality == Quality::Derived || b.quality == Quality::Derived;
@@ -133,7 +134,7 @@ pub fn differences(
                 vec![1; quarters as usize]
             };
             let parts = spread(step, &weights);
-            let quality = b.quality.max(if derived {
+            let quality = a.quality.max(b.quality).max(if derived {
                 Quality::Derived
             } else {
                 Quality::Estimated
@@ -220,5 +221,22 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_quarter_hour_is_as_good_as_the_worse_of_its_readings() {
+        // Measured → estimated → measured: both quarter-hours touch the estimated reading.
+        // Before the fix the first (ending at the estimate) was estimated but the second
+        // (starting at it) counted as measured.
+        let est = RegisterReading {
+            quality: Quality::Estimated,
+            ..r(1, 1100)
+        };
+        let (e, _) = differences(&[r(0, 1000), est, r(2, 1350), r(3, 1400)], 4312, &|_| 1);
+        let q: Vec<Quality> = e.iter().map(|x| x.quality).collect();
+        assert_eq!(
+            q,
+            vec![Quality::Estimated, Quality::Estimated, Quality::Measured]
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// Version of the lake layout, written into every file's key-value metadata.
-pub const SCHEMA_VERSION: &str = "1";
+pub const SCHEMA_VERSION: &str = "2";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColType {
@@ -228,6 +228,7 @@ pub const CABLE_BALANCE_15M: TableSpec = TableSpec {
         col("interval_start", TimestampUtc, false, "UTC"),
         col("connections", Int64, false, "connections"),
         col("connections_reporting", Int64, false, "connections"),
+        col("connections_derived", Int64, false, "connections"),
         col("l_wh", Int64, false, "Wh"),
         col("t_wh", Int64, false, "Wh"),
         col("p_wh", Int64, false, "Wh"),
@@ -253,6 +254,7 @@ pub const CABLE_BALANCE_DAILY: TableSpec = TableSpec {
         col("p_wh", Int64, false, "Wh"),
         col("v_wh", Int64, false, "Wh"),
         col("matched_wh", Int64, false, "Wh"),
+        col("connection_quarters_derived", Int64, false, "quarter-hours"),
         col("local_share", Float64, true, "fraction"),
         col("peak_import_wh", Int64, false, "Wh"),
         col("peak_export_wh", Int64, false, "Wh"),

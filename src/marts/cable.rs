@@ -1,7 +1,7 @@
 //! `cable_balance_15m` and `cable_balance_daily`: the "communicating vessels" per street
 //! cable. Per quarter-hour, `matched_wh = min(Σ L, Σ T)` over the cooperative's connections on
 //! the cable (one's own import and export in the same quarter-hour included); voltages come
-//! from the installations on the cable.
+//! from the members' installations on the cable, one value per installation per quarter-hour.
 
 use std::collections::HashMap;
 
@@ -13,14 +13,23 @@ use crate::lake::schema::INSTALLATION_READINGS;
 use crate::lake::Lake;
 use crate::registry::Registry;
 
-/// (cable, quarter-hour start) → (Σ mean voltage, count, minimum, maximum).
-type VoltageAcc = HashMap<(String, i64), (f64, u32, f64, f64)>;
+/// Quarter-hour start → per installation on the cable: (its connection's index in the
+/// registry, mean, minimum, maximum voltage).
+type Voltages = HashMap<i64, Vec<(usize, f64, f64, f64)>>;
 
-/// Voltages of the quarter-hours starting at or after `first_start` (µs).
-fn voltages(lake: &Lake, registry: &Registry, first_start: Option<i64>) -> Result<VoltageAcc> {
-    let mut acc: VoltageAcc = HashMap::new();
+/// Voltages reported by the installations on `cable` for the quarter-hours starting at or
+/// after `first_start` (µs): one value per installation per quarter-hour (at a production-meter
+/// exchange two readings share a time; a re-delivered reading has a later `seq`: the latest
+/// counts).
+fn voltages(
+    lake: &Lake,
+    registry: &Registry,
+    cable: &str,
+    first_start: Option<i64>,
+) -> Result<Voltages> {
+    let mut out: Voltages = HashMap::new();
     let Some(mut lf) = lake.scan(&INSTALLATION_READINGS)? else {
-        return Ok(acc);
+        return Ok(out);
     };
     if let Some(first) = first_start {
         // Partitions are local days, never before the UTC day: one day of margin skips files.
@@ -29,21 +38,32 @@ fn voltages(lake: &Lake, registry: &Registry, first_start: Option<i64>) -> Resul
             .filter(col("date").cast(DataType::Date).gt_eq(lit(day)))
             .filter(col("t").cast(DataType::Int64).gt(lit(first)));
     }
-    let cable_of: HashMap<&str, &str> = registry
-        .installations()
-        .map(|(id, c)| (id, c.cable_id.as_str()))
+    let conn_of: HashMap<&str, usize> = registry
+        .connections
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.cable_id == cable)
+        .filter_map(|(i, c)| c.installation.as_ref().map(|inst| (inst.id.as_str(), i)))
         .collect();
-    let ids: Vec<String> = cable_of.keys().map(|k| k.to_string()).collect();
+    if conn_of.is_empty() {
+        return Ok(out);
+    }
+    let ids: Vec<String> = conn_of.keys().map(|k| k.to_string()).collect();
     let wanted = lit(Series::new("wanted".into(), ids)).implode(false);
     let df = lf
         .filter(col("installation_id").is_in(wanted, false))
         .select([
             col("installation_id"),
             col("t").cast(DataType::Int64),
+            col("seq"),
             col("voltage_avg_v"),
             col("voltage_min_v"),
             col("voltage_max_v"),
         ])
+        .sort(
+            ["seq"],
+            SortMultipleOptions::default().with_order_descending(true),
+        )
         .collect()?;
     let id = df.column("installation_id")?.str()?.clone();
     let t = df.column("t")?.i64()?.clone();
@@ -53,25 +73,24 @@ fn voltages(lake: &Lake, registry: &Registry, first_start: Option<i64>) -> Resul
         f("voltage_min_v")?,
         f("voltage_max_v")?,
     );
+    let mut seen = std::collections::HashSet::new();
     for i in 0..df.height() {
-        let (Some(inst), Some(t), Some(a), Some(lo), Some(hi)) =
-            (id.get(i), t.get(i), avg.get(i), min.get(i), max.get(i))
+        let (Some(inst), Some(t)) = (id.get(i), t.get(i)) else {
+            continue;
+        };
+        // The latest reading of this installation and time decides, with or without voltage.
+        if !seen.insert((inst, t)) {
+            continue;
+        }
+        let (Some(a), Some(lo), Some(hi), Some(&conn)) =
+            (avg.get(i), min.get(i), max.get(i), conn_of.get(inst))
         else {
             continue;
         };
-        let Some(cable) = cable_of.get(inst) else {
-            continue;
-        };
         let start = t - crate::intervals::series::QUARTER_US;
-        let e = acc
-            .entry((cable.to_string(), start))
-            .or_insert((0.0, 0, f64::MAX, f64::MIN));
-        e.0 += a;
-        e.1 += 1;
-        e.2 = e.2.min(lo);
-        e.3 = e.3.max(hi);
+        out.entry(start).or_default().push((conn, a, lo, hi));
     }
-    Ok(acc)
+    Ok(out)
 }
 
 /// Both cable tables from the interval frame of the connections on `cable`; the daily one
@@ -92,6 +111,7 @@ pub fn cable_balance(
                 .cast(DataType::Int64)
                 .sum()
                 .alias("connections_reporting"),
+            col("l_derived").sum().alias("connections_derived"),
             col("l").sum().alias("l_wh"),
             col("t").sum().alias("t_wh"),
             col("p").sum().alias("p_wh"),
@@ -120,7 +140,12 @@ pub fn cable_balance(
 
     // Connections of the cooperative on the cable that day (registry membership), voltages,
     // and the quarter-hours beyond the cable's agreed limits.
-    let volts = voltages(lake, registry, q.column("interval_start")?.i64()?.min())?;
+    let volts = voltages(
+        lake,
+        registry,
+        cable,
+        q.column("interval_start")?.i64()?.min(),
+    )?;
     let cable_col = q.column("cable_id")?.str()?.clone();
     let start = q.column("interval_start")?.i64()?.clone();
     let date = q.column("date")?.cast(&DataType::Int32)?.i32()?.clone();
@@ -141,18 +166,27 @@ pub fn cable_balance(
             date.get(i).unwrap_or(0),
         );
         let day = epoch + chrono::Duration::days(i64::from(d));
+        let member = |x: &crate::registry::Connection| {
+            x.member_from.is_none_or(|f| day >= f) && x.member_until.is_none_or(|u| day <= u)
+        };
         conns.push(
             registry
                 .connections
                 .iter()
-                .filter(|x| {
-                    x.cable_id == c
-                        && x.member_from.is_none_or(|f| day >= f)
-                        && x.member_until.is_none_or(|u| day <= u)
-                })
+                .filter(|x| x.cable_id == c && member(x))
                 .count() as i64,
         );
-        let v = volts.get(&(c.to_string(), s));
+        // Only installations of members that day speak for the cooperative's cable.
+        let v = volts.get(&s).and_then(|all| {
+            let mut acc: Option<(f64, u32, f64, f64)> = None;
+            for &(conn, a, lo, hi) in all {
+                if member(&registry.connections[conn]) {
+                    let e = acc.get_or_insert((0.0, 0, f64::MAX, f64::MIN));
+                    *e = (e.0 + a, e.1 + 1, e.2.min(lo), e.3.max(hi));
+                }
+            }
+            acc
+        });
         v_avg.push(v.map(|v| v.0 / f64::from(v.1)));
         v_min.push(v.map(|v| v.2));
         v_max.push(v.map(|v| v.3));
@@ -185,6 +219,9 @@ pub fn cable_balance(
             col("p_wh").sum(),
             col("v_wh").sum(),
             col("matched_wh").sum(),
+            col("connections_derived")
+                .sum()
+                .alias("connection_quarters_derived"),
             when(col("net_wh").gt(lit(0)))
                 .then(col("net_wh"))
                 .otherwise(lit(0i64))

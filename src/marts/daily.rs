@@ -51,6 +51,14 @@ pub fn intervals_frame(rows: &[IntervalRow]) -> Result<DataFrame> {
         Series::new("p".into(), rows.iter().map(|r| r.p_wh).collect::<Vec<_>>()).into(),
         Series::new("v".into(), rows.iter().map(|r| r.v_wh).collect::<Vec<_>>()).into(),
         Series::new("worst".into(), rows.iter().map(worst).collect::<Vec<i32>>()).into(),
+        // L and T of this quarter-hour spread from daily registers (counted in the cable tables).
+        Series::new(
+            "l_derived".into(),
+            rows.iter()
+                .map(|r| i64::from(r.l_quality == Quality::Derived))
+                .collect::<Vec<i64>>(),
+        )
+        .into(),
         Series::new(
             "battery_net".into(),
             rows.iter().map(|r| r.battery_net_wh).collect::<Vec<_>>(),

@@ -3,4 +3,5 @@ pub mod cable;
 pub mod daily;
 pub mod rates;
 pub mod tax;
+pub mod vat;
 pub mod yearly;

@@ -14,13 +14,18 @@ const BUILTIN_REGIMES: &str = include_str!("../../data/tariffs/net-metering-nl.c
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bracket {
-    /// Half-open `(from_wh, to_wh]` for a whole-year member.
+    /// Half-open `(from_wh, to_wh]` for a whole-year member; the last bracket of a year is
+    /// unbounded: `to_wh` is [`UNBOUNDED`].
     pub from_wh: i64,
     pub to_wh: i64,
-    /// EUR per kWh × 10⁵ (0.09161 → 9161).
-    pub rate_e5: i64,
+    /// EUR per kWh × 10⁵ (0.09161 → 9161); `None` where no source for the rate was at hand
+    /// (energy that reaches this bracket gets no tax figure).
+    pub rate_e5: Option<i64>,
     pub confirmed: bool,
 }
+
+/// The upper bound of a year's last bracket (an empty `to_kwh` in the CSV).
+pub const UNBOUNDED: i64 = i64::MAX;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct YearRates {
@@ -59,16 +64,24 @@ impl Rates {
             .expect("the project's rates file is valid")
     }
 
-    /// Parses a rates file; problems name the file and line (exit 2).
+    /// Parses a rates file; problems name the file and line (exit 2). Per year, the brackets
+    /// must start at 0 kWh, follow each other without gap or overlap, and end with one whose
+    /// upper bound is empty (unbounded): energy is never left untaxed by a hole in the file.
     pub fn parse(text: &str, name: &str) -> Result<Self> {
         let mut rates = Rates::default();
+        // Per year: (line, bracket), to name the line of a bracket that does not fit.
+        let mut lines: BTreeMap<i32, Vec<(usize, Bracket)>> = BTreeMap::new();
         let mut reader = csv::Reader::from_reader(text.as_bytes());
         for (i, rec) in reader.records().enumerate() {
             let line = i + 2;
             let bad = |m: &str| Error::Usage(format!("{name}:{line}: {m}"));
             let rec = rec.map_err(|e| bad(&e.to_string()))?;
             let get = |k: usize| rec.get(k).unwrap_or("").trim();
-            let year: i32 = get(0).parse().map_err(|_| bad("year is not a number"))?;
+            let year: i32 = get(0)
+                .parse()
+                .ok()
+                .filter(|y| (2000..=2200).contains(y))
+                .ok_or_else(|| bad("year must be a number from 2000 to 2200"))?;
             let confirmed = match get(5) {
                 "true" => true,
                 "false" => false,
@@ -78,22 +91,40 @@ impl Rates {
             entry.sources.push(get(6).to_string());
             match get(1) {
                 "bracket" => {
+                    // Up to 10^12 kWh: far above any connection, far below overflow.
                     let kwh = |k: usize| {
-                        decimal(get(k), 3).ok_or_else(|| bad("bracket bounds must be kWh"))
+                        decimal(get(k), 3)
+                            .filter(|wh| (0..=1_000_000_000_000_000).contains(wh))
+                            .ok_or_else(|| bad("bracket bounds must be kWh from 0 to 10^12"))
                     };
-                    let rate_e5 = decimal(get(4), 5)
-                        .ok_or_else(|| bad("rate must be EUR/kWh with at most 5 decimals"))?;
-                    entry.brackets.push(Bracket {
+                    let to_wh = if get(3).is_empty() {
+                        UNBOUNDED
+                    } else {
+                        kwh(3)?
+                    };
+                    let rate_e5 = match get(4) {
+                        "" => None,
+                        r => Some(decimal(r, 5).ok_or_else(|| {
+                            bad("rate must be EUR/kWh with at most 5 decimals, or empty when unknown")
+                        })?),
+                    };
+                    let bracket = Bracket {
                         from_wh: kwh(2)?,
-                        to_wh: kwh(3)?,
+                        to_wh,
                         rate_e5,
                         confirmed,
-                    });
+                    };
+                    if bracket.to_wh <= bracket.from_wh {
+                        return Err(bad("bracket ends where it starts or before"));
+                    }
+                    lines.entry(year).or_default().push((line, bracket));
                 }
                 "reduction" => {
                     let ct = decimal(get(4), 2)
                         .ok_or_else(|| bad("reduction must be EUR with at most 2 decimals"))?;
-                    entry.reduction = Some((ct, confirmed));
+                    if entry.reduction.replace((ct, confirmed)).is_some() {
+                        return Err(bad(&format!("a second reduction for {year}")));
+                    }
                 }
                 other => {
                     return Err(bad(&format!(
@@ -102,8 +133,36 @@ impl Rates {
                 }
             }
         }
+        for (year, mut brackets) in lines {
+            brackets.sort_by_key(|(_, b)| b.from_wh);
+            let mut expected_from = 0;
+            for (line, b) in &brackets {
+                if b.from_wh != expected_from {
+                    let kwh = |wh: i64| wh as f64 / 1000.0;
+                    return Err(Error::Usage(format!(
+                        "{name}:{line}: the {year} bracket from {} kWh {} (the brackets of a year must start at 0 and follow each other without gap or overlap)",
+                        kwh(b.from_wh),
+                        if expected_from == 0 && b.from_wh > 0 {
+                            "leaves the first kWh untaxed".to_string()
+                        } else if b.from_wh > expected_from {
+                            format!("leaves a gap after {} kWh", kwh(expected_from))
+                        } else {
+                            format!("overlaps the bracket before it, which ends at {} kWh", kwh(expected_from))
+                        }
+                    )));
+                }
+                expected_from = b.to_wh;
+            }
+            if expected_from != UNBOUNDED {
+                let (line, _) = brackets.last().expect("a year with brackets has one");
+                return Err(Error::Usage(format!(
+                    "{name}:{line}: the last {year} bracket must be unbounded (an empty to_kwh): energy above it would go untaxed"
+                )));
+            }
+            rates.years.entry(year).or_default().brackets =
+                brackets.into_iter().map(|(_, b)| b).collect();
+        }
         for y in rates.years.values_mut() {
-            y.brackets.sort_by_key(|b| b.from_wh);
             y.sources.sort();
             y.sources.dedup();
         }
@@ -162,20 +221,73 @@ mod tests {
     fn builtin_rates_and_regimes() {
         let r = Rates::builtin();
         let y26 = &r.years[&2026];
-        assert_eq!(y26.brackets.len(), 4);
+        assert_eq!(y26.brackets.len(), 5);
         assert_eq!(
             y26.brackets[0],
             Bracket {
                 from_wh: 0,
                 to_wh: 2_900_000,
-                rate_e5: 9161,
+                rate_e5: Some(9161),
                 confirmed: true
             }
         );
+        // Above 10 million kWh: no source for the 2026 rate was at hand.
+        assert_eq!(y26.brackets.last().unwrap().to_wh, UNBOUNDED);
+        assert_eq!(y26.brackets.last().unwrap().rate_e5, None);
+        assert_eq!(r.years[&2024].brackets[4].rate_e5, Some(188));
         assert!(!y26.brackets[2].confirmed);
         assert_eq!(y26.reduction, Some((51_980, true)));
         assert!(!r.years.contains_key(&2027));
         assert_eq!(Regime::of_year(2026), Regime::Netting);
         assert_eq!(Regime::of_year(2027), Regime::NoNetting);
+    }
+
+    const HEAD: &str = "year,kind,from_kwh,to_kwh,eur,confirmed,source\n";
+
+    fn refusal(body: &str) -> String {
+        Rates::parse(&format!("{HEAD}{body}"), "rates.csv")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn brackets_must_cover_every_kwh_once() {
+        // A first bracket that does not start at 0.
+        let m = refusal("2026,bracket,100,,0.1,true,s\n");
+        assert!(
+            m.starts_with("rates.csv:2:") && m.contains("first kWh"),
+            "{m}"
+        );
+        // A gap from 2,900 to 3,000 kWh, named on the line of the bracket after it.
+        let m = refusal("2026,bracket,0,2900,0.1,true,s\n2026,bracket,3000,,0.1,true,s\n");
+        assert!(
+            m.starts_with("rates.csv:3:") && m.contains("gap after 2900 kWh"),
+            "{m}"
+        );
+        // An overlap.
+        let m = refusal("2026,bracket,0,2900,0.1,true,s\n2026,bracket,2000,,0.1,true,s\n");
+        assert!(
+            m.starts_with("rates.csv:3:") && m.contains("overlaps"),
+            "{m}"
+        );
+        // A last bracket with an upper bound: energy above it would be untaxed.
+        let m = refusal("2026,bracket,0,2900,0.1,true,s\n");
+        assert!(
+            m.starts_with("rates.csv:2:") && m.contains("unbounded"),
+            "{m}"
+        );
+        // Two reductions in one year, an empty or reversed bracket, an absurd year.
+        let m = refusal("2026,reduction,,,500,true,s\n2026,reduction,,,400,true,s\n");
+        assert!(m.starts_with("rates.csv:3:"), "{m}");
+        assert!(refusal("2026,bracket,0,0,0.1,true,s\n").contains("ends where it starts"));
+        assert!(refusal("-262143,bracket,0,,0.1,true,s\n").contains("year"));
+        // In any order, a complete year is fine.
+        let ok = Rates::parse(
+            &format!("{HEAD}2026,bracket,2900,,0.2,true,s\n2026,bracket,0,2900,0.1,true,s\n"),
+            "rates.csv",
+        )
+        .unwrap();
+        assert_eq!(ok.years[&2026].brackets[0].to_wh, 2_900_000);
+        assert_eq!(ok.years[&2026].reduction, None);
     }
 }

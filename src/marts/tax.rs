@@ -2,7 +2,7 @@
 //! production used behind the meter is exempt (also after net metering ends). Money is in
 //! integer cents, rounded half up once per connection-year.
 
-use super::rates::{Rates, Regime};
+use super::rates::{Rates, Regime, UNBOUNDED};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaxInput {
@@ -29,26 +29,36 @@ pub struct TaxOutcome {
 }
 
 /// Tax on `wh` in 10⁻⁸ EUR (Wh × 10⁻⁵ EUR/kWh), brackets pro-rated to the membership, and
-/// whether every bracket it touched is confirmed.
+/// whether every bracket it reached is confirmed; `None` when it reaches a bracket whose rate
+/// is unknown.
 fn raw_tax(
     rates: &super::rates::YearRates,
     wh: i64,
     member_days: i64,
     year_days: i64,
-) -> (i128, bool) {
+) -> (Option<i128>, bool) {
     let mut total: i128 = 0;
     let mut confirmed = true;
+    // Pro-rated bounds, floored to the Wh; the unbounded end stays unbounded.
+    let prorate = |bound: i64| {
+        if bound == UNBOUNDED {
+            i128::MAX
+        } else {
+            i128::from(bound) * i128::from(member_days) / i128::from(year_days.max(1))
+        }
+    };
     for b in &rates.brackets {
-        // Pro-rated bounds, floored to the Wh.
-        let from = b.from_wh * member_days / year_days;
-        let to = b.to_wh * member_days / year_days;
-        let in_bracket = (wh.min(to) - from).max(0);
+        let (from, to) = (prorate(b.from_wh), prorate(b.to_wh));
+        let in_bracket = (i128::from(wh).min(to) - from).max(0);
         if in_bracket > 0 {
-            total += i128::from(in_bracket) * i128::from(b.rate_e5);
             confirmed &= b.confirmed;
+            match b.rate_e5 {
+                Some(rate) => total += in_bracket * i128::from(rate),
+                None => return (None, false),
+            }
         }
     }
-    (total, confirmed)
+    (Some(total), confirmed)
 }
 
 /// 10⁻⁸ EUR to cents, half up (1 ct = 10⁶ units).
@@ -68,40 +78,48 @@ pub fn tax(rates: &Rates, x: &TaxInput) -> TaxOutcome {
         Regime::NoNetting => x.l_wh,
     };
     let own_use_exempt_wh = x.p_wh.map_or(0, |p| (p - x.t_wh).max(0));
-    let Some(year) = rates.years.get(&x.year) else {
-        return TaxOutcome {
-            regime,
-            taxable_wh,
-            own_use_exempt_wh,
-            energy_tax_ct: None,
-            tax_credit_ct: None,
-            net_energy_tax_ct: None,
-            exemption_saving_ct: None,
-            rates_confirmed: false,
-        };
-    };
-    let (days, in_year) = (x.member_days, x.year_days);
-    let (tax_raw, tax_ok) = raw_tax(year, taxable_wh, days, in_year);
-    let (with_own_raw, with_own_ok) = raw_tax(year, taxable_wh + own_use_exempt_wh, days, in_year);
-    let energy_tax_ct = to_cents(tax_raw);
-    let (credit_ct, credit_ok) = match (x.tax_credit, year.reduction) {
-        (true, Some((ct, ok))) => (
-            (i128::from(ct) * i128::from(days) * 2 + i128::from(in_year))
-                / (2 * i128::from(in_year)),
-            ok,
-        ),
-        _ => (0, true),
-    };
-    let credit_ct = credit_ct as i64;
-    TaxOutcome {
+    let unknown = TaxOutcome {
         regime,
         taxable_wh,
         own_use_exempt_wh,
-        energy_tax_ct: Some(energy_tax_ct),
-        tax_credit_ct: Some(credit_ct),
-        net_energy_tax_ct: Some(energy_tax_ct - credit_ct),
-        exemption_saving_ct: Some(to_cents(with_own_raw - tax_raw)),
-        rates_confirmed: tax_ok && with_own_ok && credit_ok,
+        energy_tax_ct: None,
+        tax_credit_ct: None,
+        net_energy_tax_ct: None,
+        exemption_saving_ct: None,
+        rates_confirmed: false,
+    };
+    let Some(year) = rates.years.get(&x.year) else {
+        return unknown;
+    };
+    let (days, in_year) = (x.member_days, x.year_days);
+    let (tax_raw, tax_ok) = raw_tax(year, taxable_wh, days, in_year);
+    let (with_own_raw, _) = raw_tax(year, taxable_wh + own_use_exempt_wh, days, in_year);
+    let energy_tax_ct = tax_raw.map(to_cents);
+    // The reduction, pro-rated to the days of membership and rounded half up. A connection
+    // with the right to it in a year whose reduction is not in the rates file gets no figure
+    // (not 0: that would be hundreds of euros too much tax, silently).
+    let (credit_ct, credit_ok) = match (x.tax_credit, year.reduction) {
+        (true, Some((ct, ok))) => (
+            Some(
+                ((i128::from(ct) * i128::from(days) * 2 + i128::from(in_year))
+                    / (2 * i128::from(in_year.max(1)))) as i64,
+            ),
+            ok,
+        ),
+        (true, None) => (None, false),
+        (false, _) => (Some(0), true),
+    };
+    TaxOutcome {
+        energy_tax_ct,
+        tax_credit_ct: credit_ct,
+        net_energy_tax_ct: energy_tax_ct.zip(credit_ct).map(|(t, c)| t - c),
+        // The difference of the two amounts as a bill would show them: each rounded first.
+        exemption_saving_ct: with_own_raw
+            .zip(energy_tax_ct)
+            .map(|(with_own, tax)| to_cents(with_own) - tax),
+        // Only what this connection's taxable energy reached, and its reduction.
+        rates_confirmed: energy_tax_ct.is_some() && tax_ok && credit_ok,
+        ..unknown
     }
 }
 
@@ -169,7 +187,7 @@ mod tests {
         );
         // With unconfirmed 2027 rates added, money is computed and flagged.
         let text = format!(
-            "{}2027,bracket,0,10000,0.09000,false,guess\n",
+            "{}2027,bracket,0,,0.09000,false,guess\n",
             super::super::rates::BUILTIN_RATES
         );
         let rates = Rates::parse(&text, "test").unwrap();
@@ -195,5 +213,93 @@ mod tests {
         let o = tax(&Rates::builtin(), &x);
         assert_eq!(o.own_use_exempt_wh, 3_000_000);
         assert_eq!(o.exemption_saving_ct, Some(27_483));
+    }
+
+    fn rates_with(extra: &str) -> Rates {
+        Rates::parse(
+            &format!("{}{extra}", super::super::rates::BUILTIN_RATES),
+            "test",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_year_without_reduction_gives_no_credit_figure() {
+        // Brackets for 2027 but no reduction row: before, the credit was 0 and "confirmed".
+        let rates = rates_with("2027,bracket,0,,0.09000,true,test\n");
+        let o = tax(&rates, &input(2027, 3_500, 0));
+        assert_eq!(o.energy_tax_ct, Some(31_500));
+        assert_eq!((o.tax_credit_ct, o.net_energy_tax_ct), (None, None));
+        assert!(!o.rates_confirmed);
+        // Without the right to a reduction, nothing is missing.
+        let o = tax(
+            &rates,
+            &TaxInput {
+                tax_credit: false,
+                ..input(2027, 3_500, 0)
+            },
+        );
+        assert_eq!(
+            (o.tax_credit_ct, o.net_energy_tax_ct),
+            (Some(0), Some(31_500))
+        );
+        assert!(o.rates_confirmed);
+    }
+
+    #[test]
+    fn rates_confirmed_looks_at_the_brackets_the_taxable_energy_reached() {
+        // 2026: 9,000 kWh taxable stays in the confirmed brackets (to 10,000 kWh); own use of
+        // 3,000 kWh would reach the unconfirmed third bracket, which is only the saving's.
+        let x = TaxInput {
+            p_wh: Some(5_000_000),
+            ..input(2026, 11_000, 2_000)
+        };
+        let o = tax(&Rates::builtin(), &x);
+        assert_eq!(o.taxable_wh, 9_000_000);
+        assert_eq!(o.own_use_exempt_wh, 3_000_000);
+        assert!(o.rates_confirmed, "before the fix: false");
+    }
+
+    #[test]
+    fn exemption_saving_is_the_difference_of_the_rounded_amounts() {
+        // 2026, L 0.5 kWh, T 0, P 0.5 kWh. Taxable 0.5 kWh × €0.09161 = 4.5805 ct → 5 ct;
+        // with the own use of 0.5 kWh: 1 kWh = 9.161 ct → 9 ct. The saving a participant can
+        // check is 9 − 5 = 4 ct; rounding the exact difference (4.5805 ct) gave 5.
+        let x = TaxInput {
+            p_wh: Some(500),
+            ..input(2026, 0, 0)
+        };
+        let x = TaxInput {
+            l_wh: 500,
+            t_wh: 0,
+            ..x
+        };
+        let o = tax(&Rates::builtin(), &x);
+        assert_eq!(o.energy_tax_ct, Some(5));
+        assert_eq!(o.exemption_saving_ct, Some(4), "before the fix: 5");
+    }
+
+    #[test]
+    fn energy_above_ten_million_kwh() {
+        // 2024, a business connection without reduction: 12 million kWh. Brackets:
+        // 2,900 × 0.10880 + 7,100 × 0.10880 + 40,000 × 0.09037 + 9,950,000 × 0.03943
+        // + 2,000,000 × 0.00188 = 1,088.00 + 3,614.80 + 392,328.50 + 3,760.00 = €400,791.30.
+        let x = TaxInput {
+            tax_credit: false,
+            ..input(2024, 12_000_000, 0)
+        };
+        let o = tax(&Rates::builtin(), &x);
+        assert_eq!(o.energy_tax_ct, Some(40_079_130));
+        assert!(o.rates_confirmed);
+        // 2026 has no rate above 10 million kWh: no figure, not confirmed.
+        let o = tax(
+            &Rates::builtin(),
+            &TaxInput {
+                tax_credit: false,
+                ..input(2026, 12_000_000, 0)
+            },
+        );
+        assert_eq!(o.energy_tax_ct, None);
+        assert!(!o.rates_confirmed);
     }
 }

@@ -21,7 +21,7 @@ pub enum Value {
 }
 
 impl Value {
-    fn raw(&self) -> String {
+    pub fn raw(&self) -> String {
         match self {
             Value::Wh(v) | Value::Count(v) | Value::Cents(Some(v)) => v.to_string(),
             Value::Share(Some(f)) => format!("{f}"),
@@ -109,6 +109,9 @@ pub enum Block {
 pub struct Doc {
     pub title: String,
     pub blocks: Vec<Block>,
+    /// The date the figures are as of (shown, and kept in a `<meta name="vaten-as-of">` so that
+    /// a later version can say what it restates).
+    pub as_of: Option<String>,
 }
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0 auto;max-width:60rem;padding:0.75rem;color:#1b1b1b;line-height:1.45}\
@@ -139,6 +142,7 @@ impl Doc {
         Doc {
             title: title.into(),
             blocks: Vec::new(),
+            as_of: None,
         }
     }
 
@@ -167,10 +171,17 @@ impl Doc {
             o,
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-             <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{}</h1>\n",
+             <title>{}</title>\n<style>{STYLE}</style>\n{}</head>\n<body>\n<h1>{}</h1>\n",
             escape(&self.title),
+            self.as_of.as_ref().map_or(String::new(), |d| format!(
+                "<meta name=\"vaten-as-of\" content=\"{}\">\n",
+                escape(d)
+            )),
             escape(&self.title)
         );
+        if let Some(d) = &self.as_of {
+            let _ = writeln!(o, "<p>Figures as of {}.</p>", escape(d));
+        }
         for b in &self.blocks {
             match b {
                 Block::Heading(s) => {
@@ -228,6 +239,9 @@ impl Doc {
 
     pub fn markdown(&self) -> String {
         let mut o = format!("# {}\n\n", self.title);
+        if let Some(d) = &self.as_of {
+            let _ = write!(o, "Figures as of {d}.\n\n");
+        }
         let md = |s: &str| s.replace('|', "\\|");
         for b in &self.blocks {
             match b {

@@ -10,6 +10,7 @@
 pub mod charts;
 pub mod doc;
 pub mod nightly;
+pub mod restated;
 pub mod statements;
 pub mod yearly;
 

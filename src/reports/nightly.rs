@@ -272,7 +272,7 @@ fn rejected(lake: &Lake, date: NaiveDate, doc: &mut Doc) -> Result<()> {
     Ok(())
 }
 
-const CABLE_FIGURES: [(&str, &str); 10] = [
+const CABLE_FIGURES: [(&str, &str); 11] = [
     ("l_wh", "L (delivered)"),
     ("t_wh", "T (fed back)"),
     ("p_wh", "P (solar)"),
@@ -283,6 +283,7 @@ const CABLE_FIGURES: [(&str, &str); 10] = [
     ("peak_export_wh", "peak export (¼ h)"),
     ("quarters_below_v_low", "¼ h below limit"),
     ("quarters_above_v_high", "¼ h above limit"),
+    ("connection_quarters_derived", "derived ¼ h"),
 ];
 
 fn cable_value(
@@ -293,7 +294,7 @@ fn cable_value(
 ) -> Value {
     match name {
         "local_share" => Value::Share(share[i]),
-        n if n.starts_with("quarters") => Value::Count(ints[n][i].unwrap_or(0)),
+        n if n.contains("quarters") => Value::Count(ints[n][i].unwrap_or(0)),
         n => Value::Wh(ints[n][i].unwrap_or(0)),
     }
 }
@@ -307,7 +308,7 @@ fn cables(lake: &Lake, registry: &Registry, tz: Tz, date: NaiveDate, doc: &mut D
     }
     let share = floats(&df, "local_share")?;
     doc.heading("Street cables");
-    doc.para("Per cable, over the cooperative's connections on it: matched = Σ min(ΣL, ΣT) per quarter-hour, the energy one participant fed back and another took; local share = matched / L; peaks per quarter-hour at the cable's end of the transformer; quarter-hours whose voltage went beyond the limits agreed for the cable.");
+    doc.para("Per cable, over the cooperative's connections on it: matched = Σ min(ΣL, ΣT) per quarter-hour, the energy one participant fed back and another took; local share = matched / L; peaks per quarter-hour at the cable's end of the transformer; quarter-hours whose voltage went beyond the limits agreed for the cable; derived ¼ h: connection-quarter-hours known only from daily registers, whose timing is modelled (a household profile for L, production or daylight for T), so matched energy and peaks on such days are estimates.");
     let mut table = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         let mut row = vec![Cell::text(id)];

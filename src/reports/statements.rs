@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use chrono_tz::Tz;
 use polars::prelude::*;
 
 use super::charts::{line_chart, Line, LineChart, BLUE_L, ORANGE_T, PURPLE, RED};
@@ -37,9 +36,9 @@ pub fn statements(
     lake: &Lake,
     registry: &Registry,
     rates: &Rates,
-    _tz: Tz,
     year: i32,
     out: &Path,
+    as_of: chrono::NaiveDate,
 ) -> Result<Written> {
     let d = daily(lake, year)?;
     let ty = rows(
@@ -162,38 +161,63 @@ pub fn statements(
         let pick = |j: usize| -> Vec<Option<i64>> { idx.iter().map(|&i| t_vals[j][i]).collect() };
         let regime = Regime::of_year(year);
         doc.heading("Energy tax");
+        let vat = crate::marts::vat::rate_for_year(year);
         doc.para(format!(
-            "{} regime. Own use behind the meter (max(0, P − T)) is never taxed. Estimated: your supplier's bill is what counts.",
-            regime.as_str()
+            "{} regime. Own use behind the meter (max(0, P − T)) is never taxed. Amounts are estimates excluding VAT; your supplier's bill shows energy tax and reduction including VAT{}, and is what counts.",
+            regime.as_str(),
+            vat.as_ref().map_or(String::new(), |(pct, _)| format!(" ({pct} %): compare it with the last row"))
         ));
-        doc.table(
-            &["figure", "value"],
+        let net = sum_money(&pick(4));
+        let mut tax_rows = vec![
             vec![
-                vec![
-                    Cell::text("own use, exempt"),
-                    Cell::fig(
-                        "tax.own_use_exempt_wh",
-                        Value::Wh(pick(0).iter().flatten().sum()),
-                    ),
-                ],
-                vec![
-                    Cell::text("taxable base"),
-                    Cell::fig("tax.taxable_wh", Value::Wh(pick(1).iter().flatten().sum())),
-                ],
-                vec![
-                    Cell::text("energy tax"),
-                    Cell::fig("tax.energy_tax_ct", Value::Cents(sum_money(&pick(2)))),
-                ],
-                vec![
-                    Cell::text("reduction"),
-                    Cell::fig("tax.tax_credit_ct", Value::Cents(sum_money(&pick(3)))),
-                ],
-                vec![
-                    Cell::text("net energy tax"),
-                    Cell::fig("tax.net_energy_tax_ct", Value::Cents(sum_money(&pick(4)))),
-                ],
+                Cell::text("own use, exempt"),
+                Cell::fig(
+                    "tax.own_use_exempt_wh",
+                    Value::Wh(pick(0).iter().flatten().sum()),
+                ),
             ],
-        );
+            vec![
+                Cell::text("taxable base"),
+                Cell::fig("tax.taxable_wh", Value::Wh(pick(1).iter().flatten().sum())),
+            ],
+            vec![
+                Cell::text("energy tax, excluding VAT"),
+                Cell::fig("tax.energy_tax_ct", Value::Cents(sum_money(&pick(2)))),
+            ],
+            vec![
+                Cell::text("reduction, excluding VAT"),
+                Cell::fig("tax.tax_credit_ct", Value::Cents(sum_money(&pick(3)))),
+            ],
+            vec![
+                Cell::text("net energy tax, excluding VAT"),
+                Cell::fig("tax.net_energy_tax_ct", Value::Cents(net)),
+            ],
+        ];
+        if let Some((pct, _)) = &vat {
+            tax_rows.push(vec![
+                Cell::text(format!(
+                    "net energy tax, including {pct} % VAT (as on a bill)"
+                )),
+                Cell::fig(
+                    "tax.net_energy_tax_incl_vat_ct",
+                    Value::Cents(net.map(|ct| crate::marts::vat::including(ct, *pct))),
+                ),
+            ]);
+        }
+        doc.table(&["figure", "value"], tax_rows);
+        if let Some((_, source)) = &vat {
+            doc.para(format!("VAT: {source}."));
+        }
+        if rates
+            .years
+            .get(&year)
+            .is_some_and(|r| r.reduction.is_none())
+            && idx.iter().any(|&i| t_vals[3][i].is_none())
+        {
+            doc.push(Block::Warning(format!(
+                "The rates file has no energy-tax reduction for {year}: your reduction and net energy tax are not computed."
+            )));
+        }
         if idx
             .iter()
             .any(|&i| confirmed.get(i).copied().flatten() == Some(false))
@@ -219,6 +243,11 @@ pub fn statements(
             ]],
         );
         let path = dir.join(format!("{}.html", file_name(pid)));
+        super::restated::mark(
+            &mut doc,
+            &as_of.to_string(),
+            super::restated::previous(&path).as_ref(),
+        );
         write_file(&path, &doc.html())?;
         written.files.push(path);
     }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use chrono_tz::Tz;
+use chrono::NaiveDate;
 use polars::prelude::*;
 
 use super::charts::{line_chart, Line, LineChart, BLUE_L, GREEN_MATCHED, ORANGE_T, PURPLE, RED};
@@ -68,9 +68,9 @@ pub fn yearly(
     lake: &Lake,
     registry: &Registry,
     rates: &Rates,
-    tz: Tz,
     year: i32,
     out: &Path,
+    as_of: NaiveDate,
 ) -> Result<Written> {
     let d = daily(lake, year)?;
     let ty = rows(lake, &TAX_BASE_YEARLY, year_is(year), &[col("*")])?;
@@ -102,7 +102,7 @@ pub fn yearly(
         doc.push(Block::Warning(format!(
             "Fewer than {MIN_CONNECTIONS} connections have data for {year}: the figures below are not published."
         )));
-        return finish(doc, out, year, lake, registry, rates, tz);
+        return finish(doc, out, year, lake, registry, rates, as_of);
     }
 
     // Totals.
@@ -156,7 +156,7 @@ pub fn yearly(
                 ),
             ],
             vec![
-                Cell::text("energy tax the exemption saved"),
+                Cell::text("energy tax the exemption saved (excluding VAT)"),
                 Cell::fig(
                     "totals.exemption_saving_ct",
                     Value::Cents(sum_money(&ints(&ty, "exemption_saving_ct")?)),
@@ -249,24 +249,30 @@ pub fn yearly(
         ]],
     );
     methods(&mut doc, rates, year, regime);
-    finish(doc, out, year, lake, registry, rates, tz)
+    finish(doc, out, year, lake, registry, rates, as_of)
 }
 
+/// Writes the public report (noting what it restates) and the participants' statements.
 fn finish(
-    doc: Doc,
+    mut doc: Doc,
     out: &Path,
     year: i32,
     lake: &Lake,
     registry: &Registry,
     rates: &Rates,
-    tz: Tz,
+    as_of: NaiveDate,
 ) -> Result<Written> {
     let path = out.join("yearly").join(year.to_string()).join("index.html");
+    super::restated::mark(
+        &mut doc,
+        &as_of.to_string(),
+        super::restated::previous(&path).as_ref(),
+    );
     write_file(&path, &doc.html())?;
     let mut written = Written { files: vec![path] };
     written
         .files
-        .extend(super::statements::statements(lake, registry, rates, tz, year, out)?.files);
+        .extend(super::statements::statements(lake, registry, rates, year, out, as_of)?.files);
     Ok(written)
 }
 
@@ -358,7 +364,7 @@ fn cables(d: &DataFrame, cbd: &DataFrame, doc: &mut Doc) -> Result<()> {
 
 fn methods(doc: &mut Doc, rates: &Rates, year: i32, regime: Regime) {
     doc.heading("Methods");
-    doc.para("Quarter-hour energy is the difference of consecutive register readings per meter (a meter exchange starts a new series); a hole between two known readings is spread over its quarter-hours exactly to the Wh (largest remainder), a day whose quarter-hours expired at the grid operator is spread from its daily registers by a standard profile. Per quarter-hour and connection: V = P + L − T (V = L without installation).");
+    doc.para("Quarter-hour energy is the difference of consecutive register readings per meter (a meter exchange starts a new series); a hole between two known readings is spread over its quarter-hours exactly to the Wh (largest remainder), a day whose quarter-hours expired at the grid operator is spread from its daily registers: delivered energy by a household profile, fed-back energy by the installation's production and battery discharge, or by daylight at 52° N without an installation (the cable tables count such derived quarter-hours; matched energy and peaks on those days are estimates). Per quarter-hour and connection: V = P + L − T (V = L without installation).");
     doc.para(format!(
         "Energy tax: {} regime in {year}. {} Own use behind the meter, max(0, P − T) per connection and year, is never taxed. The reduction per connection and the first bracket are pro-rated to the days of membership.",
         regime.as_str(),
@@ -375,17 +381,20 @@ fn methods(doc: &mut Doc, rates: &Rates, year: i32, regime: Regime) {
                     Cell::text(format!(
                         "{} – {} kWh",
                         kwh(b.from_wh).trim_end_matches(".000"),
-                        if b.to_wh == i64::MAX {
+                        if b.to_wh == crate::marts::rates::UNBOUNDED {
                             "…".into()
                         } else {
                             kwh(b.to_wh).trim_end_matches(".000").to_string()
                         }
                     )),
-                    Cell::text(format!(
-                        "€ {}.{:05} per kWh",
-                        b.rate_e5 / 100_000,
-                        b.rate_e5 % 100_000
-                    )),
+                    Cell::text(match b.rate_e5 {
+                        Some(r) => format!(
+                            "€ {}.{:05} per kWh, excluding VAT",
+                            r / 100_000,
+                            r % 100_000
+                        ),
+                        None => "unknown: no figure for connections that reach it".into(),
+                    }),
                     Cell::text(if b.confirmed {
                         "confirmed"
                     } else {
@@ -396,7 +405,7 @@ fn methods(doc: &mut Doc, rates: &Rates, year: i32, regime: Regime) {
             if let Some((ct, confirmed)) = r.reduction {
                 table.push(vec![
                     Cell::text("reduction per connection"),
-                    Cell::text(super::doc::euros(ct)),
+                    Cell::text(format!("{} excluding VAT", super::doc::euros(ct))),
                     Cell::text(if confirmed {
                         "confirmed"
                     } else {
@@ -405,6 +414,11 @@ fn methods(doc: &mut Doc, rates: &Rates, year: i32, regime: Regime) {
                 ]);
             }
             doc.table(&["bracket", "rate", "status"], table);
+            if r.reduction.is_none() {
+                doc.push(Block::Warning(format!(
+                    "The rates file has no energy-tax reduction for {year}: connections entitled to it get no reduction and no net tax figure."
+                )));
+            }
             doc.para(format!("Sources: {}", r.sources.join("; ")));
         }
         None => doc.push(Block::Warning(format!(

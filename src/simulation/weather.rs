@@ -44,24 +44,7 @@ pub fn h25_w(t: DateTime<Utc>, tz: Tz, kwh_year: f64) -> f64 {
     v * dynamic * kwh_year / 1e6 * 4.0 * 1000.0
 }
 
-/// Clear-sky irradiance on a horizontal surface (W/m², Haurwitz) at 52° N, 5° E.
-pub fn clear_sky_w_m2(t: DateTime<Utc>) -> f64 {
-    let lat = 52.0_f64.to_radians();
-    let doy = f64::from(t.ordinal());
-    let decl =
-        (23.44_f64).to_radians() * (2.0 * std::f64::consts::PI * (284.0 + doy) / 365.0).sin();
-    // Solar time: UTC plus 20 minutes for 5° E (the equation of time left out).
-    let hours = f64::from(t.hour())
-        + f64::from(t.minute()) / 60.0
-        + f64::from(t.second()) / 3600.0
-        + 1.0 / 3.0;
-    let hour_angle = (15.0 * (hours - 12.0)).to_radians();
-    let sin_elev = lat.sin() * decl.sin() + lat.cos() * decl.cos() * hour_angle.cos();
-    if sin_elev <= 0.0 {
-        return 0.0;
-    }
-    1098.0 * sin_elev * (-0.057 / sin_elev).exp()
-}
+pub use crate::domain::sun::clear_sky_w_m2;
 
 /// A deterministic pseudo-random number in [0, 1) from a seed and a key (SplitMix64).
 pub fn unit(seed: u64, key: u64) -> f64 {
@@ -110,16 +93,5 @@ mod tests {
         // The evening peak is above the night.
         let at = |s: &str| h25_w(s.parse().unwrap(), AMS, 3000.0);
         assert!(at("2025-01-15T18:00:00Z") > 2.0 * at("2025-01-15T03:00:00Z"));
-    }
-
-    #[test]
-    fn the_sun_at_52_north() {
-        // Midsummer solar noon (about 11:40 UTC): elevation 61.4°, Haurwitz about 900 W/m².
-        let noon = clear_sky_w_m2("2026-06-21T11:40:00Z".parse().unwrap());
-        assert!((850.0..950.0).contains(&noon), "{noon}");
-        // Midwinter noon: elevation 14.6°, far less; night: none.
-        let winter = clear_sky_w_m2("2026-12-21T11:40:00Z".parse().unwrap());
-        assert!((150.0..300.0).contains(&winter), "{winter}");
-        assert_eq!(clear_sky_w_m2("2026-06-21T23:40:00Z".parse().unwrap()), 0.0);
     }
 }

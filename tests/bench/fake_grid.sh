@@ -2,9 +2,12 @@
 # starts `vaten fake-grid` with the arguments given (plus the registry and release file in
 # $work) and writes $work/vaten.toml pointing at it. Unless NO_SERVE is set, serves
 # CONNECTIONS × DAYS ending 2026-11-20 right away (holding back HOLD_DAYS, default 0).
-# Sets: bin, work, server (pid; killed on exit).
+# Sets: bin, work, server (pid; killed on exit), py (a Python with DuckDB: the tests' environment
+# under the target folder when `cargo test` has made it, else python3).
 cargo build --release --quiet
 bin=${CARGO_TARGET_DIR:-target}/release/vaten
+py=${CARGO_TARGET_DIR:-target}/tmp/python-env/bin/python3
+[ -x "$py" ] || py=python3
 work=$(mktemp -d)
 server=""
 trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT

@@ -10,4 +10,4 @@ days=${2:-10}
 /usr/bin/time -f '%e %M' -o "$work/time" "$bin" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z ingest grid 2> "$work/log"
 read -r secs kib < "$work/time"
 readings=$(grep -o '[0-9]* readings received' "$work/log" | tail -1 | cut -d' ' -f1)
-echo "connections=$connections days=$days readings=$readings wall_s=$secs peak_rss_mib=$((kib / 1024)) readings_per_s=$(python3 -c "print(int($readings / $secs))")"
+echo "connections=$connections days=$days readings=$readings wall_s=$secs peak_rss_mib=$((kib / 1024)) readings_per_s=$("$py" -c "print(int($readings / $secs))")"

@@ -37,7 +37,7 @@ con.execute(f"""COPY (SELECT ean, date, sum(l_wh) l_wh, sum(t_wh) t_wh, sum(v_wh
 con.execute(f"""COPY (SELECT cable_id, interval_start, sum(l_wh) l_wh, sum(t_wh) t_wh, least(sum(l_wh), sum(t_wh)) matched_wh
            FROM intervals GROUP BY cable_id, interval_start) TO '$work/duck_cable.parquet' (FORMAT parquet, COMPRESSION zstd)""")
 PY
-/usr/bin/time -f '%e %M' -o "$work/time_duck" python3 "$work/duck.py"
+/usr/bin/time -f '%e %M' -o "$work/time_duck" "$py" "$work/duck.py"
 read -r d_secs d_kib < "$work/time_duck"
 echo "connections=$connections days=$days intervals=$intervals"
 echo "vaten transform: wall_s=$v_secs peak_rss_mib=$((v_kib / 1024))"

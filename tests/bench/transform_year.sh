@@ -25,7 +25,7 @@ intervals=$(grep -o 'intervals: [0-9]* quarter-hours' "$work/log" | grep -o '[0-
 # DuckDB: the same SQL as tests/bench/transform.sh.
 sed -n '/^cat > "\$work\/duck.py" <<PY$/,/^PY$/p' tests/bench/transform.sh | sed '1d;$d' \
   | sed "s|\$work|$work|g" > "$work/duck.py"
-/usr/bin/time -f '%e %M' -o "$work/time_duck" python3 "$work/duck.py"
+/usr/bin/time -f '%e %M' -o "$work/time_duck" "$py" "$work/duck.py"
 read -r d_secs d_kib < "$work/time_duck"
 # One more day, then the nightly incremental transform.
 serve "$days" 1 $((days + 1)) 2026-11-21

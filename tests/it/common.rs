@@ -29,6 +29,7 @@ pub fn connection(ean: &str, participant: &str, cable: &str) -> Connection {
         installation: None,
         tax_credit: true,
         capacity_w: DEFAULT_CAPACITY_W,
+        production_capacity_w: DEFAULT_CAPACITY_W,
         member_from: None,
         member_until: None,
     }
@@ -47,6 +48,19 @@ pub fn cables() -> BTreeMap<String, Cable> {
         },
     );
     cables
+}
+
+/// Adds a second street cable, K2, with the same limits as K1.
+pub fn add_second_cable(reg: &mut Registry) {
+    reg.cables.insert(
+        "K2".into(),
+        Cable {
+            cable_id: "K2".into(),
+            substation: "TS1".into(),
+            v_low_v: 226.0,
+            v_high_v: 244.0,
+        },
+    );
 }
 
 pub fn registry(eans: &[&str]) -> Registry {

@@ -8,7 +8,7 @@ use vaten::fake::{FakeInstallations, FeedEntry};
 use vaten::lake::schema::{
     CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, INTERVALS, TAX_BASE_YEARLY,
 };
-use vaten::registry::{Cable, Installation};
+use vaten::registry::Installation;
 
 use crate::common::*;
 use crate::feeds::*;
@@ -22,7 +22,7 @@ const DERIVED: [&str; 5] = [
 ];
 
 /// The derived tables' rows (and the rejections the transform adds).
-fn derived(env: &Env) -> BTreeMap<String, Vec<String>> {
+pub fn derived(env: &Env) -> BTreeMap<String, Vec<String>> {
     let mut rows = lake_rows(&env.lake());
     rows.retain(|t, _| DERIVED.contains(&t.as_str()) || t == "rejected");
     rows
@@ -48,7 +48,7 @@ fn files_of(env: &Env, cable: &str) -> Vec<PathBuf> {
 }
 
 /// Asserts equal tables, showing a few differing rows rather than all of them.
-fn same(a: &BTreeMap<String, Vec<String>>, b: &BTreeMap<String, Vec<String>>, what: &str) {
+pub fn same(a: &BTreeMap<String, Vec<String>>, b: &BTreeMap<String, Vec<String>>, what: &str) {
     for (t, rows) in a {
         if rows == &b[t] {
             continue;
@@ -83,17 +83,7 @@ fn last_transform(env: &Env) -> String {
 fn incremental_and_range_equal_a_full_recompute() {
     // Two cables: A and B (with an installation) on K1, C and D on K2.
     let mut reg = registry(&[EAN_A, EAN_B, EAN_C, EAN_D]);
-    let mut cables = cables();
-    cables.insert(
-        "K2".into(),
-        Cable {
-            cable_id: "K2".into(),
-            substation: "TS1".into(),
-            v_low_v: 226.0,
-            v_high_v: 244.0,
-        },
-    );
-    reg.cables = cables;
+    add_second_cable(&mut reg);
     for c in &mut reg.connections[2..] {
         c.cable_id = "K2".into();
     }

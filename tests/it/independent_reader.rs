@@ -61,5 +61,34 @@ fn pyarrow_finds_the_data_dictionary_schema() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "independent check failed:\n{text}");
-    assert!(text.contains("checked 10 tables"), "{text}");
+    // The partition lines of the dictionary are read (before a fix they never were).
+    assert!(
+        text.contains("checked 10 tables (8 with hive partitions: grid_readings, grid_days, installation_readings, rejected, intervals, consumption_daily, cable_balance_15m, cable_balance_daily)"),
+        "{text}"
+    );
+
+    // A file in a partition folder of the wrong form makes the check fail.
+    let day = env.lake_dir().join("intervals/date=2026-10-26");
+    let file = std::fs::read_dir(&day)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let wrong = env.lake_dir().join("intervals/date=26-10-2026");
+    std::fs::create_dir_all(&wrong).unwrap();
+    std::fs::rename(&file, wrong.join(file.file_name().unwrap())).unwrap();
+    let out = Command::new(crate::tools::python())
+        .arg(script)
+        .arg(env.lake_dir())
+        .arg(dictionary)
+        .arg("intervals")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("intervals: date=26-10-2026/") && text.contains("not under a date= folder"),
+        "{text}"
+    );
 }

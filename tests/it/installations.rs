@@ -45,6 +45,7 @@ fn registry_for(fake: &FakeInstallations, n: usize, urls: &BTreeMap<usize, Strin
             }),
             tax_credit: true,
             capacity_w: DEFAULT_CAPACITY_W,
+            production_capacity_w: DEFAULT_CAPACITY_W,
             member_from: None,
             member_until: None,
         })

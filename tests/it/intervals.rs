@@ -183,8 +183,10 @@ fn late_correction_replaces_estimates_and_v_includes_production() {
     ]);
     assert_ok(&env.vaten("2026-10-27T10:00:00Z", &["ingest"]));
     assert_ok(&env.vaten("2026-10-27T10:00:00Z", &["transform"]));
+    // Items 40–47 (ends of quarter-hours 40–47) are estimated, and quarter-hour 48 starts at
+    // item 47: a quarter-hour is as good as the worse of its two readings, so 9.
     let est = |env: &Env| table(env).values().filter(|r| r.4 == "estimated").count();
-    assert_eq!(est(&env), 8);
+    assert_eq!(est(&env), 9);
     env.server.push([FeedEntry::interval(corrected)]);
     assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["ingest", "grid"]));
     assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["transform"]));
@@ -305,8 +307,11 @@ fn expired_day_is_derived_from_its_day_registers() {
         day6.iter().map(|r| r.1.unwrap()).sum::<i64>(),
         total(&regs[2], "r281", "r282") - total(&regs[1], "r281", "r282")
     );
+    // The 7th's first quarter-hour starts at the daily register of 00:00 (derived): derived
+    // too; the other 95 lie between measured readings.
     let day7 = day_rows(&all, EAN_A, "2026-10-06 22:00:00", "2026-10-07 22:00:00");
-    assert!(day7.iter().all(|r| r.4 == "measured"));
+    assert_eq!(day7[0].4, "derived");
+    assert!(day7[1..].iter().all(|r| r.4 == "measured"));
     let rows = lake_rows(&env.lake());
     let daily = rows["consumption_daily"]
         .iter()
@@ -448,4 +453,129 @@ fn production_meter_exchange_gives_no_negative_or_huge_p() {
         p_values.iter().all(|v| (0..=5_000).contains(v)),
         "no negative or huge P"
     );
+}
+
+/// A production register that jumps without a meter exchange: before, any step passed (the
+/// limit was i64::MAX / 4) and became a huge P and V.
+#[test]
+fn a_production_step_above_the_installations_capacity_is_rejected() {
+    let mut reg = registry(&[EAN_A]);
+    let fake = FakeInstallations::spawn().unwrap();
+    fake.add("inst-a", EAN_A, "tok", "SDM120-A");
+    reg.connections[0].installation = Some(Installation {
+        id: "inst-a".into(),
+        url: fake.url("inst-a"),
+    });
+    // Panels and inverter of 4 kW: at most 1,000 Wh in a quarter-hour.
+    reg.connections[0].production_capacity_w = 4_000;
+    let env = Env::new(&reg);
+    env.with_tokens(&[("inst-a", "tok")]);
+    let t0: chrono::DateTime<chrono::Utc> = "2026-10-24T10:00:00Z".parse().unwrap();
+    let q = |k: i64| t0 + chrono::Duration::minutes(15 * k);
+    // +300 Wh, a glitch of +50,000 Wh, +200 Wh, then the full 1,000 Wh a quarter-hour allows.
+    for (k, p) in [1_000_000, 1_000_300, 1_050_300, 1_050_500, 1_051_500]
+        .into_iter()
+        .enumerate()
+    {
+        fake.push_register("inst-a", q(k as i64), p);
+    }
+    let mut a = meter(EAN_A, "MA1", 5_000_000, true);
+    env.server
+        .push([FeedEntry::interval(intervals(&mut a, "2026-10-24"))]);
+    assert_ok(&env.vaten("2026-10-27T10:00:00Z", &["ingest"]));
+    assert_ok(&env.vaten("2026-10-27T10:00:00Z", &["transform"]));
+    let rows = lake_rows(&env.lake());
+    let over: Vec<&String> = rows["rejected"]
+        .iter()
+        .filter(|r| r.contains("reason=over_capacity;"))
+        .collect();
+    assert_eq!(over.len(), 1, "{over:?}");
+    assert!(over[0].contains("production"), "{}", over[0]);
+    let all = table(&env);
+    let p = |k: i64| {
+        let start = q(k - 1).format("%Y-%m-%d %H:%M:%S").to_string();
+        let row = all
+            .iter()
+            .find(|((e, s), _)| e == EAN_A && s.starts_with(&start));
+        row.expect("the quarter-hour's row").1 .2
+    };
+    assert_eq!(
+        (p(1), p(2), p(3), p(4)),
+        (Some(300), None, Some(200), Some(1_000)),
+        "the glitch's quarter-hour is missing, the others stand"
+    );
+}
+
+/// The cable's voltages: only the installations of members that day, one value per
+/// installation per quarter-hour. Before, a non-member's installation counted, and at a
+/// production-meter exchange (two readings at the same time) an installation counted twice.
+#[test]
+fn cable_voltages_come_from_members_one_value_per_installation() {
+    use vaten_firmware::readings::VoltageStats;
+    let mut reg = registry(&[EAN_A, EAN_B, EAN_C]);
+    let fake = FakeInstallations::spawn().unwrap();
+    for (i, (ean, id)) in [(EAN_A, "inst-a"), (EAN_B, "inst-b"), (EAN_C, "inst-c")]
+        .into_iter()
+        .enumerate()
+    {
+        fake.add(id, ean, "tok", &format!("SDM120-{i}"));
+        reg.connections[i].installation = Some(Installation {
+            id: id.into(),
+            url: fake.url(id),
+        });
+    }
+    // B left the cooperative the day before.
+    reg.connections[1].member_until = Some(d("2026-10-23"));
+    let env = Env::new(&reg);
+    env.with_tokens(&[("inst-a", "tok"), ("inst-b", "tok"), ("inst-c", "tok")]);
+    let t0: chrono::DateTime<chrono::Utc> = "2026-10-24T10:00:00Z".parse().unwrap();
+    let volts = |v: f32| {
+        Some(VoltageStats {
+            avg_v: v,
+            min_v: v - 2.0,
+            max_v: v + 2.0,
+        })
+    };
+    for k in 0..4 {
+        let t = t0 + chrono::Duration::minutes(15 * k);
+        let p = 1_000 + 100 * k as u64;
+        fake.record("inst-a", t, p, 0, 0, None, volts(230.0));
+        fake.record("inst-b", t, p, 0, 0, None, volts(250.0));
+        fake.record("inst-c", t, p, 0, 0, None, volts(240.0));
+        if k == 2 {
+            // A's production meter is exchanged at the end of this quarter-hour.
+            fake.exchange_meter("inst-a", "SDM120-NEW");
+        }
+    }
+    let mut meters = [
+        meter(EAN_A, "MA1", 5_000_000, true),
+        meter(EAN_B, "MB1", 4_000_000, true),
+        meter(EAN_C, "MC1", 3_000_000, true),
+    ];
+    for m in &mut meters {
+        env.server
+            .push([FeedEntry::interval(intervals(m, "2026-10-24"))]);
+    }
+    assert_ok(&env.vaten("2026-10-27T10:00:00Z", &["ingest"]));
+    assert_ok(&env.vaten("2026-10-27T10:00:00Z", &["transform"]));
+    let rows: Vec<String> = lake_rows(&env.lake())["cable_balance_15m"]
+        .iter()
+        .filter(|r| r.contains("voltage_avg_v=2"))
+        .cloned()
+        .collect();
+    // Four readings per installation: four quarter-hours with voltages.
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    for r in &rows {
+        // A (230 V) and C (240 V) only: mean 235, extremes 228 and 242. With B: 240 and 252;
+        // with A twice at the exchange: 233.33….
+        assert_eq!(
+            (
+                field(r, "voltage_avg_v"),
+                field(r, "voltage_min_v"),
+                field(r, "voltage_max_v")
+            ),
+            ("235.0", "228.0", "242.0"),
+            "{r}"
+        );
+    }
 }

@@ -1,7 +1,9 @@
 //! The one integration-test binary (each test binary links Polars: minutes each).
+mod arrival_order;
 mod common;
 mod configuration_doc;
 mod demo;
+mod derived_days;
 mod feeds;
 mod grid_ingest;
 mod incremental;
@@ -15,5 +17,6 @@ mod reports;
 mod robustness;
 mod schedule;
 mod self_contained;
+mod tax_oracle;
 mod tools;
 mod usage;

@@ -243,6 +243,61 @@ fn reports_agree_with_the_lake_keep_households_private_and_render() {
         check(&env, &["statement", "2026", page.to_str().unwrap(), pid]);
     }
 
+    // Money on a statement says it excludes VAT, and the net tax is there including 21 % VAT
+    // (check_reports.py recomputes it), as of the day the report was written.
+    let statement = std::fs::read_to_string(dir.join("P0001.html")).unwrap();
+    for label in [
+        "energy tax, excluding VAT",
+        "reduction, excluding VAT",
+        "net energy tax, excluding VAT",
+        "net energy tax, including 21 % VAT (as on a bill)",
+        "Figures as of 2026-10-26.",
+    ] {
+        assert!(statement.contains(label), "{label}");
+    }
+    assert!(!statement.contains("Restated"));
+
+    // Late data: the 26th arrives after the reports were written. Written again, the
+    // statement and the public report say they restate, with the previous and new amounts.
+    let before = statement;
+    env.server.push(feed(
+        &mut meters,
+        &[d("2026-10-27")],
+        vaten::domain::time::AMSTERDAM,
+        5,
+    ));
+    assert_ok(&env.vaten("2026-10-28T08:10:00Z", &["ingest", "grid"]));
+    assert_ok(&env.vaten("2026-10-28T08:20:00Z", &["transform"]));
+    assert_ok(&env.vaten(
+        "2026-10-28T08:40:00Z",
+        &["report", "yearly", "--year", "2026"],
+    ));
+    let after = std::fs::read_to_string(dir.join("P0001.html")).unwrap();
+    let note = "Restated: this version, as of 2026-10-28, replaces the one as of 2026-10-26";
+    assert!(after.contains(note), "{after}");
+    assert!(std::fs::read_to_string(&yearly).unwrap().contains(note));
+    // The note names an amount that changed, with the value the earlier file showed.
+    let l_before = before
+        .split("data-figure=\"month.10.l_wh\" data-value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('>').nth(1))
+        .and_then(|rest| rest.split('<').next())
+        .unwrap()
+        .to_string();
+    assert!(
+        after.contains(&format!("month.10.l_wh: {l_before} before")),
+        "{after}"
+    );
+    check(
+        &env,
+        &[
+            "statement",
+            "2026",
+            dir.join("P0001.html").to_str().unwrap(),
+            "P0001",
+        ],
+    );
+
     // A real browser: the charts are in the rendered DOM.
     let dom = render(&yearly, "yearly-2026.png");
     assert!(dom.contains("Energy report 2026"));
