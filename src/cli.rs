@@ -1,5 +1,5 @@
 //! The command line of `docs/configuration.md`. `main` stays tiny: parse, set up
-//! logging, run, print one error chain, map it to the contract's exit codes (0, 1, 2).
+//! logging, run, print one error chain, map it to the exit codes (0, 1, 2) of `docs/configuration.md`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

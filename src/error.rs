@@ -1,4 +1,4 @@
-//! The library's error type. Each variant maps to one of the operating contract's exit codes:
+//! The library's error type. Each variant maps to one of the exit codes of `docs/configuration.md`:
 //! `2` for what the user must fix in flags, configuration or registry; `1` for everything else.
 
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! The Parquet lake of the lake contract (`docs/data-dictionary.md`): one folder per table, hive partitions,
+//! The Parquet lake (`docs/data-dictionary.md`): one folder per table, hive partitions,
 //! atomic journaled publication, one writer at a time.
 //!
 //! Layout under the lake root:

@@ -26,6 +26,7 @@ fn demo(dir: &Path) {
         ])
         .arg(dir)
         .env_remove("VATEN_CONFIG")
+        .env_remove("VATEN_LOG")
         .output()
         .unwrap();
     assert_ok(&out);
@@ -34,7 +35,9 @@ fn demo(dir: &Path) {
     // Quiet for a first-time user: a line per pass and the summary; the jobs' per-page and
     // per-installation lines are in `_runs` and behind -v.
     assert!(
-        text.contains("nightly pass 1/1: ") && text.lines().count() < 25,
+        text.contains("nightly pass 1/1: 3 jobs ok, 1 with warnings (ingest-installations)")
+            && !text.contains("failed")
+            && text.lines().count() < 25,
         "{text}"
     );
     let log = stderr(&out);

@@ -6,9 +6,11 @@ use std::path::Path;
 
 fn visit(dir: &Path, found: &mut Vec<String>, needle: &str) {
     for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+        let entry = entry.unwrap();
+        let path = entry.path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if path.is_dir() {
+        // Symbolic links are not followed (a link cycle would never end).
+        if entry.file_type().unwrap().is_dir() {
             // Build output, the demo's and simulate's output folders, git's own files.
             if !matches!(
                 name.as_str(),

@@ -18,14 +18,31 @@ const REQUIREMENTS: &str = include_str!("../requirements.txt");
 
 /// The Python interpreter of the tests' virtual environment (pyarrow and DuckDB importable).
 pub fn python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(provision_python).clone()
+    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    once(&PYTHON, provision_python)
 }
 
 /// Headless Chromium.
 pub fn chromium() -> PathBuf {
-    static CHROMIUM: OnceLock<PathBuf> = OnceLock::new();
-    CHROMIUM.get_or_init(provision_chromium).clone()
+    static CHROMIUM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    once(&CHROMIUM, provision_chromium)
+}
+
+/// Provisions once per test process; a failure is kept, so that the other tests fail at once
+/// with the same message instead of trying again (pip's retries take minutes without PyPI).
+fn once(cell: &OnceLock<Result<PathBuf, String>>, provision: fn() -> PathBuf) -> PathBuf {
+    let result = cell.get_or_init(|| {
+        std::panic::catch_unwind(provision).map_err(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "provisioning failed".into())
+        })
+    });
+    match result {
+        Ok(path) => path.clone(),
+        Err(why) => panic!("{why}"),
+    }
 }
 
 fn tmp_dir() -> PathBuf {
@@ -44,9 +61,19 @@ fn lock(name: &str) -> File {
 fn provision_python() -> PathBuf {
     let env = tmp_dir().join("python-env");
     let python = env.join("bin").join("python3");
-    // The marker holds the requirements it was built from: a changed pin rebuilds the env.
+    // The marker holds the requirements and the base interpreter it was built from: a changed
+    // pin or another `VATEN_TEST_PYTHON` rebuilds it; and the readers must really import (a
+    // base Python replaced under the environment breaks it).
+    let base = std::env::var("VATEN_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let marker = env.join("vaten-requirements.txt");
-    let ready = || std::fs::read_to_string(&marker).ok().as_deref() == Some(REQUIREMENTS);
+    let wanted = format!("{REQUIREMENTS}# base: {base}\n");
+    let ready = || {
+        std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str())
+            && Command::new(&python)
+                .args(["-c", "import pyarrow, duckdb"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+    };
     if ready() {
         return python;
     }
@@ -55,7 +82,6 @@ fn provision_python() -> PathBuf {
         return python;
     }
     let _ = std::fs::remove_dir_all(&env);
-    let base = std::env::var("VATEN_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     run(
         Command::new(&base).args(["-m", "venv"]).arg(&env),
         &format!("creating the tests' Python environment with `{base} -m venv` (Python 3 with venv is needed)"),
@@ -75,7 +101,7 @@ fn provision_python() -> PathBuf {
             .arg(&requirements),
         "installing pyarrow and duckdb from PyPI into the tests' Python environment",
     );
-    std::fs::write(&marker, REQUIREMENTS).unwrap();
+    std::fs::write(&marker, &wanted).unwrap();
     python
 }
 
