@@ -73,6 +73,9 @@ impl JobReport for IngestReport {
     fn message(&self) -> String {
         IngestReport::message(self)
     }
+    fn has_warnings(&self) -> bool {
+        self.stopped_early.is_some()
+    }
     fn rows_in(&self) -> usize {
         self.readings_in
     }
@@ -172,6 +175,8 @@ fn grid_job(
             clock: ctx.clock,
             tz: ctx.config.tz(),
             rt: &rt,
+            deadline: std::time::Duration::from_secs_f64(ctx.config.grid.deadline_s),
+            days_before_member: ctx.config.implausible_days_before_member,
         })
     })
 }
@@ -215,7 +220,10 @@ pub fn ingest_installations(ctx: &Context) -> Result<PassReport> {
             &ctx.config.installations,
             &tokens,
             ctx.clock,
-            ctx.config.tz(),
+            installations::ingest::Calendar {
+                tz: ctx.config.tz(),
+                days_before_member: i64::from(ctx.config.implausible_days_before_member),
+            },
             &rt,
         )
     })
@@ -306,7 +314,13 @@ pub fn import_export(
 pub fn replay(ctx: &Context) -> Result<IngestReport> {
     let lake = ctx.open_lake("replay-rejected")?;
     run_job(&lake, "replay-rejected", ctx.clock, |lake| {
-        replay_rejected(lake, &ctx.registry, ctx.clock, ctx.config.tz())
+        replay_rejected(
+            lake,
+            &ctx.registry,
+            ctx.clock,
+            ctx.config.tz(),
+            i64::from(ctx.config.implausible_days_before_member),
+        )
     })
 }
 

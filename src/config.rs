@@ -22,6 +22,10 @@ pub struct Config {
     /// How long a second writer waits for the lake's lock before giving up.
     #[serde(default = "default_lock_wait_s")]
     pub lock_wait_s: f64,
+    /// A reading more than this many days before its connection's `member_from` is implausible
+    /// (a controller whose clock fell back after a power cut): `rejected`, `implausible_time`.
+    #[serde(default = "default_days_before_member")]
+    pub implausible_days_before_member: u32,
     pub grid: GridConfig,
     #[serde(default)]
     pub installations: InstallationsConfig,
@@ -74,6 +78,13 @@ pub struct GridConfig {
     /// Objects per bulk page (1..=1000).
     #[serde(default = "default_page_limit")]
     pub page_limit: u32,
+    /// One ingest may take this long; at the deadline it stops after the page in hand (the
+    /// next run goes on from the stored cursor).
+    #[serde(default = "default_grid_deadline_s")]
+    pub deadline_s: f64,
+    /// The largest response body read; a bulk page above it is asked again smaller.
+    #[serde(default = "default_grid_max_body_bytes")]
+    pub max_body_bytes: u64,
     #[serde(default)]
     pub retry: RetryConfig,
 }
@@ -121,6 +132,10 @@ pub struct InstallationsConfig {
     /// Readings per request (1..=2000).
     #[serde(default = "default_installation_page_limit")]
     pub page_limit: u32,
+    /// The largest response body read from one installation; past it that installation's pull
+    /// fails with a warning and the others go on.
+    #[serde(default = "default_installation_max_body_bytes")]
+    pub max_body_bytes: u64,
 }
 
 impl Default for InstallationsConfig {
@@ -131,6 +146,7 @@ impl Default for InstallationsConfig {
             timeout_s: default_installation_timeout_s(),
             deadline_s: default_installation_deadline_s(),
             page_limit: default_installation_page_limit(),
+            max_body_bytes: default_installation_max_body_bytes(),
         }
     }
 }
@@ -150,6 +166,18 @@ fn default_timezone() -> String {
 }
 fn default_lock_wait_s() -> f64 {
     5.0
+}
+fn default_days_before_member() -> u32 {
+    366
+}
+fn default_grid_deadline_s() -> f64 {
+    3_600.0
+}
+fn default_grid_max_body_bytes() -> u64 {
+    256 << 20
+}
+fn default_installation_max_body_bytes() -> u64 {
+    16 << 20
 }
 fn default_api_key_env() -> String {
     "VATEN_GRID_API_KEY".to_string()
@@ -233,13 +261,8 @@ impl Config {
                 self.timezone
             ));
         }
-        if !(self.grid.base_url.starts_with("http://")
-            || self.grid.base_url.starts_with("https://"))
-        {
-            return bad(format!(
-                "[grid] base_url `{}` must start with http:// or https://",
-                self.grid.base_url
-            ));
+        if let Err(why) = check_base_url(&self.grid.base_url) {
+            return bad(format!("[grid] base_url `{}` {why}", self.grid.base_url));
         }
         if !(1..=1000).contains(&self.grid.page_limit) {
             return bad(format!(
@@ -247,18 +270,71 @@ impl Config {
                 self.grid.page_limit
             ));
         }
-        if self.grid.retry.max_attempts == 0 {
-            return bad("[grid.retry] max_attempts must be at least 1".into());
+        if !(1..=100).contains(&self.grid.retry.max_attempts) {
+            return bad("[grid.retry] max_attempts must be within 1..=100".into());
         }
-        let positive = [
-            ("[grid] timeout_s", self.grid.timeout_s),
-            ("[installations] timeout_s", self.installations.timeout_s),
-            ("[grid.retry] max_elapsed_s", self.grid.retry.max_elapsed_s),
-            ("[installations] deadline_s", self.installations.deadline_s),
+        // Every duration in range, so that no later conversion can overflow: (name, value,
+        // whether 0 is allowed, the largest value in seconds).
+        const HOUR: f64 = 3_600.0;
+        const DAY: f64 = 24.0 * HOUR;
+        let seconds = [
+            ("lock_wait_s", self.lock_wait_s, true, DAY),
+            ("[grid] timeout_s", self.grid.timeout_s, false, HOUR),
+            ("[grid] deadline_s", self.grid.deadline_s, false, 7.0 * DAY),
+            (
+                "[grid.retry] initial_backoff_s",
+                self.grid.retry.initial_backoff_s,
+                true,
+                HOUR,
+            ),
+            (
+                "[grid.retry] max_backoff_s",
+                self.grid.retry.max_backoff_s,
+                true,
+                DAY,
+            ),
+            (
+                "[grid.retry] max_elapsed_s",
+                self.grid.retry.max_elapsed_s,
+                false,
+                7.0 * DAY,
+            ),
+            (
+                "[installations] timeout_s",
+                self.installations.timeout_s,
+                false,
+                HOUR,
+            ),
+            (
+                "[installations] deadline_s",
+                self.installations.deadline_s,
+                false,
+                DAY,
+            ),
+            ("[schedule] grace_s", self.schedule.grace_s, true, DAY),
         ];
-        for (name, v) in positive {
-            if !(v.is_finite() && v > 0.0) {
-                return bad(format!("{name} must be a positive number of seconds"));
+        for (name, v, zero_ok, max) in seconds {
+            let low_ok = if zero_ok { v >= 0.0 } else { v > 0.0 };
+            if !(v.is_finite() && low_ok && v <= max) {
+                return bad(format!(
+                    "{name} {v} must be a number of seconds {} {max}",
+                    if zero_ok {
+                        "from 0 to"
+                    } else {
+                        "above 0, at most"
+                    }
+                ));
+            }
+        }
+        for (name, v) in [
+            ("[grid] max_body_bytes", self.grid.max_body_bytes),
+            (
+                "[installations] max_body_bytes",
+                self.installations.max_body_bytes,
+            ),
+        ] {
+            if !(1024..=(4 << 30)).contains(&v) {
+                return bad(format!("{name} {v} must be from 1024 bytes to 4 GiB"));
             }
         }
         if !(1..=2000).contains(&self.installations.page_limit) {
@@ -276,6 +352,29 @@ impl Config {
     pub fn tz(&self) -> chrono_tz::Tz {
         self.timezone.parse().expect("checked on load")
     }
+}
+
+/// The grid's base URL carries the API key: `https://`, or plain `http://` only to this
+/// machine (the local fake servers of the tests and the demo).
+fn check_base_url(url: &str) -> std::result::Result<(), &'static str> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| "is not a URL")?;
+    let host = parsed.host_str().ok_or("has no host")?;
+    let loopback = is_loopback_host(host);
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err("must start with https:// (the API key travels with every request; plain http is only for a loopback address)"),
+        _ => Err("must start with https://"),
+    }
+}
+
+/// `localhost`, 127.0.0.0/8 or ::1 (an IPv6 host as the URL writes it, in brackets).
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `line: message` for a TOML error, so the user sees where in the file the problem is.
@@ -336,10 +435,54 @@ mod tests {
     #[test]
     fn relative_paths_follow_the_config_file() {
         let text =
-            "lake = \"data/lake\"\nregistry = \"/abs/reg\"\n[grid]\nbase_url = \"http://x\"\n";
+            "lake = \"data/lake\"\nregistry = \"/abs/reg\"\n[grid]\nbase_url = \"https://x\"\n";
         let cfg = Config::parse(text, Path::new("/srv/coop/vaten.toml")).unwrap();
         assert_eq!(cfg.lake, PathBuf::from("/srv/coop/data/lake"));
         assert_eq!(cfg.registry, PathBuf::from("/abs/reg"));
         assert_eq!(cfg.grid.api_key_env, "VATEN_GRID_API_KEY");
+    }
+
+    fn refusal(grid: &str, top: &str) -> String {
+        let text = format!("lake = \"l\"\nregistry = \"r\"\n{top}\n[grid]\n{grid}\n");
+        let err = Config::parse(&text, Path::new("v.toml")).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        err.to_string()
+    }
+
+    #[test]
+    fn the_api_key_goes_over_https_or_to_this_machine_only() {
+        let ok = |url: &str| {
+            let text = format!("lake = \"l\"\nregistry = \"r\"\n[grid]\nbase_url = \"{url}\"\n");
+            Config::parse(&text, Path::new("v.toml")).is_ok()
+        };
+        assert!(ok("https://p4.example.org"));
+        assert!(ok("http://127.0.0.1:8080") && ok("http://localhost:1") && ok("http://[::1]:9"));
+        assert!(!ok("http://p4.example.org") && !ok("http://10.0.0.5") && !ok("ftp://x"));
+        let m = refusal("base_url = \"http://p4.example.org\"", "");
+        assert!(m.contains("must start with https://"), "{m}");
+    }
+
+    #[test]
+    fn durations_out_of_range_are_refused_not_a_panic_later() {
+        for (grid, top) in [
+            ("base_url = \"https://x\"\ntimeout_s = inf", ""),
+            ("base_url = \"https://x\"\ntimeout_s = 1e20", ""),
+            (
+                "base_url = \"https://x\"\n[grid.retry]\nmax_backoff_s = 1e20",
+                "",
+            ),
+            (
+                "base_url = \"https://x\"\n[grid.retry]\ninitial_backoff_s = -1",
+                "",
+            ),
+            ("base_url = \"https://x\"", "lock_wait_s = nan"),
+            ("base_url = \"https://x\"\n[schedule]\ngrace_s = 1e20", ""),
+        ] {
+            let m = refusal(grid, top);
+            assert!(
+                m.contains("must be a number of seconds"),
+                "{grid} {top}: {m}"
+            );
+        }
     }
 }

@@ -78,6 +78,28 @@ pub fn from_micros(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).expect("timestamp in range")
 }
 
+/// The first day a reading can plausibly be about: smart meters and this cooperative are younger.
+pub const FIRST_PLAUSIBLE_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
+    Some(d) => d,
+    None => panic!("a valid date"),
+};
+
+/// Why a reading about `day` cannot be true (a clock fallen back to 1970 after a power cut, a
+/// corrupt date), or `None`: before 2000, or more than `margin_days` before the connection
+/// joined the cooperative.
+pub fn implausible_day(
+    day: NaiveDate,
+    member_from: Option<NaiveDate>,
+    margin_days: i64,
+) -> Option<String> {
+    if day < FIRST_PLAUSIBLE_DAY {
+        return Some(format!("is before {FIRST_PLAUSIBLE_DAY}"));
+    }
+    let earliest = member_from.and_then(|f| f.checked_sub_signed(Duration::days(margin_days)))?;
+    (day < earliest)
+        .then(|| format!("is more than {margin_days} days before the connection's member_from"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

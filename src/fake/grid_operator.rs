@@ -30,6 +30,14 @@ pub enum Fault {
     Truncated,
     /// `200` with valid JSON that lacks `next_cursor`.
     MissingCursor,
+    /// `302` to this URL (another server, which must never see the key).
+    Redirect(String),
+    /// `429` with this `Retry-After` text, as a broken or hostile server may send it.
+    RetryAfter(String),
+    /// The page, but `next_cursor` is the cursor asked with and `has_more` is true.
+    StuckCursor,
+    /// The page, but `next_cursor` points back to the start of the feed, `has_more` true.
+    CycleCursor,
 }
 
 /// One object of the feed, in the order the service received it.
@@ -190,8 +198,8 @@ fn admit(state: &Shared, headers: &HeaderMap, what: &str) -> Result<Option<Fault
     Ok(fault)
 }
 
-/// Sends `body` through the fault, if any.
-async fn respond(fault: Option<Fault>, body: Value) -> Response {
+/// Sends `body` through the fault, if any; `asked` is the request's cursor.
+async fn respond(fault: Option<Fault>, body: Value, asked: Option<String>) -> Response {
     match fault {
         None => axum::Json(body).into_response(),
         Some(Fault::RateLimited { retry_after_s }) => {
@@ -225,6 +233,26 @@ async fn respond(fault: Option<Fault>, body: Value) -> Response {
             if let Some(o) = b.as_object_mut() {
                 o.remove("next_cursor");
             }
+            axum::Json(b).into_response()
+        }
+        Some(Fault::Redirect(to)) => (StatusCode::FOUND, [("location", to)]).into_response(),
+        Some(Fault::RetryAfter(text)) => {
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
+            if let Ok(v) = text.parse() {
+                r.headers_mut().insert("retry-after", v);
+            }
+            r
+        }
+        Some(Fault::StuckCursor) => {
+            let mut b = body;
+            b["next_cursor"] = json!(asked.unwrap_or_else(|| "rcv-000000".into()));
+            b["has_more"] = json!(true);
+            axum::Json(b).into_response()
+        }
+        Some(Fault::CycleCursor) => {
+            let mut b = body;
+            b["next_cursor"] = json!("rcv-000000");
+            b["has_more"] = json!(true);
             axum::Json(b).into_response()
         }
     }
@@ -262,6 +290,7 @@ async fn bulk(
         Ok(f) => f,
         Err(r) => return *r,
     };
+    let asked = q.get("cursor").cloned();
     let body = {
         let s = state.lock().expect("fake state");
         let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
@@ -292,7 +321,7 @@ async fn bulk(
             "intervals": iv, "days": dy, "rejections": rj,
         })
     };
-    respond(fault, body).await
+    respond(fault, body, asked).await
 }
 
 async fn history(
@@ -343,5 +372,5 @@ async fn history(
         let (iv, dy, rj) = page_json(&picked);
         json!({ "intervals": iv, "days": dy, "rejections": rj })
     };
-    respond(fault, body).await
+    respond(fault, body, None).await
 }

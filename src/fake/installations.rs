@@ -30,6 +30,8 @@ pub enum Behaviour {
     WrongToken,
     /// Answers 200 with a body that is not JSON.
     Malformed,
+    /// Answers 200 with a body that never ends (64 KiB chunks as fast as they are read).
+    Endless,
 }
 
 struct Installation {
@@ -43,6 +45,8 @@ struct Installation {
     discharge_wh: u64,
     soc_pct: f32,
     requests: u64,
+    /// Bytes of endless body handed to the connection so far.
+    endless_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 type Shared = Arc<Mutex<HashMap<String, Installation>>>;
@@ -89,6 +93,7 @@ impl FakeInstallations {
             discharge_wh: 0,
             soc_pct: 50.0,
             requests: 0,
+            endless_bytes: Arc::default(),
         };
         self.with(|m| m.insert(id.to_string(), inst));
     }
@@ -105,6 +110,15 @@ impl FakeInstallations {
 
     pub fn set_behaviour(&self, id: &str, b: Behaviour) {
         self.with(|m| m.get_mut(id).map(|i| i.behaviour = b));
+    }
+
+    /// Bytes of [`Behaviour::Endless`] body the client took (as far as the socket let them go).
+    pub fn endless_bytes(&self, id: &str) -> u64 {
+        self.with(|m| {
+            m.get(id).map_or(0, |i| {
+                i.endless_bytes.load(std::sync::atomic::Ordering::Relaxed)
+            })
+        })
     }
 
     /// Requests the installation answered (or refused).
@@ -312,8 +326,9 @@ async fn readings(
             "has_more": page.has_more,
             "gap": page.gap,
         });
-        (body, inst.behaviour.clone())
+        (body, (inst.behaviour.clone(), inst.endless_bytes.clone()))
     };
+    let (behaviour, endless_bytes) = behaviour;
     match behaviour {
         Behaviour::Slow(d) => {
             tokio::time::sleep(d).await;
@@ -325,6 +340,25 @@ async fn readings(
             "{\"installation_id\": \"oops\", readings: [",
         )
             .into_response(),
+        Behaviour::Endless => {
+            // `{"readings": ["xxxx…` for ever: each chunk is counted when the stream hands it on.
+            let chunk = axum::body::Bytes::from(vec![b'x'; 64 << 10]);
+            let stream = futures_util::stream::unfold(true, move |first| {
+                let chunk = if first {
+                    axum::body::Bytes::from_static(b"{\"readings\": [\"")
+                } else {
+                    chunk.clone()
+                };
+                endless_bytes.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                async move { Some((Ok::<_, std::io::Error>(chunk), false)) }
+            });
+            (
+                StatusCode::OK,
+                [("content-type", "application/json")],
+                axum::body::Body::from_stream(stream),
+            )
+                .into_response()
+        }
         _ => axum::Json(body).into_response(),
     }
 }

@@ -186,9 +186,12 @@ pub fn parse(sources: &[(String, String)], tz: Tz) -> Result<Vec<JobDef>> {
                 ));
             }
             let retry = j.retry.unwrap_or_default();
-            if retry.attempts == 0 || retry.backoff_s.is_nan() || retry.backoff_s < 0.0 {
+            let in_range = (1..=100).contains(&retry.attempts)
+                && retry.backoff_s.is_finite()
+                && (0.0..=86_400.0).contains(&retry.backoff_s);
+            if !in_range {
                 problems.push(format!(
-                    "{file}:{line}: job `{name}`: retry needs attempts ≥ 1 and backoff_s ≥ 0"
+                    "{file}:{line}: job `{name}`: retry needs attempts from 1 to 100 and backoff_s from 0 to 86400"
                 ));
             }
             for a in &j.after {

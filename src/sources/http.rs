@@ -23,3 +23,21 @@ pub fn describe(e: &reqwest::Error) -> String {
         format!("{kind}: {detail}")
     }
 }
+
+/// The body, read chunk by chunk and never past `limit` bytes; `None` when it is larger.
+pub async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if resp.content_length().is_some_and(|n| n > limit) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}

@@ -368,3 +368,83 @@ fn readings_that_do_not_fit_go_to_rejected() {
     assert_ok(&env.vaten(NOW, &["ingest", "installations"]));
     assert_eq!(lake_rows(&env.lake()), before);
 }
+
+/// One installation answers with a body that never ends, among 20 healthy ones: the 20 are
+/// stored, the pass ends, and reading the endless one stopped at the body limit. Before, the
+/// whole body was read into memory: the pass could only end by the deadline or be killed.
+#[test]
+fn an_endless_body_stops_at_the_limit_and_the_others_go_on() {
+    let n = 21;
+    let endless = 20;
+    let (env, fake) = setup(n, 30.0);
+    // 1 MiB per answer at most (100 readings are about 30 KiB).
+    let config = env.extra_config.borrow().replace(
+        "page_limit = 50\n",
+        "page_limit = 50\nmax_body_bytes = 1048576\n",
+    );
+    *env.extra_config.borrow_mut() = config;
+    env.write_config("");
+    for i in 0..n {
+        fake.produce(&id(i), t("2026-11-19T00:15:00Z"), 96, i as u64);
+    }
+    env.set_registry(&registry_for(&fake, n, &BTreeMap::new()));
+    fake.set_behaviour(&id(endless), Behaviour::Endless);
+    let started = Instant::now();
+    let out = env.vaten(NOW, &["ingest", "installations"]);
+    let took = started.elapsed();
+    assert_ok(&out);
+    assert!(took < Duration::from_secs(30), "the pass took {took:?}");
+    let lake = env.lake();
+    for i in 0..endless {
+        assert_eq!(readings_of(&lake, &id(i)), 96, "{}", id(i));
+    }
+    assert_eq!(readings_of(&lake, &id(endless)), 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&id(endless))
+            && err.contains("larger than [installations] max_body_bytes (1048576 bytes)"),
+        "{err}"
+    );
+    // The mechanism: the client stopped reading at 1 MiB; what the server handed on beyond it
+    // is what the sockets buffer, and it does not grow once the pass is over.
+    let sent = fake.endless_bytes(&id(endless));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(fake.endless_bytes(&id(endless)), sent, "still sending");
+    assert!(
+        (1 << 20..40 << 20).contains(&sent),
+        "{sent} bytes handed to the connection"
+    );
+}
+
+/// A controller whose clock fell back to 1970 after a power cut, and a reading dated
+/// 0001-01-01: `rejected` as `implausible_time`; no partition of any table before the
+/// connection's data. Before, they were stored for good and every transform laid out a
+/// partition per day since then.
+#[test]
+fn readings_from_1970_and_year_one_are_implausible() {
+    let (env, fake) = setup(1, 10.0);
+    let mut reg = registry_for(&fake, 1, &BTreeMap::new());
+    reg.connections[0].member_from = Some("2026-01-01".parse().unwrap());
+    env.set_registry(&reg);
+    fake.produce(&id(0), t("2026-11-19T00:15:00Z"), 4, 1);
+    fake.push_register(&id(0), t("1970-01-01T00:15:00Z"), 3_000_000);
+    fake.push_register(&id(0), t("0001-01-01T00:15:00Z"), 3_000_000);
+    fake.produce(&id(0), t("2026-11-19T01:15:00Z"), 4, 2);
+    assert_ok(&env.vaten(NOW, &["ingest", "installations"]));
+    assert_ok(&env.vaten(NOW, &["transform"]));
+    let rows = lake_rows(&env.lake());
+    let implausible: Vec<&String> = rows["rejected"]
+        .iter()
+        .filter(|r| r.contains("reason=implausible_time;"))
+        .collect();
+    assert_eq!(implausible.len(), 2, "{implausible:#?}");
+    assert_eq!(readings_of(&env.lake(), &id(0)), 8);
+    let early: Vec<_> = files_below(&env.lake_dir())
+        .into_iter()
+        .filter(|f| {
+            let s = f.to_string_lossy();
+            s.contains("=19") || s.contains("=00") || s.contains("=2025")
+        })
+        .collect();
+    assert!(early.is_empty(), "{early:?}");
+}

@@ -6,6 +6,7 @@ mod demo;
 mod derived_days;
 mod feeds;
 mod grid_ingest;
+mod hostile;
 mod incremental;
 mod independent_reader;
 mod installations;

@@ -1,6 +1,8 @@
 //! HTTP client of the grid operator's API. Transient failures (5xx, timeouts, broken
 //! connections, bodies that do not parse) are retried with exponential backoff and jitter,
-//! bounded in attempts and in time; `429` waits as `Retry-After` says. `401`/`400` stop at once.
+//! bounded in attempts and in time; `429` waits as `Retry-After` says (a wait beyond the retry
+//! budget ends the request at once). `401`/`400` stop at once. Redirects are never followed:
+//! the API key would go along to wherever they point. Bodies are read up to a size limit.
 //! The API key travels only in the `X-API-KEY` header and is never logged or put in an error.
 
 use std::time::{Duration, Instant};
@@ -11,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::api::{RawBulkPage, RawHistory};
 use crate::config::{GridConfig, RetryConfig, Secret};
-use crate::sources::http::describe;
+use crate::sources::http::{describe, read_limited};
 
 pub struct GridClient {
     http: reqwest::Client,
@@ -19,6 +21,7 @@ pub struct GridClient {
     key: Secret,
     retry: RetryConfig,
     pub page_limit: u32,
+    max_body_bytes: u64,
 }
 
 /// Why a request did not produce a usable response.
@@ -30,6 +33,12 @@ pub enum FetchError {
     BadRequest(String, String),
     #[error("unknown EAN at the grid operator (404) on {0}")]
     NotFound(String),
+    #[error("the grid operator answered {0} with a redirect ({1}){2}; vaten follows no redirect (the API key would go along): check [grid] base_url")]
+    Redirect(String, u16, String),
+    #[error("the grid operator answered {0} with status {1}")]
+    Unexpected(String, u16),
+    #[error("the grid operator's answer to {0} is larger than [grid] max_body_bytes ({1} bytes)")]
+    TooLarge(String, u64),
     #[error(
         "{what} kept failing after {attempts} attempts in {elapsed_s:.1} s; last error: {last}"
     )]
@@ -54,6 +63,7 @@ impl GridClient {
             .timeout(Duration::from_secs_f64(cfg.timeout_s))
             .connect_timeout(Duration::from_secs_f64(cfg.timeout_s.min(10.0)))
             .user_agent(concat!("vaten/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("HTTP client builds");
         GridClient {
@@ -62,12 +72,17 @@ impl GridClient {
             key,
             retry: cfg.retry.clone(),
             page_limit: cfg.page_limit,
+            max_body_bytes: cfg.max_body_bytes,
         }
     }
 
     /// One page of the bulk feed after `cursor` (from the oldest retained data when `None`).
-    pub async fn bulk_page(&self, cursor: Option<&str>) -> Result<RawBulkPage, FetchError> {
-        let mut query = vec![("limit", self.page_limit.to_string())];
+    pub async fn bulk_page(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<RawBulkPage, FetchError> {
+        let mut query = vec![("limit", limit.to_string())];
         if let Some(c) = cursor {
             query.push(("cursor", c.to_string()));
         }
@@ -108,8 +123,11 @@ impl GridClient {
                 Attempt::Retry(reason, wait) => (reason, wait),
             };
             let wait = wait.unwrap_or_else(|| self.backoff(attempt));
-            let exhausted =
-                attempt >= self.retry.max_attempts || start.elapsed() + wait > max_elapsed;
+            let exhausted = attempt >= self.retry.max_attempts
+                || start
+                    .elapsed()
+                    .checked_add(wait)
+                    .is_none_or(|t| t > max_elapsed);
             if exhausted {
                 return Err(FetchError::Exhausted {
                     what,
@@ -148,30 +166,47 @@ impl GridClient {
                 return Attempt::Fatal(FetchError::Unauthorized(what.to_string()))
             }
             StatusCode::BAD_REQUEST => {
-                let body = resp.text().await.unwrap_or_default();
+                let body = read_limited(resp, 64 << 10)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                let body = String::from_utf8_lossy(&body);
                 return Attempt::Fatal(FetchError::BadRequest(what.to_string(), error_text(&body)));
             }
             StatusCode::NOT_FOUND => return Attempt::Fatal(FetchError::NotFound(what.to_string())),
             StatusCode::TOO_MANY_REQUESTS => {
+                // Seconds as the server says, capped just past the retry budget: a wait longer
+                // than the budget ends the request now instead of sleeping for ever.
+                let cap = self.retry.max_elapsed_s + 1.0;
                 let wait = resp
                     .headers()
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.trim().parse::<f64>().ok())
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .map(Duration::from_secs_f64);
+                    .filter(|s| !s.is_nan() && *s >= 0.0)
+                    .map(|s| Duration::from_secs_f64(s.min(cap)));
                 return Attempt::Retry("rate limited (429)".into(), wait);
             }
-            s if s.is_server_error() => return Attempt::Retry(format!("server error {s}"), None),
-            s => {
-                return Attempt::Fatal(FetchError::BadRequest(
-                    what.to_string(),
-                    format!("unexpected status {s}"),
-                ))
+            s if s.is_redirection() => {
+                // Where it points, as scheme, host and port only.
+                let to = resp
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| reqwest::Url::parse(l).ok())
+                    .map(|u| format!(" to {}", u.origin().ascii_serialization()))
+                    .unwrap_or_default();
+                return Attempt::Fatal(FetchError::Redirect(what.to_string(), s.as_u16(), to));
             }
+            s if s.is_server_error() => return Attempt::Retry(format!("server error {s}"), None),
+            s => return Attempt::Fatal(FetchError::Unexpected(what.to_string(), s.as_u16())),
         }
-        let body = match resp.bytes().await {
-            Ok(b) => b,
+        let body = match read_limited(resp, self.max_body_bytes).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                return Attempt::Fatal(FetchError::TooLarge(what.to_string(), self.max_body_bytes))
+            }
             Err(e) => return Attempt::Retry(format!("body not received: {}", describe(&e)), None),
         };
         match serde_json::from_slice::<T>(&body) {

@@ -48,6 +48,8 @@ pub struct IngestReport {
     pub readings_in: usize,
     pub stored: StoreCounts,
     pub unknown_at_service: Vec<String>,
+    /// The ingest reached its deadline before the feed was drained.
+    pub stopped_early: Option<String>,
 }
 
 impl IngestReport {
@@ -63,6 +65,9 @@ impl IngestReport {
                 self.unknown_at_service.join(", ")
             );
         }
+        if let Some(why) = &self.stopped_early {
+            m = format!("stopped early: {why}; {m}");
+        }
         m
     }
 }
@@ -74,6 +79,10 @@ pub struct GridIngest<'a> {
     pub clock: Clock,
     pub tz: Tz,
     pub rt: &'a tokio::runtime::Runtime,
+    /// One bulk ingest stops after the page in hand once this much time has passed.
+    pub deadline: std::time::Duration,
+    /// `implausible_days_before_member` of the configuration.
+    pub days_before_member: u32,
 }
 
 fn fetch_failed(e: FetchError) -> Error {
@@ -109,21 +118,44 @@ impl GridIngest<'_> {
             tz: self.tz,
             received_at: now,
             cursor: cursor.to_string(),
+            days_before_member: i64::from(self.days_before_member),
         }
     }
 
-    /// Pulls the bulk feed until it is drained.
+    /// Pulls the bulk feed until it is drained, its deadline passes, or the server's cursor
+    /// stops advancing (exit 1, after storing what was valid: a server repeating a page or
+    /// cycling through cursors would otherwise keep the ingest busy for ever). A page larger
+    /// than the body limit is asked again with half the `limit`, down to one object.
     pub fn ingest_bulk(&self) -> Result<IngestReport> {
+        let started = std::time::Instant::now();
         let mut state = self.state()?;
         let mut index = ReceivedIndex::default();
         let mut report = IngestReport::default();
+        let mut seen: HashSet<String> = state.cursor.iter().cloned().collect();
+        let mut limit = self.client.page_limit;
         loop {
-            let page = self
+            let asked = state.cursor.clone();
+            let page = match self
                 .rt
-                .block_on(self.client.bulk_page(state.cursor.as_deref()))
-                .map_err(fetch_failed)?;
+                .block_on(self.client.bulk_page(asked.as_deref(), limit))
+            {
+                Ok(page) => page,
+                Err(FetchError::TooLarge(..)) if limit > 1 => {
+                    limit = (limit / 2).max(1);
+                    tracing::warn!(limit, "a bulk page was larger than [grid] max_body_bytes; asking again with a smaller limit");
+                    continue;
+                }
+                Err(FetchError::TooLarge(_, bytes)) => {
+                    return Err(Error::Grid(format!(
+                        "the one object after cursor {} is larger than [grid] max_body_bytes ({bytes} bytes); raise the limit to take it",
+                        asked.as_deref().unwrap_or("(start of the feed)")
+                    )))
+                }
+                Err(e) => return Err(fetch_failed(e)),
+            };
+            limit = self.client.page_limit;
             let objects = page.intervals.len() + page.days.len() + page.rejections.len();
-            let v = self.validator(state.cursor.as_deref().unwrap_or(""));
+            let v = self.validator(asked.as_deref().unwrap_or(""));
             let mut seq = state.next_delivery_seq;
             let received = validate_all(
                 &v,
@@ -137,7 +169,6 @@ impl GridIngest<'_> {
             report.pages += 1;
             report.objects += objects;
             report.readings_in += received.reading_count();
-            let same_cursor = state.cursor.as_deref() == Some(page.next_cursor.as_str());
             let mut next = GridState {
                 cursor: Some(page.next_cursor.clone()),
                 next_delivery_seq: seq,
@@ -163,8 +194,25 @@ impl GridIngest<'_> {
             if !page.has_more {
                 break;
             }
-            if objects == 0 && same_cursor {
-                tracing::warn!("the grid operator says it has more but sent an empty page with the same cursor; stopping here");
+            if !seen.insert(page.next_cursor.clone()) {
+                let how = if asked.as_deref() == Some(page.next_cursor.as_str()) {
+                    "gave the same cursor again"
+                } else {
+                    "went back to a cursor of this run"
+                };
+                return Err(Error::Grid(format!(
+                    "the bulk feed does not advance: page {} {how} ({}) and says it has more; stored what was valid, stopping",
+                    report.pages, page.next_cursor
+                )));
+            }
+            if started.elapsed() >= self.deadline {
+                let why = format!(
+                    "the ingest's deadline ([grid] deadline_s = {} s) passed after {} pages; the next run goes on from the stored cursor",
+                    self.deadline.as_secs_f64(),
+                    report.pages
+                );
+                tracing::warn!("{why}");
+                report.stopped_early = Some(why);
                 break;
             }
         }
@@ -237,6 +285,7 @@ pub fn replay_rejected(
     registry: &Registry,
     clock: Clock,
     tz: Tz,
+    days_before_member: i64,
 ) -> Result<IngestReport> {
     let mut report = IngestReport::default();
     let mut received = Received::default();
@@ -284,6 +333,7 @@ pub fn replay_rejected(
                     } else {
                         cursor.value(i).to_string()
                     },
+                    days_before_member,
                 };
                 let s = if seq.is_null(i) { 0 } else { seq.value(i) };
                 let mut seq_var = s;

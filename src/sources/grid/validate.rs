@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::api::{DayObject, IntervalObject, ObjectKind, RejectionObject};
 use crate::domain::energy::{register_to_wh, EnergyUnit};
 use crate::domain::time::{
-    is_quarter_hour, local_date, local_date_of_interval_end, local_midnight_utc, parse_rfc3339_utc,
+    implausible_day, is_quarter_hour, local_date, local_date_of_interval_end, parse_rfc3339_utc,
 };
 use crate::domain::Ean;
 use crate::received::{GridDay, GridReading, Received, Rejected};
@@ -63,6 +63,8 @@ pub struct Validator<'a> {
     pub tz: Tz,
     pub received_at: DateTime<Utc>,
     pub cursor: String,
+    /// A day more than this many days before its connection's `member_from` is implausible.
+    pub days_before_member: i64,
 }
 
 impl Validator<'_> {
@@ -110,7 +112,7 @@ impl Validator<'_> {
             );
             return None;
         }
-        if self.registry.connection(ean).is_none() {
+        let Some(conn) = self.registry.connection(ean) else {
             let detail = format!("EAN {ean} is not in the registry");
             self.reject(
                 out,
@@ -121,13 +123,26 @@ impl Validator<'_> {
                 raw.to_string(),
             );
             return None;
-        }
+        };
         let Ok(date) = query_date.parse::<NaiveDate>() else {
             let detail = format!("query_date `{query_date}` is not a date (YYYY-MM-DD)");
             self.reject(out, (kind, seq), ean, "bad_date", detail, raw.to_string());
             return None;
         };
-        if local_midnight_utc(date, self.tz) > self.now {
+        if let Some(why) = implausible_day(date, conn.member_from, self.days_before_member) {
+            let detail = format!("query_date {date} {why}");
+            self.reject(
+                out,
+                (kind, seq),
+                ean,
+                "implausible_time",
+                detail,
+                raw.to_string(),
+            );
+            return None;
+        }
+        // Local midnight of `date` lies after now exactly when `date` is after today.
+        if date > local_date(self.now, self.tz) {
             let detail = format!("query_date {date} lies in the future");
             self.reject(
                 out,

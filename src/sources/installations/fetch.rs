@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::api::{Page, RawPage};
 use crate::config::Secret;
-use crate::sources::http::describe;
+use crate::sources::http::{describe, read_limited};
 
 /// How one installation's fetch ended.
 #[derive(Debug)]
@@ -29,6 +29,8 @@ pub enum End {
     NoToken,
     /// A `200` whose body does not match the contract (kept for `rejected`).
     Broken { reason: String, body: String },
+    /// A body larger than `[installations] max_body_bytes`: reading stopped there.
+    TooLarge(u64),
 }
 
 #[derive(Debug)]
@@ -49,7 +51,16 @@ pub struct Job {
 /// Largest body kept in `rejected` when a response is broken.
 const MAX_KEPT_BODY: usize = 1 << 20;
 
-async fn fetch_one(http: &reqwest::Client, job: &Job, limit: u32, deadline: Instant) -> Fetched {
+/// What bounds one pass: readings per request, the largest body, the pass's deadline.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub page_limit: u32,
+    pub max_body_bytes: u64,
+    pub deadline: Instant,
+}
+
+async fn fetch_one(http: &reqwest::Client, job: &Job, bounds: Bounds) -> Fetched {
+    let (limit, deadline) = (bounds.page_limit, bounds.deadline);
     let mut out = Fetched {
         pages: Vec::new(),
         asked_after: Vec::new(),
@@ -73,7 +84,10 @@ async fn fetch_one(http: &reqwest::Client, job: &Job, limit: u32, deadline: Inst
         let body = async {
             let resp = request.await.map_err(|e| describe(&e))?;
             match resp.status() {
-                StatusCode::OK => resp.bytes().await.map(Some).map_err(|e| describe(&e)),
+                StatusCode::OK => read_limited(resp, bounds.max_body_bytes)
+                    .await
+                    .map(|b| Some(b.ok_or(())))
+                    .map_err(|e| describe(&e)),
                 StatusCode::UNAUTHORIZED => Ok(None),
                 s => Err(format!("HTTP {s}")),
             }
@@ -91,7 +105,11 @@ async fn fetch_one(http: &reqwest::Client, job: &Job, limit: u32, deadline: Inst
                 out.end = End::Unauthorized;
                 return out;
             }
-            Ok(Ok(Some(b))) => b,
+            Ok(Ok(Some(Err(())))) => {
+                out.end = End::TooLarge(bounds.max_body_bytes);
+                return out;
+            }
+            Ok(Ok(Some(Ok(b)))) => b,
         };
         let page: RawPage = match serde_json::from_slice(&body) {
             Ok(p) => p,
@@ -123,14 +141,21 @@ pub async fn fetch_all(
     timeout: Duration,
     deadline: Duration,
     limit: u32,
+    max_body_bytes: u64,
 ) -> Vec<Fetched> {
+    // No redirects: the token would go along to wherever one points.
     let http = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .user_agent(concat!("vaten/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("HTTP client builds");
-    let deadline = Instant::now() + deadline;
+    let bounds = Bounds {
+        page_limit: limit,
+        max_body_bytes,
+        deadline: Instant::now() + deadline,
+    };
     let total = jobs.len();
     let done = Arc::new(AtomicUsize::new(0));
     // A counter on a terminal, unless the log is turned down (as `vaten demo` does).
@@ -142,7 +167,7 @@ pub async fn fetch_all(
         let (http, permits, done) = (http.clone(), permits.clone(), done.clone());
         set.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("semaphore open");
-            let fetched = fetch_one(&http, &job, limit, deadline).await;
+            let fetched = fetch_one(&http, &job, bounds).await;
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             if progress {
                 eprint!("\rinstallations: {n}/{total}");

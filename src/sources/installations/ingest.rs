@@ -16,7 +16,7 @@ use super::fetch::{fetch_all, End, Fetched, Job};
 use crate::clock::Clock;
 use crate::config::{InstallationsConfig, Secret};
 use crate::domain::time::{
-    is_quarter_hour, local_date, local_date_of_interval_end, parse_rfc3339_utc,
+    implausible_day, is_quarter_hour, local_date, local_date_of_interval_end, parse_rfc3339_utc,
 };
 use crate::error::Result;
 use crate::lake::Lake;
@@ -89,6 +89,15 @@ struct Checker<'a> {
     now: DateTime<Utc>,
     tz: Tz,
     received_at: DateTime<Utc>,
+    days_before_member: i64,
+}
+
+/// The calendar of a pass: the zone of local days, and how far before a connection's
+/// `member_from` a reading may lie and still be plausible.
+#[derive(Debug, Clone, Copy)]
+pub struct Calendar {
+    pub tz: Tz,
+    pub days_before_member: i64,
 }
 
 impl Checker<'_> {
@@ -170,6 +179,15 @@ impl Checker<'_> {
                 payload(),
             );
         }
+        let day = local_date(t, self.tz);
+        if let Some(why) = implausible_day(day, self.conn.member_from, self.days_before_member) {
+            return self.reject(
+                out,
+                "implausible_time",
+                format!("t {} {why}", r.t),
+                payload(),
+            );
+        }
         if let Some(last) = &state.last {
             let backwards = last.p_meter == r.p_meter
                 && (r.p_wh < last.p_wh
@@ -224,9 +242,10 @@ pub fn ingest(
     cfg: &InstallationsConfig,
     tokens: &HashMap<String, Secret>,
     clock: Clock,
-    tz: Tz,
+    calendar: Calendar,
     rt: &tokio::runtime::Runtime,
 ) -> Result<PassReport> {
+    let tz = calendar.tz;
     let mut states: InstallationsState = lake.read_state(STATE_NAME)?.unwrap_or_default();
     let conns: Vec<&Connection> = registry
         .connections
@@ -250,6 +269,7 @@ pub fn ingest(
         Duration::from_secs_f64(cfg.timeout_s),
         Duration::from_secs_f64(cfg.deadline_s),
         cfg.page_limit,
+        cfg.max_body_bytes,
     ));
     let now = clock.now();
     let mut report = PassReport {
@@ -266,6 +286,7 @@ pub fn ingest(
             now,
             tz,
             received_at: now,
+            days_before_member: calendar.days_before_member,
         };
         apply_fetch(&checker, f, state, &mut received, &mut report);
     }
@@ -334,6 +355,9 @@ fn apply_fetch(
             "the installation refused our token (401): check its entry in the tokens file".into(),
         ),
         End::NoToken => Some("no token for this installation in the tokens file".into()),
+        End::TooLarge(limit) => Some(format!(
+            "its answer is larger than [installations] max_body_bytes ({limit} bytes): reading stopped there; its cursor stays"
+        )),
         End::Broken { reason, body } => {
             let payload = json!({"installation_id": c.id, "body": body}).to_string();
             c.reject(out, "malformed_response", reason.clone(), payload);
