@@ -9,6 +9,22 @@ use chrono::NaiveDate;
 use crate::domain::Ean;
 use crate::error::{Error, Result};
 
+/// A participant id as a file name (`<stem>.html` of the participant's statement): letters,
+/// digits, `-` and `_` kept, anything else `_`. Two ids with the same stem are refused when the
+/// registry is loaded, so that one participant's statement can never overwrite another's.
+pub fn statement_file_stem(participant: &str) -> String {
+    participant
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Default physical limit of a connection: 3 × 230 V × 25 A.
 pub const DEFAULT_CAPACITY_W: i64 = 17_250;
 
@@ -266,6 +282,8 @@ fn read_connections(
     let mut out = Vec::new();
     let mut seen_ean: HashMap<String, u64> = HashMap::new();
     let mut seen_inst: HashSet<String> = HashSet::new();
+    // Statement file stem → (participant id, first line).
+    let mut stems: HashMap<String, (String, u64)> = HashMap::new();
     let required = &["ean", "participant_id", "cable_id"];
     for (line, row) in read_rows(path, CONNECTION_COLUMNS, required, problems) {
         let before = problems.len();
@@ -285,6 +303,16 @@ fn read_connections(
         let participant_id = field(&row, "participant_id");
         if participant_id.is_empty() {
             bad("participant_id is empty".into());
+        }
+        let stem = statement_file_stem(participant_id);
+        match stems.get(&stem) {
+            Some((other, first)) if other != participant_id => bad(format!(
+                "participant_id `{participant_id}` would share its statement file `{stem}.html` with `{other}` (line {first}); choose ids that differ in letters or digits"
+            )),
+            Some(_) => {}
+            None => {
+                stems.insert(stem, (participant_id.to_string(), line));
+            }
         }
         let cable_id = field(&row, "cable_id");
         if !cables.contains_key(cable_id) {
@@ -444,5 +472,27 @@ mod tests {
             )),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn participant_ids_that_share_a_statement_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("cables.csv"),
+            "cable_id,substation,v_low_v,v_high_v\nK1,TS,226,244\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("connections.csv"),
+            "ean,participant_id,cable_id\n871687120000000011,12.3,K1\n871687120000000028,12.3,K1\n871687120000000035,12_3,K1\n",
+        )
+        .unwrap();
+        let err = Registry::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("connections.csv:4: participant_id `12_3` would share its statement file `12_3.html` with `12.3` (line 2)"),
+            "{err}"
+        );
+        // One participant with two connections is fine.
+        assert_eq!(err.matches("would share").count(), 1, "{err}");
     }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Independent check of the lake: pyarrow reads each table and compares it with the data
 dictionary (docs/data-dictionary.md). Usage: check_lake_schema.py LAKE DICTIONARY TABLE..."""
+import datetime
 import pathlib
 import re
 import sys
@@ -52,6 +53,8 @@ def dictionary(path):
 def main():
     lake, dict_path, names = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
     spec = dictionary(dict_path)
+    # "(lake schema\nversion N," in the dictionary's opening paragraph.
+    schema_version = int(re.search(r"lake schema\s+version (\d+)", pathlib.Path(dict_path).read_text()).group(1))
     problems = []
     for table in names:
         if table not in spec:
@@ -65,12 +68,20 @@ def main():
         for f in files:
             rel = f.relative_to(lake / table)
             if part:
-                if not re.fullmatch(rf"{part}={PARTITION_VALUE[part]}", rel.parts[0]):
+                folder = rel.parts[0]
+                ok = len(rel.parts) == 2 and re.fullmatch(rf"{part}={PARTITION_VALUE[part]}", folder)
+                if ok and part == "date":
+                    try:
+                        datetime.date.fromisoformat(folder.split("=", 1)[1])
+                    except ValueError:
+                        ok = False
+                if not ok:
                     problems.append(f"{table}: {rel} is not under a {part}= folder of the right form")
             meta = pq.ParquetFile(f).metadata
             kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items()}
-            if kv.get("vaten.schema_version") is None or kv.get("vaten.table") != table:
-                problems.append(f"{table}: {rel} lacks vaten key-value metadata")
+            version = kv.get("vaten.schema_version", "")
+            if not version.isdigit() or int(version) > schema_version or kv.get("vaten.table") != table:
+                problems.append(f"{table}: {rel} lacks vaten key-value metadata of version ≤ {schema_version}")
             for rg in range(meta.num_row_groups):
                 for c in range(meta.num_columns):
                     col = meta.row_group(rg).column(c)

@@ -172,11 +172,15 @@ def statement(year, pid):
     expected.update({"tax.own_use_exempt_wh": row[0], "tax.taxable_wh": row[1],
                      "tax.energy_tax_ct": row[2], "tax.tax_credit_ct": row[3],
                      "tax.net_energy_tax_ct": net})
-    # Including 21 % VAT (the rate since 1 October 2012), half a cent away from zero.
+    # As a bill shows them: tax and reduction each with VAT and rounded, then their difference.
     if year >= 2013:
         from decimal import Decimal, ROUND_HALF_UP
-        expected["tax.net_energy_tax_incl_vat_ct"] = None if net is None else int(
-            (Decimal(net) * Decimal("1.21")).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        vat = lambda ct: None if ct is None else int(
+            (Decimal(ct) * Decimal("1.21")).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        tax, credit = vat(row[2]), vat(row[3])
+        expected["tax.energy_tax_incl_vat_ct"] = tax
+        expected["tax.tax_credit_incl_vat_ct"] = credit
+        expected["tax.net_energy_tax_incl_vat_ct"] = None if tax is None or credit is None else tax - credit
     for k in ["measured", "estimated", "derived", "missing"]:
         expected[f"completeness.{k}"] = q(f"SELECT coalesce(sum(intervals_{k}), 0) FROM {cd} WHERE {w}")[0][0]
 

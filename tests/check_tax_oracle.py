@@ -22,7 +22,8 @@ def half_up(x):
     return int(Decimal(x).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-# Rates: year -> {"brackets": [(from_wh, to_wh or None, eur_per_kwh or None)], "reduction": eur}
+# Rates: year -> {"brackets": [(from_wh, to_wh or None, eur_per_kwh or None, confirmed)],
+#                 "reduction": (eur, confirmed) or None}
 rates = {}
 with open(rates_csv) as f:
     for r in csv.DictReader(f):
@@ -31,9 +32,9 @@ with open(rates_csv) as f:
             lo = Decimal(r["from_kwh"]) * 1000
             hi = Decimal(r["to_kwh"]) * 1000 if r["to_kwh"].strip() else None
             rate = Decimal(r["eur"]) if r["eur"].strip() else None
-            y["brackets"].append((lo, hi, rate))
+            y["brackets"].append((lo, hi, rate, r["confirmed"] == "true"))
         else:
-            y["reduction"] = Decimal(r["eur"])
+            y["reduction"] = (Decimal(r["eur"]), r["confirmed"] == "true")
 
 connections = {}
 with open(f"{registry}/connections.csv") as f:
@@ -49,26 +50,29 @@ def member_days(c, year):
 
 
 def tax_cents(year_rates, wh, days, year_days):
-    """Tax on `wh` with bracket bounds pro-rated to the membership (floored to the Wh); None
-    when the energy reaches a bracket without a rate."""
-    total = Decimal(0)
-    for lo, hi, rate in year_rates["brackets"]:
+    """(tax on `wh` with bracket bounds pro-rated to the membership (floored to the Wh), whether
+    every bracket reached is confirmed); the tax is None when the energy reaches a bracket
+    without a rate."""
+    total, confirmed = Decimal(0), True
+    for lo, hi, rate, ok in year_rates["brackets"]:
         lo_p = (lo * days / year_days).to_integral_value(rounding=ROUND_FLOOR)
         hi_p = None if hi is None else (hi * days / year_days).to_integral_value(rounding=ROUND_FLOOR)
         part = (Decimal(wh) if hi_p is None else min(Decimal(wh), hi_p)) - lo_p
         if part > 0:
             if rate is None:
-                return None
+                return None, False
             total += part / 1000 * rate  # kWh × EUR/kWh
-    return half_up(total * 100)
+            confirmed = confirmed and ok
+    return half_up(total * 100), confirmed
 
 
 sums = con.execute(f"""
     SELECT ean, year(date) AS y, sum(l_wh), sum(t_wh), sum(p_wh), count(*) - count(p_wh)
     FROM read_parquet('{lake}/intervals/*/*.parquet', hive_partitioning = true)
     GROUP BY 1, 2 ORDER BY 1, 2""").fetchall()
-lake_rows = {(e, y): (et, tc, net, sav) for e, y, et, tc, net, sav in con.execute(f"""
-    SELECT ean, year, energy_tax_ct, tax_credit_ct, net_energy_tax_ct, exemption_saving_ct
+lake_rows = {(r[0], r[1]): tuple(r[2:]) for r in con.execute(f"""
+    SELECT ean, year, taxable_wh, own_use_exempt_wh, energy_tax_ct, tax_credit_ct,
+           net_energy_tax_ct, exemption_saving_ct, rates_confirmed
     FROM read_parquet('{lake}/tax_base_yearly/*.parquet')""").fetchall()}
 
 problems, covered = [], set()
@@ -81,34 +85,41 @@ for ean, year, l, t, p, p_missing in sums:
     has_p = bool(c.get("installation_id")) and p_missing == 0 and p is not None
     own_use = max(0, p - t) if has_p else 0
     yr = rates.get(year)
-    if yr is None:
-        expected = (None, None, None, None)
+    if yr is None or days == 0:
+        expected = (taxable, own_use, None, None, None, None, False)
     else:
-        tax = tax_cents(yr, taxable, days, year_days)
-        with_own = tax_cents(yr, taxable + own_use, days, year_days)
+        tax, tax_ok = tax_cents(yr, taxable, days, year_days)
+        with_own, _ = tax_cents(yr, taxable + own_use, days, year_days)
         credit_right = c.get("tax_credit", "true") in ("", "true")
         if not credit_right:
-            credit = 0
+            credit, credit_ok = 0, True
         elif yr["reduction"] is None:
-            credit = None
+            credit, credit_ok = None, False
         else:
-            credit = half_up(yr["reduction"] * 100 * days / year_days)
+            amount, credit_ok = yr["reduction"]
+            credit = half_up(amount * 100 * days / year_days)
         net = None if tax is None or credit is None else tax - credit
         saving = None if tax is None or with_own is None else with_own - tax
-        expected = (tax, credit, net, saving)
+        # Confirmed: the brackets the taxable energy reached, and the reduction.
+        confirmed = tax is not None and tax_ok and credit_ok
+        expected = (taxable, own_use, tax, credit, net, saving, confirmed)
     got = lake_rows.get((ean, year))
     if got != expected:
         problems.append(f"{ean} {year}: lake {got}, oracle {expected} "
                         f"(L {l}, T {t}, P {p if has_p else None}, days {days}/{year_days})")
     covered.add(f"{year}:{'netting' if netting else 'no_netting'}")
-    if days < year_days:
-        covered.add("part-year")
+    if c.get("member_from") and int(c["member_from"][:4]) == year:
+        covered.add(f"joins {c['member_from']}")
+    if c.get("member_until") and int(c["member_until"][:4]) == year:
+        covered.add(f"leaves {c['member_until']}")
     if taxable > 50_000_000:
-        covered.add("above 50,000 kWh")
-    if c.get("tax_credit") == "false":
-        covered.add("no reduction")
+        covered.add("business above 50,000 kWh")
+    elif c.get("tax_credit") == "false":
+        covered.add("household without reduction")
     if own_use > 0:
         covered.add("own use")
+    if yr is not None and yr["reduction"] is None:
+        covered.add(f"{year} without a reduction in the rates")
 missing = set(lake_rows) - {(e, y) for e, y, *_ in sums}
 problems += [f"{k}: in tax_base_yearly, no intervals" for k in sorted(missing)]
 if problems:

@@ -110,7 +110,7 @@ fn energies_of(
     r: &Readings,
     col: usize,
     owner: &dyn Fn(&str) -> Option<(String, i64)>,
-    profile: &dyn Fn(&str, i64) -> u64,
+    profile: &dyn Fn(&str, i64, i64) -> Vec<u64>,
     register: &'static str,
     problems: &mut Vec<Problem>,
 ) -> Energies {
@@ -131,7 +131,8 @@ fn energies_of(
                     quality: r.quality[i],
                 })
                 .collect();
-            let (energies, steps) = differences(&readings, max_wh, &|start| profile(&ean, start));
+            let (energies, steps) =
+                differences(&readings, max_wh, &|first, n| profile(&ean, first, n));
             problems.extend(steps.into_iter().map(|step| Problem {
                 key: key.to_string(),
                 register,
@@ -238,7 +239,7 @@ pub fn compute(
         &installations,
         0,
         &production_owner,
-        &|_, _| 1,
+        &|_, _, n| vec![1; n as usize],
         "production",
         &mut problems,
     );
@@ -246,7 +247,7 @@ pub fn compute(
         &installations,
         1,
         &battery_owner,
-        &|_, _| 1,
+        &|_, _, n| vec![1; n as usize],
         "battery_charge",
         &mut problems,
     );
@@ -254,7 +255,7 @@ pub fn compute(
         &installations,
         2,
         &battery_owner,
-        &|_, _| 1,
+        &|_, _, n| vec![1; n as usize],
         "battery_discharge",
         &mut problems,
     );
@@ -284,15 +285,27 @@ pub fn compute(
     )?;
     lap("grid loaded");
     // Derived days: delivered energy takes the household profile; fed-back energy the shape of
-    // what the connection could feed back: its installation's production plus battery discharge
-    // in that quarter-hour where known, else the daylight at the cooperative's latitude.
-    let consumption = |_: &str, s: i64| weight(s, tz);
-    let feed_back = |ean: &str, s: i64| -> u64 {
-        let wh =
-            |m: &HashMap<String, QuarterMap>| m.get(ean).and_then(|q| q.get(&s)).and_then(|e| e.wh);
-        match wh(&production) {
-            Some(p) => (p + wh(&discharge).unwrap_or(0)).max(0) as u64,
-            None => daylight_weight(s),
+    // what the connection could feed back: its installation's measured production plus battery
+    // discharge when every quarter-hour of the hole has a measured production (one unit for the
+    // whole hole), else the daylight at the cooperative's latitude.
+    let starts = |first: i64, n: i64| (0..n).map(move |k| first + k * QUARTER_US);
+    let consumption =
+        |_: &str, first: i64, n: i64| starts(first, n).map(|s| weight(s, tz)).collect();
+    let feed_back = |ean: &str, first: i64, n: i64| -> Vec<u64> {
+        let at =
+            |m: &HashMap<String, QuarterMap>, s: i64| m.get(ean).and_then(|q| q.get(&s)).copied();
+        let measured: Option<Vec<u64>> = starts(first, n)
+            .map(|s| {
+                let p = at(&production, s)
+                    .filter(|e| e.quality == Quality::Measured)?
+                    .wh?;
+                let d = at(&discharge, s).and_then(|e| e.wh).unwrap_or(0);
+                Some((p + d).max(0) as u64)
+            })
+            .collect();
+        match measured {
+            Some(w) if w.iter().any(|x| *x > 0) => w,
+            _ => starts(first, n).map(daylight_weight).collect(),
         }
     };
     let imports = energies_of(&grid, 0, &grid_owner, &consumption, "import", &mut problems);

@@ -29,7 +29,7 @@ use crate::registry::Registry;
 
 /// Bump when a change in this stage's code changes its output: stored lakes then get a full
 /// recompute on their next transform.
-const TRANSFORM_VERSION: u32 = 2;
+const TRANSFORM_VERSION: u32 = 3;
 
 /// The received tables the derived tables are computed from.
 pub const INPUTS: [&TableSpec; 3] = [&GRID_READINGS, &GRID_DAYS, &INSTALLATION_READINGS];
@@ -120,6 +120,9 @@ pub fn plan(
     let cables = || registry.cables_in_use();
     match scope {
         Scope::Full => Ok(Plan::Full),
+        // A range over derived tables written under another registry, rates or code (a lake
+        // of an older version) would mix two kinds of files: everything is recomputed instead.
+        Scope::Range { .. } if state.is_none_or(|s| s.fingerprint != now.0) => Ok(Plan::Full),
         Scope::Range { from, to } => Ok(Plan::Cables(
             cables()
                 .into_iter()
@@ -271,51 +274,49 @@ fn group_readings(
     })
 }
 
-/// For the series in `new` (earliest new reading per series): the latest reading before it,
-/// or the new reading itself for a series that starts there.
-/// in any table of the series' group.
-fn previous(lake: &Lake, group: &[&TableSpec], new: &ByMeter, tz: Tz) -> Result<ByMeter> {
+/// Per key: a time in µs.
+type ByKey = HashMap<String, i64>;
+
+/// For the keys in `new` (earliest new reading per key): the latest reading before it in any
+/// table of the group and of any meter of that key (a meter exchange, or a daily register of
+/// another meter that the interval computation sets aside, ties the meters of a key together),
+/// or the new reading itself for a key without an earlier one.
+fn previous(lake: &Lake, group: &[&TableSpec], new: &ByKey, tz: Tz) -> Result<ByKey> {
     if new.is_empty() {
         return Ok(HashMap::new());
     }
-    let (key, meter) = series_columns(group[0]);
-    let keys: Vec<String> = new
-        .keys()
-        .map(|(k, _)| k.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let (key, _) = series_columns(group[0]);
+    let keys: Vec<String> = new.keys().cloned().collect();
     let earliest = new.values().min().copied().unwrap_or_default();
-    let frame = |entries: &ByMeter| -> Result<DataFrame> {
-        let (k, rest): (Vec<&str>, Vec<(&str, i64)>) = entries
-            .iter()
-            .map(|((k, m), t)| (k.as_str(), (m.as_str(), *t)))
-            .unzip();
-        let (m, t): (Vec<&str>, Vec<i64>) = rest.into_iter().unzip();
+    let frame = || -> Result<DataFrame> {
+        let (k, t): (Vec<&str>, Vec<i64>) = new.iter().map(|(k, t)| (k.as_str(), *t)).unzip();
         Ok(DataFrame::new_infer_height(vec![
             Column::new(key.into(), k),
-            Column::new(meter.into(), m),
             Column::new("t_new".into(), t),
         ])?)
     };
-    let query = |since: Option<NaiveDate>| -> Result<ByMeter> {
+    let query = |since: Option<NaiveDate>| -> Result<ByKey> {
         let Some(lf) = group_readings(lake, group, &keys, since, tz)? else {
             return Ok(HashMap::new());
         };
         let df = lf
             .join(
-                frame(new)?.lazy(),
-                [col(key), col(meter)],
-                [col(key), col(meter)],
+                frame()?.lazy(),
+                [col(key)],
+                [col(key)],
                 JoinArgs::new(JoinType::Inner),
             )
             .filter(col("t").lt(col("t_new")))
-            .group_by([col(key), col(meter)])
+            .group_by([col(key)])
             .agg([col("t").max()])
             .collect()?;
-        Ok(triples(&df, key, meter, "t")?
-            .into_iter()
-            .map(|(k, m, t)| ((k, m), t))
+        let (k, t) = (
+            df.column(key)?.str()?,
+            df.column("t")?.cast(&DataType::Int64)?,
+        );
+        let t = t.i64()?;
+        Ok((0..df.height())
+            .filter_map(|i| Some((k.get(i)?.to_string(), t.get(i)?)))
             .collect())
     };
     let since = local_date(from_micros(earliest), tz) - Duration::days(LOOKBACK_DAYS);
@@ -341,37 +342,59 @@ fn dirty(
         .iter()
         .map(|c| (c.ean.as_str(), c.cable_id.as_str()))
         .collect();
-    let cable_of_inst: HashMap<&str, &str> = registry
+    let ean_of_inst: HashMap<&str, &str> = registry
         .installations()
-        .map(|(id, c)| (id, c.cable_id.as_str()))
+        .map(|(id, c)| (id, c.ean.as_str()))
         .collect();
     let mut out: BTreeMap<String, Window> = BTreeMap::new();
+    let mut dirty_from = |ean: &str, t: i64| {
+        // One day earlier than strictly needed: a reading at midnight ends the previous day's
+        // last quarter-hour.
+        let from = local_date(from_micros(t), tz) - Duration::days(1);
+        let cable = cable_of_ean[ean].to_string();
+        let w = out.entry(cable).or_insert(Window { from, to: None });
+        w.from = w.from.min(from);
+    };
     for group in SERIES_GROUPS {
-        let owner = if group[0].name == INSTALLATION_READINGS.name {
-            &cable_of_inst
-        } else {
-            &cable_of_ean
-        };
-        // The earliest new reading per series over every table of the group.
-        let mut earliest: ByMeter = HashMap::new();
+        let installations = group[0].name == INSTALLATION_READINGS.name;
+        // The earliest new reading per key over every table of the group.
+        let mut earliest: ByKey = HashMap::new();
         for spec in group {
             let files = new.get(spec.name).map(Vec::as_slice).unwrap_or_default();
             if files.is_empty() {
                 continue;
             }
-            for (k, t) in earliest_new(lake, spec, files, tz)? {
+            for ((k, _), t) in earliest_new(lake, spec, files, tz)? {
                 let e = earliest.entry(k).or_insert(t);
                 *e = (*e).min(t);
             }
         }
-        earliest.retain(|(k, _), _| owner.contains_key(k.as_str()));
-        for ((k, _), t) in previous(lake, group, &earliest, tz)? {
-            // One day earlier than strictly needed: a reading at midnight ends the previous
-            // day's last quarter-hour.
-            let from = local_date(from_micros(t), tz) - Duration::days(1);
-            let cable = owner[k.as_str()].to_string();
-            let w = out.entry(cable).or_insert(Window { from, to: None });
-            w.from = w.from.min(from);
+        earliest.retain(|k, _| {
+            if installations {
+                ean_of_inst.contains_key(k.as_str())
+            } else {
+                cable_of_ean.contains_key(k.as_str())
+            }
+        });
+        let before = previous(lake, group, &earliest, tz)?;
+        if !installations {
+            for (ean, t) in &before {
+                dirty_from(ean, *t);
+            }
+            continue;
+        }
+        // Production and battery discharge shape the fed-back energy of the connection's
+        // derived grid days: a grid hole that spans the installation's changed quarter-hours
+        // is spread anew from its start, the last grid reading at or before them.
+        let mut grid_at: ByKey = HashMap::new();
+        for (inst, t) in &before {
+            let ean = ean_of_inst[inst.as_str()];
+            dirty_from(ean, *t);
+            let e = grid_at.entry(ean.to_string()).or_insert(t + 1);
+            *e = (*e).min(t + 1);
+        }
+        for (ean, t) in previous(lake, SERIES_GROUPS[0], &grid_at, tz)? {
+            dirty_from(&ean, t);
         }
     }
     Ok(out)

@@ -79,11 +79,12 @@ pub enum StepProblem {
 /// `max_wh_per_quarter` is the connection's capacity in Wh per quarter-hour.
 ///
 /// A hole that ends or starts at a `derived` reading (a daily register at local midnight) is
-/// spread in proportion to `profile(quarter start)`; other holes evenly.
+/// spread in proportion to `profile(first quarter start, quarter-hours)` (one weight per
+/// quarter-hour of the hole); other holes evenly.
 pub fn differences(
     readings: &[RegisterReading],
     max_wh_per_quarter: i64,
-    profile: &dyn Fn(i64) -> u64,
+    profile: &dyn Fn(i64, i64) -> Vec<u64>,
 ) -> (Vec<QuarterEnergy>, Vec<StepProblem>) {
     let mut out = Vec::with_capacity(readings.len());
     let mut problems = Vec::new();
@@ -127,9 +128,7 @@ pub fn differences(
         } else {
             let derived = a.quality == Quality::Derived || b.quality == Quality::Derived;
             let weights: Vec<u64> = if derived {
-                (0..quarters)
-                    .map(|k| profile(a.t_us + k * QUARTER_US))
-                    .collect()
+                profile(a.t_us, quarters)
             } else {
                 vec![1; quarters as usize]
             };
@@ -155,6 +154,10 @@ mod tests {
 
     const T0: i64 = 1_790_000_000_000_000 - 1_790_000_000_000_000 % QUARTER_US;
 
+    fn even(_: i64, n: i64) -> Vec<u64> {
+        vec![1; n as usize]
+    }
+
     fn r(q: i64, v: i64) -> RegisterReading {
         RegisterReading {
             t_us: T0 + q * QUARTER_US,
@@ -165,7 +168,7 @@ mod tests {
 
     #[test]
     fn consecutive_readings_give_their_differences() {
-        let (e, p) = differences(&[r(0, 1000), r(1, 1100), r(2, 1350)], 4312, &|_| 1);
+        let (e, p) = differences(&[r(0, 1000), r(1, 1100), r(2, 1350)], 4312, &even);
         assert!(p.is_empty());
         assert_eq!(
             e.iter().map(|x| x.wh.unwrap()).collect::<Vec<_>>(),
@@ -178,7 +181,7 @@ mod tests {
     #[test]
     fn a_hole_of_seven_quarters_is_spread_exactly() {
         // 1,000 Wh over 7 quarter-hours: 142 each (994), the 6 left to the first six.
-        let (e, p) = differences(&[r(0, 5000), r(7, 6000)], 4312, &|_| 1);
+        let (e, p) = differences(&[r(0, 5000), r(7, 6000)], 4312, &even);
         assert!(p.is_empty());
         let wh: Vec<i64> = e.iter().map(|x| x.wh.unwrap()).collect();
         assert_eq!(wh, vec![143, 143, 143, 143, 143, 143, 142]);
@@ -192,7 +195,7 @@ mod tests {
         let (e, p) = differences(
             &[r(0, 5000), r(1, 4990), r(2, 5100), r(3, 9500)],
             4312,
-            &|_| 1,
+            &even,
         );
         assert_eq!(e.len(), 3);
         assert_eq!(e[0].quality, Quality::Missing);
@@ -232,7 +235,7 @@ mod tests {
             quality: Quality::Estimated,
             ..r(1, 1100)
         };
-        let (e, _) = differences(&[r(0, 1000), est, r(2, 1350), r(3, 1400)], 4312, &|_| 1);
+        let (e, _) = differences(&[r(0, 1000), est, r(2, 1350), r(3, 1400)], 4312, &even);
         let q: Vec<Quality> = e.iter().map(|x| x.quality).collect();
         assert_eq!(
             q,

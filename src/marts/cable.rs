@@ -20,7 +20,7 @@ type Voltages = HashMap<i64, Vec<(usize, f64, f64, f64)>>;
 /// Voltages reported by the installations on `cable` for the quarter-hours starting at or
 /// after `first_start` (µs): one value per installation per quarter-hour (at a production-meter
 /// exchange two readings share a time; a re-delivered reading has a later `seq`: the latest
-/// counts).
+/// reading with voltages counts).
 fn voltages(
     lake: &Lake,
     registry: &Registry,
@@ -78,15 +78,15 @@ fn voltages(
         let (Some(inst), Some(t)) = (id.get(i), t.get(i)) else {
             continue;
         };
-        // The latest reading of this installation and time decides, with or without voltage.
-        if !seen.insert((inst, t)) {
-            continue;
-        }
         let (Some(a), Some(lo), Some(hi), Some(&conn)) =
             (avg.get(i), min.get(i), max.get(i), conn_of.get(inst))
         else {
             continue;
         };
+        // The latest reading of this installation and time that has voltages decides.
+        if !seen.insert((inst, t)) {
+            continue;
+        }
         let start = t - crate::intervals::series::QUARTER_US;
         out.entry(start).or_default().push((conn, a, lo, hi));
     }

@@ -40,22 +40,25 @@ pub struct Rates {
     pub years: BTreeMap<i32, YearRates>,
 }
 
-/// `"0.09161"` scaled by 10^`scale`, exactly; `None` when it has more decimals or is not a number.
+/// `"0.09161"` scaled by 10^`scale`, exactly; `None` when it is not plain digits with at most
+/// `scale` decimals (no sign: no amount here is negative), or does not fit.
 fn decimal(s: &str, scale: u32) -> Option<i64> {
     let s = s.trim();
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if frac.len() > scale as usize || !frac.bytes().all(|b| b.is_ascii_digit()) || int.is_empty() {
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if frac.len() > scale as usize || int.is_empty() || !digits(int) || !digits(frac) {
         return None;
     }
     let padded = format!("{frac:0<width$}", width = scale as usize);
-    Some(
-        int.parse::<i64>().ok()? * 10i64.pow(scale)
-            + if scale == 0 {
-                0
-            } else {
-                padded.parse::<i64>().ok()?
-            },
-    )
+    let fraction = if scale == 0 {
+        0
+    } else {
+        padded.parse::<i64>().ok()?
+    };
+    int.parse::<i64>()
+        .ok()?
+        .checked_mul(10i64.pow(scale))?
+        .checked_add(fraction)
 }
 
 impl Rates {
@@ -72,10 +75,14 @@ impl Rates {
         // Per year: (line, bracket), to name the line of a bracket that does not fit.
         let mut lines: BTreeMap<i32, Vec<(usize, Bracket)>> = BTreeMap::new();
         let mut reader = csv::Reader::from_reader(text.as_bytes());
-        for (i, rec) in reader.records().enumerate() {
-            let line = i + 2;
+        for rec in reader.records() {
+            let rec = rec.map_err(|e| {
+                let line = e.position().map_or(0, |p| p.line());
+                Error::Usage(format!("{name}:{line}: {e}"))
+            })?;
+            // The record's own line (quoted notes may span lines, blank lines are skipped).
+            let line = rec.position().map_or(0, |p| p.line()) as usize;
             let bad = |m: &str| Error::Usage(format!("{name}:{line}: {m}"));
-            let rec = rec.map_err(|e| bad(&e.to_string()))?;
             let get = |k: usize| rec.get(k).unwrap_or("").trim();
             let year: i32 = get(0)
                 .parse()
@@ -102,11 +109,16 @@ impl Rates {
                     } else {
                         kwh(3)?
                     };
+                    // At most €100 per kWh: far above any real rate, and no overflow in a sum.
                     let rate_e5 = match get(4) {
                         "" => None,
-                        r => Some(decimal(r, 5).ok_or_else(|| {
-                            bad("rate must be EUR/kWh with at most 5 decimals, or empty when unknown")
-                        })?),
+                        r => Some(
+                            decimal(r, 5)
+                                .filter(|e5| *e5 <= 10_000_000)
+                                .ok_or_else(|| {
+                                    bad("rate must be EUR/kWh from 0 to 100 with at most 5 decimals, or empty when unknown")
+                                })?,
+                        ),
                     };
                     let bracket = Bracket {
                         from_wh: kwh(2)?,
@@ -121,7 +133,10 @@ impl Rates {
                 }
                 "reduction" => {
                     let ct = decimal(get(4), 2)
-                        .ok_or_else(|| bad("reduction must be EUR with at most 2 decimals"))?;
+                        .filter(|ct| *ct <= 10_000_000)
+                        .ok_or_else(|| {
+                            bad("reduction must be EUR from 0 to 100,000 with at most 2 decimals")
+                        })?;
                     if entry.reduction.replace((ct, confirmed)).is_some() {
                         return Err(bad(&format!("a second reduction for {year}")));
                     }
@@ -161,6 +176,17 @@ impl Rates {
             }
             rates.years.entry(year).or_default().brackets =
                 brackets.into_iter().map(|(_, b)| b).collect();
+        }
+        if let Some(year) = rates
+            .years
+            .iter()
+            .find(|(_, y)| y.brackets.is_empty())
+            .map(|(year, _)| *year)
+        {
+            // A reduction without brackets would tax nothing and call it confirmed.
+            return Err(Error::Usage(format!(
+                "{name}: {year} has a reduction but no brackets"
+            )));
         }
         for y in rates.years.values_mut() {
             y.sources.sort();
@@ -215,6 +241,10 @@ mod tests {
         assert_eq!(decimal("519.80", 2), Some(51980));
         assert_eq!(decimal("10000", 3), Some(10_000_000));
         assert_eq!(decimal("0.091615", 5), None);
+        // No sign, no overflow.
+        assert_eq!(decimal("-0.09161", 5), None);
+        assert_eq!(decimal("+1", 5), None);
+        assert_eq!(decimal("99999999999999999", 3), None);
     }
 
     #[test]
@@ -281,6 +311,12 @@ mod tests {
         assert!(m.starts_with("rates.csv:3:"), "{m}");
         assert!(refusal("2026,bracket,0,0,0.1,true,s\n").contains("ends where it starts"));
         assert!(refusal("-262143,bracket,0,,0.1,true,s\n").contains("year"));
+        assert!(refusal("2026,reduction,,,500,true,s\n").contains("no brackets"));
+        assert!(refusal("2026,bracket,0,,1000,true,s\n").contains("from 0 to 100"));
+        // A quoted note over two lines: the next record's problem names its own line.
+        let m =
+            refusal("2026,bracket,0,2900,0.1,true,\"a\nnote\"\n2026,bracket,3000,,0.1,true,s\n");
+        assert!(m.starts_with("rates.csv:4:"), "{m}");
         // In any order, a complete year is fine.
         let ok = Rates::parse(
             &format!("{HEAD}2026,bracket,2900,,0.2,true,s\n2026,bracket,0,2900,0.1,true,s\n"),

@@ -88,7 +88,9 @@ pub fn tax(rates: &Rates, x: &TaxInput) -> TaxOutcome {
         exemption_saving_ct: None,
         rates_confirmed: false,
     };
-    let Some(year) = rates.years.get(&x.year) else {
+    // No rates, or no day of membership (every bracket would shrink to nothing and all energy
+    // fall into the top bracket): no figure.
+    let Some(year) = rates.years.get(&x.year).filter(|_| x.member_days > 0) else {
         return unknown;
     };
     let (days, in_year) = (x.member_days, x.year_days);

@@ -112,6 +112,9 @@ pub struct Doc {
     /// The date the figures are as of (shown, and kept in a `<meta name="vaten-as-of">` so that
     /// a later version can say what it restates).
     pub as_of: Option<String>,
+    /// Whom or what the report is about (a participant id, `yearly 2026`), kept in a `<meta>`:
+    /// a later version only compares its figures with a file about the same subject.
+    pub subject: Option<String>,
 }
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0 auto;max-width:60rem;padding:0.75rem;color:#1b1b1b;line-height:1.45}\
@@ -121,6 +124,15 @@ th,td{padding:0.25rem 0.6rem;border-bottom:1px solid #e2e2e2;text-align:left;whi
 td[data-figure]{text-align:right;font-variant-numeric:tabular-nums}\
 .warning{background:#fff3cd;border-left:4px solid #d39e00;padding:0.5rem 0.75rem}\
 figure{margin:0.75rem 0}figure svg{max-width:100%;height:auto}figcaption{font-size:0.85rem;color:#555}";
+
+/// The inverse of [`escape`], for reading a report back.
+pub fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
 
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -143,6 +155,7 @@ impl Doc {
             title: title.into(),
             blocks: Vec::new(),
             as_of: None,
+            subject: None,
         }
     }
 
@@ -173,10 +186,15 @@ impl Doc {
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
              <title>{}</title>\n<style>{STYLE}</style>\n{}</head>\n<body>\n<h1>{}</h1>\n",
             escape(&self.title),
-            self.as_of.as_ref().map_or(String::new(), |d| format!(
-                "<meta name=\"vaten-as-of\" content=\"{}\">\n",
-                escape(d)
-            )),
+            [
+                ("vaten-as-of", &self.as_of),
+                ("vaten-subject", &self.subject)
+            ]
+            .iter()
+            .filter_map(|(name, v)| v
+                .as_ref()
+                .map(|v| format!("<meta name=\"{name}\" content=\"{}\">\n", escape(v))))
+            .collect::<String>(),
             escape(&self.title)
         );
         if let Some(d) = &self.as_of {

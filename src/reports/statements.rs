@@ -16,20 +16,11 @@ use crate::error::Result;
 use crate::lake::schema::TAX_BASE_YEARLY;
 use crate::lake::Lake;
 use crate::marts::rates::{Rates, Regime};
-use crate::registry::Registry;
+use crate::registry::{statement_file_stem, Registry};
 
-/// A participant id made safe as a file name (it comes from the cooperative's own records).
+/// A participant id as the statement's file name (see [`statement_file_stem`]).
 pub fn file_name(participant: &str) -> String {
-    participant
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    statement_file_stem(participant)
 }
 
 pub fn statements(
@@ -194,13 +185,24 @@ pub fn statements(
             ],
         ];
         if let Some((pct, _)) = &vat {
+            // As a bill shows them: tax and reduction each with VAT, each rounded, then the net.
+            let with_vat = |ct: Option<i64>| ct.map(|ct| crate::marts::vat::including(ct, *pct));
+            let (tax, credit) = (with_vat(sum_money(&pick(2))), with_vat(sum_money(&pick(3))));
+            tax_rows.push(vec![
+                Cell::text(format!("energy tax, including {pct} % VAT")),
+                Cell::fig("tax.energy_tax_incl_vat_ct", Value::Cents(tax)),
+            ]);
+            tax_rows.push(vec![
+                Cell::text(format!("reduction, including {pct} % VAT")),
+                Cell::fig("tax.tax_credit_incl_vat_ct", Value::Cents(credit)),
+            ]);
             tax_rows.push(vec![
                 Cell::text(format!(
                     "net energy tax, including {pct} % VAT (as on a bill)"
                 )),
                 Cell::fig(
                     "tax.net_energy_tax_incl_vat_ct",
-                    Value::Cents(net.map(|ct| crate::marts::vat::including(ct, *pct))),
+                    Value::Cents(tax.zip(credit).map(|(t, c)| t - c)),
                 ),
             ]);
         }
@@ -246,6 +248,7 @@ pub fn statements(
         super::restated::mark(
             &mut doc,
             &as_of.to_string(),
+            &format!("statement {year} {pid}"),
             super::restated::previous(&path).as_ref(),
         );
         write_file(&path, &doc.html())?;

@@ -266,6 +266,7 @@ fn finish(
     super::restated::mark(
         &mut doc,
         &as_of.to_string(),
+        &format!("yearly report {year}"),
         super::restated::previous(&path).as_ref(),
     );
     write_file(&path, &doc.html())?;
@@ -366,7 +367,7 @@ fn methods(doc: &mut Doc, rates: &Rates, year: i32, regime: Regime) {
     doc.heading("Methods");
     doc.para("Quarter-hour energy is the difference of consecutive register readings per meter (a meter exchange starts a new series); a hole between two known readings is spread over its quarter-hours exactly to the Wh (largest remainder), a day whose quarter-hours expired at the grid operator is spread from its daily registers: delivered energy by a household profile, fed-back energy by the installation's production and battery discharge, or by daylight at 52° N without an installation (the cable tables count such derived quarter-hours; matched energy and peaks on those days are estimates). Per quarter-hour and connection: V = P + L − T (V = L without installation).");
     doc.para(format!(
-        "Energy tax: {} regime in {year}. {} Own use behind the meter, max(0, P − T) per connection and year, is never taxed. The reduction per connection and the first bracket are pro-rated to the days of membership.",
+        "Energy tax: {} regime in {year}. {} Own use behind the meter, max(0, P − T) per connection and year, is never taxed. The reduction per connection and every bracket bound are pro-rated to the days of membership.",
         regime.as_str(),
         match regime {
             Regime::Netting => "Taxable is max(0, L − T) per connection (netting, up to and including 2026).",

@@ -56,7 +56,11 @@ fn deliveries(rng: &mut StdRng) -> (Vec<FeedEntry>, Vec<FeedEntry>) {
     // C's hole: five days without quarter-hours. The registers of its third to fifth day come
     // in the last batch: the reading before them is two days back, among the quarter-hours
     // (a planner looking only at daily registers recomputed too little).
-    let hole = rng.gen_range(0..=1);
+    let hole = rng.gen_range(1..=2);
+    // A's quarter-hours of the 21st to the 25th are gone too, and only the daily register of
+    // the 22nd comes: a derived hole of four days from there. Its feed-back follows A's
+    // production, whose readings of the 24th on arrive in the last batch: the hole is spread
+    // anew from its start, two days before the first late production reading.
     // B's meter exchange at noon of one of the summer-time days, on about half the seeds.
     let exchange_day = rng.gen_bool(0.5).then(|| rng.gen_range(0..5));
     let mut b_new = meter(EAN_B, "MB2", 0, true);
@@ -68,6 +72,18 @@ fn deliveries(rng: &mut StdRng) -> (Vec<FeedEntry>, Vec<FeedEntry>) {
                 intervals(m, date); // the meter runs on; its quarter-hours never arrive
                 if k >= hole + 2 {
                     late.push(registers);
+                }
+                continue;
+            }
+            if i == 2 && k < hole {
+                // Complete before the hole: the reading before the late registers is days back.
+                now.push(FeedEntry::interval(intervals(m, date)));
+                continue;
+            }
+            if i == 0 && (1..=5).contains(&k) {
+                intervals(m, date);
+                if k == 2 {
+                    now.push(registers);
                 }
                 continue;
             }
@@ -113,6 +129,20 @@ fn deliveries(rng: &mut StdRng) -> (Vec<FeedEntry>, Vec<FeedEntry>) {
     (now, late)
 }
 
+fn last_transform_message(env: &Env, now: &str) -> String {
+    let out = env.vaten(
+        now,
+        &[
+            "query",
+            "--format",
+            "csv",
+            "select message from _runs where job = 'transform' order by started_at desc limit 1",
+        ],
+    );
+    assert_ok(&out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn run_seed(seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let fake = FakeInstallations::spawn().unwrap();
@@ -139,11 +169,12 @@ fn run_seed(seed: u64) {
     for (b, batch) in batches.iter().enumerate() {
         let now = format!("2026-10-28T10:{:02}:00Z", b * 2);
         env.server.push(batch.iter().cloned());
-        // The installation uploads its readings over the week, and now and then refuses us.
+        // The installation uploads its readings up to the 24th at noon at first, the rest at
+        // the end; and now and then refuses us.
         let upto = if b + 1 == batches.len() {
             quarters
         } else {
-            rng.gen_range(uploaded..=quarters)
+            4 * 96 + 48
         };
         if upto > uploaded {
             let t = first_end + chrono::Duration::minutes(15 * uploaded as i64);
@@ -161,6 +192,11 @@ fn run_seed(seed: u64) {
         );
         assert_ok(&env.vaten(&now, &["ingest"]));
         assert_ok(&env.vaten(&now, &["transform"]));
+        if b > 0 {
+            // Really incremental: a silent fall-back to full would make the test vacuous.
+            let msg = last_transform_message(&env, &now);
+            assert!(msg.contains("incremental recompute"), "seed {seed}: {msg}");
+        }
         if every_batch || b + 1 == batches.len() {
             let incremental = derived(&env);
             assert_ok(&env.vaten(&now, &["transform", "--full"]));

@@ -11,6 +11,7 @@ mod incremental;
 mod independent_reader;
 mod installations;
 mod intervals;
+mod migration;
 mod p1_decode;
 mod query;
 mod real_data;

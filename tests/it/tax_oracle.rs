@@ -16,14 +16,14 @@ use vaten::registry::{Installation, Registry};
 
 use crate::common::*;
 
-/// The 2027 rates are not law yet: these are made for the test (and say so).
+/// The 2027 rates are not law yet: these are made for the test (and say so). Without a
+/// reduction row: connections with the right to it get no reduction and no net tax figure.
 const RATES_2027: &str = "\
 2027,bracket,0,2900,0.09000,false,made for the test
 2027,bracket,2900,10000,0.09000,false,made for the test
 2027,bracket,10000,50000,0.06500,false,made for the test
 2027,bracket,50000,10000000,0.03600,false,made for the test
 2027,bracket,10000000,,0.00200,false,made for the test
-2027,reduction,,,510.00,false,made for the test
 ";
 
 /// Local midnights at which the meters are read: every half year from 2025 to 2028.
@@ -149,10 +149,12 @@ fn every_cent_of_the_tax_agrees_with_an_independent_oracle() {
         "2025:netting",
         "2026:netting",
         "2027:no_netting",
-        "part-year",
-        "above 50,000 kWh",
-        "no reduction",
+        "joins 2026-03-29",
+        "leaves 2026-06-30",
+        "business above 50,000 kWh",
+        "household without reduction",
         "own use",
+        "2027 without a reduction in the rates",
     ] {
         assert!(text.contains(case), "not covered: {case}\n{text}");
     }
