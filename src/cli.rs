@@ -426,6 +426,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             output,
         } => {
             let config = Config::load(&config_path(&cli))?;
+            if let Some(out) = output {
+                crate::query::refuse_inside_lake(out, &config.lake)?;
+            }
             let lake = crate::lake::Lake::open_read(&config.lake);
             let mut df = crate::query::run(&lake, sql)?;
             crate::query::write(&mut df, *format, output.as_deref())

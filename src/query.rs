@@ -44,6 +44,30 @@ pub fn run(lake: &Lake, sql: &str) -> Result<DataFrame> {
     lf.collect().map_err(one_line)
 }
 
+/// A query's output never goes into the lake: a file there would be read as part of a table,
+/// or overwrite one (exit 2). Paths are compared after resolving links and `..`.
+pub fn refuse_inside_lake(out: &Path, lake: &Path) -> Result<()> {
+    let Ok(lake) = lake.canonicalize() else {
+        return Ok(()); // no lake yet: nothing to overwrite
+    };
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let resolved = parent
+        .canonicalize()
+        .map(|p| p.join(out.file_name().unwrap_or_default()))
+        .map_err(|e| Error::Usage(format!("--output {}: {e}", out.display())))?;
+    if resolved.starts_with(&lake) {
+        return Err(Error::Usage(format!(
+            "--output {} lies inside the lake ({}); write it somewhere else",
+            out.display(),
+            lake.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Writes the result in `format` to `out` (standard output when `None`).
 pub fn write(df: &mut DataFrame, format: Format, out: Option<&Path>) -> Result<()> {
     let mut sink: Box<dyn Write> = match out {

@@ -98,6 +98,13 @@ impl Txn {
     /// Makes the change durable and visible. After the journal rename the change is decided;
     /// a crash after that point is completed by [`recover`].
     pub fn commit(mut self) -> Result<()> {
+        // The staged files are fsynced as they are written; their folder's entries must be
+        // durable too before a journal names them.
+        let staging = self.root.join("_staging").join(&self.txid);
+        if staging.exists() {
+            sync_dir(&staging)?;
+            sync_dir(&self.root.join("_staging"))?;
+        }
         let journal_dir = self.root.join("_journal");
         fs::create_dir_all(&journal_dir).map_err(|e| Error::lake(&journal_dir, e))?;
         let journal = Journal {
@@ -142,7 +149,19 @@ fn apply(root: &Path, journal: &Journal) -> Result<()> {
         let (from, to) = (root.join(staged), root.join(target));
         if from.exists() {
             let parent = to.parent().expect("target has a parent");
-            fs::create_dir_all(parent).map_err(|e| Error::lake(parent, e))?;
+            if !parent.exists() {
+                fs::create_dir_all(parent).map_err(|e| Error::lake(parent, e))?;
+                // A new partition (and perhaps table) folder: its entry in the folder above
+                // must survive a crash as well.
+                let mut d = parent;
+                while let Some(up) = d.parent().filter(|up| up.starts_with(root)) {
+                    touched_dirs.insert(up.to_path_buf());
+                    if up == root {
+                        break;
+                    }
+                    d = up;
+                }
+            }
             fs::rename(&from, &to).map_err(|e| Error::lake(&to, e))?;
             touched_dirs.insert(parent.to_path_buf());
         } else if !to.exists() {

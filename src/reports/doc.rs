@@ -125,6 +125,25 @@ td[data-figure]{text-align:right;font-variant-numeric:tabular-nums}\
 .warning{background:#fff3cd;border-left:4px solid #d39e00;padding:0.5rem 0.75rem}\
 figure{margin:0.75rem 0}figure svg{max-width:100%;height:auto}figcaption{font-size:0.85rem;color:#555}";
 
+/// Text as Markdown shows it literally: the characters Markdown and HTML give a meaning are
+/// backslash-escaped, line breaks become spaces (a server's error text lands in reports and must
+/// not become a link, an image, markup or a table row).
+pub fn md_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '<' | '>' | '#' | '|' | '!' | '~'
+            | '&' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The inverse of [`escape`], for reading a report back.
 pub fn unescape(s: &str) -> String {
     s.replace("&lt;", "<")
@@ -256,21 +275,21 @@ impl Doc {
     }
 
     pub fn markdown(&self) -> String {
-        let mut o = format!("# {}\n\n", self.title);
+        let md = md_escape;
+        let mut o = format!("# {}\n\n", md(&self.title));
         if let Some(d) = &self.as_of {
-            let _ = write!(o, "Figures as of {d}.\n\n");
+            let _ = write!(o, "Figures as of {}.\n\n", md(d));
         }
-        let md = |s: &str| s.replace('|', "\\|");
         for b in &self.blocks {
             match b {
                 Block::Heading(s) => {
-                    let _ = write!(o, "## {s}\n\n");
+                    let _ = write!(o, "## {}\n\n", md(s));
                 }
                 Block::Para(s) => {
-                    let _ = write!(o, "{s}\n\n");
+                    let _ = write!(o, "{}\n\n", md(s));
                 }
                 Block::Warning(s) => {
-                    let _ = write!(o, "> **Warning:** {s}\n\n");
+                    let _ = write!(o, "> **Warning:** {}\n\n", md(s));
                 }
                 Block::Table { head, rows } => {
                     let _ = writeln!(
@@ -292,7 +311,7 @@ impl Doc {
                     o.push('\n');
                 }
                 Block::Chart { alt, .. } => {
-                    let _ = write!(o, "_Chart: {alt} (in the HTML report)._\n\n");
+                    let _ = write!(o, "_Chart: {} (in the HTML report)._\n\n", md(alt));
                 }
             }
         }
@@ -331,5 +350,16 @@ mod tests {
         assert!(h.contains("data-figure=\"k.l_wh\" data-value=\"1500\">1.500 kWh</td>"));
         let m = d.markdown();
         assert!(m.contains("| x<y | 1.500 kWh |"), "{m}");
+    }
+
+    #[test]
+    fn markdown_shows_hostile_text_literally() {
+        let mut d = Doc::new("Night");
+        d.para(
+            "server said: <img src=x onerror=alert(1)> [click](http://evil) | x\n# not a heading",
+        );
+        let m = d.markdown();
+        assert!(m.contains("\\<img src=x onerror=alert\\(1\\)\\> \\[click\\]\\(http://evil\\) \\| x \\# not a heading"), "{m}");
+        assert!(!m.contains("\n# not"));
     }
 }

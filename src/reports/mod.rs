@@ -69,14 +69,52 @@ fn strings(df: &DataFrame, name: &str) -> Result<Vec<String>> {
 
 /// Writes `text` to `path` atomically (temporary file, then rename): a reader never sees half
 /// a report.
+/// Writes a report through a temporary file, fsynced, renamed into place and the folder
+/// fsynced. Anything under `private/` is the owner's only: folders `0700`, files `0600`
+/// (whatever the umask).
 fn write_file(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let dir = path.parent().expect("report path has a folder");
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::Usage(format!("{}: cannot create: {e}", dir.display())))?;
+    let private = path.components().any(|c| c.as_os_str() == "private");
+    let cannot = |what: &Path, e: std::io::Error| {
+        Error::Usage(format!("{}: cannot write: {e}", what.display()))
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(if private { 0o700 } else { 0o755 })
+        .create(dir)
+        .map_err(|e| cannot(dir, e))?;
+    if private {
+        // Folders made before (by an older version, or by hand) are closed too.
+        let mut d = dir;
+        while let Some(parent) = d
+            .parent()
+            .filter(|_| d.components().any(|c| c.as_os_str() == "private"))
+        {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| cannot(d, e))?;
+            d = parent;
+        }
+    }
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)
-        .map_err(|e| Error::Usage(format!("{}: cannot write: {e}", tmp.display())))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(&tmp)
+        .map_err(|e| cannot(&tmp, e))?;
+    if private {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| cannot(&tmp, e))?;
+    }
+    file.write_all(text.as_bytes())
+        .map_err(|e| cannot(&tmp, e))?;
+    file.sync_all().map_err(|e| cannot(&tmp, e))?;
+    drop(file);
     std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
 

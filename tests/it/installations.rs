@@ -267,6 +267,33 @@ fn tokens_file_must_be_private_and_tokens_never_leak() {
     assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
     assert_eq!(fake.requests(&id(0)), 0);
     write_tokens(&env, 2, 0o600);
+    let tokens = env.dir.path().join("tokens.toml");
+    // A symbolic link to a private file is refused: the mode is checked on what is opened.
+    let real = env.dir.path().join("real-tokens.toml");
+    std::fs::rename(&tokens, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &tokens).unwrap();
+    let out = env.vaten(NOW, &["ingest", "installations"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+    std::fs::remove_file(&tokens).unwrap();
+    std::fs::rename(&real, &tokens).unwrap();
+    // A private file of another user is refused too (giving a file away needs root, as CI is).
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test gives the tokens file to another user: run it as root"
+    );
+    std::os::unix::fs::chown(&tokens, Some(65_534), None).unwrap();
+    let out = env.vaten(NOW, &["ingest", "installations"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("belongs to user 65534"),
+        "{}",
+        stderr(&out)
+    );
+    std::os::unix::fs::chown(&tokens, Some(0), None).unwrap();
+    assert_eq!(fake.requests(&id(0)), 0);
     let outputs = [
         env.vaten(NOW, &["-vv", "ingest", "installations"]),
         env.vaten(

@@ -37,6 +37,34 @@ fn sql_over_the_lake_in_every_format() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["ean"], EAN_B);
 
+    // Output into the lake is refused (it would be read as part of a table, or overwrite one),
+    // also through `..`; the table stays as it was.
+    let before = files_below(&env.lake_dir());
+    for target in [
+        env.lake_dir()
+            .join("grid_readings/date=2026-10-25/x.parquet"),
+        env.lake_dir().join("intervals/../grid_readings/y.parquet"),
+    ] {
+        let out = env.vaten(
+            "2026-10-28T10:00:00Z",
+            &[
+                "query",
+                "--format",
+                "parquet",
+                "--output",
+                target.to_str().unwrap(),
+                "SELECT 1 AS one",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("lies inside the lake"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(files_below(&env.lake_dir()), before);
+
     // Parquet to a file, read back.
     let file = env.dir.path().join("out.parquet");
     let out = env.vaten(

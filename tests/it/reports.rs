@@ -238,6 +238,21 @@ fn reports_agree_with_the_lake_keep_households_private_and_render() {
     // Statements: one per participant, private, each figure from the lake.
     let dir = reports.join("private/statements/2026");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 14);
+    // Private on disk whatever the umask: statements 0600, their folders 0700.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            assert_eq!(mode(&entry.unwrap().path()), 0o600);
+        }
+        for d in [
+            reports.join("private"),
+            reports.join("private/statements"),
+            dir.clone(),
+        ] {
+            assert_eq!(mode(&d), 0o700, "{}", d.display());
+        }
+    }
     for pid in ["P0001", "P0008", "P0013"] {
         let page = dir.join(format!("{pid}.html"));
         check(&env, &["statement", "2026", page.to_str().unwrap(), pid]);
