@@ -48,6 +48,9 @@ pub struct Cli {
         value_name = "TIME"
     )]
     now: Option<String>,
+    /// With --now: the clock runs on from there (the jobs `vaten schedule` starts).
+    #[arg(long, global = true, hide = true)]
+    clock_running: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -248,7 +251,15 @@ pub fn main() -> ExitCode {
     // log per page and per installation is in the demo lake's `_runs`, and on screen with -v.
     let quiet = matches!(cli.command, Command::Demo(_));
     init_logging(cli.log_format, cli.verbose.saturating_add(u8::from(!quiet)));
-    match run(cli) {
+    // A defect anywhere is exit 1 with one line, as the exit codes promise (not Rust's 101).
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli)))
+        .unwrap_or_else(|panic| {
+            Err(anyhow::anyhow!(
+                "internal error: {}",
+                crate::commands::panic_text(&panic)
+            ))
+        });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // The whole cause chain on one line; the library error decides the exit code.
@@ -301,6 +312,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn dispatch(cli: Cli) -> Result<()> {
     let clock = clock(&cli.now)?;
+    let clock = if cli.clock_running {
+        clock.running()
+    } else {
+        clock
+    };
     match &cli.command {
         Command::Demo(args) => crate::demo::run(args, clock),
         Command::FakeGrid(args) => crate::fake::serve::serve_fake_grid(args),
@@ -381,7 +397,17 @@ fn dispatch(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let grace = std::time::Duration::from_secs_f64(ctx.config.schedule.grace_s.max(0.0));
-            crate::schedule::runner::schedule(ctx, jobs, grace)
+            let mut common: Vec<std::ffi::OsString> =
+                vec!["--config".into(), config_path(&cli).into()];
+            if matches!(cli.log_format, LogFormat::Json) {
+                common.extend(["--log-format".into(), "json".into()]);
+            }
+            common.extend((0..cli.verbose).map(|_| "-v".into()));
+            let cmd = crate::schedule::runner::JobCommand {
+                exe: std::env::current_exe()?,
+                common,
+            };
+            crate::schedule::runner::schedule(ctx, jobs, grace, cmd)
         }
         Command::Report(which) => {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;

@@ -114,6 +114,30 @@ impl JobReport for TransformReport {
     }
 }
 
+/// The message of a caught panic.
+pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// For the tests of the scheduler and `vaten run` only: `VATEN_INJECT_FAULT=panic:<job>` makes
+/// that job panic, `hang:<job>` makes it hang, as a defect or a stuck call could.
+fn inject_fault(job: &str) {
+    let Ok(fault) = std::env::var("VATEN_INJECT_FAULT") else {
+        return;
+    };
+    match fault.split_once(':') {
+        Some(("panic", j)) if j == job => panic!("injected panic in {job}"),
+        Some(("hang", j)) if j == job => loop {
+            std::thread::sleep(std::time::Duration::from_secs(3_600));
+        },
+        _ => {}
+    }
+}
+
 /// Runs `work` as job `job`, recording it in `_runs` (also when it fails).
 fn run_job<R: JobReport>(
     lake: &Lake,
@@ -123,7 +147,18 @@ fn run_job<R: JobReport>(
 ) -> Result<R> {
     let started_at = clock.now();
     let run_id = crate::lake::txn::new_txid();
-    let result = work(lake);
+    // A panic inside the work is a failed run like any other: recorded, exit 1, the next
+    // firing runs (the lake's journal leaves it as before the change in hand).
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        inject_fault(job);
+        work(lake)
+    }))
+    .unwrap_or_else(|panic| {
+        Err(Error::Internal(format!(
+            "{job} panicked: {}",
+            panic_text(&panic)
+        )))
+    });
     let mut message = match &result {
         Ok(r) => r.message(),
         Err(e) => e.to_string(),

@@ -29,6 +29,9 @@ pub enum Error {
     /// A P1 telegram that could not be decoded.
     #[error("P1 telegram {0}")]
     P1(String),
+    /// A defect in vaten itself (a panic caught at a job's boundary).
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error("parquet: {0}")]

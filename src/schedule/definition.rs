@@ -77,9 +77,15 @@ pub struct JobDef {
     /// Jobs that must have succeeded since this one last started before it runs.
     pub after: Vec<String>,
     pub retry: Retry,
+    /// `vaten schedule` ends an attempt that runs longer (the job runs in a process of its own,
+    /// which is killed; the lake's journal leaves it as before that job).
+    pub timeout_s: f64,
     /// `file:line` of its definition, for messages.
     pub origin: String,
 }
+
+/// A job's timeout when its definition names none: four hours, far above a nightly pass.
+pub const DEFAULT_TIMEOUT_S: f64 = 4.0 * 3_600.0;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +103,7 @@ struct RawJob {
     #[serde(default)]
     after: Vec<Spanned<String>>,
     retry: Option<Retry>,
+    timeout_s: Option<f64>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -194,6 +201,12 @@ pub fn parse(sources: &[(String, String)], tz: Tz) -> Result<Vec<JobDef>> {
                     "{file}:{line}: job `{name}`: retry needs attempts from 1 to 100 and backoff_s from 0 to 86400"
                 ));
             }
+            let timeout_s = j.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
+            if !(timeout_s.is_finite() && timeout_s > 0.0 && timeout_s <= 7.0 * 86_400.0) {
+                problems.push(format!(
+                    "{file}:{line}: job `{name}`: timeout_s {timeout_s} must be above 0 and at most 604800 (7 days)"
+                ));
+            }
             for a in &j.after {
                 refs.push((at(&a.span()), name.clone(), a.get_ref().clone()));
             }
@@ -203,6 +216,7 @@ pub fn parse(sources: &[(String, String)], tz: Tz) -> Result<Vec<JobDef>> {
                 schedule,
                 after: j.after.iter().map(|a| a.get_ref().clone()).collect(),
                 retry,
+                timeout_s,
                 origin: format!("{file}:{line}"),
             });
         }

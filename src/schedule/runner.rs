@@ -4,13 +4,15 @@
 //! that instant, which only sends a message (it rounds the delay down to whole seconds; the
 //! rest is slept here). The fire times themselves come from
 //! [`super::cron`] (local time, right across DST), and catch-up, overlap and retries from
-//! [`Core`]: the library does none of those right on its own. Jobs run on their own OS thread
-//! (Polars work never runs on the async runtime); one at a time, as they share the lake's lock.
-//! SIGINT/SIGTERM: no new jobs; a running job gets `grace_s` to finish; if it does not, the
-//! process exits anyway: the lake's journal leaves it as before or as after that job.
+//! [`Core`]: the library does none of those right on its own. Each job runs as a `vaten` process
+//! of its own (the same command line an operator would type), watched from a thread: a job that
+//! panics or hangs cannot take the scheduler with it. One at a time, as they share the lake's
+//! lock. A job past its `timeout_s` is killed and recorded as failed; so is one that ends
+//! abnormally; the next firing runs. SIGINT/SIGTERM: no new jobs; a running job gets `grace_s`
+//! to finish, then it is killed: the lake's journal leaves it as before or as after that job.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -78,12 +80,17 @@ pub fn last_successes(lake: &Lake) -> Result<HashMap<String, DateTime<Utc>>> {
 
 fn record_skip(ctx: &Context, job: &JobDef, why: &str) {
     let now = ctx.clock.now();
+    record(ctx, job, "skipped", now, why);
+}
+
+/// Records a run of `job` that the job could not record itself (skipped, killed, crashed).
+fn record(ctx: &Context, job: &JobDef, status: &str, started_at: DateTime<Utc>, why: &str) {
     let record = RunRecord {
         run_id: crate::lake::txn::new_txid(),
         job: job.task.name().to_string(),
-        started_at: now,
-        finished_at: now,
-        status: "skipped".into(),
+        started_at,
+        finished_at: ctx.clock.now().max(started_at),
+        status: status.into(),
         rows_in: 0,
         rows_out: 0,
         message: format!("{} (pipeline job `{}`)", why, job.name),
@@ -95,17 +102,113 @@ fn record_skip(ctx: &Context, job: &JobDef, why: &str) {
     )
     .and_then(|lake| lake.record_run(&record));
     if let Err(e) = written {
-        tracing::warn!("could not record the skipped firing of {}: {e}", job.name);
+        tracing::warn!("could not record the {status} run of {}: {e}", job.name);
+    }
+}
+
+/// How the scheduler starts a job: this `vaten` binary with the arguments every job shares
+/// (configuration, log format and level).
+#[derive(Debug, Clone)]
+pub struct JobCommand {
+    pub exe: std::path::PathBuf,
+    pub common: Vec<std::ffi::OsString>,
+}
+
+impl JobCommand {
+    fn command(&self, ctx: &Context, task: Task) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.args(&self.common);
+        // A clock set with --now keeps running in the job from where the scheduler's stands.
+        if let crate::clock::Clock::Offset(_) = ctx.clock {
+            cmd.arg("--now").arg(ctx.clock.now().to_rfc3339());
+            cmd.arg("--clock-running");
+        }
+        match task {
+            Task::IngestGrid => cmd.args(["ingest", "grid"]),
+            Task::IngestInstallations => cmd.args(["ingest", "installations"]),
+            Task::Transform => cmd.arg("transform"),
+            Task::ReportNightly => cmd.args(["report", "nightly"]),
+            Task::ReportYearly => {
+                // The last year that has ended (the job runs early in January).
+                let today = crate::domain::time::local_date(ctx.clock.now(), ctx.config.tz());
+                let year = chrono::Datelike::year(&today) - 1;
+                cmd.args(["report", "yearly", "--year", &year.to_string()])
+            }
+        };
+        cmd.stdin(std::process::Stdio::null());
+        cmd
+    }
+}
+
+/// Runs one attempt of `def` as a process, within its timeout; whether it succeeded. The
+/// process records its own run in `_runs` when it ends normally (exit 0 or 1); anything else
+/// is recorded here.
+fn run_attempt(
+    ctx: &Context,
+    cmd: &JobCommand,
+    def: &JobDef,
+    running: &Mutex<Option<u32>>,
+) -> bool {
+    let started = ctx.clock.now();
+    let mut child = match cmd.command(ctx, def.task).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            record(
+                ctx,
+                def,
+                "failed",
+                started,
+                &format!("could not start the job's process: {e}"),
+            );
+            return false;
+        }
+    };
+    *running.lock().expect("running job") = Some(child.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(def.timeout_s);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if std::time::Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) => break None,
+        }
+    };
+    *running.lock().expect("running job") = None;
+    match status.and_then(|s| s.code()) {
+        Some(0) => true,
+        Some(1) => false,
+        _ if status.is_none() => {
+            let why = format!("timed out after {} s and was ended", def.timeout_s);
+            tracing::error!(job = %def.name, "{why}");
+            record(ctx, def, "failed", started, &why);
+            false
+        }
+        _ => {
+            let why = format!(
+                "ended abnormally ({}); see the log",
+                status.map_or("no status".into(), |s| s.to_string())
+            );
+            tracing::error!(job = %def.name, "{why}");
+            record(ctx, def, "failed", started, &why);
+            false
+        }
     }
 }
 
 /// Runs the pipeline until SIGINT or SIGTERM.
-pub fn schedule(ctx: Context, jobs: Vec<JobDef>, grace: Duration) -> Result<()> {
+pub fn schedule(ctx: Context, jobs: Vec<JobDef>, grace: Duration, cmd: JobCommand) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let ctx = Arc::new(ctx);
+    let cmd = Arc::new(cmd);
+    // The process id of the job running now, to end it when the grace period runs out.
+    let running = Arc::new(Mutex::new(None::<u32>));
     // Polars work (reading `_runs`) stays off the runtime's threads.
     let last = last_successes(&Lake::open_read(&ctx.config.lake))?;
     rt.block_on(async move {
@@ -135,13 +238,14 @@ pub fn schedule(ctx: Context, jobs: Vec<JobDef>, grace: Duration) -> Result<()> 
                     Decision::Start { job, attempt } => {
                         let def = core.job(job).clone();
                         tracing::info!(job = %def.name, attempt, "starting");
-                        let (ctx, tx) = (ctx.clone(), tx.clone());
+                        let (ctx, tx, cmd, running) =
+                            (ctx.clone(), tx.clone(), cmd.clone(), running.clone());
                         std::thread::spawn(move || {
-                            let result = run_task(&ctx, def.task);
-                            if let Err(e) = &result {
-                                tracing::error!(job = %def.name, attempt, "failed: {e}");
+                            let ok = run_attempt(&ctx, &cmd, &def, &running);
+                            if !ok {
+                                tracing::error!(job = %def.name, attempt, "failed");
                             }
-                            let _ = tx.send(Msg::Finished { ok: result.is_ok() });
+                            let _ = tx.send(Msg::Finished { ok });
                         });
                     }
                     Decision::Skip { job, why } => {
@@ -203,7 +307,11 @@ pub fn schedule(ctx: Context, jobs: Vec<JobDef>, grace: Duration) -> Result<()> 
             })
             .await;
             if ended.is_err() {
-                tracing::warn!(job = %name, "did not finish within the grace period: abandoned (the lake stays as before it)");
+                if let Some(pid) = *running.lock().expect("running job") {
+                    // SAFETY: kill(2) on the pid of our own child process; no memory involved.
+                    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                }
+                tracing::warn!(job = %name, "did not finish within the grace period: ended (the lake stays as before it)");
                 std::process::exit(0);
             }
         }

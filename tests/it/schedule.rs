@@ -310,3 +310,67 @@ fn check_prints_the_next_times_and_bad_definitions_are_refused() {
         stderr(&out)
     );
 }
+
+/// The `_runs` messages of a job's failed runs.
+fn failures(env: &Env, job: &str) -> Vec<String> {
+    let df = env.lake().read_table(&vaten::lake::schema::RUNS).unwrap();
+    if df.height() == 0 {
+        return Vec::new();
+    }
+    let s = |n: &str| df.column(n).unwrap().str().unwrap().clone();
+    let (j, status, msg) = (s("job"), s("status"), s("message"));
+    (0..df.height())
+        .filter(|&i| j.get(i) == Some(job) && status.get(i) == Some("failed"))
+        .map(|i| msg.get(i).unwrap().to_string())
+        .collect()
+}
+
+/// A job that panics, and one that hangs past its timeout: each attempt is recorded as failed,
+/// the next firing runs, and SIGTERM still ends the scheduler cleanly. Before, a panic never
+/// sent the "finished" message (the scheduler waited for ever) and a hang had no limit.
+#[test]
+fn a_job_that_panics_or_hangs_is_recorded_and_the_next_firing_runs() {
+    for (fault, said) in [
+        ("panic:ingest-grid", "ingest-grid panicked: injected panic"),
+        ("hang:ingest-grid", "timed out after 1.5 s and was ended"),
+    ] {
+        let env = Env::new(&registry(&[EAN_A]));
+        pipeline(
+            &env,
+            "[[job]]\nname = \"ingest-grid\"\nrun = \"ingest-grid\"\nschedule = \"*/2 * * * * *\"\ntimeout_s = 1.5\n",
+        );
+        let child = Scheduler(Some(
+            env.command("2026-10-27T10:00:00Z", &["schedule"])
+                .env("VATEN_INJECT_FAULT", fault)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        assert!(
+            wait_for(60, || failures(&env, "ingest-grid").len() >= 2),
+            "{fault}: {:?}",
+            runs(&env)
+        );
+        assert!(terminate(child).success(), "{fault}");
+        let f = failures(&env, "ingest-grid");
+        assert!(f.iter().all(|m| m.contains(said)), "{fault}: {f:?}");
+    }
+}
+
+#[test]
+fn vaten_run_with_a_panicking_job_exits_1_and_records_it() {
+    let env = Env::new(&registry(&[EAN_A]));
+    let out = env
+        .command("2026-10-27T10:00:00Z", &["run"])
+        .env("VATEN_INJECT_FAULT", "panic:transform")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("internal error: transform panicked: injected panic in transform"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(failures(&env, "transform").len(), 1);
+}
