@@ -132,15 +132,25 @@ def yearly(year):
         count(*) FILTER (exemption_saving_ct IS NULL) FROM {ty} WHERE {y}""")[0]
     expected.update({"totals.own_use_exempt_wh": own, "totals.taxable_wh": tax,
                      "totals.exemption_saving_ct": None if nulls else saving})
+    # Months only when every month has at least 5 connections with data.
+    smallest_month = q(f"SELECT min(n) FROM (SELECT count(DISTINCT ean) n FROM {cd} WHERE {y} GROUP BY month(date))")[0][0]
     matched = dict(q(f"SELECT month(date), sum(matched_wh) FROM {cbd} WHERE {y} GROUP BY 1"))
     for m, v, l, t, p in q(f"SELECT month(date), sum(v_wh), sum(l_wh), sum(t_wh), coalesce(sum(p_wh), 0) FROM {cd} WHERE {y} GROUP BY 1"):
+        if smallest_month is not None and smallest_month < 5:
+            break
         for k, val in [("v_wh", v), ("l_wh", l), ("t_wh", t), ("p_wh", p), ("matched_wh", matched.get(m, 0))]:
             expected[f"month.{m:02}.{k}"] = val
-    # Cables: those with fewer than 5 connections together as "other cables" (shown only when
-    # the group has 5 or more).
-    q(f"""CREATE TEMP TABLE grp AS SELECT cable_id,
-            CASE WHEN count(DISTINCT ean) >= 5 THEN cable_id ELSE 'other cables' END AS g, count(DISTINCT ean) AS n
-          FROM {cd} WHERE {y} GROUP BY cable_id""")
+    # Cables: those with fewer than 5 connections together as "other cables"; while that group
+    # has 1 to 4, the smallest named cable joins it (the later id first among equals), so that
+    # the totals minus the named cables never describe fewer than 5.
+    sizes = dict(q(f"SELECT cable_id, count(DISTINCT ean) FROM {cd} WHERE {y} GROUP BY cable_id"))
+    named = {c for c, n in sizes.items() if n >= 5}
+    while 0 < sum(n for c, n in sizes.items() if c not in named) < 5 and named:
+        least = min(sizes[c] for c in named)
+        named.remove(max(c for c in named if sizes[c] == least))
+    q("CREATE TEMP TABLE grp (cable_id VARCHAR, g VARCHAR, n BIGINT)")
+    for c, n in sizes.items():
+        q(f"INSERT INTO grp VALUES ('{c}', '{c if c in named else 'other cables'}', {n})")
     for g, n, l, m, above, below, pi, pe in q(f"""
         WITH s AS (SELECT grp.g, sum(l_wh) l, sum(matched_wh) m, sum(quarters_above_v_high) a,
                           sum(quarters_below_v_low) b, max(peak_import_wh) pi, max(peak_export_wh) pe

@@ -184,8 +184,27 @@ pub fn yearly(
         ("p_wh", "P", by_month(&p, &month)),
         ("matched_wh", "matched", by_month(&matched, &cmonth)),
     ];
-    let months: BTreeSet<i64> = month.iter().flatten().copied().collect();
+    // A month is published only when every month of the year has at least MIN_CONNECTIONS
+    // connections with data: a small month would describe few households, and the year's
+    // totals minus the other months would give it anyway.
+    let mut per_month: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
+    for (mo, e) in month.iter().zip(strings(&d, "ean")?) {
+        if let Some(mo) = mo {
+            per_month.entry(*mo).or_default().insert(e);
+        }
+    }
+    let small_month = per_month.values().any(|s| s.len() < MIN_CONNECTIONS);
+    let months: BTreeSet<i64> = if small_month {
+        BTreeSet::new()
+    } else {
+        per_month.keys().copied().collect()
+    };
     doc.heading("Month by month");
+    if small_month {
+        doc.para(format!(
+            "Not published for {year}: in some month fewer than {MIN_CONNECTIONS} connections had data, and a month's figures must never describe fewer."
+        ));
+    }
     let mut mrows = Vec::new();
     for m in &months {
         let mut row = vec![Cell::text(MONTHS[(*m - 1) as usize])];
@@ -283,9 +302,37 @@ fn cables(d: &DataFrame, cbd: &DataFrame, doc: &mut Doc) -> Result<()> {
     for (c, e) in strings(d, "cable_id")?.into_iter().zip(strings(d, "ean")?) {
         conns.entry(c).or_default().insert(e);
     }
+    // Cables with fewer than MIN_CONNECTIONS go to "other cables". The totals are published
+    // too, so totals minus the named cables would give "other cables" even when it is left
+    // out: while that group has 1 to MIN_CONNECTIONS - 1 connections, the smallest named cable
+    // joins it (complementary suppression). Ties: the later cable id first, deterministically.
+    let mut named: BTreeSet<&str> = conns
+        .iter()
+        .filter(|(_, set)| set.len() >= MIN_CONNECTIONS)
+        .map(|(c, _)| c.as_str())
+        .collect();
+    loop {
+        let other: usize = conns
+            .iter()
+            .filter(|(c, _)| !named.contains(c.as_str()))
+            .map(|(_, set)| set.len())
+            .sum();
+        if other == 0 || other >= MIN_CONNECTIONS {
+            break;
+        }
+        let smallest = named
+            .iter()
+            .copied()
+            .min_by_key(|c| (conns[*c].len(), std::cmp::Reverse(*c)));
+        match smallest {
+            Some(c) => {
+                named.remove(c);
+            }
+            None => break,
+        }
+    }
     let group_of = |c: &str| -> String {
-        let n = conns.get(c).map_or(0, BTreeSet::len);
-        if n >= MIN_CONNECTIONS {
+        if named.contains(c) {
             c.to_string()
         } else {
             OTHER.to_string()

@@ -203,7 +203,11 @@ fn reports_agree_with_the_lake_keep_households_private_and_render() {
         );
     }
     assert!(!public.contains(SMALL), "a 3-connection cable is not named");
-    assert!(public.contains("cable.K1.local_share") && public.contains("cable.K2.local_share"));
+    // By hand: the small cable's 3 would follow from the totals minus K1 (6) and K2 (5), so
+    // the smallest named cable, K2, joins "other cables" (8 connections).
+    assert!(public.contains("cable.K1.local_share"));
+    assert!(public.contains("data-figure=\"cable.other cables.connections\" data-value=\"8\""));
+    assert!(!public.contains("cable.K2."), "K2 is merged");
 
     // The analysts' question from the issue, through Polars SQL, against DuckDB's answer.
     let out = env.vaten(
@@ -342,4 +346,149 @@ fn a_year_without_rates_says_so_instead_of_zero() {
     assert!(html
         .contains("data-figure=\"totals.exemption_saving_ct\" data-value=\"null\">not computed<"));
     assert!(html.contains("No energy-tax rates for 2027"));
+}
+
+/// Every published figure of one quantity, alone or added to and subtracted from the others
+/// (totals, cables, "other cables", months; of two consecutive years), describes at least 5
+/// connections. Before, the totals minus the named cables gave the hidden small cable, and a
+/// month with few connections was published as it was.
+#[test]
+fn public_figures_never_describe_fewer_than_five_connections_even_by_subtraction() {
+    use polars::prelude::*;
+    let fake = FakeInstallations::spawn().unwrap();
+    let (mut reg, mut meters) = cooperative_with_small_cable(&fake);
+    // Ten of the 14 join in December: November has 4 connections with data.
+    for c in &mut reg.connections[4..] {
+        c.member_from = Some(d("2026-12-01"));
+    }
+    let reg = Registry::new(reg.connections, reg.cables);
+    let env = Env::new(&reg);
+    env.with_tokens(&[("inst-0", "tok"), ("inst-7", "tok")]);
+    let dates = dates_ending(d("2027-01-02"), 35);
+    env.server
+        .push(feed(&mut meters, &dates, vaten::domain::time::AMSTERDAM, 5));
+    assert_ok(&env.vaten("2027-01-03T09:00:00Z", &["ingest", "grid"]));
+    assert_ok(&env.vaten("2027-01-03T09:10:00Z", &["transform"]));
+    let reports = env.dir.path().join("data/reports");
+    // (year, key) → figure keys of l_wh in that year's public report.
+    let mut figures: Vec<(i32, String)> = Vec::new();
+    for year in [2026, 2027] {
+        assert_ok(&env.vaten(
+            "2027-01-03T09:20:00Z",
+            &["report", "yearly", "--year", &year.to_string()],
+        ));
+        let html =
+            std::fs::read_to_string(reports.join(format!("yearly/{year}/index.html"))).unwrap();
+        for part in html.split("data-figure=\"").skip(1) {
+            let key = part.split('"').next().unwrap();
+            if key.ends_with(".l_wh") {
+                figures.push((year, key.to_string()));
+            }
+        }
+    }
+    assert!(figures
+        .iter()
+        .any(|(y, k)| *y == 2026 && k == "totals.l_wh"));
+    assert!(
+        !figures
+            .iter()
+            .any(|(y, k)| *y == 2026 && k.starts_with("month.")),
+        "November has 4 connections: no month of 2026 is published"
+    );
+    assert!(figures
+        .iter()
+        .any(|(y, k)| *y == 2027 && k == "month.01.l_wh"));
+    // The units a figure adds up: (connection, year, month) with data.
+    let daily = env
+        .lake()
+        .read_table(&vaten::lake::schema::CONSUMPTION_DAILY)
+        .unwrap();
+    let ean = daily.column("ean").unwrap().str().unwrap().clone();
+    let date = daily
+        .column("date")
+        .unwrap()
+        .cast(&DataType::String)
+        .unwrap();
+    let date = date.str().unwrap();
+    let units: Vec<(String, i32, u32)> = (0..daily.height())
+        .map(|i| {
+            let day = date.get(i).unwrap();
+            (
+                ean.get(i).unwrap().to_string(),
+                day[..4].parse().unwrap(),
+                day[5..7].parse().unwrap(),
+            )
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let cable_of = |e: &str| reg.connection(e).unwrap().cable_id.clone();
+    let named: Vec<(i32, String)> = figures
+        .iter()
+        .filter_map(|(y, k)| {
+            let c = k.strip_prefix("cable.")?.strip_suffix(".l_wh")?;
+            (c != "other cables").then(|| (*y, c.to_string()))
+        })
+        .collect();
+    let member = |(year, key): &(i32, String), (e, y, m): &(String, i32, u32)| -> i64 {
+        if y != year {
+            return 0;
+        }
+        let inside = if key == "totals.l_wh" {
+            true
+        } else if let Some(month) = key.strip_prefix("month.") {
+            month[..2].parse::<u32>().unwrap() == *m
+        } else if key == "cable.other cables.l_wh" {
+            !named.contains(&(*y, cable_of(e)))
+        } else {
+            let c = key
+                .strip_prefix("cable.")
+                .unwrap()
+                .strip_suffix(".l_wh")
+                .unwrap();
+            cable_of(e) == c
+        };
+        i64::from(inside)
+    };
+    let matrix: Vec<Vec<i64>> = figures
+        .iter()
+        .map(|f| units.iter().map(|u| member(f, u)).collect())
+        .collect();
+    // Every combination with coefficients −1, 0, +1.
+    let n = figures.len();
+    assert!(n <= 12, "{figures:?}");
+    let mut combo = vec![-1i64; n];
+    loop {
+        let sums: Vec<i64> = (0..units.len())
+            .map(|u| (0..n).map(|f| combo[f] * matrix[f][u]).sum())
+            .collect();
+        let ones =
+            sums.iter().all(|s| *s == 0 || *s == 1) || sums.iter().all(|s| *s == 0 || *s == -1);
+        let people: std::collections::BTreeSet<&str> = units
+            .iter()
+            .zip(&sums)
+            .filter(|(_, s)| **s != 0)
+            .map(|(u, _)| u.0.as_str())
+            .collect();
+        assert!(
+            !(ones && (1..5).contains(&people.len())),
+            "{} connections isolated by {:?}",
+            people.len(),
+            figures
+                .iter()
+                .zip(&combo)
+                .filter(|(_, c)| **c != 0)
+                .collect::<Vec<_>>()
+        );
+        // Next combination (base 3 counter over −1, 0, 1).
+        let mut i = 0;
+        while i < n && combo[i] == 1 {
+            combo[i] = -1;
+            i += 1;
+        }
+        if i == n {
+            break;
+        }
+        combo[i] += 1;
+    }
 }
