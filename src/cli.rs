@@ -456,12 +456,16 @@ fn dispatch(cli: Cli) -> Result<()> {
                 crate::query::refuse_inside_lake(out, &config.lake)?;
             }
             let lake = crate::lake::Lake::open_read(&config.lake);
+            // From listing the files to the last row read: one state of the lake.
+            let _reading = lake.read_guard()?;
             let mut df = crate::query::run(&lake, sql)?;
             crate::query::write(&mut df, *format, output.as_deref())
         }
         Command::Status => {
             let config = Config::load(&config_path(&cli))?;
-            for line in crate::status::report(&crate::lake::Lake::open_read(&config.lake), clock)? {
+            let lake = crate::lake::Lake::open_read(&config.lake);
+            let _reading = lake.read_guard()?;
+            for line in crate::status::report(&lake, clock)? {
                 println!("{line}");
             }
             Ok(())

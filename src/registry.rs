@@ -40,6 +40,9 @@ pub struct Connection {
     /// step above `production_capacity_w / 4` Wh in a quarter-hour is impossible. Defaults to
     /// `capacity_w`.
     pub production_capacity_w: i64,
+    /// The operator's explicit consent to pull this installation over plain `http` from a
+    /// public address (the token travels unencrypted); without it such a pull is refused.
+    pub installation_http_public: bool,
     pub member_from: Option<NaiveDate>,
     pub member_until: Option<NaiveDate>,
 }
@@ -74,6 +77,7 @@ const CONNECTION_COLUMNS: &[&str] = &[
     "tax_credit",
     "capacity_w",
     "production_capacity_w",
+    "installation_http_public",
     "member_from",
     "member_until",
 ];
@@ -147,7 +151,7 @@ impl Registry {
                 .map(|i| (i.id.as_str(), i.url.as_str()))
                 .unwrap_or(("", ""));
             conns += &format!(
-                "{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{}\n",
                 c.ean,
                 c.participant_id,
                 c.cable_id,
@@ -156,6 +160,7 @@ impl Registry {
                 c.tax_credit,
                 c.capacity_w,
                 c.production_capacity_w,
+                c.installation_http_public,
                 date(c.member_from),
                 date(c.member_until)
             );
@@ -347,6 +352,16 @@ fn read_connections(
                 })
             }
         };
+        let installation_http_public = match field(&row, "installation_http_public") {
+            "" | "false" => false,
+            "true" => true,
+            other => {
+                bad(format!(
+                    "installation_http_public `{other}` must be true or false"
+                ));
+                false
+            }
+        };
         let tax_credit = match field(&row, "tax_credit") {
             "" | "true" => true,
             "false" => false,
@@ -398,6 +413,7 @@ fn read_connections(
                 tax_credit,
                 capacity_w,
                 production_capacity_w,
+                installation_http_public,
                 member_from,
                 member_until,
             });

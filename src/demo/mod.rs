@@ -110,6 +110,7 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
             tax_credit: true,
             capacity_w: DEFAULT_CAPACITY_W,
             production_capacity_w: DEFAULT_CAPACITY_W,
+            installation_http_public: false,
             member_from: None,
             member_until: None,
         });

@@ -147,6 +147,7 @@ pub fn cooperative(n: usize) -> (crate::registry::Registry, Vec<Meter>) {
             tax_credit: true,
             capacity_w: DEFAULT_CAPACITY_W,
             production_capacity_w: DEFAULT_CAPACITY_W,
+            installation_http_public: false,
             member_from: None,
             member_until: None,
         });

@@ -1,5 +1,12 @@
 //! One writer at a time: an OS file lock on `<lake>/_lock`. The kernel releases it when the
 //! holder dies, even by SIGKILL, so a crashed writer never blocks the lake.
+//!
+//! Readers and publication: `<lake>/_commit.lock`. A change's files move into place under an
+//! exclusive lock held only for that (milliseconds, not the writing command's whole run); a
+//! reader (`vaten query`, `vaten status`) holds a shared lock while it lists and reads files,
+//! so it sees the lake as it was before a change or after it, never in between. A lake on
+//! object storage keeps the same two roles with a lease object and a manifest (see
+//! `docs/architecture.md`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -59,5 +66,77 @@ impl WriteLock {
         file.write_all(note.as_bytes())
             .map_err(|e| Error::lake(&path, e))?;
         Ok(WriteLock { _file: file })
+    }
+}
+
+/// Readers' and publication's lock on `<lake>/_commit.lock`; released when dropped.
+pub struct CommitGuard {
+    _file: File,
+}
+
+impl CommitGuard {
+    fn open(lake: &Path, create: bool) -> Result<Option<File>> {
+        let path = lake.join("_commit.lock");
+        match OpenOptions::new()
+            .read(true)
+            .write(create)
+            .create(create)
+            .truncate(false)
+            .open(&path)
+        {
+            Ok(f) => Ok(Some(f)),
+            // A lake never written (or not writable by this reader): nothing to wait for.
+            Err(_) if !create => Ok(None),
+            Err(e) => Err(Error::lake(&path, e)),
+        }
+    }
+
+    /// For a reader: waits while a change is being published, then keeps changes from being
+    /// published until dropped. `None` when the lake has no commit lock yet.
+    pub fn shared(lake: &Path) -> Result<Option<Self>> {
+        let Some(file) = Self::open(lake, false)? else {
+            return Ok(None);
+        };
+        file.lock_shared()
+            .map_err(|e| Error::lake(lake.join("_commit.lock"), e))?;
+        Ok(Some(CommitGuard { _file: file }))
+    }
+
+    /// For publishing a change: waits for the readers in progress.
+    pub fn exclusive(lake: &Path) -> Result<Self> {
+        let file = Self::open(lake, true)?.expect("created");
+        file.lock()
+            .map_err(|e| Error::lake(lake.join("_commit.lock"), e))?;
+        Ok(CommitGuard { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_waits_for_the_readers_and_readers_wait_for_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            CommitGuard::shared(dir.path()).unwrap().is_none(),
+            "no lock file yet"
+        );
+        drop(CommitGuard::exclusive(dir.path()).unwrap());
+        let reader = CommitGuard::shared(dir.path())
+            .unwrap()
+            .expect("lock file now");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lake = dir.path().to_path_buf();
+        let publisher = std::thread::spawn(move || {
+            let _g = CommitGuard::exclusive(&lake).unwrap();
+            tx.send(()).unwrap();
+        });
+        // Held off while the reader reads.
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        drop(reader);
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("published once the reader is done");
+        publisher.join().unwrap();
     }
 }

@@ -6,7 +6,7 @@
 //!   analysts read (derived tables tag each file with its cable, to replace it alone);
 //! - `_staging/`, `_journal/`: in-flight changes (see [`txn`]), never inside a table;
 //! - `_state/<source>.json`: cursors, published in the same change as the rows they cover;
-//! - `_lock`: the writer lock.
+//! - `_lock`: the writer lock; `_commit.lock`: readers (shared) and publication (exclusive).
 
 pub mod convert;
 pub mod lock;
@@ -59,6 +59,12 @@ impl Lake {
             _lock: None,
             recovered: Vec::new(),
         }
+    }
+
+    /// Holds publication of changes off while a reader lists and reads files (see
+    /// [`lock::CommitGuard`]).
+    pub fn read_guard(&self) -> Result<Option<lock::CommitGuard>> {
+        lock::CommitGuard::shared(&self.root)
     }
 
     pub fn root(&self) -> &Path {

@@ -144,6 +144,8 @@ impl Drop for Txn {
 }
 
 fn apply(root: &Path, journal: &Journal) -> Result<()> {
+    // Readers see the lake before this or after it, never in between.
+    let _publishing = super::lock::CommitGuard::exclusive(root)?;
     let mut touched_dirs = std::collections::BTreeSet::new();
     for (staged, target) in &journal.moves {
         let (from, to) = (root.join(staged), root.join(target));

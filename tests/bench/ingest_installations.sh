@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Benchmark: one `vaten ingest installations` pass over COUNT fake installations with DAYS of
 # quarter-hour readings each, concurrency 16. Prints wall time and peak memory (RSS).
-# Usage: tests/bench/ingest_installations.sh [COUNT] [DAYS]   (builds the release binary first)
+# Usage: tests/bench/ingest_installations.sh [COUNT] [DAYS]   (builds the release binary first;
+# VATEN_BIN=path measures another binary, e.g. a build of an earlier commit)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 count=${1:-200}
 days=${2:-1}
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/vaten
+if [ -z "${VATEN_BIN:-}" ]; then cargo build --release --quiet; fi
+bin=${VATEN_BIN:-${CARGO_TARGET_DIR:-target}/release/vaten}
 work=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 "$bin" fake-installations --count "$count" --days "$days" --end 2026-11-20 \

@@ -30,6 +30,7 @@ pub fn connection(ean: &str, participant: &str, cable: &str) -> Connection {
         tax_credit: true,
         capacity_w: DEFAULT_CAPACITY_W,
         production_capacity_w: DEFAULT_CAPACITY_W,
+        installation_http_public: false,
         member_from: None,
         member_until: None,
     }

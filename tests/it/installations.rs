@@ -46,6 +46,7 @@ fn registry_for(fake: &FakeInstallations, n: usize, urls: &BTreeMap<usize, Strin
             tax_credit: true,
             capacity_w: DEFAULT_CAPACITY_W,
             production_capacity_w: DEFAULT_CAPACITY_W,
+            installation_http_public: false,
             member_from: None,
             member_until: None,
         })

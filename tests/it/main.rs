@@ -5,6 +5,7 @@ mod configuration_doc;
 mod demo;
 mod derived_days;
 mod feeds;
+mod fuzz;
 mod grid_ingest;
 mod hostile;
 mod incremental;

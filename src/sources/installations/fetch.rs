@@ -31,6 +31,8 @@ pub enum End {
     Broken { reason: String, body: String },
     /// A body larger than `[installations] max_body_bytes`: reading stopped there.
     TooLarge(u64),
+    /// Not asked: its URL may not carry the token (see `transport`).
+    Refused(String),
 }
 
 #[derive(Debug)]
@@ -46,6 +48,8 @@ pub struct Job {
     pub url: String,
     pub token: Option<Secret>,
     pub after: u64,
+    /// Why this installation may not be asked, when it may not.
+    pub refused: Option<String>,
 }
 
 /// Largest body kept in `rejected` when a response is broken.
@@ -66,6 +70,10 @@ async fn fetch_one(http: &reqwest::Client, job: &Job, bounds: Bounds) -> Fetched
         asked_after: Vec::new(),
         end: End::Complete,
     };
+    if let Some(why) = &job.refused {
+        out.end = End::Refused(why.clone());
+        return out;
+    }
     let Some(token) = &job.token else {
         out.end = End::NoToken;
         return out;

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::api::{Item, Page, Reading};
 use super::fetch::{fetch_all, End, Fetched, Job};
+use super::transport::{judge, Transport};
 use crate::clock::Clock;
 use crate::config::{InstallationsConfig, Secret};
 use crate::domain::time::{
@@ -252,53 +253,107 @@ pub fn ingest(
         .iter()
         .filter(|c| c.installation.is_some())
         .collect();
-    let jobs: Vec<Job> = conns
-        .iter()
-        .map(|c| {
-            let inst = c.installation.as_ref().expect("filtered");
-            Job {
-                url: inst.url.clone(),
-                token: tokens.get(&inst.id).cloned(),
-                after: states.get(&inst.id).map(|s| s.after).unwrap_or(0),
-            }
-        })
-        .collect();
-    let fetched = rt.block_on(fetch_all(
-        jobs,
-        cfg.concurrency,
-        Duration::from_secs_f64(cfg.timeout_s),
-        Duration::from_secs_f64(cfg.deadline_s),
-        cfg.page_limit,
-        cfg.max_body_bytes,
-    ));
-    let now = clock.now();
     let mut report = PassReport {
         installations: conns.len(),
         ..Default::default()
     };
-    let mut received = Received::default();
-    for (conn, f) in conns.iter().zip(fetched) {
-        let id = conn.installation.as_ref().expect("filtered").id.as_str();
-        let state = states.entry(id.to_string()).or_default();
-        let checker = Checker {
-            conn,
-            id,
-            now,
-            tz,
-            received_at: now,
-            days_before_member: calendar.days_before_member,
-        };
-        apply_fetch(&checker, f, state, &mut received, &mut report);
-    }
-    let mut txn = lake.begin()?;
+    // The pass's deadline holds for all batches together.
+    let deadline = std::time::Instant::now() + Duration::from_secs_f64(cfg.deadline_s);
     let mut index = ReceivedIndex::default();
-    report.stored = index.stage(lake, &mut txn, received)?;
-    lake.stage_state(&mut txn, STATE_NAME, &states)?;
-    txn.commit()?;
+    // Plain http to private or VPN addresses: allowed, said once per run.
+    let plain: Vec<&str> = conns
+        .iter()
+        .filter_map(|c| c.installation.as_ref().map(|i| (i, c)))
+        .filter(|(i, c)| judge(&i.url, c.installation_http_public) == Transport::PlainPrivate)
+        .map(|(i, _)| i.id.as_str())
+        .collect();
+    if !plain.is_empty() {
+        tracing::warn!(
+            "{} installation(s) pulled over plain http (unencrypted, private or VPN addresses): {}",
+            plain.len(),
+            plain.join(", ")
+        );
+    }
+    // Bounded batches, each one lake change with the cursors it covers: memory follows the
+    // batch (each installation's pages are bounded by its 30-day buffer), not the number of
+    // installations times days; a killed pass keeps the batches it committed.
+    for batch in conns.chunks(batch_size(cfg.concurrency)) {
+        let jobs: Vec<Job> = batch
+            .iter()
+            .map(|c| {
+                let inst = c.installation.as_ref().expect("filtered");
+                Job {
+                    url: inst.url.clone(),
+                    token: tokens.get(&inst.id).cloned(),
+                    after: states.get(&inst.id).map(|s| s.after).unwrap_or(0),
+                    refused: match judge(&inst.url, c.installation_http_public) {
+                        Transport::Refused(why) => Some(why),
+                        _ => None,
+                    },
+                }
+            })
+            .collect();
+        let fetched = rt.block_on(fetch_all(
+            jobs,
+            cfg.concurrency,
+            Duration::from_secs_f64(cfg.timeout_s),
+            deadline.saturating_duration_since(std::time::Instant::now()),
+            cfg.page_limit,
+            cfg.max_body_bytes,
+        ));
+        let now = clock.now();
+        let mut received = Received::default();
+        for (conn, f) in batch.iter().zip(fetched) {
+            let id = conn.installation.as_ref().expect("filtered").id.as_str();
+            let state = states.entry(id.to_string()).or_default();
+            let checker = Checker {
+                conn,
+                id,
+                now,
+                tz,
+                received_at: now,
+                days_before_member: calendar.days_before_member,
+            };
+            apply_fetch(&checker, f, state, &mut received, &mut report);
+        }
+        let mut txn = lake.begin()?;
+        let stored = index.stage(lake, &mut txn, received)?;
+        lake.stage_state(&mut txn, STATE_NAME, &states)?;
+        txn.commit()?;
+        report.stored.add(stored);
+    }
     for (id, problem) in &report.problems {
         tracing::warn!(installation = %id, "{problem}");
     }
     Ok(report)
+}
+
+/// Installations per lake change in a pass: a few rounds of the concurrency.
+fn batch_size(concurrency: usize) -> usize {
+    (concurrency * 4).clamp(16, 256)
+}
+
+/// Checks one page of an installation's answer as a pass does, from an empty state (for the
+/// fuzz tests: any page gives rows or rejections, never a panic).
+pub fn check_page(
+    conn: &Connection,
+    page: &Page,
+    now: DateTime<Utc>,
+    calendar: Calendar,
+) -> Received {
+    let id = conn.installation.as_ref().map_or("", |i| i.id.as_str());
+    let c = Checker {
+        conn,
+        id,
+        now,
+        tz: calendar.tz,
+        received_at: now,
+        days_before_member: calendar.days_before_member,
+    };
+    let mut state = InstallationState::default();
+    let mut out = Received::default();
+    c.page(page, &mut state, &mut out);
+    out
 }
 
 fn apply_fetch(
@@ -355,6 +410,7 @@ fn apply_fetch(
             "the installation refused our token (401): check its entry in the tokens file".into(),
         ),
         End::NoToken => Some("no token for this installation in the tokens file".into()),
+        End::Refused(why) => Some(format!("not asked: {why}")),
         End::TooLarge(limit) => Some(format!(
             "its answer is larger than [installations] max_body_bytes ({limit} bytes): reading stopped there; its cursor stays"
         )),

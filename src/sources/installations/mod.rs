@@ -4,5 +4,6 @@ pub mod api;
 pub mod fetch;
 pub mod ingest;
 pub mod tokens;
+pub mod transport;
 
 pub use ingest::{ingest, InstallationState, PassReport};
