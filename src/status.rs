@@ -9,8 +9,9 @@ use crate::clock::Clock;
 use crate::error::Result;
 use crate::lake::schema::RUNS;
 use crate::lake::Lake;
-use crate::sources::grid::GridState;
-use crate::sources::installations::ingest::{InstallationsState, STATE_NAME as INSTALLATIONS};
+use crate::received::state::{
+    GridState, InstallationsState, GRID_STATE, INSTALLATIONS_STATE as INSTALLATIONS,
+};
 
 /// Days the grid operator keeps quarter-hour data.
 pub const RETENTION_DAYS: f64 = 10.0;
@@ -30,7 +31,7 @@ fn when(t: DateTime<Utc>) -> String {
 pub fn report(lake: &Lake, clock: Clock) -> Result<Vec<String>> {
     let now = clock.now();
     let mut out = Vec::new();
-    let grid: Option<GridState> = lake.read_state(crate::sources::grid::ingest::STATE_NAME)?;
+    let grid: Option<GridState> = lake.read_state(GRID_STATE)?;
     match grid.and_then(|g| g.last_success_at) {
         Some(t) => {
             let left = days_left(t, now);

@@ -20,9 +20,10 @@ use crate::lake::schema::{
     CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, INSTALLATION_GAPS, INTERVALS, REJECTED, RUNS,
 };
 use crate::lake::Lake;
+use crate::received::state::{
+    GridState, InstallationsState, GRID_STATE, INSTALLATIONS_STATE as INSTALLATIONS,
+};
 use crate::registry::{Connection, Registry};
-use crate::sources::grid::GridState;
-use crate::sources::installations::ingest::{InstallationsState, STATE_NAME as INSTALLATIONS};
 use crate::status::{days_left, WARN_DAYS};
 
 /// Whether `c` belongs to the cooperative on `date`.
@@ -72,7 +73,7 @@ pub fn nightly(
 }
 
 fn retention(lake: &Lake, now: DateTime<Utc>, doc: &mut Doc) -> Result<()> {
-    let grid: Option<GridState> = lake.read_state(crate::sources::grid::ingest::STATE_NAME)?;
+    let grid: Option<GridState> = lake.read_state(GRID_STATE)?;
     match grid.and_then(|g| g.last_success_at) {
         Some(t) if days_left(t, now) < WARN_DAYS => doc.push(Block::Warning(format!(
             "The grid operator's feed was last drained {}: {:.1} days left before quarter-hours not pulled yet expire (10-day retention). Pull now.",

@@ -4,8 +4,9 @@
 # CONNECTIONS × DAYS ending 2026-11-20 right away (holding back HOLD_DAYS, default 0).
 # Sets: bin, work, server (pid; killed on exit), py (a Python with DuckDB: the tests' environment
 # under the target folder when `cargo test` has made it, else python3).
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/vaten
+# VATEN_BIN=path measures another binary (e.g. a build of an earlier commit).
+if [ -z "${VATEN_BIN:-}" ]; then cargo build --release --quiet; fi
+bin=${VATEN_BIN:-${CARGO_TARGET_DIR:-target}/release/vaten}
 py=${CARGO_TARGET_DIR:-target}/tmp/python-env/bin/python3
 [ -x "$py" ] || py=python3
 work=$(mktemp -d)

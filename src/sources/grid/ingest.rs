@@ -9,9 +9,8 @@ use std::collections::{BTreeMap, HashSet};
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate};
 use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::api::ObjectKind;
@@ -25,18 +24,7 @@ use crate::lake::Lake;
 use crate::received::{Received, ReceivedIndex, StoreCounts};
 use crate::registry::Registry;
 
-/// The grid source's bookkeeping in `_state/grid.json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct GridState {
-    /// Cursor of the next bulk page; `None` before the first page.
-    pub cursor: Option<String>,
-    /// Next `delivery_seq` to hand out.
-    pub next_delivery_seq: i64,
-    /// When the bulk feed was last drained completely.
-    pub last_success_at: Option<DateTime<Utc>>,
-}
-
-pub const STATE_NAME: &str = "grid";
+pub use crate::received::state::{GridState, GRID_STATE as STATE_NAME};
 /// Rejection reasons a registry change can cure.
 pub const REPLAYABLE: &[&str] = &["unknown_ean"];
 

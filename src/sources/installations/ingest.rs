@@ -3,12 +3,11 @@
 //! `rejected`, lost readings in `installation_gaps`. All of a pass is one lake change together
 //! with the advanced cursors, so a cursor never runs ahead of what is stored.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::api::{Item, Page, Reading};
@@ -26,30 +25,10 @@ use crate::received::{
 };
 use crate::registry::{Connection, Registry};
 
-pub const STATE_NAME: &str = "installations";
+pub use crate::received::state::{
+    InstallationState, InstallationsState, LastReading, INSTALLATIONS_STATE as STATE_NAME,
+};
 pub const SOURCE: &str = "installation";
-
-/// Per-installation bookkeeping in `_state/installations.json`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct InstallationState {
-    /// The last seq stored.
-    pub after: u64,
-    /// The last accepted reading's registers, for the "backwards" check across runs.
-    pub last: Option<LastReading>,
-    /// Since when the installation has not answered (cleared when it does).
-    pub offline_since: Option<DateTime<Utc>>,
-    pub last_success_at: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LastReading {
-    pub p_meter: String,
-    pub p_wh: u64,
-    pub battery_charge_wh: u64,
-    pub battery_discharge_wh: u64,
-}
-
-pub type InstallationsState = BTreeMap<String, InstallationState>;
 
 /// What a pass did, for the log, `_runs` and tests.
 #[derive(Debug, Default, Clone)]
