@@ -155,3 +155,55 @@ fn cursors_that_cycle_end_the_ingest() {
     assert_eq!(env.server.requests(), 3);
     assert_eq!(grid_rows(&env), 7 * 96 + 100);
 }
+
+#[test]
+fn a_page_above_the_body_limit_is_asked_again_smaller() {
+    // 96 readings of one day are about 9 KiB of JSON; four to a page about 36 KiB.
+    let env = Env::with_settings(&registry(&[EAN_A]), "max_body_bytes = 16384");
+    eight_objects(&env);
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["ingest", "grid"]));
+    assert_eq!(grid_rows(&env), 7 * 96 + 100);
+    // Pages of 4 refused, of 2 too (18 KiB), of 1 taken: the limit shrinks only as needed.
+    let log = env.server.request_log();
+    assert!(log.len() >= 8 + 2, "{log:?}");
+
+    // A single object above the limit ends the ingest, naming where it is.
+    let env = Env::with_settings(&registry(&[EAN_A]), "max_body_bytes = 4096");
+    eight_objects(&env);
+    let out = env.vaten("2026-10-28T10:00:00Z", &["ingest", "grid"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the one object after cursor (start of the feed) is larger than [grid] max_body_bytes (4096 bytes)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(grid_rows(&env), 0);
+}
+
+#[test]
+fn the_ingest_deadline_stops_after_the_page_in_hand() {
+    // Each page answers after 0.3 s; the ingest may take 0.2 s: one page, then a stop.
+    let env = Env::with_settings(&registry(&[EAN_A]), "deadline_s = 0.2");
+    eight_objects(&env);
+    env.server
+        .set_faults(vec![Some(Fault::Slow(Duration::from_millis(300)))]);
+    let out = env.vaten("2026-10-28T10:00:00Z", &["ingest", "grid"]);
+    assert_ok(&out);
+    assert!(stderr(&out).contains("deadline"), "{}", stderr(&out));
+    assert_eq!(grid_rows(&env), 4 * 96);
+    let runs = env.vaten(
+        "2026-10-28T10:00:00Z",
+        &[
+            "query",
+            "--format",
+            "csv",
+            "select status, message from _runs where job = 'ingest-grid'",
+        ],
+    );
+    let text = String::from_utf8_lossy(&runs.stdout);
+    assert!(text.contains("warning,\"stopped early: the ingest's deadline"), "{text}");
+    // The next run goes on from the stored cursor.
+    env.server.set_faults(Vec::new());
+    assert_ok(&env.vaten("2026-10-28T10:05:00Z", &["ingest", "grid"]));
+    assert_eq!(grid_rows(&env), 7 * 96 + 100);
+}
