@@ -25,6 +25,20 @@ pub fn statement_file_stem(participant: &str) -> String {
         .collect()
 }
 
+/// Parses a certificate fingerprint (`installation_cert_sha256`): 64 hex digits, colons or spaces between pairs allowed.
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let hex: Vec<u8> = s.bytes().filter(|b| *b != b':' && *b != b' ').collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// Default physical limit of a connection: 3 × 230 V × 25 A.
 pub const DEFAULT_CAPACITY_W: i64 = 17_250;
 
@@ -43,6 +57,9 @@ pub struct Connection {
     /// The operator's explicit consent to pull this installation over plain `http` from a
     /// public address (the token travels unencrypted); without it such a pull is refused.
     pub installation_http_public: bool,
+    /// The installation's certificate pinned by its SHA-256 fingerprint: the controller's
+    /// self-signed certificate is accepted, and no other.
+    pub installation_cert_sha256: Option<[u8; 32]>,
     pub member_from: Option<NaiveDate>,
     pub member_until: Option<NaiveDate>,
 }
@@ -78,6 +95,7 @@ const CONNECTION_COLUMNS: &[&str] = &[
     "capacity_w",
     "production_capacity_w",
     "installation_http_public",
+    "installation_cert_sha256",
     "member_from",
     "member_until",
 ];
@@ -151,7 +169,7 @@ impl Registry {
                 .map(|i| (i.id.as_str(), i.url.as_str()))
                 .unwrap_or(("", ""));
             conns += &format!(
-                "{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 c.ean,
                 c.participant_id,
                 c.cable_id,
@@ -161,6 +179,9 @@ impl Registry {
                 c.capacity_w,
                 c.production_capacity_w,
                 c.installation_http_public,
+                c.installation_cert_sha256
+                    .map(|f| f.iter().map(|b| format!("{b:02x}")).collect::<String>())
+                    .unwrap_or_default(),
                 date(c.member_from),
                 date(c.member_until)
             );
@@ -362,6 +383,18 @@ fn read_connections(
                 false
             }
         };
+        let installation_cert_sha256 = match field(&row, "installation_cert_sha256") {
+            "" => None,
+            s => match parse_fingerprint(s) {
+                Some(f) => Some(f),
+                None => {
+                    bad(format!(
+                        "installation_cert_sha256 `{s}` must be 64 hex digits (the SHA-256 of the DER certificate)"
+                    ));
+                    None
+                }
+            },
+        };
         let tax_credit = match field(&row, "tax_credit") {
             "" | "true" => true,
             "false" => false,
@@ -414,6 +447,7 @@ fn read_connections(
                 capacity_w,
                 production_capacity_w,
                 installation_http_public,
+                installation_cert_sha256,
                 member_from,
                 member_until,
             });

@@ -111,6 +111,7 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
             capacity_w: DEFAULT_CAPACITY_W,
             production_capacity_w: DEFAULT_CAPACITY_W,
             installation_http_public: false,
+            installation_cert_sha256: None,
             member_from: None,
             member_until: None,
         });

@@ -148,6 +148,7 @@ pub fn cooperative(n: usize) -> (crate::registry::Registry, Vec<Meter>) {
             capacity_w: DEFAULT_CAPACITY_W,
             production_capacity_w: DEFAULT_CAPACITY_W,
             installation_http_public: false,
+            installation_cert_sha256: None,
             member_from: None,
             member_until: None,
         });

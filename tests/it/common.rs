@@ -31,6 +31,7 @@ pub fn connection(ean: &str, participant: &str, cable: &str) -> Connection {
         capacity_w: DEFAULT_CAPACITY_W,
         production_capacity_w: DEFAULT_CAPACITY_W,
         installation_http_public: false,
+        installation_cert_sha256: None,
         member_from: None,
         member_until: None,
     }

@@ -201,7 +201,10 @@ fn the_ingest_deadline_stops_after_the_page_in_hand() {
         ],
     );
     let text = String::from_utf8_lossy(&runs.stdout);
-    assert!(text.contains("warning,\"stopped early: the ingest's deadline"), "{text}");
+    assert!(
+        text.contains("warning,\"stopped early: the ingest's deadline"),
+        "{text}"
+    );
     // The next run goes on from the stored cursor.
     env.server.set_faults(Vec::new());
     assert_ok(&env.vaten("2026-10-28T10:05:00Z", &["ingest", "grid"]));

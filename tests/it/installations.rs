@@ -47,6 +47,7 @@ fn registry_for(fake: &FakeInstallations, n: usize, urls: &BTreeMap<usize, Strin
             capacity_w: DEFAULT_CAPACITY_W,
             production_capacity_w: DEFAULT_CAPACITY_W,
             installation_http_public: false,
+            installation_cert_sha256: None,
             member_from: None,
             member_until: None,
         })
@@ -475,4 +476,113 @@ fn readings_from_1970_and_year_one_are_implausible() {
         })
         .collect();
     assert!(early.is_empty(), "{early:?}");
+}
+
+/// One installation's HTTPS endpoint on 127.0.0.1 with the self-signed certificate of
+/// `tests/fixtures/tls/`, answering every request with `body`; counts the requests that got
+/// through the TLS handshake.
+fn https_installation(body: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(format!("{dir}/cert.pem"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(format!("{dir}/key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, body, counter) = (acceptor.clone(), body.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(response.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+    });
+    (format!("https://127.0.0.1:{port}/{}", id(0)), served)
+}
+
+/// A controller with a self-signed certificate: not trusted by the system's roots, refused
+/// when another certificate is pinned, pulled when the registry pins its own.
+#[test]
+fn a_pinned_certificate_is_the_only_one_accepted() {
+    use std::sync::atomic::Ordering;
+    let (env, fake) = setup(2, 10.0);
+    fake.produce(&id(1), t("2026-11-19T00:15:00Z"), 4, 1);
+    let page = serde_json::json!({
+        "installation_id": id(0), "ean": ean(0), "next_after": 2, "has_more": false, "gap": false,
+        "readings": [
+            {"seq": 1, "p_meter": "SDM120-0", "t": "2026-11-19T10:15:00Z", "p_wh": 1000, "battery_charge_wh": 0, "battery_discharge_wh": 0},
+            {"seq": 2, "p_meter": "SDM120-0", "t": "2026-11-19T10:30:00Z", "p_wh": 1100, "battery_charge_wh": 0, "battery_discharge_wh": 0}
+        ]
+    });
+    let (url, served) = https_installation(page.to_string());
+    let mut reg = registry_for(&fake, 2, &BTreeMap::from([(0, url)]));
+    let pass = |reg: &Registry, now: &str| {
+        env.set_registry(reg);
+        let out = env.vaten(now, &["ingest", "installations"]);
+        assert_ok(&out);
+        stderr(&out)
+    };
+    // Not pinned: the system does not trust it; the other installation goes on.
+    let err = pass(&reg, NOW);
+    assert!(err.contains(&id(0)) && err.contains("offline"), "{err}");
+    assert_eq!(readings_of(&env.lake(), &id(1)), 4);
+    // Another certificate pinned: refused as well, before any request is sent.
+    reg.connections[0].installation_cert_sha256 = Some([7; 32]);
+    let err = pass(&reg, LATER);
+    assert!(err.contains(&id(0)) && err.contains("offline"), "{err}");
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        0,
+        "no request got through TLS"
+    );
+    assert_eq!(readings_of(&env.lake(), &id(0)), 0);
+    // Its own certificate pinned: pulled.
+    reg.connections[0].installation_cert_sha256 = vaten::registry::parse_fingerprint(
+        "052ff59338b82c9b3e3c764ca5d3fbe0d6599eb86423a4b0375ac4e1a4ef017f",
+    );
+    pass(&reg, "2026-11-24T10:00:00Z");
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+    assert_eq!(readings_of(&env.lake(), &id(0)), 2);
 }

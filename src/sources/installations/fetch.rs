@@ -50,6 +50,8 @@ pub struct Job {
     pub after: u64,
     /// Why this installation may not be asked, when it may not.
     pub refused: Option<String>,
+    /// Its certificate's SHA-256, when the registry pins it.
+    pub pin: Option<[u8; 32]>,
 }
 
 /// Largest body kept in `rejected` when a response is broken.
@@ -142,6 +144,23 @@ async fn fetch_one(http: &reqwest::Client, job: &Job, bounds: Bounds) -> Fetched
     }
 }
 
+/// The HTTP client of a pass: no redirects (the token would go along to wherever one points);
+/// with `pin`, TLS accepts exactly the certificate with that SHA-256 and no other.
+fn client(timeout: Duration, pin: Option<[u8; 32]>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("vaten/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pin) = pin {
+        builder = builder.use_preconfigured_tls(
+            super::pinning::pinned_tls(pin)
+                .expect("the ring provider supports the default TLS versions"),
+        );
+    }
+    builder.build().expect("HTTP client builds")
+}
+
 /// Fetches every job with at most `concurrency` at a time; results in the jobs' order.
 pub async fn fetch_all(
     jobs: Vec<Job>,
@@ -151,14 +170,7 @@ pub async fn fetch_all(
     limit: u32,
     max_body_bytes: u64,
 ) -> Vec<Fetched> {
-    // No redirects: the token would go along to wherever one points.
-    let http = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .user_agent(concat!("vaten/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("HTTP client builds");
+    let http = client(timeout, None);
     let bounds = Bounds {
         page_limit: limit,
         max_body_bytes,
@@ -172,7 +184,12 @@ pub async fn fetch_all(
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut set = tokio::task::JoinSet::new();
     for (i, job) in jobs.into_iter().enumerate() {
-        let (http, permits, done) = (http.clone(), permits.clone(), done.clone());
+        // A pinned certificate needs a client of its own.
+        let http = match job.pin {
+            Some(pin) => client(timeout, Some(pin)),
+            None => http.clone(),
+        };
+        let (permits, done) = (permits.clone(), done.clone());
         set.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("semaphore open");
             let fetched = fetch_one(&http, &job, bounds).await;

@@ -269,6 +269,7 @@ pub fn ingest(
                         Transport::Refused(why) => Some(why),
                         _ => None,
                     },
+                    pin: c.installation_cert_sha256,
                 }
             })
             .collect();

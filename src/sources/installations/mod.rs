@@ -3,6 +3,7 @@
 pub mod api;
 pub mod fetch;
 pub mod ingest;
+pub mod pinning;
 pub mod tokens;
 pub mod transport;
 
