@@ -457,8 +457,10 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             let lake = crate::lake::Lake::open_read(&config.lake);
             // From listing the files to the last row read: one state of the lake.
-            let _reading = lake.read_guard()?;
+            let reading = lake.read_guard()?;
             let mut df = crate::query::run(&lake, sql)?;
+            // Everything is read: a slow consumer of the output must not hold writers off.
+            drop(reading);
             crate::query::write(&mut df, *format, output.as_deref())
         }
         Command::Status => {

@@ -123,9 +123,13 @@ pub fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "(no message)".into())
 }
 
-/// For the tests of the scheduler and `vaten run` only: `VATEN_INJECT_FAULT=panic:<job>` makes
-/// that job panic, `hang:<job>` makes it hang, as a defect or a stuck call could.
+/// For the tests of the scheduler and `vaten run` only (debug builds; a release build ignores
+/// it): `VATEN_INJECT_FAULT=panic:<job>` makes that job panic, `hang:<job>` makes it hang, as a
+/// defect or a stuck call could.
 fn inject_fault(job: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
     let Ok(fault) = std::env::var("VATEN_INJECT_FAULT") else {
         return;
     };
@@ -146,7 +150,8 @@ fn run_job<R: JobReport>(
     work: impl FnOnce(&Lake) -> Result<R>,
 ) -> Result<R> {
     let started_at = clock.now();
-    let run_id = crate::lake::txn::new_txid();
+    // `vaten schedule` names the run of a job it starts, to tell whether it was recorded.
+    let run_id = std::env::var("VATEN_RUN_ID").unwrap_or_else(|_| crate::lake::txn::new_txid());
     // A panic inside the work is a failed run like any other: recorded, exit 1, the next
     // firing runs (the lake's journal leaves it as before the change in hand).
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -343,8 +343,8 @@ impl Config {
                 self.installations.page_limit
             ));
         }
-        if self.installations.concurrency == 0 {
-            return bad("[installations] concurrency must be at least 1".into());
+        if !(1..=1024).contains(&self.installations.concurrency) {
+            return bad("[installations] concurrency must be within 1..=1024".into());
         }
         Ok(())
     }

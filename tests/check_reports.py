@@ -125,21 +125,6 @@ def nightly(day):
 def yearly(year):
     cd, ty, cbd = table("consumption_daily"), table("tax_base_yearly", False), table("cable_balance_daily")
     y = f"year = {year}"
-    n, v, l, t, p = q(f"SELECT count(DISTINCT ean), sum(v_wh), sum(l_wh), sum(t_wh), coalesce(sum(p_wh), 0) FROM {cd} WHERE {y}")[0]
-    expected.update({"totals.connections": n, "totals.v_wh": v, "totals.l_wh": l, "totals.t_wh": t, "totals.p_wh": p})
-    expected["totals.matched_wh"] = q(f"SELECT sum(matched_wh) FROM {cbd} WHERE {y}")[0][0]
-    own, tax, saving, nulls = q(f"""SELECT sum(own_use_exempt_wh), sum(taxable_wh), sum(exemption_saving_ct),
-        count(*) FILTER (exemption_saving_ct IS NULL) FROM {ty} WHERE {y}""")[0]
-    expected.update({"totals.own_use_exempt_wh": own, "totals.taxable_wh": tax,
-                     "totals.exemption_saving_ct": None if nulls else saving})
-    # Months only when every month has at least 5 connections with data.
-    smallest_month = q(f"SELECT min(n) FROM (SELECT count(DISTINCT ean) n FROM {cd} WHERE {y} GROUP BY month(date))")[0][0]
-    matched = dict(q(f"SELECT month(date), sum(matched_wh) FROM {cbd} WHERE {y} GROUP BY 1"))
-    for m, v, l, t, p in q(f"SELECT month(date), sum(v_wh), sum(l_wh), sum(t_wh), coalesce(sum(p_wh), 0) FROM {cd} WHERE {y} GROUP BY 1"):
-        if smallest_month is not None and smallest_month < 5:
-            break
-        for k, val in [("v_wh", v), ("l_wh", l), ("t_wh", t), ("p_wh", p), ("matched_wh", matched.get(m, 0))]:
-            expected[f"month.{m:02}.{k}"] = val
     # Cables: those with fewer than 5 connections together as "other cables"; while that group
     # has 1 to 4, the smallest named cable joins it (the later id first among equals), so that
     # the totals minus the named cables never describe fewer than 5.
@@ -151,6 +136,42 @@ def yearly(year):
     q("CREATE TEMP TABLE grp (cable_id VARCHAR, g VARCHAR, n BIGINT)")
     for c, n in sizes.items():
         q(f"INSERT INTO grp VALUES ('{c}', '{c if c in named else 'other cables'}', {n})")
+    # What may be shown: contributors none or at least 5; cells of group × month likewise.
+    ok = lambda n: n == 0 or n >= 5
+    n_p, n_t = q(f"""SELECT count(DISTINCT ean) FILTER (p_wh IS NOT NULL),
+        count(DISTINCT ean) FILTER (t_wh > 0) FROM {cd} WHERE {y}""")[0]
+    clipped = q(f"SELECT count(*) FILTER (taxable_wh > l_wh - t_wh) FROM {ty} WHERE {y}")[0][0]
+    p_ok, t_ok, clip_ok = ok(n_p), ok(n_t), ok(clipped)
+    cells = q(f"""
+        SELECT count(DISTINCT ean), count(DISTINCT ean) FILTER (p_wh IS NOT NULL),
+               count(DISTINCT ean) FILTER (t_wh > 0)
+        FROM {cd} JOIN grp USING (cable_id) WHERE {y} GROUP BY grp.g, month(date)""")
+    l_cells, p_cells, t_cells = (all(ok(c[i]) for c in cells) for i in range(3))
+    p_col, t_col = p_ok and p_cells, t_ok and t_cells
+    shown = {"v_wh": p_col and t_col, "l_wh": True, "t_wh": t_col, "p_wh": p_col, "matched_wh": t_col}
+    n, v, l, t, p = q(f"SELECT count(DISTINCT ean), sum(v_wh), sum(l_wh), sum(t_wh), coalesce(sum(p_wh), 0) FROM {cd} WHERE {y}")[0]
+    expected.update({"totals.connections": n, "totals.l_wh": l})
+    if p_ok and t_ok:
+        expected["totals.v_wh"] = v
+    if t_ok:
+        expected["totals.t_wh"] = t
+        expected["totals.matched_wh"] = q(f"SELECT sum(matched_wh) FROM {cbd} WHERE {y}")[0][0]
+    if p_ok:
+        expected["totals.p_wh"] = p
+    own, tax, saving, nulls = q(f"""SELECT sum(own_use_exempt_wh), sum(taxable_wh), sum(exemption_saving_ct),
+        count(*) FILTER (exemption_saving_ct IS NULL) FROM {ty} WHERE {y}""")[0]
+    if p_ok and t_ok:
+        expected.update({"totals.own_use_exempt_wh": own,
+                         "totals.exemption_saving_ct": None if nulls else saving})
+    if t_ok and clip_ok:
+        expected["totals.taxable_wh"] = tax
+    matched = dict(q(f"SELECT month(date), sum(matched_wh) FROM {cbd} WHERE {y} GROUP BY 1"))
+    for m, v, l, t, p in q(f"SELECT month(date), sum(v_wh), sum(l_wh), sum(t_wh), coalesce(sum(p_wh), 0) FROM {cd} WHERE {y} GROUP BY 1"):
+        if not l_cells:
+            break
+        for k, val in [("v_wh", v), ("l_wh", l), ("t_wh", t), ("p_wh", p), ("matched_wh", matched.get(m, 0))]:
+            if shown[k]:
+                expected[f"month.{m:02}.{k}"] = val
     for g, n, l, m, above, below, pi, pe in q(f"""
         WITH s AS (SELECT grp.g, sum(l_wh) l, sum(matched_wh) m, sum(quarters_above_v_high) a,
                           sum(quarters_below_v_low) b, max(peak_import_wh) pi, max(peak_export_wh) pe

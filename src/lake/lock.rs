@@ -99,15 +99,46 @@ impl CommitGuard {
         };
         file.lock_shared()
             .map_err(|e| Error::lake(lake.join("_commit.lock"), e))?;
+        // A writer killed while it moved a change's files leaves its journal: the lake is
+        // between two states until the next writer completes it. Not read like that.
+        let journal = lake.join("_journal");
+        let interrupted = std::fs::read_dir(&journal)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            })
+            .unwrap_or(false);
+        if interrupted {
+            return Err(Error::lake(
+                journal,
+                "a change was interrupted (its writer stopped) and is not complete yet; any writing command (e.g. `vaten transform`) completes it first",
+            ));
+        }
         Ok(Some(CommitGuard { _file: file }))
     }
 
-    /// For publishing a change: waits for the readers in progress.
+    /// For publishing a change: waits for the readers in progress, at most a minute (a reader
+    /// that never finishes must not stall every writer).
     pub fn exclusive(lake: &Path) -> Result<Self> {
-        let file = Self::open(lake, true)?.expect("created");
-        file.lock()
-            .map_err(|e| Error::lake(lake.join("_commit.lock"), e))?;
-        Ok(CommitGuard { _file: file })
+        let path = lake.join("_commit.lock");
+        let file = Self::open(lake, true)?.ok_or_else(|| Error::lake(&path, "cannot open"))?;
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(CommitGuard { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(Error::lake(
+                        &path,
+                        "readers kept the lake for over a minute; the change was not published (it is completed by the next writer)",
+                    ))
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(Error::lake(&path, e)),
+            }
+        }
     }
 }
 

@@ -132,8 +132,9 @@ pub fn md_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
+            // `:` keeps `http://…` from becoming a link; `-`, `+`, `=` a list or heading.
             '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '<' | '>' | '#' | '|' | '!' | '~'
-            | '&' => {
+            | '&' | ':' | '-' | '+' | '=' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -360,7 +361,7 @@ mod tests {
             "server said: <img src=x onerror=alert(1)> [click](http://evil) | x\n# not a heading",
         );
         let m = d.markdown();
-        assert!(m.contains("\\<img src=x onerror=alert\\(1\\)\\> \\[click\\]\\(http://evil\\) \\| x \\# not a heading"), "{m}");
+        assert!(m.contains("\\<img src\\=x onerror\\=alert\\(1\\)\\> \\[click\\]\\(http\\://evil\\) \\| x \\# not a heading"), "{m}");
         assert!(!m.contains("\n# not"));
     }
 }

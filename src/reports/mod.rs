@@ -70,31 +70,29 @@ fn strings(df: &DataFrame, name: &str) -> Result<Vec<String>> {
 /// Writes `text` to `path` atomically (temporary file, then rename): a reader never sees half
 /// a report.
 /// Writes a report through a temporary file, fsynced, renamed into place and the folder
-/// fsynced. Anything under `private/` is the owner's only: folders `0700`, files `0600`
-/// (whatever the umask).
-fn write_file(path: &Path, text: &str) -> Result<()> {
+/// fsynced. What lies under `<reports>/private/` is the owner's only: folders `0700`, files
+/// `0600` (whatever the umask); nothing outside the reports folder is touched.
+fn write_file(reports: &Path, path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     let dir = path.parent().expect("report path has a folder");
-    let private = path.components().any(|c| c.as_os_str() == "private");
+    let private_root = reports.join("private");
+    let private = path.starts_with(&private_root);
     let cannot = |what: &Path, e: std::io::Error| {
         Error::Usage(format!("{}: cannot write: {e}", what.display()))
     };
+    std::fs::create_dir_all(reports).map_err(|e| cannot(reports, e))?;
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(if private { 0o700 } else { 0o755 })
         .create(dir)
         .map_err(|e| cannot(dir, e))?;
     if private {
-        // Folders made before (by an older version, or by hand) are closed too.
-        let mut d = dir;
-        while let Some(parent) = d
-            .parent()
-            .filter(|_| d.components().any(|c| c.as_os_str() == "private"))
-        {
+        // Folders made before (by an older version, or by hand) are closed too, from
+        // `private` down to the file's folder.
+        for d in dir.ancestors().take_while(|d| d.starts_with(&private_root)) {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| cannot(d, e))?;
-            d = parent;
         }
     }
     let tmp = path.with_extension("tmp");

@@ -65,8 +65,8 @@ pub fn nightly(
     let dir = out.join("nightly");
     let html = dir.join(format!("{date}.html"));
     let md = dir.join(format!("{date}.md"));
-    write_file(&html, &doc.html())?;
-    write_file(&md, &doc.markdown())?;
+    write_file(out, &html, &doc.html())?;
+    write_file(out, &md, &doc.markdown())?;
     Ok(Written {
         files: vec![html, md],
     })

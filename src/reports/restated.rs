@@ -108,8 +108,10 @@ fn shown_as(key: &str, raw: &str, like: &Value) -> String {
 
 /// Marks `doc` as of `as_of` and about `subject`. When `previous` (the file it replaces, about
 /// the same subject) had other energy or money figures, a "restated" note goes first with the
-/// previous and the new amounts; an earlier note is kept while nothing changed again.
-pub fn mark(doc: &mut Doc, as_of: &str, subject: &str, previous: Option<&Previous>) {
+/// previous and the new amounts; an earlier note is kept while nothing changed again. With
+/// `amounts` false (a public report) the note names the changed figures only: the difference
+/// of two versions could be one late household's data.
+pub fn mark(doc: &mut Doc, as_of: &str, subject: &str, previous: Option<&Previous>, amounts: bool) {
     doc.as_of = Some(as_of.to_string());
     doc.subject = Some(subject.to_string());
     let Some(previous) = previous.filter(|p| p.subject.as_deref() == Some(subject)) else {
@@ -119,12 +121,16 @@ pub fn mark(doc: &mut Doc, as_of: &str, subject: &str, previous: Option<&Previou
     let mut lines = Vec::new();
     for (key, new) in &now {
         match previous.figures.get(key) {
-            Some(old) if *old != new.raw() => lines.push(format!(
+            Some(old) if *old != new.raw() && amounts => lines.push(format!(
                 "{key}: {} before, {} now.",
                 shown_as(key, old, new),
                 shown_as(key, &new.raw(), new)
             )),
-            None => lines.push(format!("{key}: new, {}.", shown_as(key, &new.raw(), new))),
+            Some(old) if *old != new.raw() => lines.push(format!("{key} changed.")),
+            None if amounts => {
+                lines.push(format!("{key}: new, {}.", shown_as(key, &new.raw(), new)))
+            }
+            None => lines.push(format!("{key}: new.")),
             _ => {}
         }
     }
@@ -175,12 +181,18 @@ mod tests {
                 vec![Cell::text("L"), Cell::fig("l_wh", Value::Wh(3_500_000))],
             ],
         );
-        mark(&mut first, "2027-01-03", "P1", None);
+        mark(&mut first, "2027-01-03", "P1", None, true);
         std::fs::write(&path, first.html()).unwrap();
 
         // The same figures again: no note.
         let mut same = first.clone();
-        mark(&mut same, "2027-02-01", "P1", previous(&path).as_ref());
+        mark(
+            &mut same,
+            "2027-02-01",
+            "P1",
+            previous(&path).as_ref(),
+            true,
+        );
         assert!(!same.html().contains("Restated"));
 
         // The tax changed: the note names the old and new amounts and both dates.
@@ -195,7 +207,13 @@ mod tests {
                 vec![Cell::text("L"), Cell::fig("l_wh", Value::Wh(3_500_000))],
             ],
         );
-        mark(&mut second, "2027-03-01", "P1", previous(&path).as_ref());
+        mark(
+            &mut second,
+            "2027-03-01",
+            "P1",
+            previous(&path).as_ref(),
+            true,
+        );
         let html = second.html();
         assert!(
             html.contains("name=\"vaten-as-of\" content=\"2027-03-01\""),
@@ -221,18 +239,36 @@ mod tests {
             d
         };
         let mut first = doc(100);
-        mark(&mut first, "2027-01-03", "P 1", None);
+        mark(&mut first, "2027-01-03", "P 1", None, true);
         std::fs::write(&path, first.html()).unwrap();
         // Another participant whose id maps to the same file: nothing of P 1 is shown.
         let mut other = doc(900);
-        mark(&mut other, "2027-01-04", "P.1", previous(&path).as_ref());
+        mark(
+            &mut other,
+            "2027-01-04",
+            "P.1",
+            previous(&path).as_ref(),
+            true,
+        );
         assert!(!other.html().contains("Restated"));
         // P 1 restated, then written again unchanged: the note stays.
         let mut second = doc(200);
-        mark(&mut second, "2027-02-01", "P 1", previous(&path).as_ref());
+        mark(
+            &mut second,
+            "2027-02-01",
+            "P 1",
+            previous(&path).as_ref(),
+            true,
+        );
         std::fs::write(&path, second.html()).unwrap();
         let mut third = doc(200);
-        mark(&mut third, "2027-03-01", "P 1", previous(&path).as_ref());
+        mark(
+            &mut third,
+            "2027-03-01",
+            "P 1",
+            previous(&path).as_ref(),
+            true,
+        );
         let html = third.html();
         assert!(html.contains("replaces the one as of 2027-01-03"), "{html}");
         assert!(

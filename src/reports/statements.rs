@@ -250,8 +250,9 @@ pub fn statements(
             &as_of.to_string(),
             &format!("statement {year} {pid}"),
             super::restated::previous(&path).as_ref(),
+            true,
         );
-        write_file(&path, &doc.html())?;
+        write_file(out, &path, &doc.html())?;
         written.files.push(path);
     }
     Ok(written)

@@ -113,6 +113,24 @@ pub fn yearly(
         ints(&d, "p_wh")?,
     );
     let matched = ints(&cbd, "matched_wh")?;
+    let groups = cable_groups(&d)?;
+    let audit = Audit::of(&d, &ty, &groups)?;
+    // A figure some connections do not contribute to (P: only installations; T: only who feed
+    // back; the taxable base: clipped for net exporters) describes its contributors: it is
+    // shown only when they are none or at least MIN_CONNECTIONS. V = P + L − T gives P or T
+    // back from the others, so it goes with them.
+    let hidden = |what: &str| {
+        Cell::text(format!(
+            "not published: {what} of fewer than {MIN_CONNECTIONS} connections"
+        ))
+    };
+    let show = |ok: bool, key: &str, value: Value, what: &str| {
+        if ok {
+            Cell::fig(key, value)
+        } else {
+            hidden(what)
+        }
+    };
     doc.heading("The cooperative");
     doc.table(
         &["figure", "value"],
@@ -123,7 +141,12 @@ pub fn yearly(
             ],
             vec![
                 Cell::text("V: consumption (P + L − T)"),
-                Cell::fig("totals.v_wh", Value::Wh(sum(&v))),
+                show(
+                    audit.p_ok && audit.t_ok,
+                    "totals.v_wh",
+                    Value::Wh(sum(&v)),
+                    "the production or feed-back",
+                ),
             ],
             vec![
                 Cell::text("L: delivered by the grid"),
@@ -131,35 +154,56 @@ pub fn yearly(
             ],
             vec![
                 Cell::text("T: fed back to the grid"),
-                Cell::fig("totals.t_wh", Value::Wh(sum(&t))),
+                show(
+                    audit.t_ok,
+                    "totals.t_wh",
+                    Value::Wh(sum(&t)),
+                    "the feed-back",
+                ),
             ],
             vec![
                 Cell::text("P: solar production"),
-                Cell::fig("totals.p_wh", Value::Wh(sum(&p))),
+                show(
+                    audit.p_ok,
+                    "totals.p_wh",
+                    Value::Wh(sum(&p)),
+                    "the production",
+                ),
             ],
             vec![
                 Cell::text("matched on the street cables"),
-                Cell::fig("totals.matched_wh", Value::Wh(sum(&matched))),
+                show(
+                    audit.t_ok,
+                    "totals.matched_wh",
+                    Value::Wh(sum(&matched)),
+                    "the feed-back",
+                ),
             ],
             vec![
                 Cell::text("own use, exempt from energy tax (max(0, P − T) per connection)"),
-                Cell::fig(
+                show(
+                    audit.p_ok && audit.t_ok,
                     "totals.own_use_exempt_wh",
                     Value::Wh(sum(&ints(&ty, "own_use_exempt_wh")?)),
+                    "the production",
                 ),
             ],
             vec![
                 Cell::text(format!("taxable base ({} regime)", regime.as_str())),
-                Cell::fig(
+                show(
+                    audit.t_ok && audit.clip_ok,
                     "totals.taxable_wh",
                     Value::Wh(sum(&ints(&ty, "taxable_wh")?)),
+                    "the net exporters",
                 ),
             ],
             vec![
                 Cell::text("energy tax the exemption saved (excluding VAT)"),
-                Cell::fig(
+                show(
+                    audit.p_ok && audit.t_ok,
                     "totals.exemption_saving_ct",
                     Value::Cents(sum_money(&ints(&ty, "exemption_saving_ct")?)),
+                    "the production",
                 ),
             ],
         ],
@@ -177,32 +221,41 @@ pub fn yearly(
         }
         m
     };
-    let series = [
-        ("v_wh", "V", by_month(&v, &month)),
-        ("l_wh", "L", by_month(&l, &month)),
-        ("t_wh", "T", by_month(&t, &month)),
-        ("p_wh", "P", by_month(&p, &month)),
-        ("matched_wh", "matched", by_month(&matched, &cmonth)),
-    ];
-    // A month is published only when every month of the year has at least MIN_CONNECTIONS
-    // connections with data: a small month would describe few households, and the year's
-    // totals minus the other months would give it anyway.
-    let mut per_month: BTreeMap<i64, BTreeSet<String>> = BTreeMap::new();
-    for (mo, e) in month.iter().zip(strings(&d, "ean")?) {
-        if let Some(mo) = mo {
-            per_month.entry(*mo).or_default().insert(e);
-        }
-    }
-    let small_month = per_month.values().any(|s| s.len() < MIN_CONNECTIONS);
-    let months: BTreeSet<i64> = if small_month {
-        BTreeSet::new()
+    // Months are published only when every cable group × month cell has no connection or at
+    // least MIN_CONNECTIONS: every published figure (totals, months, cable groups) is a sum of
+    // whole cells, so any sum or difference of them that gives a group of connections gives
+    // whole cells, each of at least MIN_CONNECTIONS. Per quantity: L's cells decide the rows,
+    // P's and T's cells their columns (V and matched need both, or T).
+    let (p_col, t_col) = (
+        audit.p_ok && audit.p_cells_ok,
+        audit.t_ok && audit.t_cells_ok,
+    );
+    let series: Vec<(&str, &str, BTreeMap<i64, i64>)> = [
+        (p_col && t_col, ("v_wh", "V", by_month(&v, &month))),
+        (true, ("l_wh", "L", by_month(&l, &month))),
+        (t_col, ("t_wh", "T", by_month(&t, &month))),
+        (p_col, ("p_wh", "P", by_month(&p, &month))),
+        (
+            t_col,
+            ("matched_wh", "matched", by_month(&matched, &cmonth)),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(shown, s)| shown.then_some(s))
+    .collect();
+    let months: BTreeSet<i64> = if audit.l_cells_ok {
+        audit.months.clone()
     } else {
-        per_month.keys().copied().collect()
+        BTreeSet::new()
     };
     doc.heading("Month by month");
-    if small_month {
+    if !audit.l_cells_ok {
         doc.para(format!(
-            "Not published for {year}: in some month fewer than {MIN_CONNECTIONS} connections had data, and a month's figures must never describe fewer."
+            "Not published for {year}: in some month, on some cable (or the other cables together), fewer than {MIN_CONNECTIONS} connections had data, and no figure may describe fewer, not even by subtraction from another."
+        ));
+    } else if series.len() < 5 {
+        doc.para(format!(
+            "Only the columns whose every month and cable involve none or at least {MIN_CONNECTIONS} connections are shown (production comes from few installations, feed-back from few households)."
         ));
     }
     let mut mrows = Vec::new();
@@ -216,13 +269,21 @@ pub fn yearly(
         }
         mrows.push(row);
     }
-    doc.table(&["month", "V", "L", "T", "P", "matched"], mrows);
+    let mut head = vec!["month"];
+    head.extend(series.iter().map(|(_, name, _)| *name));
+    doc.table(&head, mrows);
     if !months.is_empty() {
         let labels: Vec<String> = months
             .iter()
             .map(|m| MONTHS[(*m - 1) as usize].to_string())
             .collect();
-        let colors = [PURPLE, BLUE_L, ORANGE_T, RED, GREEN_MATCHED];
+        let color = |name: &str| match name {
+            "V" => PURPLE,
+            "L" => BLUE_L,
+            "T" => ORANGE_T,
+            "P" => RED,
+            _ => GREEN_MATCHED,
+        };
         let svg = line_chart(&LineChart {
             title: format!("Energy per month, {year} (MWh)"),
             y_desc: "MWh".into(),
@@ -230,15 +291,14 @@ pub fn yearly(
             label_every: 1,
             lines: series
                 .iter()
-                .zip(colors)
-                .map(|((_, name, s), color)| Line {
+                .map(|(_, name, s)| Line {
                     name: name.to_string(),
                     points: months
                         .iter()
                         .enumerate()
                         .map(|(i, m)| (i as f64, s.get(m).copied().unwrap_or(0) as f64 / 1e6))
                         .collect(),
-                    color,
+                    color: color(name),
                 })
                 .collect(),
         })?;
@@ -248,7 +308,7 @@ pub fn yearly(
         });
     }
 
-    cables(&d, &cbd, &mut doc)?;
+    cables(&cbd, &groups, &mut doc)?;
 
     // Completeness.
     doc.heading("Data completeness");
@@ -287,8 +347,9 @@ fn finish(
         &as_of.to_string(),
         &format!("yearly report {year}"),
         super::restated::previous(&path).as_ref(),
+        false,
     );
-    write_file(&path, &doc.html())?;
+    write_file(out, &path, &doc.html())?;
     let mut written = Written { files: vec![path] };
     written
         .files
@@ -296,16 +357,79 @@ fn finish(
     Ok(written)
 }
 
-/// Per cable (or "other cables"): the year's sums, local share and peaks.
-fn cables(d: &DataFrame, cbd: &DataFrame, doc: &mut Doc) -> Result<()> {
+/// What the public figures may show without describing fewer than MIN_CONNECTIONS
+/// connections, alone or by subtraction (units: a connection's data in a month).
+struct Audit {
+    /// Connections with production data: none or at least MIN_CONNECTIONS.
+    p_ok: bool,
+    /// Connections that fed back: none or at least MIN_CONNECTIONS.
+    t_ok: bool,
+    /// Connections whose taxable base was clipped at 0 (net exporters under netting).
+    clip_ok: bool,
+    /// Every cable group × month cell has none or at least MIN_CONNECTIONS connections with
+    /// data (L), with production (P), that fed back (T).
+    l_cells_ok: bool,
+    p_cells_ok: bool,
+    t_cells_ok: bool,
+    months: BTreeSet<i64>,
+}
+
+impl Audit {
+    fn of(
+        d: &DataFrame,
+        ty: &DataFrame,
+        groups: &BTreeMap<String, (String, usize)>,
+    ) -> Result<Self> {
+        let ok = |n: usize| n == 0 || n >= MIN_CONNECTIONS;
+        let (ean, cable) = (strings(d, "ean")?, strings(d, "cable_id")?);
+        let (month, p, t) = (ints(d, "month")?, ints(d, "p_wh")?, ints(d, "t_wh")?);
+        // (group, month) → connections with data, with production, with feed-back.
+        let mut cells: BTreeMap<(String, i64), [BTreeSet<&str>; 3]> = BTreeMap::new();
+        let (mut with_p, mut with_t) = (BTreeSet::new(), BTreeSet::new());
+        for i in 0..ean.len() {
+            let Some(m) = month[i] else { continue };
+            let group = groups.get(&cable[i]).map_or(OTHER, |(g, _)| g.as_str());
+            let cell = cells.entry((group.to_string(), m)).or_default();
+            cell[0].insert(&ean[i]);
+            if p[i].is_some() {
+                cell[1].insert(&ean[i]);
+                with_p.insert(&ean[i]);
+            }
+            if t[i].unwrap_or(0) > 0 {
+                cell[2].insert(&ean[i]);
+                with_t.insert(&ean[i]);
+            }
+        }
+        let (tl, tt, tx) = (
+            ints(ty, "l_wh")?,
+            ints(ty, "t_wh")?,
+            ints(ty, "taxable_wh")?,
+        );
+        let clipped = (0..tl.len())
+            .filter(|&i| tx[i].unwrap_or(0) > tl[i].unwrap_or(0) - tt[i].unwrap_or(0))
+            .count();
+        Ok(Audit {
+            p_ok: ok(with_p.len()),
+            t_ok: ok(with_t.len()),
+            clip_ok: ok(clipped),
+            l_cells_ok: cells.values().all(|c| ok(c[0].len())),
+            p_cells_ok: cells.values().all(|c| ok(c[1].len())),
+            t_cells_ok: cells.values().all(|c| ok(c[2].len())),
+            months: cells.keys().map(|(_, m)| *m).collect(),
+        })
+    }
+}
+
+/// Cable → the group it is published in: its own id when it has at least MIN_CONNECTIONS
+/// connections, else "other cables". The totals are published too, so totals minus the named
+/// cables would give "other cables" even when it is left out: while that group has 1 to
+/// MIN_CONNECTIONS - 1 connections, the smallest named cable joins it (complementary
+/// suppression). Ties: the later cable id first, deterministically.
+fn cable_groups(d: &DataFrame) -> Result<BTreeMap<String, (String, usize)>> {
     let mut conns: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (c, e) in strings(d, "cable_id")?.into_iter().zip(strings(d, "ean")?) {
         conns.entry(c).or_default().insert(e);
     }
-    // Cables with fewer than MIN_CONNECTIONS go to "other cables". The totals are published
-    // too, so totals minus the named cables would give "other cables" even when it is left
-    // out: while that group has 1 to MIN_CONNECTIONS - 1 connections, the smallest named cable
-    // joins it (complementary suppression). Ties: the later cable id first, deterministically.
     let mut named: BTreeSet<&str> = conns
         .iter()
         .filter(|(_, set)| set.len() >= MIN_CONNECTIONS)
@@ -331,17 +455,34 @@ fn cables(d: &DataFrame, cbd: &DataFrame, doc: &mut Doc) -> Result<()> {
             None => break,
         }
     }
+    Ok(conns
+        .iter()
+        .map(|(c, set)| {
+            let group = if named.contains(c.as_str()) {
+                c.clone()
+            } else {
+                OTHER.to_string()
+            };
+            (c.clone(), (group, set.len()))
+        })
+        .collect())
+}
+
+/// Per cable (or "other cables"): the year's sums, local share and peaks.
+fn cables(
+    cbd: &DataFrame,
+    groups: &BTreeMap<String, (String, usize)>,
+    doc: &mut Doc,
+) -> Result<()> {
     let group_of = |c: &str| -> String {
-        if named.contains(c) {
-            c.to_string()
-        } else {
-            OTHER.to_string()
-        }
+        groups
+            .get(c)
+            .map_or_else(|| OTHER.to_string(), |(g, _)| g.clone())
     };
     // group → (connections, l, matched, above, below, peak import, peak export)
     let mut g: BTreeMap<String, [i64; 7]> = BTreeMap::new();
-    for (c, set) in &conns {
-        g.entry(group_of(c)).or_default()[0] += set.len() as i64;
+    for (c, (_, n)) in groups {
+        g.entry(group_of(c)).or_default()[0] += *n as i64;
     }
     let ids = strings(cbd, "cable_id")?;
     let cols = [

@@ -106,6 +106,17 @@ fn record(ctx: &Context, job: &JobDef, status: &str, started_at: DateTime<Utc>, 
     }
 }
 
+/// Whether `_runs` holds the run `run_id` (a job that ended normally recorded itself).
+fn recorded(ctx: &Context, run_id: &str) -> bool {
+    let lake = Lake::open_read(&ctx.config.lake);
+    let Ok(Some(runs)) = lake.scan(&RUNS) else {
+        return false;
+    };
+    runs.filter(col("run_id").eq(lit(run_id.to_string())))
+        .collect()
+        .is_ok_and(|df| df.height() > 0)
+}
+
 /// How the scheduler starts a job: this `vaten` binary with the arguments every job shares
 /// (configuration, log format and level).
 #[derive(Debug, Clone)]
@@ -149,8 +160,16 @@ fn run_attempt(
     def: &JobDef,
     running: &Mutex<Option<u32>>,
 ) -> bool {
+    use std::os::unix::process::CommandExt;
     let started = ctx.clock.now();
-    let mut child = match cmd.command(ctx, def.task).spawn() {
+    // The job's own run id: whether it recorded itself is then read from `_runs`.
+    let run_id = crate::lake::txn::new_txid();
+    let mut command = cmd.command(ctx, def.task);
+    command.env("VATEN_RUN_ID", &run_id);
+    // A process group of its own: a Ctrl-C or a service manager's SIGTERM to the scheduler's
+    // group does not kill the job at once; the scheduler gives it `grace_s`.
+    command.process_group(0);
+    let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
             record(
@@ -163,7 +182,9 @@ fn run_attempt(
             return false;
         }
     };
-    *running.lock().expect("running job") = Some(child.id());
+    if let Ok(mut r) = running.lock() {
+        *r = Some(child.id());
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs_f64(def.timeout_s);
     let status = loop {
         match child.try_wait() {
@@ -177,10 +198,12 @@ fn run_attempt(
             Err(_) => break None,
         }
     };
-    *running.lock().expect("running job") = None;
+    if let Ok(mut r) = running.lock() {
+        *r = None;
+    }
     match status.and_then(|s| s.code()) {
         Some(0) => true,
-        Some(1) => false,
+        Some(_) if recorded(ctx, &run_id) => false,
         _ if status.is_none() => {
             let why = format!("timed out after {} s and was ended", def.timeout_s);
             tracing::error!(job = %def.name, "{why}");
@@ -189,7 +212,7 @@ fn run_attempt(
         }
         _ => {
             let why = format!(
-                "ended abnormally ({}); see the log",
+                "ended ({}) without recording its run; see the log",
                 status.map_or("no status".into(), |s| s.to_string())
             );
             tracing::error!(job = %def.name, "{why}");
@@ -241,7 +264,11 @@ pub fn schedule(ctx: Context, jobs: Vec<JobDef>, grace: Duration, cmd: JobComman
                         let (ctx, tx, cmd, running) =
                             (ctx.clone(), tx.clone(), cmd.clone(), running.clone());
                         std::thread::spawn(move || {
-                            let ok = run_attempt(&ctx, &cmd, &def, &running);
+                            // Whatever happens here, the loop hears that the job is over.
+                            let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                run_attempt(&ctx, &cmd, &def, &running)
+                            }))
+                            .unwrap_or(false);
                             if !ok {
                                 tracing::error!(job = %def.name, attempt, "failed");
                             }
@@ -287,6 +314,11 @@ pub fn schedule(ctx: Context, jobs: Vec<JobDef>, grace: Duration, cmd: JobComman
                 Some(Msg::Stop(signal)) => {
                     tracing::info!("{signal}: no new jobs");
                     core.stop();
+                    // Skipped firings still waiting for the lock are recorded all the same.
+                    for (job, why) in skips.drain(..) {
+                        let ctx = ctx.clone();
+                        let _ = tokio::task::spawn_blocking(move || record_skip(&ctx, &job, &why)).await;
+                    }
                     break;
                 }
                 None => {
@@ -307,10 +339,17 @@ pub fn schedule(ctx: Context, jobs: Vec<JobDef>, grace: Duration, cmd: JobComman
             })
             .await;
             if ended.is_err() {
-                if let Some(pid) = *running.lock().expect("running job") {
+                let pid = running.lock().ok().and_then(|r| *r);
+                if let Some(pid) = pid {
                     // SAFETY: kill(2) on the pid of our own child process; no memory involved.
                     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
                 }
+                let (ctx, def) = (ctx.clone(), core.job(job).clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    let why = "ended at shutdown: it did not finish within the grace period";
+                    record(&ctx, &def, "failed", ctx.clock.now(), why);
+                })
+                .await;
                 tracing::warn!(job = %name, "did not finish within the grace period: ended (the lake stays as before it)");
                 std::process::exit(0);
             }

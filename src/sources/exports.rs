@@ -79,8 +79,8 @@ fn points(format: Format, text: &str, tz: Tz) -> (Vec<Point>, Vec<(usize, String
                 );
                 Some(vec![Point {
                     t,
-                    import_wh: i1 + i2,
-                    export_wh: e1 + e2,
+                    import_wh: i1.checked_add(i2)?,
+                    export_wh: e1.checked_add(e2)?,
                 }])
             })(),
             Format::DsmrReader => (|| {
@@ -99,8 +99,9 @@ fn points(format: Format, text: &str, tz: Tz) -> (Vec<Point>, Vec<(usize, String
                         export_wh: 0,
                     });
                 }
-                import_sum += d1 + d2;
-                export_sum += r1 + r2;
+                // Checked: an export of absurd values is malformed, not an overflow.
+                import_sum = import_sum.checked_add(d1.checked_add(d2)?)?;
+                export_sum = export_sum.checked_add(r1.checked_add(r2)?)?;
                 pts.push(Point {
                     t: start + chrono::Duration::hours(1),
                     import_wh: import_sum,
@@ -128,7 +129,7 @@ pub fn read_export(
     now: DateTime<Utc>,
     first_seq: i64,
 ) -> Result<(Received, i64)> {
-    let (pts, bad) = points(format, text, tz);
+    let (pts, mut bad) = points(format, text, tz);
     if pts.is_empty() && !bad.is_empty() {
         return Err(Error::Usage(format!(
             "{file_name}: no readable {} lines (first problem on line {})",
@@ -140,10 +141,17 @@ pub fn read_export(
     let source = format!("import:{}", format.name());
     let mut days: BTreeMap<chrono::NaiveDate, Vec<GridReading>> = BTreeMap::new();
     for p in pts {
-        if p.t > now {
+        let date = local_date_of_interval_end(p.t, tz);
+        // Future and implausible readings (a clock at 1970) are rejected, not stored.
+        let problem = if p.t > now {
+            Some(("future_time", "lies in the future".to_string()))
+        } else {
+            crate::domain::time::implausible_day(date, None, 0).map(|why| ("implausible_time", why))
+        };
+        if let Some((reason, why)) = problem {
+            bad.push((0, reason.into(), format!("{} {why}", p.t.to_rfc3339())));
             continue;
         }
-        let date = local_date_of_interval_end(p.t, tz);
         days.entry(date).or_default().push(GridReading {
             ean: ean.to_string(),
             meter_id: meter_id.clone(),
@@ -172,7 +180,11 @@ pub fn read_export(
             received_at_us: now.timestamp_micros(),
             key: ean.to_string(),
             reason,
-            detail: format!("{file_name}:{line}: not a {} line", format.name()),
+            detail: if line == 0 {
+                format!("{file_name}: a reading at {text}")
+            } else {
+                format!("{file_name}:{line}: not a {} line", format.name())
+            },
             payload: json!({"file": file_name, "line": line, "text": text}).to_string(),
             delivery_seq: None,
             cursor: None,

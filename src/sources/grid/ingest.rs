@@ -25,6 +25,10 @@ use crate::received::{Received, ReceivedIndex, StoreCounts};
 use crate::registry::Registry;
 
 pub use crate::received::state::{GridState, GRID_STATE as STATE_NAME};
+/// The longest cursor accepted (the service's are tens of bytes).
+const MAX_CURSOR_BYTES: usize = 4096;
+/// Empty pages in a row that say there is more, before the feed counts as not advancing.
+const MAX_EMPTY_PAGES: usize = 100;
 /// Rejection reasons a registry change can cure.
 pub const REPLAYABLE: &[&str] = &["unknown_ean"];
 
@@ -121,6 +125,8 @@ impl GridIngest<'_> {
         let mut report = IngestReport::default();
         let mut seen: HashSet<String> = state.cursor.iter().cloned().collect();
         let mut limit = self.client.page_limit;
+        // Pages in a row that brought nothing while saying there is more.
+        let mut empty_in_a_row = 0;
         loop {
             let asked = state.cursor.clone();
             let page = match self
@@ -141,7 +147,7 @@ impl GridIngest<'_> {
                 }
                 Err(e) => return Err(fetch_failed(e)),
             };
-            limit = self.client.page_limit;
+            // The smaller limit stays for the rest of the run: the feed's objects are that large.
             let objects = page.intervals.len() + page.days.len() + page.rejections.len();
             let v = self.validator(asked.as_deref().unwrap_or(""));
             let mut seq = state.next_delivery_seq;
@@ -157,8 +163,23 @@ impl GridIngest<'_> {
             report.pages += 1;
             report.objects += objects;
             report.readings_in += received.reading_count();
+            // An opaque cursor is short; one of megabytes would ride along in every row.
+            if page.next_cursor.len() > MAX_CURSOR_BYTES {
+                return Err(Error::Grid(format!(
+                    "page {} carries a cursor of {} bytes (at most {MAX_CURSOR_BYTES}); stopping before storing it",
+                    report.pages,
+                    page.next_cursor.len()
+                )));
+            }
+            // A cursor this run has already seen is not stored: the next run starts from the
+            // last one that advanced.
+            let repeated = page.has_more && seen.contains(&page.next_cursor);
             let mut next = GridState {
-                cursor: Some(page.next_cursor.clone()),
+                cursor: if repeated {
+                    asked.clone()
+                } else {
+                    Some(page.next_cursor.clone())
+                },
                 next_delivery_seq: seq,
                 last_success_at: state.last_success_at,
             };
@@ -182,7 +203,13 @@ impl GridIngest<'_> {
             if !page.has_more {
                 break;
             }
-            if !seen.insert(page.next_cursor.clone()) {
+            empty_in_a_row = if objects == 0 { empty_in_a_row + 1 } else { 0 };
+            if empty_in_a_row > MAX_EMPTY_PAGES {
+                return Err(Error::Grid(format!(
+                    "the bulk feed does not advance: {MAX_EMPTY_PAGES} pages in a row brought nothing yet said there was more; stopping"
+                )));
+            }
+            if repeated || !seen.insert(page.next_cursor.clone()) {
                 let how = if asked.as_deref() == Some(page.next_cursor.as_str()) {
                     "gave the same cursor again"
                 } else {

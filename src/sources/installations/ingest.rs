@@ -1,7 +1,8 @@
 //! Installation ingestion (`vaten ingest installations`): every installation in the registry
 //! is pulled from its cursor; what fits lands in `installation_readings`, what does not in
-//! `rejected`, lost readings in `installation_gaps`. All of a pass is one lake change together
-//! with the advanced cursors, so a cursor never runs ahead of what is stored.
+//! `rejected`, lost readings in `installation_gaps`. Each bounded batch of installations is one
+//! lake change together with their advanced cursors, so a cursor never runs ahead of what is
+//! stored.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -159,7 +160,8 @@ impl Checker<'_> {
                 payload(),
             );
         }
-        let day = local_date(t, self.tz);
+        // The day the quarter-hour belongs to, as the partition has it.
+        let day = local_date_of_interval_end(t, self.tz);
         if let Some(why) = implausible_day(day, self.conn.member_from, self.days_before_member) {
             return self.reject(
                 out,
@@ -167,6 +169,28 @@ impl Checker<'_> {
                 format!("t {} {why}", r.t),
                 payload(),
             );
+        }
+        // Registers in whole Wh up to 2^53 (what a JSON number carries exactly; decades of any
+        // real meter), state of charge in per cent, voltages of a low-voltage grid.
+        const MAX_REGISTER: u64 = 1 << 53;
+        let out_of_range = if [r.p_wh, r.battery_charge_wh, r.battery_discharge_wh]
+            .iter()
+            .any(|v| *v > MAX_REGISTER)
+        {
+            Some("a register above 2^53 Wh".to_string())
+        } else if r.soc_pct.is_some_and(|s| !(0.0..=100.0).contains(&s)) {
+            Some(format!("soc_pct {:?} outside 0..=100", r.soc_pct))
+        } else if [r.voltage_avg_v, r.voltage_min_v, r.voltage_max_v]
+            .iter()
+            .flatten()
+            .any(|v| !(0.0..=1000.0).contains(v))
+        {
+            Some("a voltage outside 0..=1000 V".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = out_of_range {
+            return self.reject(out, "bad_value", why, payload());
         }
         if let Some(last) = &state.last {
             let backwards = last.p_meter == r.p_meter

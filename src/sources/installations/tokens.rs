@@ -22,9 +22,10 @@ pub fn load(path: &Path) -> Result<HashMap<String, Secret>> {
     use std::io::Read;
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let shown = path.display();
+    // No link followed; no wait on a FIFO put in its place; not inherited by children.
     let mut file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
@@ -58,6 +59,12 @@ pub fn load(path: &Path) -> Result<HashMap<String, Secret>> {
         )));
     }
     // Tokens files are small; a huge one is a mistake, not a file to read into memory.
+    if meta.len() > 1 << 20 {
+        return Err(Error::Usage(format!(
+            "{shown}: the tokens file is larger than 1 MiB ({} bytes); it holds one short line per installation",
+            meta.len()
+        )));
+    }
     let mut text = String::new();
     (&mut file)
         .take(1 << 20)

@@ -38,8 +38,20 @@ pub fn judge(url: &str, http_public: bool) -> Transport {
     let Ok(parsed) = reqwest::Url::parse(url) else {
         return Transport::Refused(format!("installation_url `{url}` is not a URL"));
     };
-    if parsed.scheme() == "https" {
-        return Transport::Fine;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Transport::Refused(
+            "installation_url carries a user name or password; the token is the only credential"
+                .into(),
+        );
+    }
+    match parsed.scheme() {
+        "https" => return Transport::Fine,
+        "http" => {}
+        other => {
+            return Transport::Refused(format!(
+                "installation_url scheme `{other}` is neither https nor http"
+            ))
+        }
     }
     let host = parsed.host_str().unwrap_or("");
     if crate::config::is_loopback_host(host) {
@@ -66,6 +78,14 @@ mod tests {
 
     #[test]
     fn plain_http_only_where_the_token_stays_off_the_internet() {
+        assert!(matches!(
+            judge("ftp://10.0.0.1", true),
+            Transport::Refused(_)
+        ));
+        assert!(matches!(
+            judge("http://user:pw@10.0.0.1", false),
+            Transport::Refused(_)
+        ));
         assert_eq!(judge("https://inst.example.org", false), Transport::Fine);
         assert_eq!(judge("http://127.0.0.1:8080/x", false), Transport::Fine);
         assert_eq!(judge("http://[::1]:9", false), Transport::Fine);
