@@ -466,8 +466,13 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Status => {
             let config = Config::load(&config_path(&cli))?;
             let lake = crate::lake::Lake::open_read(&config.lake);
+            let registry = crate::registry::Registry::load(&config.registry)?;
             let _reading = lake.read_guard()?;
             for line in crate::status::report(&lake, clock)? {
+                println!("{line}");
+            }
+            let today = crate::domain::time::local_date(clock.now(), config.tz());
+            for line in registry.consents_ending(today, 30) {
                 println!("{line}");
             }
             Ok(())

@@ -60,6 +60,10 @@ pub struct Connection {
     /// The installation's certificate pinned by its SHA-256 fingerprint: the controller's
     /// self-signed certificate is accepted, and no other.
     pub installation_cert_sha256: Option<[u8; 32]>,
+    /// The authorisation the holder gave the cooperative to fetch the connection's data
+    /// (inclusive local days the data is about); none given: no limit.
+    pub consent_from: Option<NaiveDate>,
+    pub consent_until: Option<NaiveDate>,
     pub member_from: Option<NaiveDate>,
     pub member_until: Option<NaiveDate>,
 }
@@ -96,10 +100,19 @@ const CONNECTION_COLUMNS: &[&str] = &[
     "production_capacity_w",
     "installation_http_public",
     "installation_cert_sha256",
+    "consent_from",
+    "consent_until",
     "member_from",
     "member_until",
 ];
 const CABLE_COLUMNS: &[&str] = &["cable_id", "substation", "v_low_v", "v_high_v"];
+
+impl Connection {
+    /// Whether the holder's authorisation covers the local day `day` the data is about.
+    pub fn consents_to(&self, day: NaiveDate) -> bool {
+        self.consent_from.is_none_or(|f| day >= f) && self.consent_until.is_none_or(|u| day <= u)
+    }
+}
 
 impl Registry {
     /// Loads `connections.csv` and `cables.csv` from `dir`; all problems at once, exit 2.
@@ -146,6 +159,36 @@ impl Registry {
             .collect()
     }
 
+    /// Connections whose consent ends within `days` days after `today` (or has just ended), as
+    /// lines for people: the cooperative must renew them before data stops being fetched.
+    pub fn consents_ending(&self, today: NaiveDate, days: i64) -> Vec<String> {
+        let mut out: Vec<(NaiveDate, String)> = self
+            .connections
+            .iter()
+            .filter_map(|c| {
+                let until = c.consent_until?;
+                let left = (until - today).num_days();
+                (-1..=days).contains(&left).then(|| {
+                    (
+                        until,
+                        format!(
+                            "consent for {} (participant {}) ends {until}{}",
+                            c.ean,
+                            c.participant_id,
+                            match left {
+                                -1 => " (ended yesterday)".to_string(),
+                                0 => " (today)".to_string(),
+                                n => format!(" (in {n} days)"),
+                            }
+                        ),
+                    )
+                })
+            })
+            .collect();
+        out.sort();
+        out.into_iter().map(|(_, line)| line).collect()
+    }
+
     pub fn connection(&self, ean: &str) -> Option<&Connection> {
         self.by_ean.get(ean).map(|&i| &self.connections[i])
     }
@@ -169,7 +212,7 @@ impl Registry {
                 .map(|i| (i.id.as_str(), i.url.as_str()))
                 .unwrap_or(("", ""));
             conns += &format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 c.ean,
                 c.participant_id,
                 c.cable_id,
@@ -182,6 +225,8 @@ impl Registry {
                 c.installation_cert_sha256
                     .map(|f| f.iter().map(|b| format!("{b:02x}")).collect::<String>())
                     .unwrap_or_default(),
+                date(c.consent_from),
+                date(c.consent_until),
                 date(c.member_from),
                 date(c.member_until)
             );
@@ -430,10 +475,19 @@ fn read_connections(
         };
         let member_from = date("member_from");
         let member_until = date("member_until");
+        let consent_from = date("consent_from");
+        let consent_until = date("consent_until");
         if let (Some(f), Some(u)) = (member_from, member_until) {
             if f > u {
                 problems.push(format!(
                     "{shown}:{line}: member_from {f} is after member_until {u}"
+                ));
+            }
+        }
+        if let (Some(f), Some(u)) = (consent_from, consent_until) {
+            if f > u {
+                problems.push(format!(
+                    "{shown}:{line}: consent_from {f} is after consent_until {u}"
                 ));
             }
         }
@@ -448,6 +502,8 @@ fn read_connections(
                 production_capacity_w,
                 installation_http_public,
                 installation_cert_sha256,
+                consent_from,
+                consent_until,
                 member_from,
                 member_until,
             });

@@ -112,6 +112,8 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
             production_capacity_w: DEFAULT_CAPACITY_W,
             installation_http_public: false,
             installation_cert_sha256: None,
+            consent_from: None,
+            consent_until: None,
             member_from: None,
             member_until: None,
         });

@@ -57,6 +57,14 @@ pub fn nightly(
         now.format("%Y-%m-%d %H:%M")
     ));
     retention(lake, now, &mut doc)?;
+    // Authorisations that end soon: renewed in time, or the data stops.
+    let ending = registry.consents_ending(date + Duration::days(1), 30);
+    if !ending.is_empty() {
+        doc.push(Block::Warning(format!(
+            "Consents ending within 30 days: {}.",
+            ending.join("; ")
+        )));
+    }
     completeness(lake, registry, date, &mut doc)?;
     installations(lake, registry, tz, date, &mut doc)?;
     rejected(lake, date, &mut doc)?;

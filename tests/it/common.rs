@@ -32,6 +32,8 @@ pub fn connection(ean: &str, participant: &str, cable: &str) -> Connection {
         production_capacity_w: DEFAULT_CAPACITY_W,
         installation_http_public: false,
         installation_cert_sha256: None,
+        consent_from: None,
+        consent_until: None,
         member_from: None,
         member_until: None,
     }

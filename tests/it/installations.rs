@@ -48,6 +48,8 @@ fn registry_for(fake: &FakeInstallations, n: usize, urls: &BTreeMap<usize, Strin
             production_capacity_w: DEFAULT_CAPACITY_W,
             installation_http_public: false,
             installation_cert_sha256: None,
+            consent_from: None,
+            consent_until: None,
             member_from: None,
             member_until: None,
         })

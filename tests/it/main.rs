@@ -2,6 +2,7 @@
 mod arrival_order;
 mod common;
 mod configuration_doc;
+mod consent;
 mod demo;
 mod derived_days;
 mod feeds;

@@ -5,10 +5,11 @@ use super::Rng;
 use crate::p1::{parse, Crc, MeterTime, P1Error, Telegram};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!(
-        "{}/../tests/fixtures/dsmr-telegrams/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    // Read at run time: a test binary reused from a build in another checkout (a shared
+    // target folder) must still find this checkout's fixtures.
+    let dir =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let path = format!("{dir}/../tests/fixtures/dsmr-telegrams/{name}");
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

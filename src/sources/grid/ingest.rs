@@ -242,9 +242,17 @@ impl GridIngest<'_> {
         }
         let mut index = ReceivedIndex::default();
         let mut report = IngestReport::default();
-        let (from_s, to_s) = (from.to_string(), to.to_string());
         for conn in &self.registry.connections {
             let ean = conn.ean.as_str();
+            // Only the days the holder's consent covers are asked for.
+            let (from, to) = (
+                conn.consent_from.map_or(from, |f| from.max(f)),
+                conn.consent_until.map_or(to, |u| to.min(u)),
+            );
+            if from > to {
+                continue;
+            }
+            let (from_s, to_s) = (from.to_string(), to.to_string());
             let mut state = self.state()?;
             let mut seq = state.next_delivery_seq;
             let v = self.validator("history");

@@ -141,6 +141,21 @@ impl Validator<'_> {
             );
             return None;
         }
+        // Only what the holder authorised is kept; of the rest not even the readings.
+        if !conn.consents_to(date) {
+            let detail = format!("no consent covers {date} for {ean}");
+            let header = json!({"ean": ean, "meter_id": raw.get("meter_id"),
+                "query_date": query_date, "unit": raw.get("unit"), "readings": "left out"});
+            self.reject(
+                out,
+                (kind, seq),
+                ean,
+                "no_consent",
+                detail,
+                header.to_string(),
+            );
+            return None;
+        }
         // Local midnight of `date` lies after now exactly when `date` is after today.
         if date > local_date(self.now, self.tz) {
             let detail = format!("query_date {date} lies in the future");
