@@ -174,8 +174,21 @@ enum Command {
     /// Freshness per source, offline installations, the last run of every job.
     ///
     /// Warns when fewer than 4 days are left before the grid operator's 10-day retention
-    /// drops quarter-hours not pulled yet.
+    /// drops quarter-hours not pulled yet, and lists consents that end within 30 days.
     Status,
+    /// Everything the lake holds about one participant, for their right of access.
+    ///
+    /// Their rows of every table with rows per connection (CSV and Parquet), the rejected
+    /// records and run messages that name their EANs or installations, their statements and
+    /// their registry lines, into a private folder (0700, files 0600).
+    Export {
+        /// The participant's id in the registry.
+        #[arg(long)]
+        participant: String,
+        /// The folder to write (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Run the pipeline definitions on their schedules until SIGINT or SIGTERM.
     ///
     /// Definitions: every `*.toml` in `[schedule] pipelines` (default `pipelines/` next to the
@@ -462,6 +475,27 @@ fn dispatch(cli: Cli) -> Result<()> {
             // Everything is read: a slow consumer of the output must not hold writers off.
             drop(reading);
             crate::query::write(&mut df, *format, output.as_deref())
+        }
+        Command::Export { participant, out } => {
+            let config = Config::load(&config_path(&cli))?;
+            let registry = crate::registry::Registry::load(&config.registry)?;
+            let lake = crate::lake::Lake::open_read(&config.lake);
+            crate::query::refuse_inside_lake(&out.join("x"), &config.lake)?;
+            let _reading = lake.read_guard()?;
+            let done = crate::export::export(
+                &lake,
+                &registry,
+                &config.registry,
+                &config.reports,
+                participant,
+                out,
+            )?;
+            for (table, rows) in &done.tables {
+                println!("{table}: {rows} rows");
+            }
+            println!("statements: {}", done.statements);
+            println!("written to {} (private: personal data)", out.display());
+            Ok(())
         }
         Command::Status => {
             let config = Config::load(&config_path(&cli))?;

@@ -50,14 +50,36 @@ pub fn refuse_inside_lake(out: &Path, lake: &Path) -> Result<()> {
     let Ok(lake) = lake.canonicalize() else {
         return Ok(()); // no lake yet: nothing to overwrite
     };
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+    // The deepest part of the path that exists, resolved, with the rest appended.
+    let absolute = if out.is_absolute() {
+        out.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(out)
     };
-    let resolved = parent
-        .canonicalize()
-        .map(|p| p.join(out.file_name().unwrap_or_default()))
-        .map_err(|e| Error::Usage(format!("--output {}: {e}", out.display())))?;
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    let resolved = loop {
+        match existing.canonicalize() {
+            Ok(p) => {
+                break rest
+                    .iter()
+                    .rev()
+                    .fold(p, |acc: std::path::PathBuf, part| acc.join(part))
+            }
+            Err(_) => match (existing.parent(), existing.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_os_string());
+                    existing = parent;
+                }
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "{}: not a usable path",
+                        out.display()
+                    )))
+                }
+            },
+        }
+    };
     if resolved.starts_with(&lake) {
         return Err(Error::Usage(format!(
             "--output {} lies inside the lake ({}); write it somewhere else",
