@@ -140,8 +140,17 @@ def yearly(year):
     ok = lambda n: n == 0 or n >= 5
     n_p, n_t = q(f"""SELECT count(DISTINCT ean) FILTER (p_wh IS NOT NULL),
         count(DISTINCT ean) FILTER (t_wh > 0) FROM {cd} WHERE {y}""")[0]
-    clipped = q(f"SELECT count(*) FILTER (taxable_wh > l_wh - t_wh) FROM {ty} WHERE {y}")[0][0]
+    clipped, n_own = q(f"""SELECT count(DISTINCT ean) FILTER (taxable_wh > l_wh - t_wh),
+        count(DISTINCT ean) FILTER (own_use_exempt_wh > 0) FROM {ty} WHERE {y}""")[0]
+    t_without_p = q(f"""SELECT count(*) FROM (SELECT ean FROM {cd} WHERE {y} GROUP BY ean
+        HAVING count(*) FILTER (t_wh > 0) > 0 AND count(p_wh) = 0)""")[0][0]
     p_ok, t_ok, clip_ok = ok(n_p), ok(n_t), ok(clipped)
+    own_ok = ok(n_own) and ok(t_without_p)
+    # Per cable group: connections that fed back, with an installation.
+    group_counts = {g: (ft, fi) for g, ft, fi in q(f"""SELECT grp.g,
+        count(DISTINCT ean) FILTER (t_wh > 0), count(DISTINCT ean) FILTER (p_wh IS NOT NULL)
+        FROM {cd} JOIN grp USING (cable_id) WHERE {y} GROUP BY grp.g""")}
+    groups_t_ok = all(ok(ft) for ft, _ in group_counts.values())
     cells = q(f"""
         SELECT count(DISTINCT ean), count(DISTINCT ean) FILTER (p_wh IS NOT NULL),
                count(DISTINCT ean) FILTER (t_wh > 0)
@@ -150,17 +159,20 @@ def yearly(year):
     p_col, t_col = p_ok and p_cells, t_ok and t_cells
     shown = {"v_wh": p_col and t_col, "l_wh": True, "t_wh": t_col, "p_wh": p_col, "matched_wh": t_col}
     n, v, l, t, p = q(f"SELECT count(DISTINCT ean), sum(v_wh), sum(l_wh), sum(t_wh), coalesce(sum(p_wh), 0) FROM {cd} WHERE {y}")[0]
+    if 0 < n < 5:
+        return  # too few connections: nothing is published
     expected.update({"totals.connections": n, "totals.l_wh": l})
     if p_ok and t_ok:
         expected["totals.v_wh"] = v
     if t_ok:
         expected["totals.t_wh"] = t
+    if t_ok and groups_t_ok:
         expected["totals.matched_wh"] = q(f"SELECT sum(matched_wh) FROM {cbd} WHERE {y}")[0][0]
     if p_ok:
         expected["totals.p_wh"] = p
     own, tax, saving, nulls = q(f"""SELECT sum(own_use_exempt_wh), sum(taxable_wh), sum(exemption_saving_ct),
         count(*) FILTER (exemption_saving_ct IS NULL) FROM {ty} WHERE {y}""")[0]
-    if p_ok and t_ok:
+    if p_ok and t_ok and own_ok:
         expected.update({"totals.own_use_exempt_wh": own,
                          "totals.exemption_saving_ct": None if nulls else saving})
     if t_ok and clip_ok:
@@ -178,10 +190,14 @@ def yearly(year):
                    FROM {cbd} c JOIN grp USING (cable_id) WHERE {y} GROUP BY grp.g),
              k AS (SELECT g, sum(n) n FROM grp GROUP BY g)
         SELECT k.g, k.n, s.l, s.m, s.a, s.b, s.pi, s.pe FROM k JOIN s USING (g) WHERE k.n >= 5"""):
-        for key, val in [("connections", n), ("l_wh", l), ("matched_wh", m),
-                         ("local_share", m / l if l else None), ("quarters_above_v_high", above),
-                         ("quarters_below_v_low", below), ("peak_import_wh", pi), ("peak_export_wh", pe)]:
-            expected[f"cable.{g}.{key}"] = val
+        fed_back, measured = (ok(c) for c in group_counts.get(g, (0, 0)))
+        for key, val, shown in [("connections", n, True), ("l_wh", l, True), ("matched_wh", m, fed_back),
+                                ("local_share", m / l if l else None, fed_back),
+                                ("quarters_above_v_high", above, measured),
+                                ("quarters_below_v_low", below, measured),
+                                ("peak_import_wh", pi, fed_back), ("peak_export_wh", pe, fed_back)]:
+            if shown:
+                expected[f"cable.{g}.{key}"] = val
     for k in ["measured", "estimated", "derived", "missing"]:
         expected[f"completeness.{k}"] = q(f"SELECT sum(intervals_{k}) FROM {cd} WHERE {y}")[0][0]
 

@@ -105,6 +105,9 @@ impl Txn {
             sync_dir(&staging)?;
             sync_dir(&self.root.join("_staging"))?;
         }
+        // Readers see the lake before this change or after it: from the journal's rename to its
+        // removal no reader reads. If the readers keep the lake too long, nothing is committed.
+        let _publishing = super::lock::CommitGuard::exclusive(&self.root)?;
         let journal_dir = self.root.join("_journal");
         fs::create_dir_all(&journal_dir).map_err(|e| Error::lake(&journal_dir, e))?;
         let journal = Journal {
@@ -143,9 +146,8 @@ impl Drop for Txn {
     }
 }
 
+/// Moves a committed change's files into place; the caller holds the exclusive commit lock.
 fn apply(root: &Path, journal: &Journal) -> Result<()> {
-    // Readers see the lake before this or after it, never in between.
-    let _publishing = super::lock::CommitGuard::exclusive(root)?;
     let mut touched_dirs = std::collections::BTreeSet::new();
     for (staged, target) in &journal.moves {
         let (from, to) = (root.join(staged), root.join(target));
@@ -204,10 +206,12 @@ fn remove_if_empty(root: &Path, dir: &Path) {
 fn finish(root: &Path, txid: &str) -> Result<()> {
     let journal = root.join("_journal").join(format!("{txid}.json"));
     let staging = root.join("_staging").join(txid);
+    // The journal first: once the files are in place the change is done, whatever happens to
+    // the emptied staging folder (a leftover one is cleared by the next writer).
+    fs::remove_file(&journal).map_err(|e| Error::lake(&journal, e))?;
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(|e| Error::lake(&staging, e))?;
     }
-    fs::remove_file(&journal).map_err(|e| Error::lake(&journal, e))?;
     Ok(())
 }
 
@@ -217,6 +221,7 @@ pub fn recover(root: &Path) -> Result<Vec<String>> {
     let mut done = Vec::new();
     let journal_dir = root.join("_journal");
     if journal_dir.exists() {
+        let _publishing = super::lock::CommitGuard::exclusive(root)?;
         let mut names: Vec<_> = fs::read_dir(&journal_dir)
             .map_err(|e| Error::lake(&journal_dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))

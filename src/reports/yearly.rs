@@ -173,7 +173,7 @@ pub fn yearly(
             vec![
                 Cell::text("matched on the street cables"),
                 show(
-                    audit.t_ok,
+                    audit.t_ok && audit.groups_t_ok(),
                     "totals.matched_wh",
                     Value::Wh(sum(&matched)),
                     "the feed-back",
@@ -182,7 +182,7 @@ pub fn yearly(
             vec![
                 Cell::text("own use, exempt from energy tax (max(0, P − T) per connection)"),
                 show(
-                    audit.p_ok && audit.t_ok,
+                    audit.p_ok && audit.t_ok && audit.own_use_ok,
                     "totals.own_use_exempt_wh",
                     Value::Wh(sum(&ints(&ty, "own_use_exempt_wh")?)),
                     "the production",
@@ -200,7 +200,7 @@ pub fn yearly(
             vec![
                 Cell::text("energy tax the exemption saved (excluding VAT)"),
                 show(
-                    audit.p_ok && audit.t_ok,
+                    audit.p_ok && audit.t_ok && audit.own_use_ok,
                     "totals.exemption_saving_ct",
                     Value::Cents(sum_money(&ints(&ty, "exemption_saving_ct")?)),
                     "the production",
@@ -308,7 +308,7 @@ pub fn yearly(
         });
     }
 
-    cables(&cbd, &groups, &mut doc)?;
+    cables(&cbd, &groups, &audit, &mut doc)?;
 
     // Completeness.
     doc.heading("Data completeness");
@@ -366,6 +366,12 @@ struct Audit {
     t_ok: bool,
     /// Connections whose taxable base was clipped at 0 (net exporters under netting).
     clip_ok: bool,
+    /// Connections with own use, and that feed back without an installation (both shape the
+    /// own-use total next to the P and T totals).
+    own_use_ok: bool,
+    /// Per cable group: its connections that fed back, and those with an installation.
+    group_t: BTreeMap<String, usize>,
+    group_inst: BTreeMap<String, usize>,
     /// Every cable group × month cell has none or at least MIN_CONNECTIONS connections with
     /// data (L), with production (P), that fed back (T).
     l_cells_ok: bool,
@@ -375,29 +381,44 @@ struct Audit {
 }
 
 impl Audit {
+    fn ok(n: usize) -> bool {
+        n == 0 || n >= MIN_CONNECTIONS
+    }
+
+    /// Every cable group's feed-back may be shown (else the totals minus the shown groups
+    /// would give a hidden one).
+    fn groups_t_ok(&self) -> bool {
+        self.group_t.values().all(|n| Self::ok(*n))
+    }
+
     fn of(
         d: &DataFrame,
         ty: &DataFrame,
         groups: &BTreeMap<String, (String, usize)>,
     ) -> Result<Self> {
-        let ok = |n: usize| n == 0 || n >= MIN_CONNECTIONS;
+        let ok = Self::ok;
         let (ean, cable) = (strings(d, "ean")?, strings(d, "cable_id")?);
         let (month, p, t) = (ints(d, "month")?, ints(d, "p_wh")?, ints(d, "t_wh")?);
         // (group, month) → connections with data, with production, with feed-back.
         let mut cells: BTreeMap<(String, i64), [BTreeSet<&str>; 3]> = BTreeMap::new();
+        // group → connections that fed back, with an installation.
+        let mut by_group: BTreeMap<String, [BTreeSet<&str>; 2]> = BTreeMap::new();
         let (mut with_p, mut with_t) = (BTreeSet::new(), BTreeSet::new());
         for i in 0..ean.len() {
             let Some(m) = month[i] else { continue };
             let group = groups.get(&cable[i]).map_or(OTHER, |(g, _)| g.as_str());
             let cell = cells.entry((group.to_string(), m)).or_default();
             cell[0].insert(&ean[i]);
+            let g = by_group.entry(group.to_string()).or_default();
             if p[i].is_some() {
                 cell[1].insert(&ean[i]);
                 with_p.insert(&ean[i]);
+                g[1].insert(&ean[i]);
             }
             if t[i].unwrap_or(0) > 0 {
                 cell[2].insert(&ean[i]);
                 with_t.insert(&ean[i]);
+                g[0].insert(&ean[i]);
             }
         }
         let (tl, tt, tx) = (
@@ -405,13 +426,30 @@ impl Audit {
             ints(ty, "t_wh")?,
             ints(ty, "taxable_wh")?,
         );
-        let clipped = (0..tl.len())
+        let (te, own) = (strings(ty, "ean")?, ints(ty, "own_use_exempt_wh")?);
+        // Distinct connections (a connection may have a row per participant).
+        let clipped: BTreeSet<&str> = (0..tl.len())
             .filter(|&i| tx[i].unwrap_or(0) > tl[i].unwrap_or(0) - tt[i].unwrap_or(0))
-            .count();
+            .map(|i| te[i].as_str())
+            .collect();
+        let with_own_use: BTreeSet<&str> = (0..te.len())
+            .filter(|&i| own[i].unwrap_or(0) > 0)
+            .map(|i| te[i].as_str())
+            .collect();
+        let t_without_p = with_t.difference(&with_p).count();
         Ok(Audit {
             p_ok: ok(with_p.len()),
             t_ok: ok(with_t.len()),
-            clip_ok: ok(clipped),
+            clip_ok: ok(clipped.len()),
+            own_use_ok: ok(with_own_use.len()) && ok(t_without_p),
+            group_t: by_group
+                .iter()
+                .map(|(g, s)| (g.clone(), s[0].len()))
+                .collect(),
+            group_inst: by_group
+                .iter()
+                .map(|(g, s)| (g.clone(), s[1].len()))
+                .collect(),
             l_cells_ok: cells.values().all(|c| ok(c[0].len())),
             p_cells_ok: cells.values().all(|c| ok(c[1].len())),
             t_cells_ok: cells.values().all(|c| ok(c[2].len())),
@@ -472,6 +510,7 @@ fn cable_groups(d: &DataFrame) -> Result<BTreeMap<String, (String, usize)>> {
 fn cables(
     cbd: &DataFrame,
     groups: &BTreeMap<String, (String, usize)>,
+    audit: &Audit,
     doc: &mut Doc,
 ) -> Result<()> {
     let group_of = |c: &str| -> String {
@@ -513,22 +552,27 @@ fn cables(
     let mut table = Vec::new();
     for (k, e) in &g {
         let share = (e[1] > 0).then(|| e[2] as f64 / e[1] as f64);
+        // What rests on the cable's feed-back (matched, local share, net peaks) only when its
+        // feeding-back connections are none or 5+; voltages likewise with its installations.
+        let fed_back = Audit::ok(audit.group_t.get(k).copied().unwrap_or(0));
+        let measured = Audit::ok(audit.group_inst.get(k).copied().unwrap_or(0));
+        let fig = |ok: bool, name: &str, value: Value| {
+            if ok {
+                Cell::fig(format!("cable.{k}.{name}"), value)
+            } else {
+                Cell::text("not published")
+            }
+        };
         table.push(vec![
             Cell::text(k),
             Cell::fig(format!("cable.{k}.connections"), Value::Count(e[0])),
             Cell::fig(format!("cable.{k}.l_wh"), Value::Wh(e[1])),
-            Cell::fig(format!("cable.{k}.matched_wh"), Value::Wh(e[2])),
-            Cell::fig(format!("cable.{k}.local_share"), Value::Share(share)),
-            Cell::fig(
-                format!("cable.{k}.quarters_above_v_high"),
-                Value::Count(e[3]),
-            ),
-            Cell::fig(
-                format!("cable.{k}.quarters_below_v_low"),
-                Value::Count(e[4]),
-            ),
-            Cell::fig(format!("cable.{k}.peak_import_wh"), Value::Wh(e[5])),
-            Cell::fig(format!("cable.{k}.peak_export_wh"), Value::Wh(e[6])),
+            fig(fed_back, "matched_wh", Value::Wh(e[2])),
+            fig(fed_back, "local_share", Value::Share(share)),
+            fig(measured, "quarters_above_v_high", Value::Count(e[3])),
+            fig(measured, "quarters_below_v_low", Value::Count(e[4])),
+            fig(fed_back, "peak_import_wh", Value::Wh(e[5])),
+            fig(fed_back, "peak_export_wh", Value::Wh(e[6])),
         ]);
     }
     doc.table(

@@ -204,6 +204,7 @@ fn run_attempt(
     match status.and_then(|s| s.code()) {
         Some(0) => true,
         Some(_) if recorded(ctx, &run_id) => false,
+        _ if status.is_none() && recorded(ctx, &run_id) => false,
         _ if status.is_none() => {
             let why = format!("timed out after {} s and was ended", def.timeout_s);
             tracing::error!(job = %def.name, "{why}");
@@ -314,11 +315,6 @@ pub fn schedule(ctx: Context, jobs: Vec<JobDef>, grace: Duration, cmd: JobComman
                 Some(Msg::Stop(signal)) => {
                     tracing::info!("{signal}: no new jobs");
                     core.stop();
-                    // Skipped firings still waiting for the lock are recorded all the same.
-                    for (job, why) in skips.drain(..) {
-                        let ctx = ctx.clone();
-                        let _ = tokio::task::spawn_blocking(move || record_skip(&ctx, &job, &why)).await;
-                    }
                     break;
                 }
                 None => {
@@ -344,15 +340,27 @@ pub fn schedule(ctx: Context, jobs: Vec<JobDef>, grace: Duration, cmd: JobComman
                     // SAFETY: kill(2) on the pid of our own child process; no memory involved.
                     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
                 }
-                let (ctx, def) = (ctx.clone(), core.job(job).clone());
-                let _ = tokio::task::spawn_blocking(move || {
-                    let why = "ended at shutdown: it did not finish within the grace period";
-                    record(&ctx, &def, "failed", ctx.clock.now(), why);
+                // Its watcher records it (ended by a signal) and says so; then the lock is free.
+                let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                    while let Some(m) = rx.recv().await {
+                        if matches!(m, Msg::Finished { .. }) {
+                            return;
+                        }
+                    }
                 })
                 .await;
+                for (job, why) in skips.drain(..) {
+                    let ctx = ctx.clone();
+                    let _ = tokio::task::spawn_blocking(move || record_skip(&ctx, &job, &why)).await;
+                }
                 tracing::warn!(job = %name, "did not finish within the grace period: ended (the lake stays as before it)");
                 std::process::exit(0);
             }
+        }
+        // Skipped firings still waiting for the lock: the job is over, the lock is free.
+        for (job, why) in skips.drain(..) {
+            let ctx = ctx.clone();
+            let _ = tokio::task::spawn_blocking(move || record_skip(&ctx, &job, &why)).await;
         }
         tracing::info!("schedule stopped");
         Ok(())

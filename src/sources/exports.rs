@@ -100,8 +100,11 @@ fn points(format: Format, text: &str, tz: Tz) -> (Vec<Point>, Vec<(usize, String
                     });
                 }
                 // Checked: an export of absurd values is malformed, not an overflow.
-                import_sum = import_sum.checked_add(d1.checked_add(d2)?)?;
-                export_sum = export_sum.checked_add(r1.checked_add(r2)?)?;
+                let (imported, exported) = (
+                    import_sum.checked_add(d1.checked_add(d2)?)?,
+                    export_sum.checked_add(r1.checked_add(r2)?)?,
+                );
+                (import_sum, export_sum) = (imported, exported);
                 pts.push(Point {
                     t: start + chrono::Duration::hours(1),
                     import_wh: import_sum,

@@ -175,6 +175,8 @@ const BOOKKEEPING: &[&str] = &[
 
 /// Every table but `_runs`, as sorted rows of text (a multiset: duplicates would show).
 pub fn lake_rows(lake: &Lake) -> BTreeMap<String, Vec<String>> {
+    // As `vaten query` reads: one state of the lake, also while a job is publishing.
+    let _reading = lake.read_guard().unwrap();
     let mut out = BTreeMap::new();
     for spec in ALL_TABLES.iter().filter(|s| s.name != "_runs") {
         let df = lake.read_table(spec).unwrap();

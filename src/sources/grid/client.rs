@@ -22,6 +22,8 @@ pub struct GridClient {
     retry: RetryConfig,
     pub page_limit: u32,
     max_body_bytes: u64,
+    /// No retry starts after this instant (the ingest's deadline), whatever the retry budget.
+    pub retries_until: std::sync::Mutex<Option<Instant>>,
 }
 
 /// Why a request did not produce a usable response.
@@ -73,6 +75,7 @@ impl GridClient {
             retry: cfg.retry.clone(),
             page_limit: cfg.page_limit,
             max_body_bytes: cfg.max_body_bytes,
+            retries_until: std::sync::Mutex::new(None),
         }
     }
 
@@ -123,7 +126,14 @@ impl GridClient {
                 Attempt::Retry(reason, wait) => (reason, wait),
             };
             let wait = wait.unwrap_or_else(|| self.backoff(attempt));
+            let past_deadline = self
+                .retries_until
+                .lock()
+                .ok()
+                .and_then(|d| *d)
+                .is_some_and(|d| Instant::now().checked_add(wait).is_none_or(|t| t > d));
             let exhausted = attempt >= self.retry.max_attempts
+                || past_deadline
                 || start
                     .elapsed()
                     .checked_add(wait)

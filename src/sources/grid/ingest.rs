@@ -120,6 +120,10 @@ impl GridIngest<'_> {
     /// than the body limit is asked again with half the `limit`, down to one object.
     pub fn ingest_bulk(&self) -> Result<IngestReport> {
         let started = std::time::Instant::now();
+        // Retries, too, end at the deadline: one request cannot carry the ingest past it.
+        if let Ok(mut until) = self.client.retries_until.lock() {
+            *until = started.checked_add(self.deadline);
+        }
         let mut state = self.state()?;
         let mut index = ReceivedIndex::default();
         let mut report = IngestReport::default();
@@ -127,6 +131,8 @@ impl GridIngest<'_> {
         let mut limit = self.client.page_limit;
         // Pages in a row that brought nothing while saying there is more.
         let mut empty_in_a_row = 0;
+        // Pages taken at a reduced limit: after a few the limit may grow again.
+        let mut small_pages = 0;
         loop {
             let asked = state.cursor.clone();
             let page = match self
@@ -147,7 +153,15 @@ impl GridIngest<'_> {
                 }
                 Err(e) => return Err(fetch_failed(e)),
             };
-            // The smaller limit stays for the rest of the run: the feed's objects are that large.
+            // The smaller limit stays while the feed's objects are that large; after 8 pages it
+            // is tried twice as large again (a single huge object does not slow a backlog).
+            if limit < self.client.page_limit {
+                small_pages += 1;
+                if small_pages >= 8 {
+                    limit = (limit * 2).min(self.client.page_limit);
+                    small_pages = 0;
+                }
+            }
             let objects = page.intervals.len() + page.days.len() + page.rejections.len();
             let v = self.validator(asked.as_deref().unwrap_or(""));
             let mut seq = state.next_delivery_seq;

@@ -31,6 +31,8 @@ pub enum End {
     Broken { reason: String, body: String },
     /// A body larger than `[installations] max_body_bytes`: reading stopped there.
     TooLarge(u64),
+    /// More pages than 30 days of readings take: the rest waits for the next pass.
+    PageCap,
     /// Not asked: its URL may not carry the token (see `transport`).
     Refused(String),
 }
@@ -86,6 +88,12 @@ async fn fetch_one(http: &reqwest::Client, job: &Job, bounds: Bounds) -> Fetched
             out.end = End::Deadline;
             return out;
         }
+        // A controller keeps 30 days (2,880 readings): more pages than that takes is not a
+        // catch-up but an endpoint that never ends; the rest waits for the next pass.
+        if out.pages.len() >= 2_880 / limit.max(1) as usize + 2 {
+            out.end = End::PageCap;
+            return out;
+        }
         let request = http
             .get(format!("{}/v1/readings", job.url))
             .query(&[("after", after.to_string()), ("limit", limit.to_string())])
@@ -133,12 +141,6 @@ async fn fetch_one(http: &reqwest::Client, job: &Job, bounds: Bounds) -> Fetched
             }
         };
         let (more, next, empty) = (page.has_more, page.next_after, page.readings.is_empty());
-        // A controller keeps 30 days (2,880 readings): more pages than that takes is not a
-        // catch-up but an endpoint that never ends; the rest waits for the next pass.
-        if out.pages.len() >= 2_880 / limit.max(1) as usize + 2 {
-            out.end = End::Deadline;
-            return out;
-        }
         out.asked_after.push(after);
         // Typed readings are a fraction of the size of JSON values: a 30-day catch-up of
         // hundreds of installations stays small.
