@@ -189,6 +189,27 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Erase a participant (right to erasure), in one journaled change.
+    ///
+    /// Removes every row that names their EANs or installation ids from every table with rows
+    /// per connection (received and derived, rejected payloads and run messages included) and
+    /// deletes their statements; keeps only their yearly tax figures of the last
+    /// `--keep-tax-years` years. Their identifiers are remembered as salted hashes so that a
+    /// feed still carrying them stores nothing of it. Cable tables (sums) and published
+    /// reports keep their figures. Afterwards remove their lines from the registry.
+    #[command(group(clap::ArgGroup::new("who").required(true).args(["participant", "ean"])))]
+    Erase {
+        /// The participant's id in the registry: all their connections.
+        #[arg(long)]
+        participant: Option<String>,
+        /// One connection's EAN (also when the registry no longer lists it).
+        #[arg(long)]
+        ean: Option<String>,
+        /// Years of yearly tax figures kept besides the current one (the tax
+        /// administration's seven).
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..=100))]
+        keep_tax_years: u32,
+    },
     /// Run the pipeline definitions on their schedules until SIGINT or SIGTERM.
     ///
     /// Definitions: every `*.toml` in `[schedule] pipelines` (default `pipelines/` next to the
@@ -495,6 +516,22 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             println!("statements: {}", done.statements);
             println!("written to {} (private: personal data)", out.display());
+            Ok(())
+        }
+        Command::Erase {
+            participant,
+            ean,
+            keep_tax_years,
+        } => {
+            let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
+            let subject = match (participant, ean) {
+                (Some(p), _) => crate::erase::Subject::participant(&ctx.registry, p)?,
+                (None, Some(e)) => crate::erase::Subject::ean(&ctx.registry, e)?,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let done = commands::erase(&ctx, &subject, *keep_tax_years)?;
+            println!("{}", done.message());
+            println!("remove their lines from the registry; backups follow the lake's retention");
             Ok(())
         }
         Command::Status => {

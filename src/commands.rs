@@ -12,6 +12,7 @@ use crate::intervals::{self, Scope, TransformReport};
 use crate::lake::runs::RunRecord;
 use crate::lake::Lake;
 use crate::marts::rates::Rates;
+use crate::received::erased::Erased;
 use crate::received::ReceivedIndex;
 use crate::registry::Registry;
 use crate::reports;
@@ -215,8 +216,10 @@ fn grid_job(
     let lake = ctx.open_lake(what)?;
     let client = GridClient::new(&ctx.config.grid, key);
     let rt = runtime()?;
+    let erased = Erased::load(&lake)?;
     run_job(&lake, job, ctx.clock, |lake| {
         work(&GridIngest {
+            erased: &erased,
             lake,
             registry: &ctx.registry,
             client: &client,
@@ -261,10 +264,32 @@ pub fn ingest_installations(ctx: &Context) -> Result<PassReport> {
     };
     let lake = ctx.open_lake("ingest installations")?;
     let rt = runtime()?;
+    // An erased participant's installation is not asked, even while the registry still
+    // lists it.
+    let erased = Erased::load(&lake)?;
+    let registry = if erased.is_empty() {
+        ctx.registry.clone()
+    } else {
+        Registry::new(
+            ctx.registry
+                .connections
+                .iter()
+                .filter(|c| {
+                    !erased.contains(c.ean.as_str())
+                        && !c
+                            .installation
+                            .as_ref()
+                            .is_some_and(|i| erased.contains(&i.id))
+                })
+                .cloned()
+                .collect(),
+            ctx.registry.cables.clone(),
+        )
+    };
     run_job(&lake, "ingest-installations", ctx.clock, |lake| {
         installations::ingest(
             lake,
-            &ctx.registry,
+            &registry,
             &ctx.config.installations,
             &tokens,
             ctx.clock,
@@ -475,4 +500,32 @@ pub fn nightly_pass(ctx: &Context) -> Result<()> {
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+impl JobReport for crate::erase::Erasure {
+    fn message(&self) -> String {
+        crate::erase::Erasure::message(self)
+    }
+    fn rows_in(&self) -> usize {
+        0
+    }
+    fn rows_out(&self) -> usize {
+        self.rows_removed
+    }
+}
+
+/// `vaten erase`: see [`crate::erase`]. Tax rows of the current year and the
+/// `keep_tax_years` before it stay.
+pub fn erase(
+    ctx: &Context,
+    subject: &crate::erase::Subject,
+    keep_tax_years: u32,
+) -> Result<crate::erase::Erasure> {
+    use chrono::Datelike;
+    let lake = ctx.open_lake("erase")?;
+    let this_year = crate::domain::time::local_date(ctx.clock.now(), ctx.config.tz()).year();
+    let keep_from = i64::from(this_year) - i64::from(keep_tax_years);
+    run_job(&lake, "erase", ctx.clock, |lake| {
+        crate::erase::erase(lake, subject, &ctx.config.reports, keep_from)
+    })
 }

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod erase;
 pub mod error;
 pub mod export;
 pub mod fake;

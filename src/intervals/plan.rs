@@ -75,6 +75,9 @@ pub enum Plan {
     Cables(BTreeMap<String, Window>),
 }
 
+/// The name of `_state/transform.json`.
+pub const TRANSFORM_STATE: &str = "transform";
+
 /// `_state/transform.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TransformState {

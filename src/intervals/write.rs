@@ -234,7 +234,7 @@ pub fn transform(
     Ok(report)
 }
 
-const STATE: &str = "transform";
+use super::plan::TRANSFORM_STATE as STATE;
 
 /// The tables this stage writes.
 const DERIVED: [&TableSpec; 5] = [

@@ -75,3 +75,17 @@ pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>> {
         .build()?;
     reader.map(|b| b.map_err(Error::from)).collect()
 }
+
+/// Reads every column of one Parquet file as one batch (`None` when it holds no rows).
+pub fn read_all(path: &Path) -> Result<Option<RecordBatch>> {
+    let file = File::open(path).map_err(|e| Error::lake(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
+        .with_batch_size(65_536)
+        .build()?;
+    let schema = arrow::array::RecordBatchReader::schema(&reader);
+    let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>()?;
+    if batches.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(arrow::compute::concat_batches(&schema, &batches)?))
+}

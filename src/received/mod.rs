@@ -1,5 +1,6 @@
 //! The received tables (`grid_readings`, `grid_days`, `rejected`): data as delivered,
 //! append-only. Sources turn what they fetch into these rows; this module stores them.
+pub mod erased;
 pub mod rows;
 pub mod state;
 pub mod store;

@@ -118,6 +118,8 @@ pub struct Received {
     pub installation_readings: Vec<InstallationReading>,
     pub gaps: Vec<InstallationGap>,
     pub rejected: Vec<Rejected>,
+    /// Objects about erased participants, left out without a trace but this count.
+    pub left_out_erased: usize,
 }
 
 impl Received {

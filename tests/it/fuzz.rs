@@ -162,6 +162,7 @@ fn grid_pages_and_their_validation_never_panic() {
         received_at: now,
         cursor: "c".into(),
         days_before_member: 366,
+        erased: None,
     };
     fuzz("grid", &corpus("fuzz-corpus/grid"), |bytes| {
         if let Ok(page) = serde_json::from_slice::<RawBulkPage>(bytes) {

@@ -5,6 +5,7 @@ mod configuration_doc;
 mod consent;
 mod demo;
 mod derived_days;
+mod erase;
 mod export;
 mod feeds;
 mod fuzz;

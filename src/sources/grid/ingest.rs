@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::lake::parquet_io::read_columns;
 use crate::lake::schema::REJECTED;
 use crate::lake::Lake;
+use crate::received::erased::Erased;
 use crate::received::{Received, ReceivedIndex, StoreCounts};
 use crate::registry::Registry;
 
@@ -42,6 +43,8 @@ pub struct IngestReport {
     pub unknown_at_service: Vec<String>,
     /// The ingest reached its deadline before the feed was drained.
     pub stopped_early: Option<String>,
+    /// Objects about erased participants, left out.
+    pub left_out_erased: usize,
 }
 
 impl IngestReport {
@@ -51,6 +54,12 @@ impl IngestReport {
             "{} pages, {} objects, {} readings received; stored {} readings, {} day registers, {} rejected; {} readings repeated what was stored",
             self.pages, self.objects, self.readings_in, s.readings, s.days, s.rejected, s.readings_repeated
         );
+        if self.left_out_erased > 0 {
+            m += &format!(
+                "; {} object(s) about erased participants left out",
+                self.left_out_erased
+            );
+        }
         if !self.unknown_at_service.is_empty() {
             m += &format!(
                 "; unknown at the grid operator: {}",
@@ -75,6 +84,8 @@ pub struct GridIngest<'a> {
     pub deadline: std::time::Duration,
     /// `implausible_days_before_member` of the configuration.
     pub days_before_member: u32,
+    /// Erased participants, whose objects are left out.
+    pub erased: &'a Erased,
 }
 
 fn fetch_failed(e: FetchError) -> Error {
@@ -86,6 +97,11 @@ fn validate_all(v: &Validator, seq: &mut i64, sets: [(&[Value], ObjectKind); 3])
     let mut out = Received::default();
     for (objects, kind) in sets {
         for raw in objects {
+            if v.is_erased(raw) {
+                out.left_out_erased += 1;
+                *seq += 1;
+                continue;
+            }
             match kind {
                 ObjectKind::Interval => v.interval(raw, *seq, &mut out),
                 ObjectKind::Day => v.day(raw, *seq, &mut out),
@@ -111,6 +127,7 @@ impl GridIngest<'_> {
             received_at: now,
             cursor: cursor.to_string(),
             days_before_member: i64::from(self.days_before_member),
+            erased: Some(self.erased),
         }
     }
 
@@ -177,6 +194,7 @@ impl GridIngest<'_> {
             report.pages += 1;
             report.objects += objects;
             report.readings_in += received.reading_count();
+            report.left_out_erased += received.left_out_erased;
             // An opaque cursor is short; one of megabytes would ride along in every row.
             if page.next_cursor.len() > MAX_CURSOR_BYTES {
                 return Err(Error::Grid(format!(
@@ -258,6 +276,10 @@ impl GridIngest<'_> {
         let mut report = IngestReport::default();
         for conn in &self.registry.connections {
             let ean = conn.ean.as_str();
+            // An erased participant is not asked for, even while the registry lists them.
+            if self.erased.contains(ean) {
+                continue;
+            }
             // Only the days the holder's consent covers are asked for.
             let (from, to) = (
                 conn.consent_from.map_or(from, |f| from.max(f)),
@@ -297,6 +319,7 @@ impl GridIngest<'_> {
                 received.reading_objects.extend(r.reading_objects);
                 received.days.extend(r.days);
                 received.rejected.extend(r.rejected);
+                report.left_out_erased += r.left_out_erased;
             }
             report.pages += 1;
             report.readings_in += received.reading_count();
@@ -371,6 +394,8 @@ pub fn replay_rejected(
                         cursor.value(i).to_string()
                     },
                     days_before_member,
+                    // Rejected rows of erased participants were erased with them.
+                    erased: None,
                 };
                 let s = if seq.is_null(i) { 0 } else { seq.value(i) };
                 let mut seq_var = s;

@@ -16,6 +16,7 @@ use crate::domain::time::{
     implausible_day, is_quarter_hour, local_date, local_date_of_interval_end, parse_rfc3339_utc,
 };
 use crate::domain::Ean;
+use crate::received::erased::Erased;
 use crate::received::{GridDay, GridReading, Received, Rejected};
 use crate::registry::Registry;
 
@@ -65,9 +66,22 @@ pub struct Validator<'a> {
     pub cursor: String,
     /// A day more than this many days before its connection's `member_from` is implausible.
     pub days_before_member: i64,
+    /// Erased participants' identifiers: their objects are left out entirely (not even a
+    /// `rejected` row, which would hold the EAN again).
+    pub erased: Option<&'a Erased>,
 }
 
 impl Validator<'_> {
+    /// Whether `raw` is about an erased participant (see [`Erased`]).
+    pub fn is_erased(&self, raw: &Value) -> bool {
+        // However the EAN came (a number, with spaces), it is recognised.
+        self.erased.is_some_and(|e| match raw.get("ean") {
+            Some(Value::String(ean)) => e.contains(ean.trim()),
+            Some(Value::Number(n)) => e.contains(&n.to_string()),
+            _ => false,
+        })
+    }
+
     fn reject(
         &self,
         out: &mut Received,
