@@ -192,7 +192,8 @@ enum Command {
     /// Erase a participant (right to erasure), in one journaled change.
     ///
     /// Removes every row that names their EANs or installation ids from every table with rows
-    /// per connection (received and derived, rejected payloads and run messages included) and
+    /// per connection (received and derived, rejected payloads included; run messages get
+    /// `[erased]` in their place) and
     /// deletes their statements; keeps only their yearly tax figures of the last
     /// `--keep-tax-years` years. Their identifiers are remembered as salted hashes so that a
     /// feed still carrying them stores nothing of it. Cable tables (sums) and published

@@ -2,7 +2,8 @@
 //!
 //! In one journaled change: every row that names one of their EANs or installation ids is
 //! removed from every table that has rows per connection, received and derived, including the
-//! `rejected` payloads and the `_runs` messages that mention them; only their yearly tax
+//! `rejected` payloads that mention them; `_runs` messages keep their record with each mention
+//! replaced by `[erased]`; only their yearly tax
 //! figures of the last `keep_tax_years` years stay (`tax_base_yearly`, which the tax
 //! administration may ask for). Their identifiers are added to `_state/erased.json` as salted
 //! hashes, so a feed that still carries them stores nothing of it. The transform's bookkeeping
@@ -13,15 +14,18 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, StringArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{DataType, Int64Type};
 
 use crate::error::{Error, Result};
 use crate::intervals::plan::{TransformState, TRANSFORM_STATE};
 use crate::lake::parquet_io::{read_all, write_sorted};
-use crate::lake::schema::{ALL_TABLES, CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, TAX_BASE_YEARLY};
+use crate::lake::schema::{
+    ALL_TABLES, CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, RUNS, TAX_BASE_YEARLY,
+};
 use crate::lake::Lake;
 use crate::received::erased::{Erased, ERASED_STATE};
 use crate::registry::Registry;
@@ -88,17 +92,20 @@ pub struct Erasure {
     pub files_rewritten: usize,
     pub files_removed: usize,
     pub tax_rows_kept: usize,
+    /// `_runs` records whose messages named them, now with `[erased]` instead.
+    pub runs_redacted: usize,
     pub statements_removed: usize,
 }
 
 impl Erasure {
     pub fn message(&self) -> String {
         format!(
-            "erasure of one participant: {} rows removed ({} files rewritten, {} removed), {} yearly tax rows kept by law, {} statements deleted",
+            "erasure of one participant: {} rows removed ({} files rewritten, {} removed), {} yearly tax rows kept by law, {} run messages redacted, {} statements deleted",
             self.rows_removed,
             self.files_rewritten,
             self.files_removed,
             self.tax_rows_kept,
+            self.runs_redacted,
             self.statements_removed
         )
     }
@@ -136,12 +143,42 @@ fn naming(batch: &RecordBatch, ids: &BTreeSet<String>) -> BooleanArray {
 /// Whether `text` holds `id` as a whole token (`inst-a` is not in `inst-ab`, nor an EAN in a
 /// longer number).
 fn mentions(text: &str, id: &str) -> bool {
+    find_token(text, id).is_some()
+}
+
+/// Where `id` first occurs in `text` as a whole token.
+fn find_token(text: &str, id: &str) -> Option<usize> {
     let part = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-    text.match_indices(id).any(|(at, _)| {
+    text.match_indices(id).map(|(at, _)| at).find(|&at| {
         let before = text[..at].chars().next_back();
         let after = text[at + id.len()..].chars().next();
         !before.is_some_and(part) && !after.is_some_and(part)
     })
+}
+
+/// `text` with every whole-token mention of one of `ids` replaced by `[erased]`.
+fn redact(text: &str, ids: &BTreeSet<String>) -> String {
+    let mut out = text.to_string();
+    for id in ids {
+        while let Some(at) = find_token(&out, id) {
+            out.replace_range(at..at + id.len(), "[erased]");
+        }
+    }
+    out
+}
+
+/// A `_runs` batch with the mentions of `ids` in its messages redacted: the record of a run
+/// stays (it is about the pipeline, and may name others too), the person goes.
+fn redact_messages(batch: &RecordBatch, ids: &BTreeSet<String>) -> Result<RecordBatch> {
+    let i = batch
+        .schema()
+        .index_of("message")
+        .map_err(|e| Error::Internal(format!("_runs without a message column: {e}")))?;
+    let messages = batch.column(i).as_string::<i32>();
+    let redacted: StringArray = messages.iter().map(|m| m.map(|m| redact(m, ids))).collect();
+    let mut columns = batch.columns().to_vec();
+    columns[i] = Arc::new(redacted);
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 /// Erases `subject` from the lake (opened for writing) in one change, then deletes their
@@ -165,6 +202,17 @@ pub fn erase(
                 continue;
             };
             let theirs = naming(&batch, &subject.ids);
+            if spec.name == RUNS.name {
+                let n = theirs.true_count();
+                if n > 0 {
+                    let staged = txn.staging_path("parquet");
+                    write_sorted(&staged, spec, &redact_messages(&batch, &subject.ids)?)?;
+                    txn.publish(&staged, lake.rel(&file));
+                    done.files_rewritten += 1;
+                    done.runs_redacted += n;
+                }
+                continue;
+            }
             let mut remove: Vec<bool> = (0..batch.num_rows()).map(|i| theirs.value(i)).collect();
             if spec.name == TAX_BASE_YEARLY.name {
                 let years = batch
@@ -254,7 +302,20 @@ fn remove_statements(reports: &Path, participant: &str) -> Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::mentions;
+    use super::{mentions, redact};
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_run_message_keeps_the_others() {
+        let ids = BTreeSet::from(["871685900000000011".to_string(), "inst-a".to_string()]);
+        assert_eq!(
+            redact(
+                "unknown: 871685900000000011, 871685900000000028; inst-a and inst-ab offline",
+                &ids
+            ),
+            "unknown: [erased], 871685900000000028; [erased] and inst-ab offline"
+        );
+    }
 
     #[test]
     fn an_id_is_found_as_a_whole_token_only() {

@@ -123,10 +123,27 @@ impl Txn {
                 .map_err(|e| Error::lake(&tmp, e))?;
             f.sync_all().map_err(|e| Error::lake(&tmp, e))?;
         }
+        crash_point("staged");
         fs::rename(&tmp, &done).map_err(|e| Error::lake(&done, e))?;
         sync_dir(&journal_dir)?;
+        crash_point("journal");
         apply(&self.root, &journal)?;
         finish(&self.root, &journal.txid)
+    }
+}
+
+/// For the crash tests only (debug builds; a release build ignores it):
+/// `VATEN_INJECT_FAULT=crash:staged` SIGKILLs the process (no destructor runs) with every file staged and the journal not yet in place, `crash:journal`
+/// right after the journal's rename, before any file is moved.
+fn crash_point(point: &str) {
+    if cfg!(debug_assertions)
+        && std::env::var("VATEN_INJECT_FAULT")
+            .is_ok_and(|f| f.strip_prefix("crash:") == Some(point))
+    {
+        // SAFETY: sending a signal to this very process; nothing is borrowed.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
     }
 }
 

@@ -4,10 +4,9 @@
 //! SIGKILL during the erasure leaves the old or the new lake. DuckDB does the looking.
 
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::Value;
-use vaten::fake::{FakeInstallations, FeedEntry};
+use vaten::fake::{Behaviour, FakeInstallations, FeedEntry};
 use vaten::registry::Installation;
 
 use crate::common::*;
@@ -38,7 +37,8 @@ for table in ["grid_readings", "grid_days", "installation_readings", "installati
     conds += [f"contains({{c}}, '{{i}}')" for c in ["payload", "message", "detail"] if c in cols for i in ids]
     theirs = " OR ".join(conds) if conds else "false"
     n = duckdb.sql(f"SELECT count(*) FROM rel WHERE {{theirs}}").fetchall()[0][0]
-    other = f"NOT ({{theirs}})" + (" AND job NOT IN ('erase', 'transform')" if table == "_runs" else "")
+    # Of `_runs`, also the records an erasure redacted: before it they were A's.
+    other = f"NOT ({{theirs}})" + (" AND job NOT IN ('erase', 'transform') AND NOT contains(message, '[erased]')" if table == "_runs" else "")
     rows = duckdb.sql(f"SELECT * FROM rel WHERE {{other}}").fetchall()
     digest = hashlib.sha256(repr(sorted(map(repr, rows))).encode()).hexdigest()
     out[table] = [n, f"{{len(rows)}}:{{digest}}"]
@@ -65,14 +65,24 @@ fn theirs(c: &serde_json::Map<String, Value>, table: &str) -> i64 {
 fn erasure_removes_a_participant_everywhere_but_the_kept_tax_rows() {
     let fake = FakeInstallations::spawn().unwrap();
     fake.add("inst-a", EAN_A, "tok", "SDM120-A");
+    fake.add("inst-b", EAN_B, "tok-b", "SDM120-B");
     fake.produce("inst-a", "2026-10-25T22:15:00Z".parse().unwrap(), 96, 1);
+    fake.produce("inst-b", "2026-10-25T22:15:00Z".parse().unwrap(), 96, 2);
     let mut reg = registry(&[EAN_A, EAN_B, EAN_C, EAN_D]);
-    reg.connections[0].installation = Some(Installation {
-        id: "inst-a".into(),
-        url: fake.url("inst-a"),
-    });
+    for (i, id) in [(0, "inst-a"), (1, "inst-b")] {
+        reg.connections[i].installation = Some(Installation {
+            id: id.into(),
+            url: fake.url(id),
+        });
+    }
     let env = Env::new(&reg);
-    env.with_tokens(&[("inst-a", "tok")]);
+    env.with_tokens(&[("inst-a", "tok"), ("inst-b", "tok-b")]);
+    // A run whose message names A's installation and B's: the record stays, A leaves it.
+    fake.set_behaviour("inst-a", Behaviour::WrongToken);
+    fake.set_behaviour("inst-b", Behaviour::WrongToken);
+    assert_ok(&env.vaten(NOW, &["ingest", "installations"]));
+    fake.set_behaviour("inst-a", Behaviour::Healthy);
+    fake.set_behaviour("inst-b", Behaviour::Healthy);
     let mut meters = [
         meter(EAN_A, "MA1", 100_000, true),
         meter(EAN_B, "MB1", 200_000, true),
@@ -106,37 +116,49 @@ fn erasure_removes_a_participant_everywhere_but_the_kept_tax_rows() {
         assert!(theirs(&before, table) > 0, "{table} holds A's rows before");
     }
 
-    // Killed at different moments, the lake the next command sees is the old or the new one.
-    for delay_ms in [0u64, 20, 60, 120] {
-        let mut child = env
-            .command(NOW, &["erase", "--participant", "P0"])
-            .stderr(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill(); // SIGKILL
-        child.wait().unwrap();
-        // The next command completes or rolls back what the killed one left.
-        assert_ok(&env.vaten(NOW, &["transform"]));
-        let seen = census(&env);
-        let readings = theirs(&seen, "grid_readings");
-        let old = readings == theirs(&before, "grid_readings");
-        assert!(old || readings == 0, "half an erasure: {readings} readings");
-        for table in [
-            "installation_readings",
-            "rejected",
-            "intervals",
-            "grid_days",
-        ] {
-            let expected = if old { theirs(&before, table) } else { 0 };
-            assert_eq!(
-                theirs(&seen, table),
-                expected,
-                "{table} after a kill at {delay_ms} ms"
-            );
-        }
+    // Killed with everything staged but the journal not in place: the next command rolls
+    // back to the old lake. Killed right after the journal's rename: it completes the new one.
+    let crashed = env
+        .command(NOW, &["erase", "--participant", "P0"])
+        .env("VATEN_INJECT_FAULT", "crash:staged")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    assert_ok(&env.vaten(NOW, &["transform"]));
+    let seen = census(&env);
+    for (table, v) in &before {
+        assert_eq!(seen[table][0], v[0], "{table}: rolled back to the old lake");
+        assert_eq!(seen[table][1], v[1], "{table}: rolled back to the old lake");
     }
+    let crashed = env
+        .command(NOW, &["erase", "--participant", "P0"])
+        .env("VATEN_INJECT_FAULT", "crash:journal")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    assert!(env
+        .lake_dir()
+        .join("_journal")
+        .read_dir()
+        .unwrap()
+        .next()
+        .is_some());
+    assert_ok(&env.vaten(NOW, &["transform"]));
+    let seen = census(&env);
+    for table in [
+        "grid_readings",
+        "installation_readings",
+        "rejected",
+        "intervals",
+    ] {
+        assert_eq!(
+            theirs(&seen, table),
+            0,
+            "{table}: completed to the new lake"
+        );
+    }
+    // The statement outlived the crash; the erasure run again finishes the work.
+    assert!(statements.join("P0.html").is_file());
 
     let run = env.vaten(NOW, &["erase", "--participant", "P0"]);
     assert_ok(&run);
@@ -162,6 +184,26 @@ fn erasure_removes_a_participant_everywhere_but_the_kept_tax_rows() {
     for (table, v) in &before {
         assert_eq!(after[table][1], v[1], "{table}: others' rows changed");
     }
+    assert!(theirs(&before, "_runs") > 0, "a run message named A before");
+    let redacted = Command::new(crate::tools::python())
+        .args([
+            "-c",
+            &format!(
+                "import duckdb; print(duckdb.sql(\"SELECT message FROM read_parquet('{}/_runs/*.parquet') WHERE contains(message, '[erased]')\").fetchall())",
+                env.lake_dir().display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    let redacted = String::from_utf8_lossy(&redacted.stdout);
+    assert!(
+        redacted.contains("[erased]: ") && redacted.contains("inst-b: "),
+        "{redacted}"
+    );
+    assert!(!statements.join("P0.html").exists());
+    assert!(statements.join("P1.html").is_file());
+    // The kept tax rows make no statement again.
+    assert_ok(&env.vaten(NOW, &["report", "yearly", "--year", "2026"]));
     assert!(!statements.join("P0.html").exists());
     assert!(statements.join("P1.html").is_file());
     // The erasure is recorded, without naming anyone; the lake keeps no EAN of A anywhere in
