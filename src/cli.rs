@@ -189,6 +189,13 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Rewrite every partition's small files into one, in one journaled change.
+    ///
+    /// Nightly runs leave a file per table and partition each night; an analyst's query then
+    /// opens hundreds. Rows stay as they are (equal tables before and after); derived tables
+    /// keep one file per cable and partition. Readers are held off only for the renames. The
+    /// next transform recomputes nothing because of it.
+    Compact,
     /// Erase a participant (right to erasure), in one journaled change.
     ///
     /// Removes every row that names their EANs or installation ids from every table with rows
@@ -517,6 +524,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             println!("statements: {}", done.statements);
             println!("written to {} (private: personal data)", out.display());
+            Ok(())
+        }
+        Command::Compact => {
+            let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
+            println!("{}", commands::compact(&ctx)?.message());
             Ok(())
         }
         Command::Erase {

@@ -529,3 +529,24 @@ pub fn erase(
         crate::erase::erase(lake, subject, &ctx.config.reports, keep_from)
     })
 }
+
+impl JobReport for crate::compact::Compaction {
+    fn message(&self) -> String {
+        crate::compact::Compaction::message(self)
+    }
+    fn has_warnings(&self) -> bool {
+        !self.skipped.is_empty()
+    }
+    fn rows_in(&self) -> usize {
+        self.rows
+    }
+    fn rows_out(&self) -> usize {
+        self.rows
+    }
+}
+
+/// `vaten compact`: see [`crate::compact`].
+pub fn compact(ctx: &Context) -> Result<crate::compact::Compaction> {
+    let lake = ctx.open_lake("compact")?;
+    run_job(&lake, "compact", ctx.clock, crate::compact::compact)
+}

@@ -1,6 +1,7 @@
 //! The one integration-test binary (each test binary links Polars: minutes each).
 mod arrival_order;
 mod common;
+mod compact;
 mod configuration_doc;
 mod consent;
 mod demo;
