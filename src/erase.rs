@@ -5,7 +5,7 @@
 //! `rejected` payloads that mention them; `_runs` messages keep their record with each mention
 //! replaced by `[erased]`; only their yearly tax
 //! figures of the last `keep_tax_years` years stay (`tax_base_yearly`, which the tax
-//! administration may ask for). Their identifiers are added to `_state/erased.json` as salted
+//! administration may ask for; a recompute carries them over). Their identifiers are added to `_state/erased.json` as salted
 //! hashes, so a feed that still carries them stores nothing of it. The transform's bookkeeping
 //! learns which input files went away, so the removal does not look like new data and starts no
 //! recompute. The cable tables are sums over a cable's connections and are left as they are;

@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
 use chrono_tz::Tz;
 use serde_json::json;
 
@@ -21,6 +24,7 @@ use crate::clock::Clock;
 use crate::domain::time::{from_micros, local_date};
 use crate::error::Result;
 use crate::lake::convert::to_batch;
+use crate::lake::parquet_io::read_all;
 use crate::lake::schema::ColType;
 use crate::lake::schema::{
     CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, INTERVALS, TAX_BASE_YEARLY,
@@ -31,6 +35,7 @@ use crate::marts::cable::cable_balance;
 use crate::marts::daily::{consumption_daily, intervals_frame, Ids};
 use crate::marts::rates::Rates;
 use crate::marts::yearly::tax_base_yearly;
+use crate::received::erased::Erased;
 use crate::received::rows::by_date;
 use crate::received::{Received, ReceivedIndex, Rejected};
 use crate::registry::Registry;
@@ -264,6 +269,9 @@ fn transform_cable(
     };
     let clock = std::time::Instant::now();
     let lap = |what: &str| tracing::debug!(cable, "{what}: {:.2} s", clock.elapsed().as_secs_f64());
+    // Read before the old files are replaced (a full recompute has already staged their removal,
+    // but they are still there until the commit).
+    let kept_tax = erased_tax_rows(lake, cable)?;
     let (rows, problems) = compute(lake, registry, tz, since)?;
     lap("computed");
     report.intervals += rows.len();
@@ -334,6 +342,9 @@ fn transform_cable(
             )?;
         }
     }
+    if let Some(kept) = kept_tax {
+        lake.stage_tagged(txn, &TAX_BASE_YEARLY, None, Some(cable), &kept)?;
+    }
     if let Some(cable_daily) = &cable_daily {
         stage_by_year(lake, txn, cable_daily, &CABLE_BALANCE_DAILY, cable)?;
     }
@@ -342,6 +353,41 @@ fn transform_cable(
     }
     lap("marts staged");
     Ok(problems)
+}
+
+/// The cable's `tax_base_yearly` rows of erased participants: kept by law (see `vaten erase`)
+/// while their received data is gone, so a recompute carries them over instead of computing
+/// them.
+fn erased_tax_rows(lake: &Lake, cable: &str) -> Result<Option<RecordBatch>> {
+    let erased = Erased::load(lake)?;
+    if erased.is_empty() {
+        return Ok(None);
+    }
+    let mut kept = Vec::new();
+    for (f, _) in lake.tagged_files(&TAX_BASE_YEARLY, cable)? {
+        let Some(batch) = read_all(&f)? else { continue };
+        let Some(eans) = batch
+            .column_by_name("ean")
+            .and_then(|c| c.as_string_opt::<i32>())
+        else {
+            continue;
+        };
+        let mask: BooleanArray = eans
+            .iter()
+            .map(|e| Some(e.is_some_and(|e| erased.contains(e))))
+            .collect();
+        let rows = arrow::compute::filter_record_batch(&batch, &mask)?;
+        if rows.num_rows() > 0 {
+            kept.push(rows);
+        }
+    }
+    match kept.first() {
+        None => Ok(None),
+        Some(first) => Ok(Some(arrow::compute::concat_batches(
+            &first.schema(),
+            &kept,
+        )?)),
+    }
 }
 
 /// The columns of `spec` in the types the lake writer takes, plus `year` from `date`: frames

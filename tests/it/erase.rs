@@ -253,4 +253,15 @@ fn erasure_removes_a_participant_everywhere_but_the_kept_tax_rows() {
         later["grid_readings"][1], after["grid_readings"][1],
         "B's new day is stored"
     );
+    // The transform recomputed A's cable: the tax rows kept by law stay, also after a full
+    // recompute.
+    assert_eq!(
+        theirs(&later, "tax_base_yearly"),
+        theirs(&before, "tax_base_yearly")
+    );
+    assert_ok(&env.vaten("2026-10-28T10:00:00Z", &["transform", "--full"]));
+    assert_eq!(
+        theirs(&census(&env), "tax_base_yearly"),
+        theirs(&before, "tax_base_yearly")
+    );
 }
