@@ -189,6 +189,16 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Remove what `[retention]` says the lake keeps no longer, in one journaled change.
+    ///
+    /// Quarter-hour tables older than `quarter_hours_months` (their days stay in the daily and
+    /// yearly tables and are sealed: never recomputed), `rejected` older than
+    /// `rejected_months`, `_runs` older than `runs_months`. Every key is off by default.
+    Retain {
+        /// Say what would be removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Rewrite every partition's small files into one, in one journaled change.
     ///
     /// Nightly runs leave a file per table and partition each night; an analyst's query then
@@ -524,6 +534,11 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             println!("statements: {}", done.statements);
             println!("written to {} (private: personal data)", out.display());
+            Ok(())
+        }
+        Command::Retain { dry_run } => {
+            let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
+            println!("{}", commands::retain(&ctx, *dry_run)?.message());
             Ok(())
         }
         Command::Compact => {

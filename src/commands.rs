@@ -550,3 +550,35 @@ pub fn compact(ctx: &Context) -> Result<crate::compact::Compaction> {
     let lake = ctx.open_lake("compact")?;
     run_job(&lake, "compact", ctx.clock, crate::compact::compact)
 }
+
+impl JobReport for crate::retain::Retention {
+    fn message(&self) -> String {
+        crate::retain::Retention::message(self)
+    }
+    fn rows_in(&self) -> usize {
+        0
+    }
+    fn rows_out(&self) -> usize {
+        self.files
+    }
+}
+
+/// `vaten retain`: see [`crate::retain`]. A dry run records no run: it changed nothing.
+pub fn retain(ctx: &Context, dry_run: bool) -> Result<crate::retain::Retention> {
+    let rates = ctx.rates()?;
+    let lake = ctx.open_lake("retain")?;
+    let setting = crate::retain::Setting {
+        config: &ctx.config.retention,
+        registry: &ctx.registry,
+        rates: &rates,
+        tz: ctx.config.tz(),
+        today: crate::domain::time::local_date(ctx.clock.now(), ctx.config.tz()),
+        dry_run,
+    };
+    if dry_run {
+        return crate::retain::retain(&lake, &setting);
+    }
+    run_job(&lake, "retain", ctx.clock, |lake| {
+        crate::retain::retain(lake, &setting)
+    })
+}

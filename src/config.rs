@@ -33,6 +33,21 @@ pub struct Config {
     pub tax: TaxConfig,
     #[serde(default)]
     pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// `vaten retain`: how long the lake keeps what (every key off by default: keep everything).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Quarter-hour tables (`grid_readings`, `installation_readings`, `intervals`,
+    /// `cable_balance_15m`) older than this many months are removed; their days are sealed.
+    pub quarter_hours_months: Option<u32>,
+    /// `rejected` records older than this many months are removed.
+    pub rejected_months: Option<u32>,
+    /// `_runs` records older than this many months are removed.
+    pub runs_months: Option<u32>,
 }
 
 /// `vaten schedule` and `vaten run`.
@@ -272,6 +287,15 @@ impl Config {
         }
         if !(1..=100).contains(&self.grid.retry.max_attempts) {
             return bad("[grid.retry] max_attempts must be within 1..=100".into());
+        }
+        for (name, months) in [
+            ("quarter_hours_months", self.retention.quarter_hours_months),
+            ("rejected_months", self.retention.rejected_months),
+            ("runs_months", self.retention.runs_months),
+        ] {
+            if months.is_some_and(|m| !(1..=1200).contains(&m)) {
+                return bad(format!("[retention] {name} must be within 1..=1200"));
+            }
         }
         // Every duration in range, so that no later conversion can overflow: (name, value,
         // whether 0 is allowed, the largest value in seconds).

@@ -24,6 +24,7 @@ pub mod query;
 pub mod received;
 pub mod registry;
 pub mod reports;
+pub mod retain;
 pub mod schedule;
 pub mod simulation;
 pub mod sources;

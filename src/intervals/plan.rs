@@ -84,6 +84,10 @@ pub struct TransformState {
     pub fingerprint: String,
     /// Per received table: the files (relative to the lake root) the derived tables reflect.
     pub inputs: BTreeMap<String, BTreeSet<String>>,
+    /// Local days before this one are sealed: their derived rows are final and never
+    /// recomputed, whatever changes (`vaten retain` removed what they were computed from).
+    #[serde(default)]
+    pub sealed_before: Option<NaiveDate>,
 }
 
 /// The received files now in the lake, per table.
@@ -111,8 +115,47 @@ pub fn fingerprint(registry: &Registry, rates: &Rates) -> String {
     format!("v{TRANSFORM_VERSION}-{:016x}", h.finish())
 }
 
-/// Decides what to recompute.
+/// Decides what to recompute: what [`plan_unsealed`] says, never a sealed day.
 pub fn plan(
+    lake: &Lake,
+    registry: &Registry,
+    tz: Tz,
+    scope: Scope,
+    state: Option<&TransformState>,
+    now: (&str, &BTreeMap<String, BTreeSet<String>>),
+) -> Result<Plan> {
+    let planned = plan_unsealed(lake, registry, tz, scope, state, now)?;
+    let Some(sealed) = state.and_then(|s| s.sealed_before) else {
+        return Ok(planned);
+    };
+    let windows = match planned {
+        Plan::Full => registry
+            .cables_in_use()
+            .into_iter()
+            .map(|c| {
+                (
+                    c,
+                    Window {
+                        from: sealed,
+                        to: None,
+                    },
+                )
+            })
+            .collect(),
+        Plan::Cables(windows) => windows
+            .into_iter()
+            .filter_map(|(c, w)| {
+                let from = w.from.max(sealed);
+                let open = w.to.is_none_or(|t| t >= from);
+                open.then_some((c, Window { from, to: w.to }))
+            })
+            .collect(),
+    };
+    Ok(Plan::Cables(windows))
+}
+
+/// What to recompute when no day is sealed.
+fn plan_unsealed(
     lake: &Lake,
     registry: &Registry,
     tz: Tz,

@@ -232,6 +232,7 @@ pub fn transform(
             &TransformState {
                 fingerprint,
                 inputs,
+                sealed_before: state.as_ref().and_then(|s| s.sealed_before),
             },
         )?;
     }

@@ -23,15 +23,19 @@ pub enum Task {
     Transform,
     ReportNightly,
     ReportYearly,
+    Retain,
+    Compact,
 }
 
 impl Task {
-    pub const ALL: [Task; 5] = [
+    pub const ALL: [Task; 7] = [
         Task::IngestGrid,
         Task::IngestInstallations,
         Task::Transform,
         Task::ReportNightly,
         Task::ReportYearly,
+        Task::Retain,
+        Task::Compact,
     ];
 
     /// Its name in definitions, and the `job` of its records in `_runs`.
@@ -42,6 +46,8 @@ impl Task {
             Task::Transform => "transform",
             Task::ReportNightly => "report-nightly",
             Task::ReportYearly => "report-yearly",
+            Task::Retain => "retain",
+            Task::Compact => "compact",
         }
     }
 

@@ -49,6 +49,8 @@ pub fn run_task(ctx: &Context, task: Task) -> Result<()> {
             let today = crate::domain::time::local_date(ctx.clock.now(), ctx.config.tz());
             commands::report_yearly(ctx, chrono::Datelike::year(&today) - 1).map(drop)
         }
+        Task::Retain => commands::retain(ctx, false).map(drop),
+        Task::Compact => commands::compact(ctx).map(drop),
     }
 }
 
@@ -138,6 +140,8 @@ impl JobCommand {
             Task::IngestGrid => cmd.args(["ingest", "grid"]),
             Task::IngestInstallations => cmd.args(["ingest", "installations"]),
             Task::Transform => cmd.arg("transform"),
+            Task::Retain => cmd.arg("retain"),
+            Task::Compact => cmd.arg("compact"),
             Task::ReportNightly => cmd.args(["report", "nightly"]),
             Task::ReportYearly => {
                 // The last year that has ended (the job runs early in January).

@@ -21,6 +21,7 @@ mod p1_decode;
 mod query;
 mod real_data;
 mod reports;
+mod retention;
 mod robustness;
 mod schedule;
 mod self_contained;
