@@ -2,8 +2,9 @@
 //!
 //! - Quarter-hour tables older than `quarter_hours_months`: the date partitions of
 //!   `intervals` and `cable_balance_15m` before the horizon, and of `grid_readings` and
-//!   `installation_readings` before the horizon less a week (the readings a recompute of the
-//!   first day after the horizon starts its series from). The daily and yearly tables keep
+//!   `installation_readings` before the horizon less a week, or before the reading each series
+//!   needs to start from at the horizon when that is earlier (what a recompute of the first
+//!   day after the horizon starts its series from). The daily and yearly tables keep
 //!   those days: the days before the horizon are *sealed* (`sealed_before` in
 //!   `_state/transform.json`) and never recomputed. Only days the transform has summarised
 //!   under today's registry and rates are removed: otherwise the command stops and says to run
@@ -21,9 +22,11 @@ use chrono::{Duration, Months, NaiveDate};
 use chrono_tz::Tz;
 
 use crate::config::RetentionConfig;
-use crate::domain::time::local_midnight_utc;
+use crate::domain::time::{from_micros, local_date, local_midnight_utc};
 use crate::error::{Error, Result};
-use crate::intervals::plan::{fingerprint, TransformState, TRANSFORM_STATE};
+use crate::intervals::plan::{
+    anchor, current_inputs, fingerprint, TransformState, TRANSFORM_STATE,
+};
 use crate::lake::parquet_io::{read_all, write_sorted};
 use crate::lake::schema::{
     CABLE_BALANCE_15M, GRID_READINGS, INSTALLATION_READINGS, INTERVALS, REJECTED, RUNS,
@@ -127,12 +130,12 @@ pub fn retain(lake: &Lake, s: &Setting) -> Result<Retention> {
                 "the derived tables do not reflect today's registry and rates: run `vaten transform` before `vaten retain` (sealed days are never recomputed)".into(),
             ));
         }
-        let received_cut = horizon - Duration::days(RECEIVED_MARGIN_DAYS);
-        for spec in [&GRID_READINGS, &INSTALLATION_READINGS] {
-            let reflected = st.inputs.get(spec.name);
-            for f in lake.files(spec, None)? {
-                let rel = lake.rel(&f);
-                if partition_date(&rel).is_some_and(|d| d < received_cut)
+        // Every input file of a day up to the horizon must be summarised: what it could still
+        // change before the horizon would otherwise be sealed away unseen.
+        for (table, files) in current_inputs(lake)? {
+            let reflected = st.inputs.get(&table);
+            for rel in files {
+                if partition_date(&rel).is_some_and(|d| d <= horizon)
                     && !reflected.is_some_and(|r| r.contains(&rel))
                 {
                     return Err(Error::Usage(format!(
@@ -141,6 +144,11 @@ pub fn retain(lake: &Lake, s: &Setting) -> Result<Retention> {
                 }
             }
         }
+        // The readings a recompute of the first unsealed day starts its series from stay: a
+        // week before the horizon, or further back where a series has a longer gap.
+        let anchor = from_micros(anchor(lake, s.registry, s.tz, horizon)?);
+        let received_cut =
+            (horizon - Duration::days(RECEIVED_MARGIN_DAYS)).min(local_date(anchor, s.tz));
         cut.extend([
             (&GRID_READINGS, received_cut),
             (&INSTALLATION_READINGS, received_cut),

@@ -198,6 +198,12 @@ pub fn transform(
     // One cable at a time: every derived table of a cable depends only on its connections,
     // so memory is bounded by the largest cable, not the cooperative.
     let mut problems = Vec::new();
+    // Years wholly before the seal keep their yearly rows as they are (rates or registry may
+    // have changed since; sealed is final).
+    let sealed_year = state
+        .as_ref()
+        .and_then(|s| s.sealed_before)
+        .map(|d| i64::from(chrono::Datelike::year(&d)));
     for (cable, window) in windows {
         let on_cable = registry
             .connections
@@ -214,6 +220,7 @@ pub fn transform(
             window,
             rates,
             tz,
+            sealed_year,
             &mut report,
         )?);
     }
@@ -262,6 +269,7 @@ fn transform_cable(
     window: Option<Window>,
     rates: &Rates,
     tz: Tz,
+    sealed_year: Option<i64>,
     report: &mut TransformReport,
 ) -> Result<Vec<Problem>> {
     let since = match window {
@@ -272,7 +280,7 @@ fn transform_cable(
     let lap = |what: &str| tracing::debug!(cable, "{what}: {:.2} s", clock.elapsed().as_secs_f64());
     // Read before the old files are replaced (a full recompute has already staged their removal,
     // but they are still there until the commit).
-    let kept_tax = erased_tax_rows(lake, cable)?;
+    let kept_tax = carried_tax_rows(lake, cable, sealed_year)?;
     let (rows, problems) = compute(lake, registry, tz, since)?;
     lap("computed");
     report.intervals += rows.len();
@@ -332,7 +340,13 @@ fn transform_cable(
     let cable_daily = merged(old_cable_daily, cable_daily, &CABLE_BALANCE_DAILY)?;
     if let Some(daily) = &daily {
         stage_by_year(lake, txn, daily, &CONSUMPTION_DAILY, cable)?;
-        let yearly = tax_base_yearly(daily, registry, rates)?;
+        let mut yearly = tax_base_yearly(daily, registry, rates)?;
+        if let Some(y) = sealed_year {
+            yearly = yearly
+                .lazy()
+                .filter(col("year").cast(DataType::Int64).gt_eq(lit(y)))
+                .collect()?;
+        }
         if yearly.height() > 0 {
             lake.stage_tagged(
                 txn,
@@ -356,26 +370,39 @@ fn transform_cable(
     Ok(problems)
 }
 
-/// The cable's `tax_base_yearly` rows of erased participants: kept by law (see `vaten erase`)
-/// while their received data is gone, so a recompute carries them over instead of computing
-/// them.
-fn erased_tax_rows(lake: &Lake, cable: &str) -> Result<Option<RecordBatch>> {
+/// The cable's `tax_base_yearly` rows a recompute carries over instead of computing: those of
+/// erased participants (kept by law, see `vaten erase`, while their received data is gone)
+/// and those of years wholly before the seal.
+fn carried_tax_rows(
+    lake: &Lake,
+    cable: &str,
+    sealed_year: Option<i64>,
+) -> Result<Option<RecordBatch>> {
     let erased = Erased::load(lake)?;
-    if erased.is_empty() {
+    if erased.is_empty() && sealed_year.is_none() {
         return Ok(None);
     }
     let mut kept = Vec::new();
     for (f, _) in lake.tagged_files(&TAX_BASE_YEARLY, cable)? {
         let Some(batch) = read_all(&f)? else { continue };
-        let Some(eans) = batch
-            .column_by_name("ean")
-            .and_then(|c| c.as_string_opt::<i32>())
-        else {
+        let (Some(eans), Some(years)) = (
+            batch
+                .column_by_name("ean")
+                .and_then(|c| c.as_string_opt::<i32>()),
+            batch
+                .column_by_name("year")
+                .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>()),
+        ) else {
             continue;
         };
         let mask: BooleanArray = eans
             .iter()
-            .map(|e| Some(e.is_some_and(|e| erased.contains(e))))
+            .zip(years.iter())
+            .map(|(e, y)| {
+                let erased = e.is_some_and(|e| erased.contains(e));
+                let sealed = matches!((y, sealed_year), (Some(y), Some(s)) if y < s);
+                Some(erased || sealed)
+            })
             .collect();
         let rows = arrow::compute::filter_record_batch(&batch, &mask)?;
         if rows.num_rows() > 0 {

@@ -54,7 +54,17 @@ fn groups(lake: &Path) -> BTreeMap<String, usize> {
 
 #[test]
 fn compaction_leaves_one_file_per_partition_and_the_same_rows() {
-    let env = Env::new(&registry(&[EAN_A, EAN_B, EAN_C, EAN_D]));
+    // Two cables: the derived tables keep a file per cable in each partition.
+    let reg = registry(&[EAN_A, EAN_B, EAN_C, EAN_D]);
+    let mut cables = reg.cables.clone();
+    let mut k2 = cables["K1"].clone();
+    k2.cable_id = "K2".into();
+    cables.insert("K2".into(), k2);
+    let mut conns = reg.connections.clone();
+    for c in &mut conns[2..] {
+        c.cable_id = "K2".into();
+    }
+    let env = Env::new(&vaten::registry::Registry::new(conns, cables));
     let mut meters = [
         meter(EAN_A, "MA1", 100_000, true),
         meter(EAN_B, "MB1", 200_000, true),
@@ -149,6 +159,15 @@ fn compaction_leaves_one_file_per_partition_and_the_same_rows() {
     );
     let files_after = groups(&lake);
     assert!(files_after.values().all(|&n| n == 1), "{files_after:#?}");
+    assert!(
+        files_after
+            .keys()
+            .any(|k| k.contains("intervals/date=2026-10-24/K1"))
+            && files_after
+                .keys()
+                .any(|k| k.contains("intervals/date=2026-10-24/K2")),
+        "{files_after:#?}"
+    );
     assert_eq!(
         files_after.keys().collect::<Vec<_>>(),
         files_before.keys().collect::<Vec<_>>(),

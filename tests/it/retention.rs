@@ -177,4 +177,50 @@ fn retention_removes_the_expected_partitions_and_keeps_the_summaries() {
         partitions(&lake)["intervals"],
         expect("intervals", "2024-11-05")
     );
+
+    // A later seal covers all of 2024, under other rates; then the rates change back. The
+    // sealed year keeps its tax figures, the open one is recomputed.
+    let builtin = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tariffs/energy-tax-nl.csv"),
+    )
+    .unwrap();
+    let changed: Vec<String> = builtin
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.splitn(6, ',').collect();
+            if (l.starts_with("2024,bracket,") || l.starts_with("2025,bracket,")) && f.len() == 6 {
+                f[4] = "0.50000";
+            }
+            f.join(",")
+        })
+        .collect();
+    let rates = env.dir.path().join("rates.csv");
+    std::fs::write(&rates, changed.join("\n") + "\n").unwrap();
+    *env.extra_config.borrow_mut() =
+        "[tax]\nrates = \"rates.csv\"\n[retention]\nquarter_hours_months = 12\n".into();
+    env.write_config("");
+    let tax = |year: i64| -> String {
+        let script = format!(
+            "import duckdb; print(sorted(duckdb.sql(\"SELECT ean, energy_tax_ct, net_energy_tax_ct FROM read_parquet('{}/tax_base_yearly/*.parquet') WHERE year = {year}\").fetchall()))",
+            lake.display()
+        );
+        let run = Command::new(crate::tools::python())
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", stderr(&run));
+        String::from_utf8_lossy(&run.stdout).into_owned()
+    };
+    let (y2024_before, y2025_before) = (tax(2024), tax(2025));
+    // The seal needs the derived tables to reflect today's rates first.
+    assert!(!env.vaten(NOW, &["retain"]).status.success());
+    assert_ok(&env.vaten(NOW, &["transform"]));
+    assert_ok(&env.vaten(NOW, &["retain"]));
+    let (y2024, y2025) = (tax(2024), tax(2025));
+    assert_ne!(y2024, y2024_before, "2024 was open at the rates change");
+    assert_ne!(y2025, y2025_before);
+    std::fs::write(&rates, &builtin).unwrap();
+    assert_ok(&env.vaten(NOW, &["transform"]));
+    assert_eq!(tax(2024), y2024, "a sealed year is never recomputed");
+    assert_eq!(tax(2025), y2025_before, "an open year is");
 }
