@@ -42,17 +42,7 @@ pub struct Subject {
 impl Subject {
     /// A participant of the registry, with every connection and installation of theirs.
     pub fn participant(registry: &Registry, participant: &str) -> Result<Self> {
-        let mut ids = BTreeSet::new();
-        for c in registry
-            .connections
-            .iter()
-            .filter(|c| c.participant_id == participant)
-        {
-            ids.insert(c.ean.as_str().to_string());
-            if let Some(i) = &c.installation {
-                ids.insert(i.id.clone());
-            }
-        }
+        let ids = registry.participant_ids(participant);
         if ids.is_empty() {
             return Err(Error::Usage(format!(
                 "participant `{participant}` is not in the registry (erase by --ean instead)"
@@ -252,9 +242,7 @@ pub fn erase(
     }
     // Removed input files are not a reason to recompute (see `intervals::plan`).
     if let Some(mut state) = lake.read_state::<TransformState>(TRANSFORM_STATE)? {
-        for files in state.inputs.values_mut() {
-            files.retain(|f| !removed_files.contains(f));
-        }
+        state.forget(&removed_files);
         lake.stage_state(&mut txn, TRANSFORM_STATE, &state)?;
     }
     // The installation pass's bookkeeping names installations.
@@ -285,16 +273,12 @@ pub fn erase(
 
 /// Deletes `reports/private/statements/<year>/<participant>.html` of every year.
 fn remove_statements(reports: &Path, participant: &str) -> Result<usize> {
-    let stem = crate::registry::statement_file_stem(participant);
     let mut n = 0;
-    if let Ok(years) = std::fs::read_dir(reports.join("private").join("statements")) {
-        for year in years.flatten() {
-            let file = year.path().join(format!("{stem}.html"));
-            match std::fs::remove_file(&file) {
-                Ok(()) => n += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
+    for (_, file) in crate::reports::statements::files_of(reports, participant) {
+        match std::fs::remove_file(&file) {
+            Ok(()) => n += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(n)

@@ -4,7 +4,6 @@
 //! their statements, and their lines of the registry. The folder is private (0700, files 0600):
 //! it is personal data.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use polars::prelude::*;
@@ -59,12 +58,7 @@ pub fn export(
             "participant `{participant}` is not in the registry"
         )));
     }
-    let mut ids: BTreeSet<String> = conns.iter().map(|c| c.ean.as_str().to_string()).collect();
-    ids.extend(
-        conns
-            .iter()
-            .filter_map(|c| c.installation.as_ref().map(|i| i.id.clone())),
-    );
+    let ids = registry.participant_ids(participant);
     let wanted = Series::new("wanted".into(), ids.iter().cloned().collect::<Vec<_>>());
     private_dir(out)?;
     let mut exported = Exported::default();
@@ -99,23 +93,13 @@ pub fn export(
             .finish(&mut df)?;
     }
     // Their statements, per year.
-    let stem = crate::registry::statement_file_stem(participant);
-    let statements = reports.join("private").join("statements");
-    if let Ok(years) = std::fs::read_dir(&statements) {
-        for year in years.flatten() {
-            let file = year.path().join(format!("{stem}.html"));
-            if file.is_file() {
-                let target = out.join(format!(
-                    "statement-{}.html",
-                    year.file_name().to_string_lossy()
-                ));
-                std::io::copy(
-                    &mut std::fs::File::open(&file)?,
-                    &mut private_file(&target)?,
-                )?;
-                exported.statements += 1;
-            }
-        }
+    for (year, file) in crate::reports::statements::files_of(reports, participant) {
+        let target = out.join(format!("statement-{year}.html"));
+        std::io::copy(
+            &mut std::fs::File::open(&file)?,
+            &mut private_file(&target)?,
+        )?;
+        exported.statements += 1;
     }
     // Their lines of the registry, under its header.
     let text = std::fs::read_to_string(registry_dir.join("connections.csv"))?;

@@ -144,6 +144,23 @@ impl Registry {
         }
     }
 
+    /// The EANs and installation ids of a participant's connections (empty when the
+    /// participant is not in the registry).
+    pub fn participant_ids(&self, participant: &str) -> std::collections::BTreeSet<String> {
+        let mut ids = std::collections::BTreeSet::new();
+        for c in self
+            .connections
+            .iter()
+            .filter(|c| c.participant_id == participant)
+        {
+            ids.insert(c.ean.as_str().to_string());
+            if let Some(i) = &c.installation {
+                ids.insert(i.id.clone());
+            }
+        }
+        ids
+    }
+
     /// Each installation's id with the connection it sits behind.
     pub fn installations(&self) -> impl Iterator<Item = (&str, &Connection)> {
         self.connections

@@ -14,7 +14,7 @@
 //!
 //! Everything in one journaled change; `--dry-run` says what would go and changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::array::{AsArray, BooleanArray};
 use arrow::datatypes::TimestampMicrosecondType;
@@ -25,7 +25,7 @@ use crate::config::RetentionConfig;
 use crate::domain::time::{from_micros, local_date, local_midnight_utc};
 use crate::error::{Error, Result};
 use crate::intervals::plan::{
-    anchor, current_inputs, fingerprint, TransformState, TRANSFORM_STATE,
+    anchor, current_inputs, fingerprint, partition_date, TransformState, TRANSFORM_STATE,
 };
 use crate::lake::parquet_io::{read_all, write_sorted};
 use crate::lake::schema::{
@@ -92,13 +92,6 @@ fn months_before(today: NaiveDate, months: u32) -> NaiveDate {
         .unwrap_or(NaiveDate::MIN)
 }
 
-/// The date of a `date=YYYY-MM-DD` partition file.
-fn partition_date(rel: &str) -> Option<NaiveDate> {
-    rel.split('/')
-        .find_map(|p| p.strip_prefix("date="))
-        .and_then(|d| d.parse().ok())
-}
-
 pub struct Setting<'a> {
     pub config: &'a RetentionConfig,
     pub registry: &'a Registry,
@@ -162,7 +155,7 @@ pub fn retain(lake: &Lake, s: &Setting) -> Result<Retention> {
     if let Some(months) = s.config.rejected_months {
         cut.push((&REJECTED, months_before(s.today, months)));
     }
-    let mut removed = Vec::new();
+    let mut removed = BTreeSet::new();
     for (spec, before) in cut {
         let mut days = Vec::new();
         for f in lake.files(spec, None)? {
@@ -173,7 +166,7 @@ pub fn retain(lake: &Lake, s: &Setting) -> Result<Retention> {
             if day < before {
                 days.push(day);
                 txn.remove(rel.clone());
-                removed.push(rel);
+                removed.insert(rel);
                 done.files += 1;
             }
         }
@@ -215,10 +208,7 @@ pub fn retain(lake: &Lake, s: &Setting) -> Result<Retention> {
         return Ok(done);
     }
     if let Some(mut st) = state {
-        // Removed inputs are no new data and no reason for a full recompute.
-        for files in st.inputs.values_mut() {
-            files.retain(|f| !removed.contains(f));
-        }
+        st.forget(&removed);
         lake.stage_state(&mut txn, TRANSFORM_STATE, &st)?;
     }
     txn.commit()?;

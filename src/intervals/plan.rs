@@ -90,6 +90,16 @@ pub struct TransformState {
     pub sealed_before: Option<NaiveDate>,
 }
 
+impl TransformState {
+    /// Forgets input files a removal took away: gone files are no new data and no reason
+    /// for a full recompute.
+    pub fn forget(&mut self, removed: &BTreeSet<String>) {
+        for files in self.inputs.values_mut() {
+            files.retain(|f| !removed.contains(f));
+        }
+    }
+}
+
 /// The received files now in the lake, per table.
 pub fn current_inputs(lake: &Lake) -> Result<BTreeMap<String, BTreeSet<String>>> {
     let mut out = BTreeMap::new();
@@ -235,7 +245,8 @@ fn earliest_new(lake: &Lake, spec: &TableSpec, files: &[String], tz: Tz) -> Resu
     Ok(out)
 }
 
-fn partition_date(rel: &str) -> Option<NaiveDate> {
+/// The date of a `date=YYYY-MM-DD` partition file (relative path).
+pub fn partition_date(rel: &str) -> Option<NaiveDate> {
     rel.split('/')
         .find_map(|p| p.strip_prefix("date="))
         .and_then(|d| d.parse().ok())

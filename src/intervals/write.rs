@@ -198,12 +198,13 @@ pub fn transform(
     // One cable at a time: every derived table of a cable depends only on its connections,
     // so memory is bounded by the largest cable, not the cooperative.
     let mut problems = Vec::new();
-    // Years wholly before the seal keep their yearly rows as they are (rates or registry may
-    // have changed since; sealed is final).
-    let sealed_year = state
-        .as_ref()
-        .and_then(|s| s.sealed_before)
-        .map(|d| i64::from(chrono::Datelike::year(&d)));
+    let carried = Carried {
+        erased: Erased::load(lake)?,
+        sealed_year: state
+            .as_ref()
+            .and_then(|s| s.sealed_before)
+            .map(|d| i64::from(chrono::Datelike::year(&d))),
+    };
     for (cable, window) in windows {
         let on_cable = registry
             .connections
@@ -220,7 +221,7 @@ pub fn transform(
             window,
             rates,
             tz,
-            sealed_year,
+            &carried,
             &mut report,
         )?);
     }
@@ -269,7 +270,7 @@ fn transform_cable(
     window: Option<Window>,
     rates: &Rates,
     tz: Tz,
-    sealed_year: Option<i64>,
+    carried: &Carried,
     report: &mut TransformReport,
 ) -> Result<Vec<Problem>> {
     let since = match window {
@@ -280,7 +281,7 @@ fn transform_cable(
     let lap = |what: &str| tracing::debug!(cable, "{what}: {:.2} s", clock.elapsed().as_secs_f64());
     // Read before the old files are replaced (a full recompute has already staged their removal,
     // but they are still there until the commit).
-    let kept_tax = carried_tax_rows(lake, cable, sealed_year)?;
+    let kept_tax = carried_tax_rows(lake, cable, carried)?;
     let (rows, problems) = compute(lake, registry, tz, since)?;
     lap("computed");
     report.intervals += rows.len();
@@ -341,7 +342,7 @@ fn transform_cable(
     if let Some(daily) = &daily {
         stage_by_year(lake, txn, daily, &CONSUMPTION_DAILY, cable)?;
         let mut yearly = tax_base_yearly(daily, registry, rates)?;
-        if let Some(y) = sealed_year {
+        if let Some(y) = carried.sealed_year {
             yearly = yearly
                 .lazy()
                 .filter(col("year").cast(DataType::Int64).gt_eq(lit(y)))
@@ -370,15 +371,23 @@ fn transform_cable(
     Ok(problems)
 }
 
+/// What a recompute carries over instead of computing (read once per transform).
+struct Carried {
+    /// Erased participants: their yearly tax rows are kept by law.
+    erased: Erased,
+    /// Years before this one lie wholly before the seal: their yearly rows are final (rates
+    /// or registry may have changed since).
+    sealed_year: Option<i64>,
+}
+
 /// The cable's `tax_base_yearly` rows a recompute carries over instead of computing: those of
 /// erased participants (kept by law, see `vaten erase`, while their received data is gone)
 /// and those of years wholly before the seal.
-fn carried_tax_rows(
-    lake: &Lake,
-    cable: &str,
-    sealed_year: Option<i64>,
-) -> Result<Option<RecordBatch>> {
-    let erased = Erased::load(lake)?;
+fn carried_tax_rows(lake: &Lake, cable: &str, carried: &Carried) -> Result<Option<RecordBatch>> {
+    let Carried {
+        erased,
+        sealed_year,
+    } = carried;
     if erased.is_empty() && sealed_year.is_none() {
         return Ok(None);
     }
@@ -400,7 +409,7 @@ fn carried_tax_rows(
             .zip(years.iter())
             .map(|(e, y)| {
                 let erased = e.is_some_and(|e| erased.contains(e));
-                let sealed = matches!((y, sealed_year), (Some(y), Some(s)) if y < s);
+                let sealed = matches!((y, *sealed_year), (Some(y), Some(s)) if y < s);
                 Some(erased || sealed)
             })
             .collect();

@@ -23,6 +23,24 @@ pub fn file_name(participant: &str) -> String {
     statement_file_stem(participant)
 }
 
+/// A participant's statement files under the reports folder `reports`, with their years.
+pub fn files_of(reports: &Path, participant: &str) -> Vec<(String, std::path::PathBuf)> {
+    let name = format!("{}.html", file_name(participant));
+    let Ok(years) = std::fs::read_dir(reports.join("private").join("statements")) else {
+        return Vec::new();
+    };
+    years
+        .flatten()
+        .map(|y| {
+            (
+                y.file_name().to_string_lossy().into_owned(),
+                y.path().join(&name),
+            )
+        })
+        .filter(|(_, f)| f.is_file())
+        .collect()
+}
+
 pub fn statements(
     lake: &Lake,
     registry: &Registry,
