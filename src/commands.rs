@@ -151,16 +151,7 @@ fn run_job<R: JobReport>(
     work: impl FnOnce(&Lake) -> Result<R>,
 ) -> Result<R> {
     let started_at = clock.now();
-    // `vaten schedule` names the run of a job it starts, to tell whether it was recorded.
-    // Taken only when it has the form of a run id (no stray variable names two runs alike).
-    let run_id = std::env::var("VATEN_RUN_ID")
-        .ok()
-        .filter(|id| {
-            id.len() <= 64
-                && id.len() >= 16
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-        .unwrap_or_else(crate::lake::txn::new_txid);
+    let run_id = lake.run_id().to_string();
     // A panic inside the work is a failed run like any other: recorded, exit 1, the next
     // firing runs (the lake's journal leaves it as before the change in hand).
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -89,12 +89,16 @@ def main():
                         problems.append(f"{table}: {rel} column {col.path_in_schema} is {col.compression}, not ZSTD")
                     if not col.is_stats_set:
                         problems.append(f"{table}: {rel} column {col.path_in_schema} has no statistics")
+        want = spec[table]["columns"]
+        # Every file, not only the first: a lake migrated from an older version must have no
+        # file left in the old layout.
+        for f in files:
+            in_file = pq.read_schema(f).names
+            if [n for n, _, _ in want] != in_file:
+                problems.append(f"{table}: {f.relative_to(lake / table)} has columns {in_file}, the dictionary {[n for n, _, _ in want]}")
         schema = pq.read_schema(files[0])
         if part and part in schema.names:
             problems.append(f"{table}: partition key {part} is also a column inside the files")
-        want = spec[table]["columns"]
-        if [n for n, _, _ in want] != schema.names:
-            problems.append(f"{table}: columns {schema.names} differ from the dictionary's {[n for n, _, _ in want]}")
         for name, typ, nullable in want:
             if name not in schema.names:
                 continue

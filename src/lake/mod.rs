@@ -10,6 +10,7 @@
 
 pub mod convert;
 pub mod lock;
+pub mod migrate;
 pub mod parquet_io;
 pub mod read;
 pub mod runs;
@@ -33,6 +34,8 @@ pub struct Lake {
     root: PathBuf,
     _lock: Option<lock::WriteLock>,
     recovered: Vec<String>,
+    /// The run this command records in `_runs`; the rows it stores carry it.
+    run_id: String,
 }
 
 impl Lake {
@@ -41,15 +44,23 @@ impl Lake {
     pub fn open_for_write(root: &Path, what: &str, wait: Duration) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|e| Error::lake(root, e))?;
         let lock = lock::WriteLock::acquire(root, what, wait)?;
-        let recovered = txn::recover(root)?;
+        let mut recovered = txn::recover(root)?;
         for r in &recovered {
             tracing::warn!(lake = %root.display(), "{r}");
         }
-        Ok(Lake {
+        let lake = Lake {
             root: root.to_path_buf(),
             _lock: Some(lock),
-            recovered,
-        })
+            recovered: Vec::new(),
+            run_id: runs::this_run_id(),
+        };
+        // A lake written by an older version is brought up to this one before anything else
+        // reads or writes it (one journaled change; nothing when it is current).
+        if let Some(done) = migrate::migrate(&lake)? {
+            tracing::warn!(lake = %root.display(), "{done}");
+            recovered.push(done);
+        }
+        Ok(Lake { recovered, ..lake })
     }
 
     /// Opens the lake for reading only; takes no lock and changes nothing.
@@ -58,7 +69,13 @@ impl Lake {
             root: root.to_path_buf(),
             _lock: None,
             recovered: Vec::new(),
+            run_id: String::new(),
         }
+    }
+
+    /// The run id this command records in `_runs` (empty for a lake opened for reading).
+    pub fn run_id(&self) -> &str {
+        &self.run_id
     }
 
     /// Holds publication of changes off while a reader lists and reads files (see
@@ -71,7 +88,7 @@ impl Lake {
         &self.root
     }
 
-    /// What opening the lake had to complete or roll back.
+    /// What opening the lake had to complete, roll back or migrate.
     pub fn recovered(&self) -> &[String] {
         &self.recovered
     }

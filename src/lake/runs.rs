@@ -9,6 +9,20 @@ use super::schema::RUNS;
 use super::Lake;
 use crate::error::Result;
 
+/// The id of this command's run: the one `vaten schedule` gave the job it started (to tell
+/// whether it was recorded), else a new one. Taken from `VATEN_RUN_ID` only when it has the
+/// form of a run id (no stray variable names two runs alike).
+pub fn this_run_id() -> String {
+    std::env::var("VATEN_RUN_ID")
+        .ok()
+        .filter(|id| {
+            id.len() <= 64
+                && id.len() >= 16
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .unwrap_or_else(super::txn::new_txid)
+}
+
 #[derive(Debug, Clone)]
 pub struct RunRecord {
     pub run_id: String,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// Version of the lake layout, written into every file's key-value metadata.
-pub const SCHEMA_VERSION: &str = "2";
+pub const SCHEMA_VERSION: &str = "3";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColType {
@@ -82,6 +82,8 @@ pub const GRID_READINGS: TableSpec = TableSpec {
         col("received_at", TimestampUtc, false, "UTC"),
         col("delivery_seq", Int64, false, ""),
         col("cursor", Utf8, false, ""),
+        // Schema 3: the run that stored the row (null in rows of older lakes).
+        col("run_id", Utf8, true, ""),
     ],
     sort_by: &["ean", "meter_id", "t", "delivery_seq"],
     partitioning: Partitioning::Date,
@@ -99,6 +101,8 @@ pub const GRID_DAYS: TableSpec = TableSpec {
         col("received_at", TimestampUtc, false, "UTC"),
         col("delivery_seq", Int64, false, ""),
         col("cursor", Utf8, false, ""),
+        // Schema 3: the run that stored the row (null in rows of older lakes).
+        col("run_id", Utf8, true, ""),
     ],
     sort_by: &["ean", "meter_id", "delivery_seq"],
     partitioning: Partitioning::Date,
@@ -137,6 +141,8 @@ pub const INSTALLATION_READINGS: TableSpec = TableSpec {
         col("voltage_min_v", Float64, true, "V"),
         col("voltage_max_v", Float64, true, "V"),
         col("received_at", TimestampUtc, false, "UTC"),
+        // Schema 3: the run that stored the row (null in rows of older lakes).
+        col("run_id", Utf8, true, ""),
     ],
     sort_by: &["installation_id", "seq"],
     partitioning: Partitioning::Date,

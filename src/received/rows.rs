@@ -155,7 +155,8 @@ pub fn by_date<T, F: Fn(&T) -> NaiveDate>(rows: Vec<T>, date: F) -> BTreeMap<Nai
     out
 }
 
-pub fn readings_batch(rows: &[GridReading]) -> RecordBatch {
+/// `run_id`: the run storing the rows (`_runs`), in every row.
+pub fn readings_batch(rows: &[GridReading], run_id: &str) -> RecordBatch {
     RecordBatch::try_new(
         GRID_READINGS.arrow_schema(),
         vec![
@@ -168,12 +169,13 @@ pub fn readings_batch(rows: &[GridReading]) -> RecordBatch {
             ts(rows.iter().map(|r| r.received_at_us).collect()),
             ints(rows.iter().map(|r| r.delivery_seq)),
             strings(rows.iter().map(|r| r.cursor.as_str())),
+            strings(rows.iter().map(|_| run_id)),
         ],
     )
     .expect("grid_readings batch matches its schema")
 }
 
-pub fn days_batch(rows: &[GridDay]) -> RecordBatch {
+pub fn days_batch(rows: &[GridDay], run_id: &str) -> RecordBatch {
     RecordBatch::try_new(
         GRID_DAYS.arrow_schema(),
         vec![
@@ -186,6 +188,7 @@ pub fn days_batch(rows: &[GridDay]) -> RecordBatch {
             ts(rows.iter().map(|r| r.received_at_us).collect()),
             ints(rows.iter().map(|r| r.delivery_seq)),
             strings(rows.iter().map(|r| r.cursor.as_str())),
+            strings(rows.iter().map(|_| run_id)),
         ],
     )
     .expect("grid_days batch matches its schema")
@@ -195,7 +198,7 @@ fn floats(values: impl Iterator<Item = Option<f64>>) -> ArrayRef {
     Arc::new(arrow::array::Float64Array::from_iter(values))
 }
 
-pub fn installation_readings_batch(rows: &[InstallationReading]) -> RecordBatch {
+pub fn installation_readings_batch(rows: &[InstallationReading], run_id: &str) -> RecordBatch {
     RecordBatch::try_new(
         INSTALLATION_READINGS.arrow_schema(),
         vec![
@@ -212,6 +215,7 @@ pub fn installation_readings_batch(rows: &[InstallationReading]) -> RecordBatch 
             floats(rows.iter().map(|r| r.voltage_min_v)),
             floats(rows.iter().map(|r| r.voltage_max_v)),
             ts(rows.iter().map(|r| r.received_at_us).collect()),
+            strings(rows.iter().map(|_| run_id)),
         ],
     )
     .expect("installation_readings batch matches its schema")

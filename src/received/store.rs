@@ -265,16 +265,21 @@ impl ReceivedIndex {
                 txn,
                 &GRID_READINGS,
                 Some(&date.to_string()),
-                &readings_batch(&rows),
+                &readings_batch(&rows, lake.run_id()),
             )?;
         }
         for (date, rows) in by_date(days, |r| r.date) {
-            lake.stage_batch(txn, &GRID_DAYS, Some(&date.to_string()), &days_batch(&rows))?;
+            lake.stage_batch(
+                txn,
+                &GRID_DAYS,
+                Some(&date.to_string()),
+                &days_batch(&rows, lake.run_id()),
+            )?;
         }
         // Installation readings come after the source's cursor: never a repeat.
         counts.installation_readings = received.installation_readings.len();
         for (date, rows) in by_date(received.installation_readings, |r| r.date) {
-            let batch = installation_readings_batch(&rows);
+            let batch = installation_readings_batch(&rows, lake.run_id());
             lake.stage_batch(txn, &INSTALLATION_READINGS, Some(&date.to_string()), &batch)?;
         }
         if !received.gaps.is_empty() {

@@ -147,6 +147,45 @@ fn scripted_three_day_feed_lands_row_for_row() {
     assert_eq!(meters, vec!["MB1", "MB2"]);
     let lo = ex.column("lo").unwrap().i64().unwrap().get(1).unwrap();
     assert!(lo < 200, "the new meter starts near zero, got {lo}");
+    // Every row names the run that stored it: the first ingest stored A's first delivery of
+    // the 24th, the second its correction, and both runs are the ingest-grid records of _runs.
+    let stored_by = sql(&format!(
+        "SELECT DISTINCT run_id FROM r WHERE ean = '{EAN_A}' AND date = '2026-10-24' ORDER BY run_id"
+    ));
+    let stored_by: Vec<String> = stored_by
+        .column("run_id")
+        .unwrap()
+        .str()
+        .unwrap()
+        .no_null_iter()
+        .map(String::from)
+        .collect();
+    let runs = env.lake().read_table(&vaten::lake::schema::RUNS).unwrap();
+    let mut ingests: Vec<String> = runs
+        .lazy()
+        .filter(col("job").eq(lit("ingest-grid")))
+        .collect()
+        .unwrap()
+        .column("run_id")
+        .unwrap()
+        .str()
+        .unwrap()
+        .no_null_iter()
+        .map(String::from)
+        .collect();
+    ingests.sort();
+    assert_eq!(stored_by, ingests);
+    assert_eq!(
+        sql("SELECT count(*) AS n FROM r WHERE run_id IS NULL")
+            .column("n")
+            .unwrap()
+            .cast(&DataType::Int64)
+            .unwrap()
+            .i64()
+            .unwrap()
+            .get(0),
+        Some(0)
+    );
 
     let rows = lake_rows(&env.lake());
     assert_eq!(rows["grid_days"].len(), 3);
