@@ -143,6 +143,10 @@ fn inject_fault(job: &str) {
     }
 }
 
+/// Jobs that store what the sources deliver: they run also on a lake that could not be
+/// migrated (their rows carry today's columns; the migration takes the rest later).
+const RECEIVING_JOBS: [&str; 4] = ["ingest-grid", "ingest-installations", "backfill", "import"];
+
 /// Runs `work` as job `job`, recording it in `_runs` (also when it fails).
 fn run_job<R: JobReport>(
     lake: &Lake,
@@ -152,24 +156,48 @@ fn run_job<R: JobReport>(
 ) -> Result<R> {
     let started_at = clock.now();
     let run_id = lake.run_id().to_string();
+    // A lake written by an older version is migrated first, as part of this run (recorded
+    // with it, a failure included). A lake that cannot be migrated (an unreadable file)
+    // still receives: the received data would otherwise run out of the sources' retention;
+    // everything else waits until the file is dealt with.
+    let migration = std::panic::catch_unwind(|| crate::lake::migrate::migrate(lake))
+        .unwrap_or_else(|panic| {
+            Err(Error::Internal(format!(
+                "the migration panicked: {}",
+                panic_text(&panic)
+            )))
+        });
+    let (migrated, unmigrated) = match migration {
+        Ok(done) => (done, None),
+        Err(e) => (None, Some(format!("could not be migrated: {e}"))),
+    };
     // A panic inside the work is a failed run like any other: recorded, exit 1, the next
     // firing runs (the lake's journal leaves it as before the change in hand).
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        inject_fault(job);
-        work(lake)
-    }))
-    .unwrap_or_else(|panic| {
-        Err(Error::Internal(format!(
-            "{job} panicked: {}",
-            panic_text(&panic)
-        )))
-    });
+    let result = match &unmigrated {
+        Some(why) if !RECEIVING_JOBS.contains(&job) => Err(Error::lake(lake.root(), why)),
+        _ => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inject_fault(job);
+            work(lake)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(Error::Internal(format!(
+                "{job} panicked: {}",
+                panic_text(&panic)
+            )))
+        }),
+    };
     let mut message = match &result {
         Ok(r) => r.message(),
         Err(e) => e.to_string(),
     };
-    if !lake.recovered().is_empty() {
-        message = format!("{}; {message}", lake.recovered().join("; "));
+    let mut before: Vec<String> = lake.recovered().to_vec();
+    before.extend(migrated);
+    if let (Some(why), Ok(_)) = (&unmigrated, &result) {
+        tracing::warn!("{why}");
+        before.push(why.clone());
+    }
+    if !before.is_empty() {
+        message = format!("{}; {message}", before.join("; "));
     }
     let (rows_in, rows_out) = match &result {
         Ok(r) => (r.rows_in() as i64, r.rows_out() as i64),
@@ -181,7 +209,7 @@ fn run_job<R: JobReport>(
         started_at,
         finished_at: clock.now().max(started_at),
         status: match &result {
-            Ok(r) if r.has_warnings() => "warning",
+            Ok(r) if r.has_warnings() || unmigrated.is_some() => "warning",
             Ok(_) => "ok",
             Err(_) => "failed",
         }

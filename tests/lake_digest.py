@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent reader: DuckDB's row count and an order-free digest of every row of each named
-table, bookkeeping left out (received_at, delivery_seq, cursor, run_id: they differ between
-runs over the same input), as JSON {table: [rows, digest]}; a table without files is [0, 0].
+table, every column but run_id (the one a migration adds), as JSON {table: [rows, digest]};
+a table without files is [0, 0].
 Also "<table>.run_id": [files with a run_id column, files, rows whose run_id is null].
 Usage: lake_digest.py LAKE TABLE..."""
 import glob
@@ -11,7 +11,7 @@ import sys
 import duckdb
 import pyarrow.parquet as pq
 
-BOOKKEEPING = {"received_at", "delivery_seq", "cursor", "run_id"}
+BOOKKEEPING = {"run_id"}
 
 lake, tables = sys.argv[1], sys.argv[2:]
 con = duckdb.connect()

@@ -1,10 +1,10 @@
 //! Bringing a lake written by an older version of vaten up to [`SCHEMA_VERSION`].
 //!
 //! Every file carries the version that wrote it (`vaten.schema_version`), and the lake records
-//! the version it was last brought up to in `_state/lake.json`. Opening the lake for writing
-//! compares the two versions; when the lake's is older (or absent: a lake from before the
-//! record existed, or a new one) it is migrated in one journaled change, before any command
-//! reads or writes it:
+//! the version it was last brought up to in `_state/lake.json`. Every job starts by comparing
+//! that version with its own (`commands::run_job`); when the lake's is older (or absent: a
+//! lake from before the record existed, or a new one) it is migrated in one journaled change,
+//! recorded with the job's run, before the job reads or writes anything:
 //!
 //! - the tables the lake keeps as received (they cannot be computed again): every file whose
 //!   columns differ from today's is rewritten under its own name with today's columns; a
@@ -78,7 +78,7 @@ pub fn migrate(lake: &Lake) -> Result<Option<String>> {
                     lake.root(),
                     format!(
                         "unreadable schema version {:?} in _state/{LAKE_STATE}.json",
-                        state.schema_version
+                        state.schema_version.chars().take(16).collect::<String>()
                     ),
                 ))
             }
@@ -95,12 +95,12 @@ pub fn migrate(lake: &Lake) -> Result<Option<String>> {
                 continue;
             }
             from_versions.insert(version.unwrap_or_else(|| "unknown".into()));
-            let batch = match read_all(&file)? {
+            let batch = match read_all(&file).map_err(|e| Error::lake(&file, e))? {
                 Some(b) => conform(spec, &b).map_err(|e| Error::lake(&file, e))?,
                 None => RecordBatch::new_empty(spec.arrow_schema()),
             };
             let staged = txn.staging_path("parquet");
-            write_sorted(&staged, spec, &batch)?;
+            write_sorted(&staged, spec, &batch).map_err(|e| Error::lake(&file, e))?;
             txn.publish(&staged, lake.rel(&file));
             count += 1;
         }
@@ -133,7 +133,7 @@ fn spec_columns(spec: &TableSpec) -> Vec<String> {
 /// The column names of a Parquet file and the schema version that wrote it, from its footer.
 fn footer_of(file: &std::path::Path) -> Result<(Vec<String>, Option<String>)> {
     let f = std::fs::File::open(file).map_err(|e| Error::lake(file, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(f)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| Error::lake(file, e))?;
     let version = builder
         .metadata()
         .file_metadata()
@@ -259,6 +259,23 @@ mod tests {
         let without_quality = old.project(&[0, 1, 2, 3, 4, 6, 7, 8]).unwrap();
         let err = conform(&GRID_READINGS, &without_quality).unwrap_err();
         assert!(err.contains("quality"), "{err}");
+    }
+
+    #[test]
+    fn a_column_of_another_type_is_refused() {
+        let old = old_readings(1);
+        let mut cols = old.columns().to_vec();
+        // import_wh as text, as no version of vaten wrote it.
+        cols[3] = Arc::new(StringArray::from(vec!["7"]));
+        let names: Vec<String> = old
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let changed = RecordBatch::try_from_iter(names.into_iter().zip(cols)).unwrap();
+        let err = conform(&GRID_READINGS, &changed).unwrap_err();
+        assert!(err.contains("import_wh is Utf8"), "{err}");
     }
 
     #[test]

@@ -44,23 +44,16 @@ impl Lake {
     pub fn open_for_write(root: &Path, what: &str, wait: Duration) -> Result<Self> {
         std::fs::create_dir_all(root).map_err(|e| Error::lake(root, e))?;
         let lock = lock::WriteLock::acquire(root, what, wait)?;
-        let mut recovered = txn::recover(root)?;
+        let recovered = txn::recover(root)?;
         for r in &recovered {
             tracing::warn!(lake = %root.display(), "{r}");
         }
-        let lake = Lake {
+        Ok(Lake {
             root: root.to_path_buf(),
             _lock: Some(lock),
-            recovered: Vec::new(),
+            recovered,
             run_id: runs::this_run_id(),
-        };
-        // A lake written by an older version is brought up to this one before anything else
-        // reads or writes it (one journaled change; nothing when it is current).
-        if let Some(done) = migrate::migrate(&lake)? {
-            tracing::warn!(lake = %root.display(), "{done}");
-            recovered.push(done);
-        }
-        Ok(Lake { recovered, ..lake })
+        })
     }
 
     /// Opens the lake for reading only; takes no lock and changes nothing.
@@ -88,7 +81,7 @@ impl Lake {
         &self.root
     }
 
-    /// What opening the lake had to complete, roll back or migrate.
+    /// What opening the lake had to complete or roll back.
     pub fn recovered(&self) -> &[String] {
         &self.recovered
     }

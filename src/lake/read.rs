@@ -16,9 +16,6 @@ impl Lake {
         let dir = self.table_dir(spec);
         let args = ScanArgsParquet {
             hive_options: HiveOptions::new_enabled(),
-            // A lake not yet migrated (only read since an upgrade) may mix files with and
-            // without a newer nullable column: read the missing ones as null.
-            allow_missing_columns: true,
             ..Default::default()
         };
         let path = PlRefPath::new(format!("{}/", dir.display()));

@@ -209,6 +209,7 @@ impl ReceivedIndex {
 
     /// Stages the new rows of `received` into `txn`; repeats are left out.
     pub fn stage(&mut self, lake: &Lake, txn: &mut Txn, received: Received) -> Result<StoreCounts> {
+        debug_assert!(!lake.run_id().is_empty(), "rows are stored by a run");
         let mut counts = StoreCounts::default();
         let mut readings: Vec<GridReading> = Vec::new();
         for object in received.reading_objects {

@@ -82,13 +82,21 @@ pub fn last_successes(lake: &Lake) -> Result<HashMap<String, DateTime<Utc>>> {
 
 fn record_skip(ctx: &Context, job: &JobDef, why: &str) {
     let now = ctx.clock.now();
-    record(ctx, job, "skipped", now, why);
+    record(ctx, job, &crate::lake::txn::new_txid(), "skipped", now, why);
 }
 
-/// Records a run of `job` that the job could not record itself (skipped, killed, crashed).
-fn record(ctx: &Context, job: &JobDef, status: &str, started_at: DateTime<Utc>, why: &str) {
+/// Records a run of `job` that the job could not record itself (skipped, killed, crashed),
+/// under `run_id`: for a started job the id it was given, which rows it stored carry.
+fn record(
+    ctx: &Context,
+    job: &JobDef,
+    run_id: &str,
+    status: &str,
+    started_at: DateTime<Utc>,
+    why: &str,
+) {
     let record = RunRecord {
-        run_id: crate::lake::txn::new_txid(),
+        run_id: run_id.to_string(),
         job: job.task.name().to_string(),
         started_at,
         finished_at: ctx.clock.now().max(started_at),
@@ -179,6 +187,7 @@ fn run_attempt(
             record(
                 ctx,
                 def,
+                &run_id,
                 "failed",
                 started,
                 &format!("could not start the job's process: {e}"),
@@ -212,7 +221,7 @@ fn run_attempt(
         _ if status.is_none() => {
             let why = format!("timed out after {} s and was ended", def.timeout_s);
             tracing::error!(job = %def.name, "{why}");
-            record(ctx, def, "failed", started, &why);
+            record(ctx, def, &run_id, "failed", started, &why);
             false
         }
         _ => {
@@ -221,7 +230,7 @@ fn run_attempt(
                 status.map_or("no status".into(), |s| s.to_string())
             );
             tracing::error!(job = %def.name, "{why}");
-            record(ctx, def, "failed", started, &why);
+            record(ctx, def, &run_id, "failed", started, &why);
             false
         }
     }
