@@ -409,7 +409,18 @@ fn dispatch(cli: Cli) -> Result<()> {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
             commands::nightly_pass(&ctx)
         }
-        Command::Simulate(args) => crate::simulation::compare::command(args, clock),
+        Command::Simulate(args) => {
+            let registry = match &args.cable {
+                Some(_) => {
+                    let config = Config::load(&config_path(&cli))?;
+                    let registry = crate::registry::Registry::load(&config.registry)?;
+                    let feeders = crate::feeders::load(&config.registry, &registry)?;
+                    Some(crate::simulation::compare::RegistryCables { registry, feeders })
+                }
+                None => None,
+            };
+            crate::simulation::compare::command(args, registry.as_ref(), clock)
+        }
         Command::Schedule { check } => {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock.running())?;
             let tz = ctx.config.tz();

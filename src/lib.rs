@@ -16,6 +16,7 @@ pub mod erase;
 pub mod error;
 pub mod export;
 pub mod fake;
+pub mod feeders;
 pub mod intervals;
 pub mod lake;
 pub mod marts;

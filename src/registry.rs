@@ -255,7 +255,7 @@ impl Registry {
 }
 
 /// Rows of a CSV file as (line number, column → value), with header problems reported.
-fn read_rows(
+pub(crate) fn read_rows(
     path: &Path,
     allowed: &[&str],
     required: &[&str],
@@ -313,7 +313,7 @@ fn read_rows(
     rows
 }
 
-fn field<'a>(row: &'a HashMap<String, String>, name: &str) -> &'a str {
+pub(crate) fn field<'a>(row: &'a HashMap<String, String>, name: &str) -> &'a str {
     row.get(name).map(String::as_str).unwrap_or("")
 }
 

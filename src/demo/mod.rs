@@ -135,6 +135,9 @@ pub fn run(args: &DemoArgs, clock: Clock) -> Result<()> {
         .collect();
     let registry = Registry::new(connections, cable_rows);
     registry.write(&args.dir.join("registry"))?;
+    // The cables as the simulation lays them: `vaten simulate --cable` reads them back.
+    let topologies: Vec<_> = scenario.cables.iter().map(|c| c.topology.clone()).collect();
+    crate::feeders::write(&args.dir.join("registry"), &topologies)?;
     write_private(&args.dir.join("installation-tokens.toml"), &tokens)?;
     // One installation is unreachable for the first half of the passes; another loses what
     // it held, unfetched, at the start of the middle day (its storage wiped).

@@ -6,25 +6,48 @@ use std::path::PathBuf;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::Args;
 
+use std::collections::BTreeMap;
+
+use super::cable::Typical;
 use super::{cooperative_scenario, weather::unit, CableStats, Scenario, Simulation};
 use crate::error::Result;
+use crate::feeders::Topology;
 use crate::reports::charts::{line_chart, Line, LineChart, BLUE_L, GREEN_MATCHED, ORANGE_T, RED};
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// Houses on the cable (25 m apart, over three phases).
+    /// A cable of the registry (`--config`): its connections and installations, laid as the
+    /// registry's `feeders.csv` says (else 25 m apart, single-phase in turn). Without it, a
+    /// synthetic cable of --houses houses.
+    #[arg(long, value_name = "ID")]
+    pub cable: Option<String>,
+    /// Rank the cable's nodes without an installation by how much one more installation
+    /// there helps (needs --cable): a table, rank-positions.csv and rank-positions.svg.
+    #[arg(long, requires = "cable")]
+    pub rank_positions: bool,
+    /// Houses on the synthetic cable (25 m apart, single-phase over the three phases).
     #[arg(long, default_value_t = 30)]
     pub houses: usize,
-    /// Days simulated from --start.
+    /// Days simulated from --from.
     #[arg(long, default_value_t = 365)]
     pub days: u32,
     /// First day (default: 1 January of last year).
+    #[arg(long, alias = "start", value_name = "YYYY-MM-DD")]
+    pub from: Option<NaiveDate>,
+    /// Last day simulated, inclusive (instead of --days), e.g. a season.
     #[arg(long, value_name = "YYYY-MM-DD")]
-    pub start: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
     /// Agreed limits as LOW:HIGH volts; the first pair is the reference, each further pair
-    /// is another setting. Default 226:244.
+    /// is another setting. Default: the cable's limits in the registry, else 226:244.
     #[arg(long, value_name = "LOW:HIGH")]
     pub limits: Vec<String>,
+    /// The typical installation's battery (for the registry's installations and the ranked
+    /// positions).
+    #[arg(long, default_value_t = 10_000.0, value_name = "WH")]
+    pub battery_wh: f64,
+    /// The typical installation's panels, peak watts.
+    #[arg(long, default_value_t = 4_000.0, value_name = "W")]
+    pub panels_w: f64,
     #[arg(long, default_value_t = 60.0)]
     pub step_s: f64,
     #[arg(long, default_value_t = 7)]
@@ -39,8 +62,9 @@ pub struct Setting {
     pub name: String,
     pub controllers: bool,
     pub pv_priority: bool,
-    /// Share of the houses with an installation (battery and controller).
-    pub installed_share: f64,
+    /// Share of the houses with an installation (battery and controller), chosen at random
+    /// for the seed; `None`: the installations as the scenario has them.
+    pub installed_share: Option<f64>,
     pub v_low_v: f64,
     pub v_high_v: f64,
 }
@@ -58,25 +82,32 @@ pub fn settings(limits: &[(f64, f64)]) -> Vec<Setting> {
         v_high_v: hi,
     };
     let mut out = vec![
-        s("no controllers (baseline)", false, true, 2.0 / 3.0, lo, hi),
+        s("no controllers (baseline)", false, true, None, lo, hi),
         s(
             &format!("controllers {lo:.0}–{hi:.0} V"),
             true,
             true,
-            2.0 / 3.0,
+            None,
             lo,
             hi,
         ),
-        s("  pv_priority off", true, false, 2.0 / 3.0, lo, hi),
-        s("  1/3 with installation", true, true, 1.0 / 3.0, lo, hi),
-        s("  all with installation", true, true, 1.0, lo, hi),
+        s("  pv_priority off", true, false, None, lo, hi),
+        s(
+            "  1/3 with installation",
+            true,
+            true,
+            Some(1.0 / 3.0),
+            lo,
+            hi,
+        ),
+        s("  all with installation", true, true, Some(1.0), lo, hi),
     ];
     for &(l, h) in limits.iter().skip(1) {
         out.push(s(
             &format!("controllers {l:.0}–{h:.0} V"),
             true,
             true,
-            2.0 / 3.0,
+            None,
             l,
             h,
         ));
@@ -86,40 +117,33 @@ pub fn settings(limits: &[(f64, f64)]) -> Vec<Setting> {
 
 /// The scenario of one setting: the same houses, weather and panels every time; only the
 /// installations, the controllers and the limits change.
-pub fn scenario(
-    houses: usize,
-    start: DateTime<Utc>,
-    step_s: f64,
-    seed: u64,
-    s: &Setting,
-) -> Scenario {
-    let mut sc = cooperative_scenario(houses, 1, start, step_s, seed);
+pub fn scenario(base: &Scenario, s: &Setting, typical: Typical) -> Scenario {
+    let mut sc = base.clone();
     sc.controllers = s.controllers;
     sc.pv_priority = s.pv_priority;
     sc.cables[0].v_low_v = s.v_low_v;
     sc.cables[0].v_high_v = s.v_high_v;
-    for (i, h) in sc.houses.iter_mut().enumerate() {
-        let installed = unit(seed, i as u64 + 99) < s.installed_share;
-        h.battery_wh = installed.then_some(10_000.0);
-        if installed && h.pv_kwp == 0.0 {
-            h.pv_kwp = 4.0;
+    if let Some(share) = s.installed_share {
+        for (i, h) in sc.houses.iter_mut().enumerate() {
+            let installed = unit(sc.seed, i as u64 + 99) < share;
+            h.battery_wh = installed.then_some(typical.battery_wh);
+            if installed && h.pv_kwp == 0.0 {
+                h.pv_kwp = typical.panels_w / 1000.0;
+            }
         }
     }
     sc
 }
 
-/// Runs every setting (on two threads) for `days`.
+/// Runs every setting (on two threads) until `end`.
 pub fn compare(
-    houses: usize,
-    days: u32,
-    start: DateTime<Utc>,
-    step_s: f64,
-    seed: u64,
+    base: &Scenario,
+    end: DateTime<Utc>,
     settings: &[Setting],
+    typical: Typical,
 ) -> Vec<CableStats> {
-    let end = start + chrono::Duration::days(i64::from(days));
     let run = |s: &Setting| {
-        let mut sim = Simulation::new(scenario(houses, start, step_s, seed, s));
+        let mut sim = Simulation::new(scenario(base, s, typical));
         sim.run_until(end, &mut |_| {});
         sim.stats[0]
     };
@@ -134,8 +158,18 @@ pub fn compare(
     })
 }
 
+/// The registry a `--cable` run reads: its connections and cables, and `feeders.csv`.
+pub struct RegistryCables {
+    pub registry: crate::registry::Registry,
+    pub feeders: Option<BTreeMap<String, Topology>>,
+}
+
 /// `vaten simulate`.
-pub fn command(args: &SimulateArgs, clock: crate::clock::Clock) -> Result<()> {
+pub fn command(
+    args: &SimulateArgs,
+    registry: Option<&RegistryCables>,
+    clock: crate::clock::Clock,
+) -> Result<()> {
     use crate::error::Error;
     let mut limits = Vec::new();
     for l in &args.limits {
@@ -152,36 +186,101 @@ pub fn command(args: &SimulateArgs, clock: crate::clock::Clock) -> Result<()> {
             }
         }
     }
-    if limits.is_empty() {
-        limits.push((226.0, 244.0));
-    }
     if args.houses == 0 || args.days == 0 || args.step_s <= 0.0 {
         return Err(Error::Usage(
             "--houses, --days and --step-s must be positive".into(),
         ));
     }
+    if !(args.battery_wh > 0.0
+        && args.battery_wh <= 1e6
+        && args.panels_w >= 0.0
+        && args.panels_w <= 1e6)
+    {
+        return Err(Error::Usage(
+            "--battery-wh must be over 0 and --panels-w at least 0 (both at most 1,000,000)".into(),
+        ));
+    }
+    let typical = Typical {
+        battery_wh: args.battery_wh,
+        panels_w: args.panels_w,
+    };
     let tz = crate::domain::time::AMSTERDAM;
-    let start = args.start.unwrap_or_else(|| {
+    let from = args.from.unwrap_or_else(|| {
         let y = chrono::Datelike::year(&crate::domain::time::local_date(clock.now(), tz)) - 1;
         chrono::NaiveDate::from_ymd_opt(y, 1, 1).expect("1 January")
     });
-    let settings = settings(&limits);
+    let days = match args.to {
+        Some(to) if to < from => {
+            return Err(Error::Usage(format!("--to {to} is before --from {from}")))
+        }
+        Some(to) => (to - from).num_days() + 1,
+        None => i64::from(args.days),
+    };
+    let start = crate::domain::time::local_midnight_utc(from, tz);
+    let end = crate::domain::time::local_midnight_utc(from + chrono::Duration::days(days), tz);
+    let (base, what) = match (&args.cable, registry) {
+        (Some(id), Some(r)) => {
+            let laid = if r.feeders.as_ref().is_some_and(|f| f.contains_key(id)) {
+                "laid as feeders.csv says"
+            } else {
+                "no feeders.csv entry: 25 m apart"
+            };
+            let sc = super::cable::scenario(
+                &r.registry,
+                r.feeders.as_ref(),
+                id,
+                start,
+                args.step_s,
+                args.seed,
+                typical,
+            )?;
+            let what = format!("Cable {id}, {} connections ({laid})", sc.houses.len());
+            (sc, what)
+        }
+        _ => (
+            cooperative_scenario(args.houses, 1, start, args.step_s, args.seed),
+            format!("One cable, {} houses", args.houses),
+        ),
+    };
+    if limits.is_empty() {
+        limits.push((base.cables[0].v_low_v, base.cables[0].v_high_v));
+    }
+    std::fs::create_dir_all(&args.out)?;
     let began = std::time::Instant::now();
-    let stats = compare(
-        args.houses,
-        args.days,
-        crate::domain::time::local_midnight_utc(start, tz),
-        args.step_s,
-        args.seed,
-        &settings,
-    );
-    let mut md = format!(
-        "# One cable, {} houses, {} days from {start} (seed {})\n\n",
-        args.houses, args.days, args.seed
-    );
+    if args.rank_positions {
+        let mut base = base;
+        base.cables[0].v_low_v = limits[0].0;
+        base.cables[0].v_high_v = limits[0].1;
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (before, ranked) = super::rank::rank(&base, end, typical, threads);
+        let md = format!(
+            "# {what}: ranked positions, {days} days from {from}, limits {:.0}–{:.0} V (seed {})\n\n{}",
+            limits[0].0,
+            limits[0].1,
+            args.seed,
+            super::rank::table(&before, &ranked)
+        );
+        let (csv, svg) = (
+            args.out.join("rank-positions.csv"),
+            args.out.join("rank-positions.svg"),
+        );
+        std::fs::write(&csv, super::rank::csv(&before, &ranked))?;
+        std::fs::write(&svg, super::rank::svg(&base, &ranked))?;
+        println!("{md}");
+        println!(
+            "simulated {} positions in {:.1} s; written: {} and {}",
+            ranked.len(),
+            began.elapsed().as_secs_f64(),
+            csv.display(),
+            svg.display()
+        );
+        return Ok(());
+    }
+    let settings = settings(&limits);
+    let stats = compare(&base, end, &settings, typical);
+    let mut md = format!("# {what}, {days} days from {from} (seed {})\n\n", args.seed);
     md += &table(&settings, &stats);
     md += "\nChart: #1… are the settings in the order of the table.\n";
-    std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("simulate.md"), &md)?;
     std::fs::write(args.out.join("simulate.svg"), chart(&settings, &stats)?)?;
     println!("{md}");
@@ -198,7 +297,7 @@ pub fn command(args: &SimulateArgs, clock: crate::clock::Clock) -> Result<()> {
 /// The comparison as a Markdown table.
 pub fn table(settings: &[Setting], stats: &[CableStats]) -> String {
     let mut o = String::from(
-        "| setting | ¼ h outside EN 50160 | ¼ h above band | ¼ h below band | matched kWh | local share | peak import kW | peak export kW | battery throughput kWh | setpoint reversals / controller-hour | oscillating steps |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| setting | ¼ h outside EN 50160 | ¼ h above band | ¼ h below band | ¼ h beyond band | matched kWh | local share | peak import kW | peak export kW | battery throughput kWh | setpoint reversals / controller-hour | oscillating steps |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (s, r) in settings.iter().zip(stats) {
         let share = if r.import_wh > 0 {
@@ -215,11 +314,12 @@ pub fn table(settings: &[Setting], stats: &[CableStats]) -> String {
             "–".into()
         };
         o += &format!(
-            "| {} | {} | {} | {} | {:.1} | {share:.1} % | {:.1} | {:.1} | {:.1} | {reversals} | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.1} | {share:.1} % | {:.1} | {:.1} | {:.1} | {reversals} | {} |\n",
             s.name,
             r.quarters_outside_en50160,
             r.quarters_above_band,
             r.quarters_below_band,
+            r.quarters_beyond_band,
             r.matched_wh as f64 / 1000.0,
             r.peak_import_w / 1000.0,
             r.peak_export_w / 1000.0,
@@ -280,8 +380,13 @@ mod tests {
         let start: DateTime<Utc> = "2026-06-15T00:00:00Z".parse().unwrap();
         let all = settings(&[(226.0, 244.0)]);
         let (baseline, with) = (&all[0], &all[1]);
+        let base = cooperative_scenario(30, 1, start, 60.0, 7);
+        let typical = Typical {
+            battery_wh: 10_000.0,
+            panels_w: 4_000.0,
+        };
         let run = |s: &Setting| {
-            let mut sc = scenario(30, start, 60.0, 7, s);
+            let mut sc = scenario(&base, s, typical);
             for h in &mut sc.houses {
                 h.pv_kwp += 2.0;
             }

@@ -3,14 +3,16 @@
 //! `vaten-firmware`'s controller given the voltage the feeder model computes at each house.
 //!
 //! Each step (default 60 s): loads and production; the node voltages of every phase of every
-//! cable from what each house drew in the step before (`feeder`); every controller's setpoint
+//! cable, with the neutral, from what each house drew in the step before (`network`); every controller's setpoint
 //! from its voltage; the energies booked into the meters' registers (`household`). At each
 //! quarter-hour end the registers and the quarter's voltage statistics are handed out: the
 //! same readings the grid operator and the installations deliver. Deterministic for a seed.
 
+pub mod cable;
 pub mod compare;
-pub mod feeder;
 pub mod household;
+pub mod network;
+pub mod rank;
 pub mod weather;
 
 use chrono::{DateTime, Duration, Utc};
@@ -18,8 +20,9 @@ use chrono_tz::Tz;
 use vaten_firmware::controller::{BatteryConfig, CableConfig, ControllerConfig, ControllerState};
 use vaten_firmware::readings::{VoltageAggregator, VoltageStats};
 
-use feeder::Feeder;
+use crate::feeders::{Phases, Topology};
 use household::{Battery, House, Registers};
+use network::{Network, Neutral};
 use weather::{cloud_factor, h25_w, pv_w, unit};
 
 /// One street cable.
@@ -31,14 +34,19 @@ pub struct CableSpec {
     /// Limits agreed with the grid operator.
     pub v_low_v: f64,
     pub v_high_v: f64,
+    /// The feeder: nodes and segments (`feeders.csv`, or a straight cable).
+    pub topology: Topology,
 }
 
 #[derive(Debug, Clone)]
 pub struct HouseSpec {
     pub ean: String,
     pub cable: usize,
-    /// Distance from the transformer, m.
-    pub position_m: f64,
+    /// Index of its node in the cable's topology.
+    pub node: usize,
+    /// The connection's phases (its consumption) and the inverter's (production, battery).
+    pub phases: Phases,
+    pub inverter: Phases,
     pub kwh_year: f64,
     /// Panels (with or without the cooperative's installation).
     pub pv_kwp: f64,
@@ -67,6 +75,8 @@ pub struct CableStats {
     /// Quarter-hours in which some house's mean voltage was above `v_high_v` / below `v_low_v`.
     pub quarters_above_band: u64,
     pub quarters_below_band: u64,
+    /// Quarter-hours in which some house's mean voltage was beyond either limit.
+    pub quarters_beyond_band: u64,
     /// Quarter-hours in which some house's mean voltage was outside EN 50160's 230 V ± 10 %.
     pub quarters_outside_en50160: u64,
     /// Σ over quarter-hours of min(Σ L, Σ T) of the cable's houses.
@@ -126,8 +136,8 @@ pub fn controller_config(
 pub struct Simulation {
     pub scenario: Scenario,
     pub houses: Vec<House>,
-    /// Per cable, per phase: the feeder and the houses at its nodes.
-    phases: Vec<Vec<(Feeder, Vec<usize>)>>,
+    /// Per cable: the feeder's electrical model and the houses on it.
+    networks: Vec<(Network, Vec<usize>)>,
     voltage_v: Vec<f64>,
     setpoint_w: Vec<f64>,
     last_delta_w: Vec<f64>,
@@ -159,30 +169,20 @@ impl Simulation {
                 House::new(h.kwh_year, h.pv_kwp, battery)
             })
             .collect();
-        let mut phases = Vec::new();
-        for (c, cable) in scenario.cables.iter().enumerate() {
-            let mut on_cable: Vec<usize> = (0..scenario.houses.len())
-                .filter(|&i| scenario.houses[i].cable == c)
-                .collect();
-            on_cable.sort_by(|a, b| {
-                scenario.houses[*a]
-                    .position_m
-                    .total_cmp(&scenario.houses[*b].position_m)
-            });
-            // Single-phase houses spread over the three phases in turn.
-            let per_phase: Vec<(Feeder, Vec<usize>)> = (0..3)
-                .map(|p| {
-                    let members: Vec<usize> = on_cable.iter().copied().skip(p).step_by(3).collect();
-                    let nodes = members
-                        .iter()
-                        .map(|&i| scenario.houses[i].position_m)
-                        .collect();
-                    (Feeder::new(cable.v_source_v, nodes), members)
-                })
-                .filter(|(_, m)| !m.is_empty())
-                .collect();
-            phases.push(per_phase);
-        }
+        let networks = scenario
+            .cables
+            .iter()
+            .enumerate()
+            .map(|(c, cable)| {
+                let members = (0..scenario.houses.len())
+                    .filter(|&i| scenario.houses[i].cable == c)
+                    .collect();
+                (
+                    Network::of(&cable.topology, cable.v_source_v, Neutral::Conductor),
+                    members,
+                )
+            })
+            .collect();
         let n = houses.len();
         Simulation {
             voltage_v: vec![230.0; n],
@@ -195,7 +195,7 @@ impl Simulation {
             stats: vec![CableStats::default(); scenario.cables.len()],
             now: scenario.start,
             houses,
-            phases,
+            networks,
             scenario,
         }
     }
@@ -248,18 +248,24 @@ impl Simulation {
 
     fn sub_step(&mut self, dt: f64, load: &[f64], pv: &[f64]) {
         let n = self.houses.len();
-        // Voltages from what each house draws with the setpoints in force.
-        for (c, phases) in self.phases.iter().enumerate() {
+        // Voltages from what each house draws with the setpoints in force: its consumption
+        // on its connection's phases, production and battery on its inverter's.
+        for (c, (network, members)) in self.networks.iter().enumerate() {
+            let mut draw = vec![[0.0; 3]; network.segments.len()];
             let mut cable_draw = 0.0;
-            for (feeder, members) in phases {
-                let draw: Vec<f64> = members
-                    .iter()
-                    .map(|&i| load[i] - pv[i] + self.setpoint_w[i])
-                    .collect();
-                cable_draw += draw.iter().sum::<f64>();
-                for (k, v) in feeder.solve(&draw).into_iter().enumerate() {
-                    self.voltage_v[members[k]] = v;
+            for &i in members {
+                let h = &self.scenario.houses[i];
+                let on_connection = h.phases.spread(load[i]);
+                let on_inverter = h.inverter.spread(self.setpoint_w[i] - pv[i]);
+                for p in 0..3 {
+                    draw[h.node][p] += on_connection[p] + on_inverter[p];
                 }
+                cable_draw += load[i] - pv[i] + self.setpoint_w[i];
+            }
+            let volts = network.solve(&draw);
+            for &i in members {
+                let h = &self.scenario.houses[i];
+                self.voltage_v[i] = volts[h.node][measured_phase(h)];
             }
             let s = &mut self.stats[c];
             s.peak_import_w = s.peak_import_w.max(cable_draw);
@@ -335,8 +341,18 @@ impl Simulation {
             s.matched_wh += l[c].min(t[c]);
             s.quarters_above_band += u64::from(above[c]);
             s.quarters_below_band += u64::from(below[c]);
+            s.quarters_beyond_band += u64::from(above[c] || below[c]);
             s.quarters_outside_en50160 += u64::from(outside[c]);
         }
+    }
+}
+
+/// The phase whose voltage a house's controller and meter see: its inverter's, else its
+/// connection's, else L1 (a three-phase meter's first).
+pub fn measured_phase(h: &HouseSpec) -> usize {
+    match (h.inverter, h.phases) {
+        (Phases::One(p), _) | (Phases::Three, Phases::One(p)) => p,
+        (Phases::Three, Phases::Three) => 0,
     }
 }
 
@@ -355,9 +371,11 @@ pub fn cooperative_scenario(
             v_source_v: 240.0,
             v_low_v: 226.0,
             v_high_v: 244.0,
+            // A node every 25 m for each house of the cable.
+            topology: Topology::line(&format!("K{}", c + 1), n.div_ceil(cables.max(1)), 25.0),
         })
         .collect();
-    let houses = (0..n)
+    let houses: Vec<HouseSpec> = (0..n)
         .map(|i| {
             let ean = crate::domain::Ean::with_check_digit(&format!("87168712{i:09}"))
                 .expect("17 digits")
@@ -371,7 +389,10 @@ pub fn cooperative_scenario(
             HouseSpec {
                 ean,
                 cable,
-                position_m: 25.0 * (k as f64 + 1.0),
+                node: k,
+                // Single-phase houses, on the three phases in turn.
+                phases: Phases::One(k % 3),
+                inverter: Phases::One(k % 3),
                 kwh_year: 2200.0 + 2600.0 * r,
                 pv_kwp: if installed {
                     3.0 + 3.0 * unit(seed, i as u64 + 11)
@@ -384,6 +405,18 @@ pub fn cooperative_scenario(
             }
         })
         .collect();
+    let mut cable_specs = cable_specs;
+    for h in &houses {
+        cable_specs[h.cable]
+            .topology
+            .placements
+            .push(crate::feeders::Placement {
+                ean: h.ean.clone(),
+                node: h.node,
+                phases: h.phases,
+                inverter: h.inverter,
+            });
+    }
     Scenario {
         cables: cable_specs,
         houses,
