@@ -183,7 +183,8 @@ pub fn load(dir: &Path, registry: &Registry) -> Result<Option<BTreeMap<String, T
     Ok(Some(out))
 }
 
-type Rows = [(u64, HashMap<String, String>)];
+type Row = HashMap<String, String>;
+type Rows = [(u64, Row)];
 
 /// A segment row as read: (line, node, from, length, type).
 struct SegmentRow {
@@ -201,7 +202,7 @@ fn check(
     problems: &mut Vec<String>,
 ) -> BTreeMap<String, Topology> {
     let mut segments: BTreeMap<String, Vec<SegmentRow>> = BTreeMap::new();
-    let mut connections: BTreeMap<String, Vec<(u64, &HashMap<String, String>)>> = BTreeMap::new();
+    let mut connections: BTreeMap<String, Vec<(u64, &Row)>> = BTreeMap::new();
     for (line, row) in rows {
         let mut bad = |m: String| problems.push(format!("{shown}:{line}: {m}"));
         let cable = field(row, "cable_id");

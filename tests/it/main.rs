@@ -8,6 +8,7 @@ mod demo;
 mod derived_days;
 mod erase;
 mod export;
+mod feeders;
 mod feeds;
 mod fuzz;
 mod grid_ingest;

@@ -70,7 +70,7 @@ fn provision_python() -> PathBuf {
     let ready = || {
         std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str())
             && Command::new(&python)
-                .args(["-c", "import pyarrow, duckdb"])
+                .args(["-c", "import pyarrow, duckdb, power_grid_model"])
                 .output()
                 .is_ok_and(|o| o.status.success())
     };
@@ -99,7 +99,7 @@ fn provision_python() -> PathBuf {
                 "-r",
             ])
             .arg(&requirements),
-        "installing pyarrow and duckdb from PyPI into the tests' Python environment",
+        "installing pyarrow, duckdb and power-grid-model from PyPI into the tests' Python environment",
     );
     std::fs::write(&marker, &wanted).unwrap();
     python
