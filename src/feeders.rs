@@ -163,7 +163,17 @@ const COLUMNS: &[&str] = &[
 const REQUIRED: &[&str] = &["cable_id", "kind", "node"];
 
 /// The longest segment accepted: a low-voltage street cable is rarely over a kilometre.
-const MAX_SEGMENT_M: f64 = 5_000.0;
+const MAX_SEGMENT_M: f64 = 2_000.0;
+/// Nodes per cable: a street cable has tens to a few hundred.
+const MAX_NODES: usize = 2_000;
+
+/// A node id: letters, digits, `.`, `_`, `-`, at most 64 (it ends up in CSV, tables and SVG).
+fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
 
 /// Reads `feeders.csv` from the registry folder `dir`: `None` when there is none.
 pub fn load(dir: &Path, registry: &Registry) -> Result<Option<BTreeMap<String, Topology>>> {
@@ -202,6 +212,9 @@ fn check(
     problems: &mut Vec<String>,
 ) -> BTreeMap<String, Topology> {
     let mut segments: BTreeMap<String, Vec<SegmentRow>> = BTreeMap::new();
+    // Cables with a refused row: their tree is not checked further (it would only report
+    // what the refused row left out).
+    let mut refused: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut connections: BTreeMap<String, Vec<(u64, &Row)>> = BTreeMap::new();
     for (line, row) in rows {
         let mut bad = |m: String| problems.push(format!("{shown}:{line}: {m}"));
@@ -211,19 +224,26 @@ fn check(
             continue;
         }
         let node = field(row, "node");
-        if node.is_empty() {
-            bad("node is empty".into());
+        if !valid_node_id(node) {
+            bad(format!(
+                "node `{}` is not an id of 1 to 64 letters, digits, `.`, `_` or `-`",
+                node.chars().take(64).collect::<String>()
+            ));
+            // A refused row may leave others of its cable looking wrong: judge it no further.
+            refused.insert(cable.to_string());
             continue;
         }
         match field(row, "kind") {
             "segment" => {
                 if node == TRANSFORMER {
                     bad(format!("the {TRANSFORMER} is fed by no segment"));
+                    refused.insert(cable.to_string());
                     continue;
                 }
                 let from = field(row, "from_node");
                 if from.is_empty() {
                     bad("a segment needs from_node".into());
+                    refused.insert(cable.to_string());
                     continue;
                 }
                 let length_m = match field(row, "length_m").parse::<f64>() {
@@ -233,6 +253,7 @@ fn check(
                             "length_m `{}` is not a length in metres (over 0, at most {MAX_SEGMENT_M})",
                             field(row, "length_m")
                         ));
+                        refused.insert(cable.to_string());
                         continue;
                     }
                 };
@@ -246,6 +267,7 @@ fn check(
                             .collect::<Vec<_>>()
                             .join(", ")
                     ));
+                    refused.insert(cable.to_string());
                     continue;
                 };
                 segments
@@ -270,7 +292,21 @@ fn check(
     }
     let mut out = BTreeMap::new();
     for (cable, rows) in segments {
+        if refused.contains(&cable) {
+            connections.remove(&cable);
+            continue;
+        }
+        if rows.len() > MAX_NODES {
+            problems.push(format!(
+                "{shown}:{}: cable {cable} has {} segments; at most {MAX_NODES}",
+                rows[MAX_NODES].line,
+                rows.len()
+            ));
+            connections.remove(&cable);
+            continue;
+        }
         let Some(nodes) = tree(shown, &rows, problems) else {
+            connections.remove(&cable);
             continue;
         };
         let index: HashMap<&str, usize> = nodes
@@ -361,6 +397,9 @@ fn check(
         );
     }
     for (cable, rows) in connections {
+        if refused.contains(&cable) {
+            continue;
+        }
         for (line, _) in rows {
             problems.push(format!(
                 "{shown}:{line}: cable {cable} has connections but no segments"

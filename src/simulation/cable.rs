@@ -88,16 +88,22 @@ pub fn scenario(
             t
         }
     };
+    let placed: std::collections::HashMap<&str, &Placement> = topology
+        .placements
+        .iter()
+        .map(|p| (p.ean.as_str(), p))
+        .collect();
     let houses = connections
         .iter()
         .map(|c| {
-            let place = topology
-                .placements
-                .iter()
-                .find(|p| p.ean == c.ean.as_str())
-                .expect("feeders.csv places every connection of its cable");
+            let Some(place) = placed.get(c.ean.as_str()) else {
+                return Err(Error::Usage(format!(
+                    "feeders.csv: connection {} of cable {cable_id} hangs on no node",
+                    c.ean
+                )));
+            };
             let installed = c.installation.is_some();
-            HouseSpec {
+            Ok(HouseSpec {
                 ean: c.ean.to_string(),
                 cable: 0,
                 node: place.node,
@@ -110,9 +116,9 @@ pub fn scenario(
                     0.0
                 },
                 battery_wh: installed.then_some(typical.battery_wh),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     Ok(Scenario {
         cables: vec![CableSpec {
             cable_id: cable_id.to_string(),

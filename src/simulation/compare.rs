@@ -186,10 +186,17 @@ pub fn command(
             }
         }
     }
-    if args.houses == 0 || args.days == 0 || args.step_s <= 0.0 {
+    if args.houses == 0 || args.houses > 10_000 || args.days == 0 {
         return Err(Error::Usage(
-            "--houses, --days and --step-s must be positive".into(),
+            "--houses must be 1..=10000 and --days positive".into(),
         ));
+    }
+    // A step must close every quarter-hour exactly (and a NaN compares false).
+    if !(args.step_s >= 1.0 && args.step_s <= 900.0 && 900.0 % args.step_s == 0.0) {
+        return Err(Error::Usage(format!(
+            "--step-s {}: seconds from 1 to 900 that divide 900 (e.g. 10, 60, 300)",
+            args.step_s
+        )));
     }
     if !(args.battery_wh > 0.0
         && args.battery_wh <= 1e6
@@ -268,9 +275,10 @@ pub fn command(
         std::fs::write(&svg, super::rank::svg(&base, &ranked))?;
         println!("{md}");
         println!(
-            "simulated {} positions in {:.1} s; written: {} and {}",
+            "simulated {} positions in {:.1} s ({}); written: {} and {}",
             ranked.len(),
             began.elapsed().as_secs_f64(),
+            solver_line(&[before]),
             csv.display(),
             svg.display()
         );
@@ -285,13 +293,31 @@ pub fn command(
     std::fs::write(args.out.join("simulate.svg"), chart(&settings, &stats)?)?;
     println!("{md}");
     println!(
-        "simulated {} settings in {:.1} s; written: {} and {}",
+        "simulated {} settings in {:.1} s ({}); written: {} and {}",
         settings.len(),
         began.elapsed().as_secs_f64(),
+        solver_line(&stats),
         args.out.join("simulate.md").display(),
         args.out.join("simulate.svg").display()
     );
     Ok(())
+}
+
+/// How long one power flow of the cable took on average.
+fn solver_line(stats: &[CableStats]) -> String {
+    let (n, ns, unsolved) = stats.iter().fold((0u64, 0u64, 0u64), |(n, ns, u), s| {
+        (n + s.solves, ns + s.solve_ns, u + s.unsolved_flows)
+    });
+    let mut line = format!(
+        "{n} power flows, {:.1} µs each",
+        ns as f64 / n.max(1) as f64 / 1000.0
+    );
+    if unsolved > 0 {
+        line += &format!(
+            "; WARNING: {unsolved} without a solution (the cable cannot carry the load; those quarter-hours count as beyond the limits)"
+        );
+    }
+    line
 }
 
 /// The comparison as a Markdown table.

@@ -75,7 +75,8 @@ pub struct CableStats {
     /// Quarter-hours in which some house's mean voltage was above `v_high_v` / below `v_low_v`.
     pub quarters_above_band: u64,
     pub quarters_below_band: u64,
-    /// Quarter-hours in which some house's mean voltage was beyond either limit.
+    /// Quarter-hours in which some house's mean voltage (on any phase of its connection) was
+    /// beyond either limit, or a power flow of the cable had no solution.
     pub quarters_beyond_band: u64,
     /// Quarter-hours in which some house's mean voltage was outside EN 50160's 230 V ± 10 %.
     pub quarters_outside_en50160: u64,
@@ -95,6 +96,13 @@ pub struct CableStats {
     /// step, which is what an oscillation looks like.
     pub oscillating_steps: u64,
     pub controller_steps: u64,
+    /// Power-flow solves of the cable and the time they took (for the benchmarks).
+    pub solves: u64,
+    pub solve_ns: u64,
+    /// Power flows without a solution (the cable cannot carry the load), and the
+    /// quarter-hours with one: those count as beyond the limits.
+    pub unsolved_flows: u64,
+    pub quarters_unsolved: u64,
 }
 
 /// One house's readings at a quarter-hour's end.
@@ -144,7 +152,12 @@ pub struct Simulation {
     reversal_run: Vec<u32>,
     aggregators: Vec<VoltageAggregator>,
     at_quarter_start: Vec<Registers>,
-    quarter_v_sum: Vec<(f64, u32)>,
+    /// Per house, the sums of its node's three phase voltages over the quarter-hour so far.
+    quarter_v_sum: Vec<([f64; 3], u32)>,
+    /// The last voltages of every house's node, per phase.
+    phase_v: Vec<[f64; 3]>,
+    /// Per cable: whether a power flow found no solution this quarter-hour.
+    unsolved: Vec<bool>,
     pub stats: Vec<CableStats>,
     pub now: DateTime<Utc>,
 }
@@ -191,7 +204,9 @@ impl Simulation {
             reversal_run: vec![0; n],
             aggregators: vec![VoltageAggregator::default(); n],
             at_quarter_start: houses.iter().map(|h| h.regs).collect(),
-            quarter_v_sum: vec![(0.0, 0); n],
+            quarter_v_sum: vec![([0.0; 3], 0); n],
+            phase_v: vec![[230.0; 3]; n],
+            unsolved: vec![false; scenario.cables.len()],
             stats: vec![CableStats::default(); scenario.cables.len()],
             now: scenario.start,
             houses,
@@ -262,10 +277,24 @@ impl Simulation {
                 }
                 cable_draw += load[i] - pv[i] + self.setpoint_w[i];
             }
-            let volts = network.solve(&draw);
-            for &i in members {
-                let h = &self.scenario.houses[i];
-                self.voltage_v[i] = volts[h.node][measured_phase(h)];
+            let timer = std::time::Instant::now();
+            let solved = network.solve(&draw);
+            self.stats[c].solve_ns += timer.elapsed().as_nanos() as u64;
+            self.stats[c].solves += 1;
+            match solved {
+                Some(volts) => {
+                    for &i in members {
+                        let h = &self.scenario.houses[i];
+                        self.phase_v[i] = volts[h.node];
+                        self.voltage_v[i] = volts[h.node][measured_phase(h)];
+                    }
+                }
+                // The cable cannot carry this load: the quarter-hour counts as beyond the
+                // limits, and the controllers keep the voltage they saw last.
+                None => {
+                    self.stats[c].unsolved_flows += 1;
+                    self.unsolved[c] = true;
+                }
             }
             let s = &mut self.stats[c];
             s.peak_import_w = s.peak_import_w.max(cable_draw);
@@ -296,7 +325,9 @@ impl Simulation {
             self.setpoint_w[i] = setpoint;
             self.houses[i].book(dt, load[i], pv[i], setpoint);
             self.aggregators[i].add(self.voltage_v[i] as f32);
-            self.quarter_v_sum[i].0 += self.voltage_v[i];
+            for p in 0..3 {
+                self.quarter_v_sum[i].0[p] += self.phase_v[i][p];
+            }
             self.quarter_v_sum[i].1 += 1;
         }
     }
@@ -315,13 +346,17 @@ impl Simulation {
             t[c] += regs.export_wh - prev.export_wh;
             self.stats[c].battery_throughput_wh +=
                 regs.charge_wh - prev.charge_wh + regs.discharge_wh - prev.discharge_wh;
-            let (sum, count) = std::mem::take(&mut self.quarter_v_sum[i]);
+            let (sums, count) = std::mem::take(&mut self.quarter_v_sum[i]);
             if count > 0 {
-                let mean = sum / f64::from(count);
+                // Every phase the connection has: a three-phase house suffers on its worst.
                 let cable = &self.scenario.cables[c];
-                above[c] |= mean > cable.v_high_v;
-                below[c] |= mean < cable.v_low_v;
-                outside[c] |= !(207.0..=253.0).contains(&mean);
+                let phases = self.scenario.houses[i].phases.spread(1.0);
+                for p in (0..3).filter(|&p| phases[p] > 0.0) {
+                    let mean = sums[p] / f64::from(count);
+                    above[c] |= mean > cable.v_high_v;
+                    below[c] |= mean < cable.v_low_v;
+                    outside[c] |= !(207.0..=253.0).contains(&mean);
+                }
             }
             let voltage = self.aggregators[i].finish();
             on_quarter(&QuarterReading {
@@ -334,14 +369,16 @@ impl Simulation {
             self.at_quarter_start[i] = regs;
         }
         for c in 0..cables {
+            let unsolved = std::mem::take(&mut self.unsolved[c]);
             let s = &mut self.stats[c];
             s.quarters += 1;
+            s.quarters_unsolved += u64::from(unsolved);
             s.import_wh += l[c];
             s.export_wh += t[c];
             s.matched_wh += l[c].min(t[c]);
             s.quarters_above_band += u64::from(above[c]);
             s.quarters_below_band += u64::from(below[c]);
-            s.quarters_beyond_band += u64::from(above[c] || below[c]);
+            s.quarters_beyond_band += u64::from(above[c] || below[c] || unsolved);
             s.quarters_outside_en50160 += u64::from(outside[c]);
         }
     }

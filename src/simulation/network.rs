@@ -17,8 +17,14 @@
 //! when the other phases balance it; the unloaded phases see the neutral's shift.
 //!
 //! [`Neutral::Earthed`] holds the neutral at earth potential at every node instead (no
-//! neutral current, no shift): the assumption of `power-grid-model`'s asymmetric line model,
-//! which the tests compare against.
+//! neutral current, no shift). Both are compared with Alliander's `power-grid-model`, whose
+//! asymmetric lines are given by sequence impedances: zero-sequence equal to positive gives
+//! uncoupled phases with an ideal return (`Earthed`); zero-sequence four times the positive
+//! gives a phase self-impedance 2Z and mutual Z, which is exactly a neutral conductor of the
+//! same Z earthed at the transformer (`Conductor`).
+//!
+//! A feeder that cannot carry its load (a phase voltage collapsing, or no fixed point within
+//! 100 sweeps) has no solution: [`Network::solve`] says so rather than return a wrong one.
 
 /// A complex number, just what the sweep needs.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -113,8 +119,10 @@ impl Network {
         }
     }
 
-    /// Voltage magnitudes (phase to neutral) at every node for the power each node draws.
-    pub fn solve(&self, draw_w: &[PhasePower]) -> Vec<PhaseVoltages> {
+    /// Voltage magnitudes (phase to neutral) at every node for the power each node draws;
+    /// `None` when the sweep finds no solution (the load collapses a voltage below a tenth of
+    /// the source's, or the voltages still move after 100 sweeps).
+    pub fn solve(&self, draw_w: &[PhasePower]) -> Option<Vec<PhaseVoltages>> {
         let n = self.segments.len();
         assert_eq!(draw_w.len(), n, "one power triple per node");
         let vs = self.v_source_v;
@@ -131,6 +139,8 @@ impl Network {
         // Per node: the three phases and the neutral.
         let mut v: Vec<[C; 4]> = vec![[source[0], source[1], source[2], C::default()]; n];
         let mut j: Vec<[C; 4]> = vec![[C::default(); 4]; n];
+        let floor = 0.1 * vs.abs();
+        let mut converged = false;
         for _ in 0..100 {
             // Backward: load currents, then the current through each segment (children come
             // after their parent, so a reverse walk has every child summed before its parent).
@@ -138,6 +148,11 @@ impl Network {
                 let mut node = [C::default(); 4];
                 for p in 0..3 {
                     let across = v[k][p].sub(v[k][3]);
+                    // Not finite (a NaN compares false) or collapsed: no solution.
+                    let magnitude = across.abs();
+                    if !magnitude.is_finite() || magnitude < floor || !draw_w[k][p].is_finite() {
+                        return None;
+                    }
                     let s = C::new(draw_w[k][p], 0.0);
                     node[p] = if draw_w[k][p] == 0.0 {
                         C::default()
@@ -177,10 +192,15 @@ impl Network {
                 v[k] = next;
             }
             if moved < 1e-6 {
+                converged = true;
                 break;
             }
         }
-        v.into_iter()
+        if !converged {
+            return None;
+        }
+        let out: Vec<PhaseVoltages> = v
+            .into_iter()
             .map(|node| {
                 [
                     node[0].sub(node[3]).abs(),
@@ -188,7 +208,8 @@ impl Network {
                     node[2].sub(node[3]).abs(),
                 ]
             })
-            .collect()
+            .collect();
+        out.iter().flatten().all(|x| x.is_finite()).then_some(out)
     }
 }
 
@@ -224,7 +245,9 @@ mod tests {
         // 1.0509 + j0.3999 V, so L2 = 230∠−120° − that = −116.0509 − j199.5858, |L2| = 230.873,
         // and L3 = −116.0509 + j198.7859, |L3| = 230.182; at the middle node by half that:
         // |L2| = 230.436, |L3| = 230.090.
-        let v = two_segments(Neutral::Conductor).solve(&[[0.0; 3], [5750.0, 0.0, 0.0]]);
+        let v = two_segments(Neutral::Conductor)
+            .solve(&[[0.0; 3], [5750.0, 0.0, 0.0]])
+            .unwrap();
         let hand = [[228.9494, 230.436, 230.090], [227.8994, 230.873, 230.182]];
         for (node, want) in hand.iter().enumerate() {
             for p in 0..3 {
@@ -239,7 +262,9 @@ mod tests {
         }
         // With the neutral earthed everywhere the current returns through earth at no cost:
         // half the drop on L1 (|230 − Z_total · I| ≈ 228.95 V), the other phases untouched.
-        let v = two_segments(Neutral::Earthed).solve(&[[0.0; 3], [5750.0, 0.0, 0.0]]);
+        let v = two_segments(Neutral::Earthed)
+            .solve(&[[0.0; 3], [5750.0, 0.0, 0.0]])
+            .unwrap();
         assert!((v[1][0] - 228.95).abs() < 0.1, "{v:?}");
         assert!((v[1][1] - 230.0).abs() < 1e-9 && (v[1][2] - 230.0).abs() < 1e-9);
     }
@@ -249,8 +274,12 @@ mod tests {
         // 3 × 1,916.67 W: no neutral current, every phase drops Z · I only, as the
         // earthed model says.
         let third = 5750.0 / 3.0;
-        let a = two_segments(Neutral::Conductor).solve(&[[0.0; 3], [third; 3]]);
-        let b = two_segments(Neutral::Earthed).solve(&[[0.0; 3], [third; 3]]);
+        let a = two_segments(Neutral::Conductor)
+            .solve(&[[0.0; 3], [third; 3]])
+            .unwrap();
+        let b = two_segments(Neutral::Earthed)
+            .solve(&[[0.0; 3], [third; 3]])
+            .unwrap();
         for node in 0..2 {
             for p in 0..3 {
                 assert!((a[node][p] - b[node][p]).abs() < 1e-6, "{a:?} {b:?}");
@@ -258,5 +287,27 @@ mod tests {
         }
         // By hand: I = 8.333 A per phase, Z_total · I = 0.3467 V → 229.653 V at the far end.
         assert!((a[1][0] - 229.653).abs() < 0.01, "{a:?}");
+    }
+
+    #[test]
+    fn a_load_the_feeder_cannot_carry_has_no_solution() {
+        // 5 km of NAYY 4x50 (3.21 Ω per conductor, 6.42 Ω loop) cannot deliver 3 kW on one
+        // phase: P_max = V² / (4 R) = 230² / 25.7 ≈ 2.06 kW. No fixed point; no answer.
+        let net = Network {
+            v_source_v: 230.0,
+            segments: vec![Segment {
+                parent: None,
+                r_ohm: 3.21,
+                x_ohm: 0.415,
+            }],
+            neutral: Neutral::Conductor,
+        };
+        assert_eq!(net.solve(&[[3000.0, 0.0, 0.0]]), None);
+        assert_eq!(net.solve(&[[f64::NAN, 0.0, 0.0]]), None);
+        // 1 kW it can: by hand V = 230 − 6.42 · 1000 / V, the upper root of
+        // V² − 230 V + 6420 = 0: (230 + √27220) / 2 = 197.49 V (the reactance, in quadrature,
+        // moves it by about 0.05 V).
+        let v = net.solve(&[[1000.0, 0.0, 0.0]]).unwrap();
+        assert!((v[0][0] - 197.49).abs() < 0.2, "{v:?}");
     }
 }
