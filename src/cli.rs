@@ -189,6 +189,17 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Share the cooperative's aggregates with its federation, as hive Parquet.
+    ///
+    /// Per cable group and for the whole cooperative, per quarter-hour, day and month: L, T, P,
+    /// V, matched energy, completeness and quarter-hours beyond the voltage limits, under
+    /// `<out>/coop=<[federation] coop_id>/`. No row per connection; a figure to which fewer than
+    /// 5 connections contributed is withheld (null), as in the public yearly report.
+    Publish {
+        /// The federation's folder (default: `[federation] out`).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Remove what `[retention]` says the lake keeps no longer, in one journaled change.
     ///
     /// Quarter-hour tables older than `quarter_hours_months` (their days stay in the daily and
@@ -555,6 +566,12 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Compact => {
             let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
             println!("{}", commands::compact(&ctx)?.message());
+            Ok(())
+        }
+        Command::Publish { out } => {
+            let ctx = Context::load(Config::load(&config_path(&cli))?, clock)?;
+            let done = commands::publish(&ctx, out.as_deref())?;
+            println!("{}", commands::JobReport::message(&done));
             Ok(())
         }
         Command::Erase {

@@ -601,3 +601,45 @@ pub fn retain(ctx: &Context, dry_run: bool) -> Result<crate::retain::Retention> 
         crate::retain::retain(lake, &setting)
     })
 }
+
+impl JobReport for crate::publish::Published {
+    fn message(&self) -> String {
+        format!(
+            "published {} quarter-hour rows of {} scopes to {} ({} figures withheld: fewer than {} connections contributed)",
+            self.quarter_hours,
+            self.scopes,
+            self.folder.display(),
+            self.withheld,
+            crate::reports::yearly::MIN_CONNECTIONS
+        )
+    }
+    fn rows_in(&self) -> usize {
+        self.quarter_hours
+    }
+    fn rows_out(&self) -> usize {
+        self.quarter_hours
+    }
+}
+
+/// `vaten publish`: see [`crate::publish`]; `out` overrides `[federation] out`.
+pub fn publish(
+    ctx: &Context,
+    out: Option<&std::path::Path>,
+) -> Result<crate::publish::Published> {
+    let fed = &ctx.config.federation;
+    let Some(coop_id) = fed.coop_id.as_deref() else {
+        return Err(Error::Usage(
+            "[federation] coop_id is not configured: the id the federation knows the cooperative by".into(),
+        ));
+    };
+    let Some(out) = out.or(fed.out.as_deref()) else {
+        return Err(Error::Usage(
+            "no folder to publish to: set [federation] out or pass --out".into(),
+        ));
+    };
+    crate::query::refuse_inside_lake(&out.join("x"), &ctx.config.lake)?;
+    let lake = ctx.open_lake("publish")?;
+    run_job(&lake, "publish", ctx.clock, |lake| {
+        crate::publish::publish(lake, &ctx.registry, coop_id, &fed.region, out)
+    })
+}

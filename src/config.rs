@@ -35,6 +35,21 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    #[serde(default)]
+    pub federation: FederationConfig,
+}
+
+/// `vaten publish`: what the cooperative shares with its federation (aggregates only).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// The id the federation knows the cooperative by (`coop=<id>` in the shared folder).
+    pub coop_id: Option<String>,
+    /// The cooperative's region, a column of every shared row.
+    #[serde(default)]
+    pub region: String,
+    /// The federation's folder the aggregates are written to.
+    pub out: Option<PathBuf>,
 }
 
 /// `vaten retain`: how long the lake keeps what (every key off by default: keep everything).
@@ -264,6 +279,9 @@ impl Config {
         if let Some(p) = cfg.tax.rates.take() {
             cfg.tax.rates = Some(base.join(p));
         }
+        if let Some(p) = cfg.federation.out.take() {
+            cfg.federation.out = Some(base.join(p));
+        }
         cfg.check(path)?;
         Ok(cfg)
     }
@@ -287,6 +305,16 @@ impl Config {
         }
         if !(1..=100).contains(&self.grid.retry.max_attempts) {
             return bad("[grid.retry] max_attempts must be within 1..=100".into());
+        }
+        if let Some(id) = &self.federation.coop_id {
+            if !crate::publish::valid_coop_id(id) {
+                return bad(format!(
+                    "[federation] coop_id `{id}` must be 1 to 64 letters, digits, `-` or `_`"
+                ));
+            }
+        }
+        if self.federation.region.len() > 64 || self.federation.region.chars().any(char::is_control) {
+            return bad("[federation] region must be at most 64 characters of text".into());
         }
         for (name, months) in [
             ("quarter_hours_months", self.retention.quarter_hours_months),

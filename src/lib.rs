@@ -21,6 +21,7 @@ pub mod intervals;
 pub mod lake;
 pub mod marts;
 pub mod p1;
+pub mod publish;
 pub mod query;
 pub mod received;
 pub mod registry;

@@ -59,7 +59,8 @@ pub struct TableSpec {
     pub partitioning: Partitioning,
 }
 
-const fn col(name: &'static str, ty: ColType, nullable: bool, unit: &'static str) -> Column {
+/// A column of a table specification.
+pub const fn col(name: &'static str, ty: ColType, nullable: bool, unit: &'static str) -> Column {
     Column {
         name,
         ty,

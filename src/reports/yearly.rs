@@ -464,8 +464,19 @@ impl Audit {
 /// MIN_CONNECTIONS - 1 connections, the smallest named cable joins it (complementary
 /// suppression). Ties: the later cable id first, deterministically.
 fn cable_groups(d: &DataFrame) -> Result<BTreeMap<String, (String, usize)>> {
+    Ok(cable_groups_of(
+        strings(d, "cable_id")?
+            .into_iter()
+            .zip(strings(d, "ean")?),
+    ))
+}
+
+/// [`cable_groups`] of (cable, EAN) pairs: also what `vaten publish` shares per group.
+pub fn cable_groups_of(
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> BTreeMap<String, (String, usize)> {
     let mut conns: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (c, e) in strings(d, "cable_id")?.into_iter().zip(strings(d, "ean")?) {
+    for (c, e) in pairs {
         conns.entry(c).or_default().insert(e);
     }
     let mut named: BTreeSet<&str> = conns
@@ -493,7 +504,7 @@ fn cable_groups(d: &DataFrame) -> Result<BTreeMap<String, (String, usize)>> {
             None => break,
         }
     }
-    Ok(conns
+    conns
         .iter()
         .map(|(c, set)| {
             let group = if named.contains(c.as_str()) {
@@ -503,7 +514,7 @@ fn cable_groups(d: &DataFrame) -> Result<BTreeMap<String, (String, usize)>> {
             };
             (c.clone(), (group, set.len()))
         })
-        .collect())
+        .collect()
 }
 
 /// Per cable (or "other cables"): the year's sums, local share and peaks.

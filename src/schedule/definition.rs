@@ -25,10 +25,11 @@ pub enum Task {
     ReportYearly,
     Retain,
     Compact,
+    Publish,
 }
 
 impl Task {
-    pub const ALL: [Task; 7] = [
+    pub const ALL: [Task; 8] = [
         Task::IngestGrid,
         Task::IngestInstallations,
         Task::Transform,
@@ -36,6 +37,7 @@ impl Task {
         Task::ReportYearly,
         Task::Retain,
         Task::Compact,
+        Task::Publish,
     ];
 
     /// Its name in definitions, and the `job` of its records in `_runs`.
@@ -48,6 +50,7 @@ impl Task {
             Task::ReportYearly => "report-yearly",
             Task::Retain => "retain",
             Task::Compact => "compact",
+            Task::Publish => "publish",
         }
     }
 

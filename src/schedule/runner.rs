@@ -51,6 +51,7 @@ pub fn run_task(ctx: &Context, task: Task) -> Result<()> {
         }
         Task::Retain => commands::retain(ctx, false).map(drop),
         Task::Compact => commands::compact(ctx).map(drop),
+        Task::Publish => commands::publish(ctx, None).map(drop),
     }
 }
 
@@ -150,6 +151,7 @@ impl JobCommand {
             Task::Transform => cmd.arg("transform"),
             Task::Retain => cmd.arg("retain"),
             Task::Compact => cmd.arg("compact"),
+            Task::Publish => cmd.arg("publish"),
             Task::ReportNightly => cmd.args(["report", "nightly"]),
             Task::ReportYearly => {
                 // The last year that has ended (the job runs early in January).

@@ -65,6 +65,10 @@ impl C {
     pub fn abs(self) -> f64 {
         self.re.hypot(self.im)
     }
+    /// |z|², without the square root (the sweep compares magnitudes often).
+    fn norm2(self) -> f64 {
+        self.re * self.re + self.im * self.im
+    }
 }
 
 /// How the neutral is modelled.
@@ -139,7 +143,7 @@ impl Network {
         // Per node: the three phases and the neutral.
         let mut v: Vec<[C; 4]> = vec![[source[0], source[1], source[2], C::default()]; n];
         let mut j: Vec<[C; 4]> = vec![[C::default(); 4]; n];
-        let floor = 0.1 * vs.abs();
+        let floor2 = (0.1 * vs).powi(2);
         let mut converged = false;
         for _ in 0..100 {
             // Backward: load currents, then the current through each segment (children come
@@ -149,8 +153,9 @@ impl Network {
                 for p in 0..3 {
                     let across = v[k][p].sub(v[k][3]);
                     // Not finite (a NaN compares false) or collapsed: no solution.
-                    let magnitude = across.abs();
-                    if !magnitude.is_finite() || magnitude < floor || !draw_w[k][p].is_finite() {
+                    let magnitude2 = across.norm2();
+                    if !magnitude2.is_finite() || magnitude2 < floor2 || !draw_w[k][p].is_finite()
+                    {
                         return None;
                     }
                     let s = C::new(draw_w[k][p], 0.0);
@@ -187,11 +192,12 @@ impl Network {
                     Neutral::Earthed => C::default(),
                 };
                 for c in 0..4 {
-                    moved = moved.max(next[c].sub(v[k][c]).abs());
+                    moved = moved.max(next[c].sub(v[k][c]).norm2());
                 }
                 v[k] = next;
             }
-            if moved < 1e-6 {
+            // No voltage moved by 1 µV (compared squared).
+            if moved < 1e-12 {
                 converged = true;
                 break;
             }

@@ -8,6 +8,7 @@ mod demo;
 mod derived_days;
 mod erase;
 mod export;
+mod federation;
 mod feeders;
 mod feeds;
 mod fuzz;

@@ -70,7 +70,7 @@ fn provision_python() -> PathBuf {
     let ready = || {
         std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str())
             && Command::new(&python)
-                .args(["-c", "import pyarrow, duckdb, power_grid_model"])
+                .args(["-c", "import pyarrow, duckdb, power_grid_model, pyspark"])
                 .output()
                 .is_ok_and(|o| o.status.success())
     };
@@ -99,22 +99,40 @@ fn provision_python() -> PathBuf {
                 "-r",
             ])
             .arg(&requirements),
-        "installing pyarrow, duckdb and power-grid-model from PyPI into the tests' Python environment",
+        "installing pyarrow, duckdb, power-grid-model and pyspark from PyPI into the tests' Python environment",
     );
     std::fs::write(&marker, &wanted).unwrap();
     python
 }
 
 fn provision_chromium() -> PathBuf {
-    let find = || {
-        ["chromium", "chromium-browser"]
-            .iter()
-            .find_map(|name| on_path(name))
-    };
+    debian_tool(
+        &["chromium", "chromium-browser"],
+        "chromium",
+        "the report rendering test needs Chromium",
+    )
+}
+
+/// A Java runtime for PySpark (17, Debian 12's default).
+pub fn java() -> PathBuf {
+    static JAVA: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    once(&JAVA, || {
+        debian_tool(
+            &["java"],
+            "default-jre-headless",
+            "the federation test runs Spark, which needs Java",
+        )
+    })
+}
+
+/// The first of `names` on the PATH; else, when the tests run as root on Debian, Debian's
+/// `package` installed once under a lock; else a failure saying what to install.
+fn debian_tool(names: &[&str], package: &str, why: &str) -> PathBuf {
+    let find = || names.iter().find_map(|name| on_path(name));
     if let Some(found) = find() {
         return found;
     }
-    let _guard = lock("chromium.lock");
+    let _guard = lock(&format!("{package}.lock"));
     if let Some(found) = find() {
         return found;
     }
@@ -122,26 +140,20 @@ fn provision_chromium() -> PathBuf {
     let root = unsafe { libc::getuid() } == 0;
     assert!(
         root && on_path("apt-get").is_some(),
-        "the report rendering test needs Chromium: install Debian's `chromium` package \
-         (or run the tests as root on Debian, and they install it)"
+        "{why}: install Debian's `{package}` package (or run the tests as root on Debian, and \
+         they install it)"
     );
     run(
         Command::new("apt-get").arg("update").arg("-qq"),
-        "apt-get update (to install chromium)",
+        &format!("apt-get update (to install {package})"),
     );
     run(
         Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                "chromium",
-            ])
+            .args(["install", "-y", "-qq", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
-        "installing Debian's chromium package",
+        &format!("installing Debian's {package} package"),
     );
-    find().expect("chromium on the PATH after installing it")
+    find().unwrap_or_else(|| panic!("{} on the PATH after installing {package}", names[0]))
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
