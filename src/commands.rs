@@ -605,7 +605,7 @@ pub fn retain(ctx: &Context, dry_run: bool) -> Result<crate::retain::Retention> 
 impl JobReport for crate::publish::Published {
     fn message(&self) -> String {
         format!(
-            "published {} quarter-hour rows of {} scopes to {} ({} figures withheld: fewer than {} connections contributed)",
+            "published {} quarter-hour rows of {} scopes to {} ({} figures null: withheld, fewer than {} connections contributed, or no data)",
             self.quarter_hours,
             self.scopes,
             self.folder.display(),
@@ -622,10 +622,7 @@ impl JobReport for crate::publish::Published {
 }
 
 /// `vaten publish`: see [`crate::publish`]; `out` overrides `[federation] out`.
-pub fn publish(
-    ctx: &Context,
-    out: Option<&std::path::Path>,
-) -> Result<crate::publish::Published> {
+pub fn publish(ctx: &Context, out: Option<&std::path::Path>) -> Result<crate::publish::Published> {
     let fed = &ctx.config.federation;
     let Some(coop_id) = fed.coop_id.as_deref() else {
         return Err(Error::Usage(

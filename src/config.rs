@@ -313,7 +313,8 @@ impl Config {
                 ));
             }
         }
-        if self.federation.region.len() > 64 || self.federation.region.chars().any(char::is_control) {
+        if self.federation.region.len() > 64 || self.federation.region.chars().any(char::is_control)
+        {
             return bad("[federation] region must be at most 64 characters of text".into());
         }
         for (name, months) in [

@@ -118,6 +118,13 @@ fn null_int() -> Expr {
     lit(NULL).cast(DataType::Int64)
 }
 
+/// The sum of a column's values in a group, null when the group has none (no data is not 0).
+fn sum_of_data(value: &str) -> Expr {
+    when(col(value).count().gt(lit(0)))
+        .then(col(value).sum())
+        .otherwise(null_int())
+}
+
 fn contributors(value: &str) -> Expr {
     col(value)
         .gt(lit(0))
@@ -172,10 +179,10 @@ pub fn publish(
                 .cast(DataType::Int64)
                 .sum()
                 .alias("connections_reporting"),
-            col("l_wh").sum().alias("l_sum"),
-            col("t_wh").sum().alias("t_sum"),
-            col("p_wh").sum().alias("p_sum"),
-            col("v_wh").sum().alias("v_sum"),
+            sum_of_data("l_wh").alias("l_sum"),
+            sum_of_data("t_wh").alias("t_sum"),
+            sum_of_data("p_wh").alias("p_sum"),
+            sum_of_data("v_wh").alias("v_sum"),
             contributors("l_wh").alias("n_l"),
             contributors("t_wh").alias("n_t"),
             contributors("p_wh").alias("n_p"),
@@ -204,7 +211,10 @@ pub fn publish(
             .then(col("v_sum"))
             .otherwise(null_int())
             .alias("v_wh"),
-            when(col("l_wh").lt(col("t_wh")))
+            // Matched needs both: with either withheld it would tell about the other.
+            when(col("l_wh").is_null().or(col("t_wh").is_null()))
+                .then(null_int())
+                .when(col("l_wh").lt(col("t_wh")))
                 .then(col("l_wh"))
                 .otherwise(col("t_wh"))
                 .alias("matched_wh"),
@@ -375,7 +385,9 @@ pub fn publish(
         let mut df = df.clone();
         df.with_column(Column::new(
             "year".into(),
-            year.into_iter().map(|y| y.unwrap_or_default()).collect::<Vec<_>>(),
+            year.into_iter()
+                .map(|y| y.unwrap_or_default())
+                .collect::<Vec<_>>(),
         ))?;
         write_partitioned(&fresh, spec, &df, |df| partition_strings(df, "year"))?;
     }

@@ -26,10 +26,26 @@ from pyspark.sql import functions as F
 ENERGY = ["l_wh", "t_wh", "p_wh", "v_wh", "matched_wh"]
 
 
-def shared_table(spark, shared, table):
-    """A table of every cooperative, with the cooperative from its folder as a column."""
-    df = spark.read.parquet(f"{shared.rstrip('/')}/coop=*/{table}")
-    return df.withColumn("coop", F.regexp_extract(F.input_file_name(), r"coop=([^/]+)/", 1))
+def cooperatives(spark, shared):
+    """The `coop=<id>` folders under `shared` (any file system Hadoop knows: file, s3a)."""
+    jvm = spark.sparkContext._jvm
+    pattern = jvm.org.apache.hadoop.fs.Path(f"{shared.rstrip('/')}/coop=*")
+    fs = pattern.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    found = fs.globStatus(pattern) or []
+    return sorted(str(s.getPath().getName())[len("coop="):] for s in found if s.isDirectory())
+
+
+def shared_table(spark, shared, coops, table):
+    """A table of every cooperative (each read with its own hive partitions), with the
+    cooperative from its folder as a column."""
+    parts = [
+        spark.read.parquet(f"{shared.rstrip('/')}/coop={c}/{table}").withColumn("coop", F.lit(c))
+        for c in coops
+    ]
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.unionByName(p)
+    return out
 
 
 def monthly(df, keys):
@@ -61,10 +77,13 @@ def main():
     spark = builder.config("spark.sql.session.timeZone", "UTC").getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
 
-    quarters = shared_table(spark, args.shared, "quarter_hours")
+    coops = cooperatives(spark, args.shared)
+    if not coops:
+        raise SystemExit(f"no coop=<id> folder under {args.shared}")
+    quarters = shared_table(spark, args.shared, coops, "quarter_hours")
     coop = monthly(quarters.filter(F.col("scope") == "cooperative"), ["coop", "region"])
     cables = monthly(quarters.filter(F.col("scope") != "cooperative"), ["coop", "region", "scope"])
-    days = shared_table(spark, args.shared, "days").filter(F.col("scope") != "cooperative")
+    days = shared_table(spark, args.shared, coops, "days").filter(F.col("scope") != "cooperative")
     beyond = (
         days.withColumn("month", F.date_format(F.col("date"), "yyyy-MM"))
         .groupBy("coop", "scope", "month")

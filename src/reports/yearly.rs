@@ -465,9 +465,7 @@ impl Audit {
 /// suppression). Ties: the later cable id first, deterministically.
 fn cable_groups(d: &DataFrame) -> Result<BTreeMap<String, (String, usize)>> {
     Ok(cable_groups_of(
-        strings(d, "cable_id")?
-            .into_iter()
-            .zip(strings(d, "ean")?),
+        strings(d, "cable_id")?.into_iter().zip(strings(d, "ean")?),
     ))
 }
 

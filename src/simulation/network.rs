@@ -154,8 +154,7 @@ impl Network {
                     let across = v[k][p].sub(v[k][3]);
                     // Not finite (a NaN compares false) or collapsed: no solution.
                     let magnitude2 = across.norm2();
-                    if !magnitude2.is_finite() || magnitude2 < floor2 || !draw_w[k][p].is_finite()
-                    {
+                    if !magnitude2.is_finite() || magnitude2 < floor2 || !draw_w[k][p].is_finite() {
                         return None;
                     }
                     let s = C::new(draw_w[k][p], 0.0);

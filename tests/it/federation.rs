@@ -22,13 +22,26 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
     let dir = tempfile::tempdir().unwrap();
     let shared = dir.path().join("federation");
     let mut coops = Vec::new();
-    for (coop, seed, region) in [("coop-a", "1", "Noord"), ("coop-b", "2", "Noord"), ("coop-c", "3", "Zuid")] {
+    for (coop, seed, region) in [
+        ("coop-a", "1", "Noord"),
+        ("coop-b", "2", "Noord"),
+        ("coop-c", "3", "Zuid"),
+    ] {
         let demo = dir.path().join(coop);
         // 15 connections on 3 cables: every cable has 5, a group of its own.
         let out = Command::new(env!("CARGO_BIN_EXE_vaten"))
             .args(["demo", "--dir"])
             .arg(&demo)
-            .args(["--days", "9", "--connections", "15", "--end", "2026-07-03", "--seed", seed])
+            .args([
+                "--days",
+                "9",
+                "--connections",
+                "15",
+                "--end",
+                "2026-07-03",
+                "--seed",
+                seed,
+            ])
             .env_remove("VATEN_CONFIG")
             .output()
             .unwrap();
@@ -53,7 +66,10 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
     // Publishing again replaces the cooperative's folder: the same files, nothing beside.
     let before = std::fs::read_dir(&shared).unwrap().count();
     let config = dir.path().join("coop-a/vaten.toml");
-    assert_ok(&vaten(&config, &["publish", "--out", shared.to_str().unwrap()]));
+    assert_ok(&vaten(
+        &config,
+        &["publish", "--out", shared.to_str().unwrap()],
+    ));
     assert_eq!(std::fs::read_dir(&shared).unwrap().count(), before);
     assert_eq!(before, 3, "coop=coop-a, coop=coop-b, coop=coop-c");
 
@@ -77,7 +93,10 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
     // DuckDB from each cooperative's own lake: the shared rows follow the rule, Spark's
     // months equal the sums, and no identifier of a household is anywhere.
     let check = Command::new(crate::tools::python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/check_federation.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/check_federation.py"
+        ))
         .arg(&shared)
         .arg(&spark_out)
         .args(&coops)
@@ -97,6 +116,9 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
             "{text}"
         );
     }
-    assert!(text.contains("T withheld in") && !text.contains("T withheld in 0,"), "{text}");
+    assert!(
+        text.contains("T withheld in") && !text.contains("T withheld in 0,"),
+        "{text}"
+    );
     assert!(text.contains(": 0 columns hold one"), "{text}");
 }
