@@ -11,6 +11,7 @@
 pub mod convert;
 pub mod lock;
 pub mod migrate;
+pub mod object_log;
 pub mod parquet_io;
 pub mod read;
 pub mod runs;

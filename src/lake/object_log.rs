@@ -1,0 +1,490 @@
+//! The commit scheme of a lake on object storage (S3, MinIO, Ceph; `object_store`'s in-memory
+//! and local-file stores in the tests). Object stores have no rename and no `flock`; what they
+//! do have, every one of them, is a put that creates an object only if it does not exist yet
+//! (`If-None-Match: *`, `PutMode::Create`), atomically. Both roles are built on that alone:
+//!
+//! - **The log**: a change is committed by creating `_log/<version>.json` (20 digits) naming the
+//!   files it adds and removes. Two writers that both read version N and both try to create
+//!   N + 1: exactly one succeeds; the other gets [`CommitError::Conflict`] and commits nothing.
+//!   The data files are uploaded first, under names no other change uses (its txid), where no
+//!   reader looks: a reader replays the log up to the highest version and reads exactly the
+//!   files it names, so it sees a change whole or not at all, never half. Files a change
+//!   removes are deleted later (a vacuum after a grace period), so a reader still reading the
+//!   version before finds them. A writer killed before its log entry leaves only unnamed files:
+//!   nothing to roll back; the vacuum removes them.
+//! - **The lease** (the writer lock): `_lease/<epoch>.json` holds the holder and until when.
+//!   The current lease is the highest epoch. To take the lock a writer creates the next epoch,
+//!   when the current one has expired (or there is none); to renew, the holder creates the next
+//!   epoch itself. Two writers racing for an expired lease: one create wins. A holder whose
+//!   renewal finds the next epoch taken has lost the lock ([`LeaseError::Lost`]) and must stop
+//!   before it commits.
+//!
+//! This module is the protocol, proven on the in-memory and local-file stores; the lake's tables
+//! on it (`lake = "s3://…"`) build on it (`docs/architecture.md`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use futures_util::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+/// One committed change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub txid: String,
+    /// Files (relative to the lake's prefix) this change makes part of the lake.
+    pub adds: Vec<String>,
+    /// Files it takes out (deleted later by the vacuum).
+    pub removes: Vec<String>,
+}
+
+/// The lake as of one version of the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub version: u64,
+    pub files: BTreeSet<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// Another writer committed this version first; nothing of this change is visible.
+    #[error("another writer committed version {0} first")]
+    Conflict(u64),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("log entry {0}: {1}")]
+    Corrupt(String, String),
+}
+
+/// The log of a lake under `prefix` in `store`.
+pub struct ObjectLog {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+}
+
+/// The largest log entry read: a change names files, not rows.
+const MAX_ENTRY_BYTES: usize = 64 << 20;
+
+impl ObjectLog {
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
+        ObjectLog {
+            store,
+            prefix: Path::from(prefix),
+        }
+    }
+
+    fn at(&self, rel: &str) -> Path {
+        Path::from(format!("{}/{rel}", self.prefix))
+    }
+
+    fn entry(&self, version: u64) -> Path {
+        self.at(&format!("_log/{version:020}.json"))
+    }
+
+    /// Uploads a data file at `rel` (not yet part of the lake: only a log entry makes it so).
+    pub async fn upload(&self, rel: &str, bytes: Vec<u8>) -> Result<(), CommitError> {
+        self.store
+            .put(&self.at(rel), PutPayload::from(bytes))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads a file of the lake.
+    pub async fn read(&self, rel: &str) -> Result<Vec<u8>, CommitError> {
+        Ok(self.store.get(&self.at(rel)).await?.bytes().await?.to_vec())
+    }
+
+    /// The versions in the log, in order.
+    async fn versions(&self) -> Result<Vec<u64>, CommitError> {
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&self.at("_log")))
+            .try_collect()
+            .await?;
+        let mut versions: Vec<u64> = listed
+            .iter()
+            .filter_map(|m| {
+                m.location
+                    .filename()
+                    .and_then(|f| f.strip_suffix(".json"))
+                    .filter(|v| v.len() == 20)
+                    .and_then(|v| v.parse().ok())
+            })
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    /// The lake as of the latest version: the log replayed from the start.
+    pub async fn snapshot(&self) -> Result<Snapshot, CommitError> {
+        let mut snap = Snapshot::default();
+        for (expected, version) in (1..).zip(self.versions().await?) {
+            // A gap would mean a lost entry: replaying past it would show a lake that never was.
+            if version != expected {
+                return Err(CommitError::Corrupt(
+                    format!("{version:020}"),
+                    format!("version {expected} is missing"),
+                ));
+            }
+            let bytes = self.store.get(&self.entry(version)).await?.bytes().await?;
+            if bytes.len() > MAX_ENTRY_BYTES {
+                return Err(CommitError::Corrupt(
+                    format!("{version:020}"),
+                    "larger than 64 MiB".into(),
+                ));
+            }
+            let change: Change = serde_json::from_slice(&bytes)
+                .map_err(|e| CommitError::Corrupt(format!("{version:020}"), e.to_string()))?;
+            for r in &change.removes {
+                snap.files.remove(r);
+            }
+            snap.files.extend(change.adds);
+            snap.version = version;
+        }
+        Ok(snap)
+    }
+
+    /// Commits `change` on top of `base` (the version the writer read): creates the next log
+    /// entry, or finds it taken.
+    pub async fn commit(&self, base: u64, change: &Change) -> Result<u64, CommitError> {
+        let version = base + 1;
+        let bytes = serde_json::to_vec(change).expect("a change serialises");
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&self.entry(version), PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => Ok(version),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(CommitError::Conflict(version)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The writer lock on object storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub holder: String,
+    pub until: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// Someone else holds an unexpired lease.
+    #[error("the lake is locked by {holder} until {until}")]
+    Held {
+        holder: String,
+        until: DateTime<Utc>,
+    },
+    /// The lease expired and another writer took it: stop before committing anything.
+    #[error("the lease was lost to {0}")]
+    Lost(String),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("lease {0}: {1}")]
+    Corrupt(String, String),
+}
+
+/// A lease held: its epoch and record.
+#[derive(Debug)]
+pub struct Lease {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    pub epoch: u64,
+    pub record: LeaseRecord,
+}
+
+async fn latest_lease(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+) -> Result<Option<(u64, LeaseRecord)>, LeaseError> {
+    let dir = Path::from(format!("{prefix}/_lease"));
+    let listed: Vec<_> = store.list(Some(&dir)).try_collect().await?;
+    let Some(epoch) = listed
+        .iter()
+        .filter_map(|m| {
+            m.location
+                .filename()
+                .and_then(|f| f.strip_suffix(".json"))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .max()
+    else {
+        return Ok(None);
+    };
+    let path = lease_path(prefix, epoch);
+    let bytes = store.get(&path).await?.bytes().await?;
+    let record = serde_json::from_slice(&bytes)
+        .map_err(|e| LeaseError::Corrupt(path.to_string(), e.to_string()))?;
+    Ok(Some((epoch, record)))
+}
+
+fn lease_path(prefix: &Path, epoch: u64) -> Path {
+    Path::from(format!("{prefix}/_lease/{epoch:020}.json"))
+}
+
+async fn create_lease(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+    epoch: u64,
+    record: &LeaseRecord,
+) -> Result<bool, LeaseError> {
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    let bytes = serde_json::to_vec(record).expect("a lease serialises");
+    match store
+        .put_opts(&lease_path(prefix, epoch), PutPayload::from(bytes), opts)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Lease {
+    /// Takes the lock for `holder` until `now + ttl`, when no one holds an unexpired lease.
+    pub async fn acquire(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<Lease, LeaseError> {
+        let prefix = Path::from(prefix);
+        let current = latest_lease(&store, &prefix).await?;
+        let epoch = match &current {
+            Some((_, r)) if r.until > now => {
+                return Err(LeaseError::Held {
+                    holder: r.holder.clone(),
+                    until: r.until,
+                })
+            }
+            Some((e, _)) => e + 1,
+            None => 1,
+        };
+        let record = LeaseRecord {
+            holder: holder.to_string(),
+            until: now + ttl,
+        };
+        if create_lease(&store, &prefix, epoch, &record).await? {
+            Ok(Lease {
+                store,
+                prefix,
+                epoch,
+                record,
+            })
+        } else {
+            // Another writer created this epoch between our look and our create.
+            let (_, r) = latest_lease(&store, &prefix)
+                .await?
+                .expect("the epoch just taken exists");
+            Err(LeaseError::Held {
+                holder: r.holder,
+                until: r.until,
+            })
+        }
+    }
+
+    /// Extends the lease to `now + ttl` by creating the next epoch; fails when another writer
+    /// took the lock after this lease expired.
+    pub async fn renew(&mut self, now: DateTime<Utc>, ttl: Duration) -> Result<(), LeaseError> {
+        let record = LeaseRecord {
+            holder: self.record.holder.clone(),
+            until: now + ttl,
+        };
+        if create_lease(&self.store, &self.prefix, self.epoch + 1, &record).await? {
+            self.epoch += 1;
+            self.record = record;
+            Ok(())
+        } else {
+            let holder = latest_lease(&self.store, &self.prefix)
+                .await?
+                .map_or_else(|| "someone".into(), |(_, r)| r.holder);
+            Err(LeaseError::Lost(holder))
+        }
+    }
+
+    /// Ends the lease now, by an epoch that has already expired (the next writer need not wait).
+    pub async fn release(mut self, now: DateTime<Utc>) -> Result<(), LeaseError> {
+        self.renew(now, Duration::zero()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::local::LocalFileSystem;
+    use object_store::memory::InMemory;
+
+    fn stores() -> Vec<(
+        &'static str,
+        Arc<dyn ObjectStore>,
+        Option<tempfile::TempDir>,
+    )> {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        vec![
+            ("in-memory", Arc::new(InMemory::new()), None),
+            ("local files", Arc::new(local), Some(dir)),
+        ]
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn change(txid: &str, adds: &[&str], removes: &[&str]) -> Change {
+        Change {
+            txid: txid.into(),
+            adds: adds.iter().map(|s| s.to_string()).collect(),
+            removes: removes.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn two_writers_racing_for_the_same_version_exactly_one_commits() {
+        let rt = runtime();
+        for (name, store, _dir) in stores() {
+            let log = Arc::new(ObjectLog::new(store, "coop/lake"));
+            for round in 0..40u64 {
+                let base = rt.block_on(log.snapshot()).unwrap();
+                assert_eq!(base.version, round, "{name}");
+                // Both upload their files, then race for version base + 1 on two threads.
+                let tasks: Vec<_> = ["a", "b"]
+                    .into_iter()
+                    .map(|w| {
+                        let log = Arc::clone(&log);
+                        let file = format!("grid_readings/part-{round}-{w}.parquet");
+                        rt.spawn(async move {
+                            log.upload(&file, w.as_bytes().to_vec()).await.unwrap();
+                            let c = change(&format!("{round}{w}"), &[&file], &[]);
+                            (file, log.commit(base.version, &c).await)
+                        })
+                    })
+                    .collect();
+                let results: Vec<_> = tasks.into_iter().map(|t| rt.block_on(t).unwrap()).collect();
+                let won: Vec<_> = results.iter().filter(|(_, r)| r.is_ok()).collect();
+                assert_eq!(won.len(), 1, "{name} round {round}: {results:?}");
+                let lost = results.iter().find(|(_, r)| r.is_err()).unwrap();
+                assert!(
+                    matches!(lost.1, Err(CommitError::Conflict(v)) if v == round + 1),
+                    "{name}: {lost:?}"
+                );
+                // Readers see the winner's file and never the loser's (uploaded, not named).
+                let after = rt.block_on(log.snapshot()).unwrap();
+                assert!(after.files.contains(&won[0].0), "{name}");
+                assert!(!after.files.contains(&lost.0), "{name}");
+            }
+            assert_eq!(
+                rt.block_on(log.snapshot()).unwrap().files.len(),
+                40,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_snapshot_is_the_log_replayed_and_refuses_a_gap() {
+        let rt = runtime();
+        for (name, store, _dir) in stores() {
+            let log = ObjectLog::new(Arc::clone(&store), "lake");
+            rt.block_on(async {
+                assert_eq!(log.snapshot().await.unwrap(), Snapshot::default());
+                log.commit(0, &change("t1", &["a", "b"], &[]))
+                    .await
+                    .unwrap();
+                log.commit(1, &change("t2", &["c"], &["a"])).await.unwrap();
+                let s = log.snapshot().await.unwrap();
+                assert_eq!(s.version, 2, "{name}");
+                assert_eq!(
+                    s.files,
+                    ["b", "c"].iter().map(|s| s.to_string()).collect(),
+                    "{name}"
+                );
+                // Version 4 without 3: the lake refuses to guess.
+                store
+                    .put(
+                        &Path::from(format!("lake/_log/{:020}.json", 4)),
+                        PutPayload::from(serde_json::to_vec(&change("t4", &["d"], &[])).unwrap()),
+                    )
+                    .await
+                    .unwrap();
+                let err = log.snapshot().await.unwrap_err();
+                assert!(
+                    err.to_string().contains("version 3 is missing"),
+                    "{name}: {err}"
+                );
+            });
+        }
+    }
+
+    #[test]
+    fn the_lease_is_held_expires_is_taken_over_once_and_the_old_holder_learns_it() {
+        let rt = runtime();
+        let t0: DateTime<Utc> = "2026-11-30T02:00:00Z".parse().unwrap();
+        let ttl = Duration::seconds(60);
+        for (name, store, _dir) in stores() {
+            rt.block_on(async {
+                let mut a = Lease::acquire(Arc::clone(&store), "coop", "ingest (pid 1)", t0, ttl)
+                    .await
+                    .unwrap();
+                // Held: a second writer is told who holds it and until when.
+                let err = Lease::acquire(Arc::clone(&store), "coop", "transform (pid 2)", t0, ttl)
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(&err, LeaseError::Held { holder, .. } if holder == "ingest (pid 1)"),
+                    "{name}: {err}"
+                );
+                // Renewed in time, it stays held past the first expiry.
+                a.renew(t0 + Duration::seconds(50), ttl).await.unwrap();
+                assert!(
+                    Lease::acquire(
+                        Arc::clone(&store),
+                        "coop",
+                        "b",
+                        t0 + Duration::seconds(90),
+                        ttl
+                    )
+                    .await
+                    .is_err(),
+                    "{name}"
+                );
+                // Expired: two writers race for it; exactly one gets it.
+                let late = t0 + Duration::seconds(200);
+                let (b, c) = tokio::join!(
+                    Lease::acquire(Arc::clone(&store), "coop", "b", late, ttl),
+                    Lease::acquire(Arc::clone(&store), "coop", "c", late, ttl)
+                );
+                assert_eq!(
+                    usize::from(b.is_ok()) + usize::from(c.is_ok()),
+                    1,
+                    "{name}: {b:?} {c:?}"
+                );
+                // The old holder's renewal finds the lease taken: it must stop.
+                let lost = a.renew(late, ttl).await.unwrap_err();
+                assert!(matches!(lost, LeaseError::Lost(_)), "{name}: {lost}");
+                // Released, the next writer need not wait for the expiry.
+                let winner = b.or(c).unwrap();
+                winner.release(late).await.unwrap();
+                Lease::acquire(Arc::clone(&store), "coop", "d", late, ttl)
+                    .await
+                    .unwrap();
+            });
+        }
+    }
+}
