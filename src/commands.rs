@@ -604,20 +604,24 @@ pub fn retain(ctx: &Context, dry_run: bool) -> Result<crate::retain::Retention> 
 
 impl JobReport for crate::publish::Published {
     fn message(&self) -> String {
+        let days = match (self.days.first(), self.days.last()) {
+            (Some(a), Some(b)) if a == b => format!("published {a}"),
+            (Some(a), Some(b)) => format!("published {} days, {a} to {b}", self.days.len()),
+            _ => "no new settled day to publish".to_string(),
+        };
         format!(
-            "published {} quarter-hour rows of {} scopes to {} ({} figures null: withheld, fewer than {} connections contributed, or no data)",
-            self.quarter_hours,
-            self.scopes,
+            "{days} to {} ({} day figures withheld: fewer than {} connections; {} settled days published before, left as they were)",
             self.folder.display(),
             self.withheld,
-            crate::reports::yearly::MIN_CONNECTIONS
+            crate::reports::yearly::MIN_CONNECTIONS,
+            self.already
         )
     }
     fn rows_in(&self) -> usize {
-        self.quarter_hours
+        self.days.len()
     }
     fn rows_out(&self) -> usize {
-        self.quarter_hours
+        self.days.len()
     }
 }
 
@@ -635,8 +639,10 @@ pub fn publish(ctx: &Context, out: Option<&std::path::Path>) -> Result<crate::pu
         ));
     };
     crate::query::refuse_inside_lake(&out.join("x"), &ctx.config.lake)?;
+    let today = crate::domain::time::local_date(ctx.clock.now(), ctx.config.tz());
+    let last = today - chrono::Duration::days(i64::from(fed.settle_days));
     let lake = ctx.open_lake("publish")?;
     run_job(&lake, "publish", ctx.clock, |lake| {
-        crate::publish::publish(lake, &ctx.registry, coop_id, &fed.region, out)
+        crate::publish::publish(lake, &ctx.registry, coop_id, &fed.region, out, last)
     })
 }

@@ -40,7 +40,7 @@ pub struct Config {
 }
 
 /// `vaten publish`: what the cooperative shares with its federation (aggregates only).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FederationConfig {
     /// The id the federation knows the cooperative by (`coop=<id>` in the shared folder).
@@ -50,6 +50,25 @@ pub struct FederationConfig {
     pub region: String,
     /// The federation's folder the aggregates are written to.
     pub out: Option<PathBuf>,
+    /// A day is published this many days after it (corrections and late data settle first;
+    /// a published day is never written again).
+    #[serde(default = "default_settle_days")]
+    pub settle_days: u32,
+}
+
+fn default_settle_days() -> u32 {
+    10
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            coop_id: None,
+            region: String::new(),
+            out: None,
+            settle_days: default_settle_days(),
+        }
+    }
 }
 
 /// `vaten retain`: how long the lake keeps what (every key off by default: keep everything).
@@ -312,6 +331,9 @@ impl Config {
                     "[federation] coop_id `{id}` must be 1 to 64 letters, digits, `-` or `_`"
                 ));
             }
+        }
+        if !(1..=366).contains(&self.federation.settle_days) {
+            return bad("[federation] settle_days must be within 1..=366".into());
         }
         if self.federation.region.len() > 64 || self.federation.region.chars().any(char::is_control)
         {

@@ -1,29 +1,40 @@
 //! `vaten publish`: what a cooperative shares with its federation. Aggregates only, as hive
-//! Parquet under `<out>/coop=<coop_id>/`, rewritten whole on every run:
+//! Parquet under `<out>/coop=<coop_id>/`:
 //!
 //! - `quarter_hours/date=…/`: per quarter-hour and scope (each cable group, and `cooperative`);
-//! - `days/year=…/` and `months/year=…/`: the sums of those quarter-hours.
+//! - `days/date=…/`: per day and scope, with completeness and the quarter-hours beyond the
+//!   agreed voltage limits;
+//! - `months/`: the sums of the published days (rewritten as days are added).
 //!
-//! No table has a row per connection, and no published figure describes fewer than
-//! [`MIN_CONNECTIONS`] connections, not even by subtracting one from another (the rule of the
-//! public yearly report):
-//! - scopes are the yearly report's cable groups: a cable of at least five connections by its
-//!   id, smaller ones together as "other cables" (enlarged until it has none or five);
-//! - the finest cell is (group, quarter-hour). Its L, T and P are published only when the
-//!   connections that contributed (drew, fed back, produced: the value is above 0) number none
-//!   or at least five; V only with all three, matched energy (min of the group's L and T) only
-//!   with L and T. Otherwise the figure is null: withheld;
-//! - a cooperative's quarter-hour figure is the sum over its groups, published only when no
-//!   group withheld it; a day or a month is the sum of the published quarter-hours of its
-//!   scope, with the count of withheld ones beside it. Every published figure is therefore a
-//!   sum of whole published cells, and so is every difference of two of them.
+//! **Write once.** A day is published once it has settled (`[federation] settle_days` after
+//! it) and never again: a later correction, late delivery or erasure in the lake does not
+//! change what was shared, so no one can learn it by comparing two publications. Each day's
+//! files appear by one rename of their folder.
 //!
-//! Quarter-hours beyond the agreed voltage limits are counted per cable from the daily cable
-//! table and summed per group (a count of quarter-hours, no energy of anyone).
+//! **No figure describes fewer than [`MIN_CONNECTIONS`] connections**, not even by subtracting
+//! one from another. Scopes are the yearly report's cable groups (a cable of at least five
+//! connections by its id, smaller ones, and cables the registry no longer knows, together as
+//! "other cables"). Per scope and day:
+//! - a group with data from fewer than five connections that day shares nothing that day;
+//! - L, T and P are each shared for the whole day, or withheld for the whole day (every
+//!   quarter-hour null, zeros included): shared when the connections that drew, fed back or
+//!   produced at any time that day number none or at least five (a withheld series says only
+//!   that between one and four did, as the yearly report's rule does per year);
+//! - V is L + P − T of the shared sums (not the sum of the connections' own V, which for a
+//!   household without an installation is L alone and would give its feed-back away),
+//!   matched energy min(L, T) of the group; both only when their parts are shared;
+//! - the cooperative's figure is the sum over its groups, withheld when any group withheld it;
+//! - no count of connections is shared: completeness as a whole percentage of the
+//!   connection-quarter-hours with data.
+//!
+//! Quarter-hours beyond the agreed voltage limits come from the daily cable table, summed over
+//! a group's cables (cable-quarter-hours: one with a house above and another below counts
+//! twice).
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use chrono::NaiveDate;
 use polars::prelude::*;
 
 use crate::error::{Error, Result};
@@ -33,10 +44,12 @@ use crate::lake::schema::{col as column, ColType::*, Partitioning, TableSpec};
 use crate::lake::schema::{CABLE_BALANCE_DAILY, INTERVALS};
 use crate::lake::Lake;
 use crate::registry::Registry;
-use crate::reports::yearly::{cable_groups_of, MIN_CONNECTIONS};
+use crate::reports::yearly::{cable_groups_of, MIN_CONNECTIONS, OTHER};
 
 /// The scope of a cooperative's own totals.
 pub const COOPERATIVE: &str = "cooperative";
+
+const ENERGIES: [&str; 5] = ["l_wh", "t_wh", "p_wh", "v_wh", "matched_wh"];
 
 pub const FED_QUARTER_HOURS: TableSpec = TableSpec {
     name: "quarter_hours",
@@ -44,8 +57,6 @@ pub const FED_QUARTER_HOURS: TableSpec = TableSpec {
         column("scope", Utf8, false, ""),
         column("region", Utf8, false, ""),
         column("interval_start", TimestampUtc, false, "UTC"),
-        column("connections", Int64, false, ""),
-        column("connections_reporting", Int64, false, ""),
         column("l_wh", Int64, true, "Wh"),
         column("t_wh", Int64, true, "Wh"),
         column("p_wh", Int64, true, "Wh"),
@@ -56,47 +67,56 @@ pub const FED_QUARTER_HOURS: TableSpec = TableSpec {
     partitioning: Partitioning::Date,
 };
 
-/// The columns a day and a month add up.
-const SUMS: [&str; 5] = ["l_wh", "t_wh", "p_wh", "v_wh", "matched_wh"];
+pub const FED_DAYS: TableSpec = TableSpec {
+    name: "days",
+    columns: &[
+        column("scope", Utf8, false, ""),
+        column("region", Utf8, false, ""),
+        column("date", Date, false, ""),
+        column("l_wh", Int64, true, "Wh"),
+        column("t_wh", Int64, true, "Wh"),
+        column("p_wh", Int64, true, "Wh"),
+        column("v_wh", Int64, true, "Wh"),
+        column("matched_wh", Int64, true, "Wh"),
+        column("completeness_pct", Int64, true, "%"),
+        column("quarter_hours_beyond_limits", Int64, true, ""),
+    ],
+    sort_by: &["scope", "date"],
+    partitioning: Partitioning::Date,
+};
 
-macro_rules! period_table {
-    ($name:literal, $key:expr, $key_ty:expr) => {
-        TableSpec {
-            name: $name,
-            columns: &[
-                column("scope", Utf8, false, ""),
-                column("region", Utf8, false, ""),
-                column($key, $key_ty, false, ""),
-                column("quarter_hours", Int64, false, ""),
-                column("connection_quarters", Int64, false, ""),
-                column("connection_quarters_reporting", Int64, false, ""),
-                column("l_wh", Int64, false, "Wh"),
-                column("t_wh", Int64, false, "Wh"),
-                column("p_wh", Int64, false, "Wh"),
-                column("v_wh", Int64, false, "Wh"),
-                column("matched_wh", Int64, false, "Wh"),
-                column("l_withheld", Int64, false, ""),
-                column("t_withheld", Int64, false, ""),
-                column("p_withheld", Int64, false, ""),
-                column("v_withheld", Int64, false, ""),
-                column("matched_withheld", Int64, false, ""),
-                column("quarter_hours_beyond_limits", Int64, false, ""),
-            ],
-            sort_by: &["scope", $key],
-            partitioning: Partitioning::Year,
-        }
-    };
-}
-
-pub const FED_DAYS: TableSpec = period_table!("days", "date", Date);
-pub const FED_MONTHS: TableSpec = period_table!("months", "month", Utf8);
+pub const FED_MONTHS: TableSpec = TableSpec {
+    name: "months",
+    columns: &[
+        column("scope", Utf8, false, ""),
+        column("region", Utf8, false, ""),
+        column("month", Utf8, false, ""),
+        column("days", Int64, false, ""),
+        column("l_wh", Int64, false, "Wh"),
+        column("t_wh", Int64, false, "Wh"),
+        column("p_wh", Int64, false, "Wh"),
+        column("v_wh", Int64, false, "Wh"),
+        column("matched_wh", Int64, false, "Wh"),
+        column("l_withheld_days", Int64, false, ""),
+        column("t_withheld_days", Int64, false, ""),
+        column("p_withheld_days", Int64, false, ""),
+        column("v_withheld_days", Int64, false, ""),
+        column("matched_withheld_days", Int64, false, ""),
+        column("quarter_hours_beyond_limits", Int64, false, ""),
+    ],
+    sort_by: &["scope", "month"],
+    partitioning: Partitioning::None,
+};
 
 /// What a publication wrote.
 #[derive(Debug, Default)]
 pub struct Published {
     pub folder: PathBuf,
-    pub scopes: usize,
-    pub quarter_hours: usize,
+    /// Days published by this run (earlier ones stay as they were).
+    pub days: Vec<NaiveDate>,
+    /// Settled days with data that were already published.
+    pub already: usize,
+    /// Shared figures (scope × day × quantity) withheld by this run.
     pub withheld: usize,
 }
 
@@ -108,110 +128,196 @@ pub fn valid_coop_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn publishable(n: &str) -> Expr {
+fn null_int() -> Expr {
+    lit(NULL).cast(DataType::Int64)
+}
+
+/// Connections whose `value` was above 0 at some quarter-hour (per group and day).
+fn active(value: &str) -> Expr {
+    col("ean")
+        .filter(col(value).gt(lit(0)).fill_null(lit(false)))
+        .n_unique()
+        .cast(DataType::Int64)
+}
+
+fn shareable(n: &str) -> Expr {
     col(n)
         .eq(lit(0))
         .or(col(n).gt_eq(lit(MIN_CONNECTIONS as i64)))
 }
 
-fn null_int() -> Expr {
-    lit(NULL).cast(DataType::Int64)
+/// Days already published: the `date=` folders of `quarter_hours`.
+fn published_days(folder: &Path) -> Result<BTreeSet<NaiveDate>> {
+    let dir = folder.join(FED_QUARTER_HOURS.name);
+    let mut out = BTreeSet::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(d) = name.strip_prefix("date=").and_then(|d| d.parse().ok()) {
+            out.insert(d);
+        }
+    }
+    Ok(out)
 }
 
-/// The sum of a column's values in a group, null when the group has none (no data is not 0).
-fn sum_of_data(value: &str) -> Expr {
-    when(col(value).count().gt(lit(0)))
-        .then(col(value).sum())
-        .otherwise(null_int())
+fn date_of(days_since_epoch: i32) -> Option<NaiveDate> {
+    NaiveDate::from_num_days_from_ce_opt(days_since_epoch + 719_163)
 }
 
-fn contributors(value: &str) -> Expr {
-    col(value)
-        .gt(lit(0))
-        .fill_null(lit(false))
-        .cast(DataType::Int64)
-        .sum()
-}
-
-/// Publishes the aggregates of `lake` under `out/coop=<coop_id>/`.
+/// Publishes the settled days (up to `last`) not yet published under `out/coop=<coop_id>/`.
 pub fn publish(
     lake: &Lake,
     registry: &Registry,
     coop_id: &str,
     region: &str,
     out: &Path,
+    last: NaiveDate,
 ) -> Result<Published> {
     if !valid_coop_id(coop_id) {
         return Err(Error::Usage(format!(
             "coop id `{coop_id}`: 1 to 64 letters, digits, `-` or `_`"
         )));
     }
+    if let Some(c) = registry
+        .cables
+        .keys()
+        .find(|c| c.as_str() == COOPERATIVE || c.as_str() == OTHER)
+    {
+        return Err(Error::Usage(format!(
+            "cable id `{c}` is a scope name of the shared tables; rename the cable to publish"
+        )));
+    }
+    let folder = out.join(format!("coop={coop_id}"));
+    let done = published_days(&folder)?;
     let Some(intervals) = lake.scan(&INTERVALS)? else {
         return Err(Error::Usage(
             "the lake has no intervals yet: run `vaten transform` first".into(),
         ));
     };
-    // Cable → group, as the public report groups them (connections of the registry).
-    let groups: BTreeMap<String, String> = cable_groups_of(
+    // The days with data, settled, not published yet.
+    let dates = intervals.clone().select([col("date").unique()]).collect()?;
+    let with_data: BTreeSet<NaiveDate> = dates
+        .column("date")?
+        .cast(&DataType::Int32)?
+        .i32()?
+        .iter()
+        .flatten()
+        .filter_map(date_of)
+        .filter(|d| *d <= last)
+        .collect();
+    let todo: Vec<NaiveDate> = with_data.difference(&done).copied().collect();
+    let mut report = Published {
+        folder: folder.clone(),
+        already: with_data.len() - todo.len(),
+        ..Default::default()
+    };
+    if !todo.is_empty() {
+        let groups = group_frame(registry)?;
+        let (first, end) = (todo[0], *todo.last().expect("not empty"));
+        let window = col("date")
+            .gt_eq(lit(first))
+            .and(col("date").lt_eq(lit(end)));
+        let quarters = quarter_rows(intervals.filter(window.clone()), groups.clone(), region)?;
+        let days = day_rows(lake, &quarters, groups, region, window)?;
+        report.withheld = ENERGIES
+            .iter()
+            .map(|c| days.column(c).map_or(0, |s| s.null_count()))
+            .sum();
+        for day in &todo {
+            write_day(&folder, *day, &quarters, &days)?;
+        }
+        report.days = todo;
+    }
+    write_months(&folder, region)?;
+    Ok(report)
+}
+
+/// Cable → scope (the yearly report's groups; a cable the registry does not know is in
+/// "other cables" too, through the left join's fill).
+fn group_frame(registry: &Registry) -> Result<LazyFrame> {
+    let groups = cable_groups_of(
         registry
             .connections
             .iter()
             .map(|c| (c.cable_id.clone(), c.ean.to_string())),
-    )
-    .into_iter()
-    .map(|(cable, (group, _))| (cable, group))
-    .collect();
-    let (cables, names): (Vec<String>, Vec<String>) = groups.clone().into_iter().unzip();
-    let group_of = df!("cable_id" => cables, "scope" => names)?.lazy();
+    );
+    let (cables, scopes): (Vec<String>, Vec<String>) =
+        groups.into_iter().map(|(c, (g, _))| (c, g)).unzip();
+    Ok(df!("cable_id" => cables, "scope" => scopes)?.lazy())
+}
 
-    let cells = intervals
-        .join(
-            group_of.clone(),
-            [col("cable_id")],
-            [col("cable_id")],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .group_by([col("scope"), col("interval_start"), col("date")])
+fn with_scope(lf: LazyFrame, groups: LazyFrame) -> LazyFrame {
+    lf.join(
+        groups,
+        [col("cable_id")],
+        [col("cable_id")],
+        JoinArgs::new(JoinType::Left),
+    )
+    .with_column(col("scope").fill_null(lit(OTHER)))
+}
+
+/// The quarter-hour rows of every scope, with the day-level decisions applied.
+fn quarter_rows(intervals: LazyFrame, groups: LazyFrame, region: &str) -> Result<DataFrame> {
+    let rows = with_scope(intervals, groups);
+    // Per group and day: who had data, who drew, fed back, produced.
+    let decided = rows
+        .clone()
+        .group_by([col("scope"), col("date")])
         .agg([
-            len().cast(DataType::Int64).alias("connections"),
-            col("l_quality")
-                .neq(lit("missing"))
-                .cast(DataType::Int64)
-                .sum()
-                .alias("connections_reporting"),
-            sum_of_data("l_wh").alias("l_sum"),
-            sum_of_data("t_wh").alias("t_sum"),
-            sum_of_data("p_wh").alias("p_sum"),
-            sum_of_data("v_wh").alias("v_sum"),
-            contributors("l_wh").alias("n_l"),
-            contributors("t_wh").alias("n_t"),
-            contributors("p_wh").alias("n_p"),
+            col("ean").n_unique().cast(DataType::Int64).alias("n"),
+            active("l_wh").alias("n_l"),
+            active("t_wh").alias("n_t"),
+            active("p_wh").alias("n_p"),
         ])
         .with_columns([
-            when(publishable("n_l"))
-                .then(col("l_sum"))
+            col("n")
+                .gt_eq(lit(MIN_CONNECTIONS as i64))
+                .and(shareable("n_l"))
+                .alias("ok_l"),
+            col("n")
+                .gt_eq(lit(MIN_CONNECTIONS as i64))
+                .and(shareable("n_t"))
+                .alias("ok_t"),
+            col("n")
+                .gt_eq(lit(MIN_CONNECTIONS as i64))
+                .and(shareable("n_p"))
+                .alias("ok_p"),
+        ]);
+    let sum0 = |c: &str| col(c).sum().fill_null(lit(0i64));
+    let cells = rows
+        .group_by([col("scope"), col("date"), col("interval_start")])
+        .agg([
+            sum0("l_wh").alias("l"),
+            sum0("t_wh").alias("t"),
+            sum0("p_wh").alias("p"),
+        ])
+        .join(
+            decided,
+            [col("scope"), col("date")],
+            [col("scope"), col("date")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .with_columns([
+            when(col("ok_l"))
+                .then(col("l"))
                 .otherwise(null_int())
                 .alias("l_wh"),
-            when(publishable("n_t"))
-                .then(col("t_sum"))
+            when(col("ok_t"))
+                .then(col("t"))
                 .otherwise(null_int())
                 .alias("t_wh"),
-            when(publishable("n_p"))
-                .then(col("p_sum"))
+            when(col("ok_p"))
+                .then(col("p"))
                 .otherwise(null_int())
                 .alias("p_wh"),
         ])
         .with_columns([
-            when(
-                col("l_wh")
-                    .is_not_null()
-                    .and(col("t_wh").is_not_null())
-                    .and(col("p_wh").is_not_null()),
-            )
-            .then(col("v_sum"))
-            .otherwise(null_int())
-            .alias("v_wh"),
-            // Matched needs both: with either withheld it would tell about the other.
+            (col("l_wh") + col("p_wh") - col("t_wh")).alias("v_wh"),
+            // Both parts or nothing: beside a withheld one it would tell about it.
             when(col("l_wh").is_null().or(col("t_wh").is_null()))
                 .then(null_int())
                 .when(col("l_wh").lt(col("t_wh")))
@@ -221,10 +327,8 @@ pub fn publish(
         ])
         .select([
             col("scope"),
-            col("interval_start"),
             col("date"),
-            col("connections"),
-            col("connections_reporting"),
+            col("interval_start"),
             col("l_wh"),
             col("t_wh"),
             col("p_wh"),
@@ -232,227 +336,202 @@ pub fn publish(
             col("matched_wh"),
         ]);
     // The cooperative: the sum over its groups, withheld when any group withheld it.
-    let all_or_nothing = |c: &str| {
-        when(col(c).null_count().eq(lit(0)))
-            .then(col(c).sum())
-            .otherwise(null_int())
-            .alias(c)
-    };
-    let mut coop_aggs = vec![
-        col("connections").sum().alias("connections"),
-        col("connections_reporting")
-            .sum()
-            .alias("connections_reporting"),
-    ];
-    coop_aggs.extend(SUMS.iter().map(|c| all_or_nothing(c)));
     let coop = cells
         .clone()
-        .group_by([col("interval_start"), col("date")])
-        .agg(coop_aggs)
+        .group_by([col("date"), col("interval_start")])
+        .agg(
+            ENERGIES
+                .iter()
+                .map(|c| {
+                    when(col(*c).null_count().eq(lit(0)))
+                        .then(col(*c).sum())
+                        .otherwise(null_int())
+                        .alias(*c)
+                })
+                .collect::<Vec<_>>(),
+        )
         .with_column(lit(COOPERATIVE).alias("scope"))
         .select([
             col("scope"),
-            col("interval_start"),
             col("date"),
-            col("connections"),
-            col("connections_reporting"),
+            col("interval_start"),
             col("l_wh"),
             col("t_wh"),
             col("p_wh"),
             col("v_wh"),
             col("matched_wh"),
         ]);
-    let quarters = concat([cells, coop], UnionArgs::default())?
+    Ok(concat([cells, coop], UnionArgs::default())?
         .with_column(lit(region.to_string()).alias("region"))
-        .with_columns([
-            col("connections").cast(DataType::Int64),
-            col("connections_reporting").cast(DataType::Int64),
-        ])
         .sort(["scope", "interval_start"], SortMultipleOptions::default())
-        .collect()?;
+        .collect()?)
+}
 
-    // Quarter-hours beyond the limits per day: per cable, summed per group and cooperative.
-    let beyond = match lake.scan(&CABLE_BALANCE_DAILY)? {
+/// The day rows: sums of the day's quarter-hours (null when withheld), completeness, and
+/// the quarter-hours beyond the limits.
+fn day_rows(
+    lake: &Lake,
+    quarters: &DataFrame,
+    groups: LazyFrame,
+    region: &str,
+    window: Expr,
+) -> Result<DataFrame> {
+    let all_or_nothing = |c: &str| {
+        when(col(c).null_count().eq(lit(0)))
+            .then(col(c).sum())
+            .otherwise(null_int())
+            .alias(c)
+    };
+    let sums = quarters
+        .clone()
+        .lazy()
+        .group_by([col("scope"), col("date")])
+        .agg(
+            ENERGIES
+                .iter()
+                .map(|c| all_or_nothing(c))
+                .collect::<Vec<_>>(),
+        );
+    // Completeness from the lake's rows: the share of connection-quarter-hours with an L.
+    let Some(intervals) = lake.scan(&INTERVALS)? else {
+        return Err(Error::Usage("the lake has no intervals".into()));
+    };
+    let intervals = intervals.filter(window.clone());
+    let per_group = with_scope(intervals, groups.clone())
+        .group_by([col("scope"), col("date")])
+        .agg([
+            len().cast(DataType::Int64).alias("rows"),
+            col("l_quality")
+                .neq(lit("missing"))
+                .cast(DataType::Int64)
+                .sum()
+                .alias("reporting"),
+            col("ean").n_unique().cast(DataType::Int64).alias("n"),
+        ]);
+    let coop_rows = per_group
+        .clone()
+        .group_by([col("date")])
+        .agg([
+            col("rows").sum(),
+            col("reporting").sum(),
+            col("n").sum().alias("n"),
+        ])
+        .with_column(lit(COOPERATIVE).alias("scope"))
+        .select([
+            col("scope"),
+            col("date"),
+            col("rows"),
+            col("reporting"),
+            col("n"),
+        ]);
+    let completeness = concat([per_group, coop_rows], UnionArgs::default())?.with_column(
+        when(col("n").gt_eq(lit(MIN_CONNECTIONS as i64)))
+            .then((col("reporting") * lit(100i64) / col("rows")).cast(DataType::Int64))
+            .otherwise(null_int())
+            .alias("completeness_pct"),
+    );
+    let mut days = sums
+        .join(
+            completeness.select([col("scope"), col("date"), col("completeness_pct")]),
+            [col("scope"), col("date")],
+            [col("scope"), col("date")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(lit(region.to_string()).alias("region"));
+    days = match lake.scan(&CABLE_BALANCE_DAILY)? {
         Some(cbd) => {
-            let per_group = cbd
-                .join(
-                    group_of,
-                    [col("cable_id")],
-                    [col("cable_id")],
-                    JoinArgs::new(JoinType::Inner),
-                )
-                .with_column(
-                    (col("quarters_below_v_low").fill_null(lit(0))
-                        + col("quarters_above_v_high").fill_null(lit(0)))
-                    .cast(DataType::Int64)
-                    .alias("beyond"),
-                );
-            let groups = per_group
+            let per_cable = with_scope(cbd.filter(window), groups).with_column(
+                (col("quarters_below_v_low").fill_null(lit(0))
+                    + col("quarters_above_v_high").fill_null(lit(0)))
+                .cast(DataType::Int64)
+                .alias("beyond"),
+            );
+            let per_group = per_cable
                 .clone()
                 .group_by([col("scope"), col("date")])
                 .agg([col("beyond").sum()]);
-            let total = per_group
-                .group_by([col("date")])
-                .agg([col("beyond").sum()])
-                .with_column(lit(COOPERATIVE).alias("scope"))
-                .select([col("scope"), col("date"), col("beyond")]);
-            Some(concat([groups, total], UnionArgs::default())?)
+            // None for the cooperative: it would be the sum over groups of which some may
+            // share nothing that day, and give theirs away by subtraction.
+            days.join(
+                per_group,
+                [col("scope"), col("date")],
+                [col("scope"), col("date")],
+                JoinArgs::new(JoinType::Left),
+            )
+            // Not for a group that shares nothing that day (its completeness is null).
+            .with_column(
+                when(
+                    col("completeness_pct")
+                        .is_null()
+                        .or(col("scope").eq(lit(COOPERATIVE))),
+                )
+                .then(null_int())
+                .otherwise(col("beyond").fill_null(lit(0i64)))
+                .alias("quarter_hours_beyond_limits"),
+            )
         }
-        None => None,
+        None => days.with_column(null_int().alias("quarter_hours_beyond_limits")),
     };
+    Ok(days.collect()?)
+}
 
-    let period = |key: Expr, name: &str| -> Result<DataFrame> {
-        let mut aggs = vec![
-            len().cast(DataType::Int64).alias("quarter_hours"),
-            col("connections").sum().alias("connection_quarters"),
-            col("connections_reporting")
-                .sum()
-                .alias("connection_quarters_reporting"),
-        ];
-        for c in SUMS {
-            aggs.push(col(c).sum().fill_null(lit(0)).alias(c));
-            let withheld = format!("{}_withheld", c.trim_end_matches("_wh"));
-            aggs.push(col(c).null_count().cast(DataType::Int64).alias(&withheld));
-        }
-        let mut lf = quarters
+/// Writes one day's quarter-hours and day rows, each folder appearing by one rename.
+fn write_day(folder: &Path, day: NaiveDate, quarters: &DataFrame, days: &DataFrame) -> Result<()> {
+    for (spec, df) in [(&FED_DAYS, days), (&FED_QUARTER_HOURS, quarters)] {
+        let part = df
             .clone()
             .lazy()
-            .with_column(key.alias(name))
-            .group_by([col("scope"), col("region"), col(name)])
-            .agg(aggs);
-        lf = match &beyond {
-            Some(b) => {
-                let b = b
-                    .clone()
-                    .with_column(
-                        if name == "month" {
-                            col("date").dt().strftime("%Y-%m")
-                        } else {
-                            col("date")
-                        }
-                        .alias(name),
-                    )
-                    .group_by([col("scope"), col(name)])
-                    .agg([col("beyond").sum().alias("quarter_hours_beyond_limits")]);
-                lf.join(
-                    b,
-                    [col("scope"), col(name)],
-                    [col("scope"), col(name)],
-                    JoinArgs::new(JoinType::Left),
-                )
-            }
-            None => lf.with_column(lit(0i64).alias("quarter_hours_beyond_limits")),
-        };
-        Ok(lf
-            .with_column(
-                col("quarter_hours_beyond_limits")
-                    .fill_null(lit(0))
-                    .cast(DataType::Int64),
-            )
-            .collect()?)
+            .filter(col("date").eq(lit(day)))
+            .collect()?;
+        let dir = folder.join(spec.name);
+        let fresh = dir.join(format!(".date={day}.new"));
+        let _ = std::fs::remove_dir_all(&fresh);
+        std::fs::create_dir_all(&fresh)?;
+        write_sorted(&fresh.join("part-0.parquet"), spec, &to_batch(&part, spec)?)?;
+        // A day whose `days` folder a killed run left without its quarter-hours (those are
+        // what marks a day published) is written again.
+        let target = dir.join(format!("date={day}"));
+        if target.exists() {
+            std::fs::remove_dir_all(&target)?;
+        }
+        std::fs::rename(&fresh, target)?;
+    }
+    Ok(())
+}
+
+/// `months/part-0.parquet` from the published days (and only from them).
+fn write_months(folder: &Path, region: &str) -> Result<()> {
+    let dir = folder.join(FED_DAYS.name);
+    if !dir.exists() {
+        return Ok(());
+    }
+    let args = ScanArgsParquet {
+        hive_options: HiveOptions::new_enabled(),
+        ..Default::default()
     };
-    let days = period(col("date"), "date")?;
-    let months = period(col("date").dt().strftime("%Y-%m"), "month")?;
-
-    // Written beside the old publication, then swapped in (readers see one or the other).
-    std::fs::create_dir_all(out)?;
-    let folder = out.join(format!("coop={coop_id}"));
-    let fresh = out.join(format!(".coop={coop_id}.new"));
-    let _ = std::fs::remove_dir_all(&fresh);
-    write_partitioned(&fresh, &FED_QUARTER_HOURS, &quarters, |df| {
-        partition_values(df, "date", |d| {
-            chrono::NaiveDate::from_num_days_from_ce_opt(d + 719_163).map(|d| d.to_string())
-        })
-    })?;
-    for (spec, df) in [(&FED_DAYS, &days), (&FED_MONTHS, &months)] {
-        let year = if spec.name == "days" {
-            df.column("date")?
-                .cast(&DataType::Int32)?
-                .i32()?
-                .iter()
-                .map(|d| {
-                    d.and_then(|d| chrono::NaiveDate::from_num_days_from_ce_opt(d + 719_163))
-                        .map(|d| chrono::Datelike::year(&d).to_string())
-                })
-                .collect::<Vec<_>>()
-        } else {
-            df.column("month")?
-                .str()?
-                .iter()
-                .map(|m| m.and_then(|m| m.get(..4)).map(str::to_string))
-                .collect()
-        };
-        let mut df = df.clone();
-        df.with_column(Column::new(
-            "year".into(),
-            year.into_iter()
-                .map(|y| y.unwrap_or_default())
-                .collect::<Vec<_>>(),
-        ))?;
-        write_partitioned(&fresh, spec, &df, |df| partition_strings(df, "year"))?;
+    let days = LazyFrame::scan_parquet(PlRefPath::new(format!("{}/", dir.display())), args)?;
+    let mut aggs = vec![len().cast(DataType::Int64).alias("days")];
+    for c in ENERGIES {
+        aggs.push(col(c).sum().fill_null(lit(0i64)).alias(c));
+        let name = format!("{}_withheld_days", c.trim_end_matches("_wh"));
+        aggs.push(col(c).null_count().cast(DataType::Int64).alias(&name));
     }
-    let old = out.join(format!(".coop={coop_id}.old"));
-    let _ = std::fs::remove_dir_all(&old);
-    if folder.exists() {
-        std::fs::rename(&folder, &old)?;
-    }
-    std::fs::rename(&fresh, &folder)?;
-    let _ = std::fs::remove_dir_all(&old);
-    let withheld = SUMS
-        .iter()
-        .map(|c| quarters.column(c).map_or(0, |s| s.null_count()))
-        .sum();
-    Ok(Published {
-        folder,
-        scopes: quarters.column("scope")?.n_unique()?,
-        quarter_hours: quarters.height(),
-        withheld,
-    })
-}
-
-/// The partition value of every row (`None` rows are an error of the caller).
-fn partition_values(
-    df: &DataFrame,
-    name: &str,
-    show: impl Fn(i32) -> Option<String>,
-) -> Result<Vec<String>> {
-    let days = df.column(name)?.cast(&DataType::Int32)?;
-    Ok(days
-        .i32()?
-        .iter()
-        .map(|d| d.and_then(&show).unwrap_or_default())
-        .collect())
-}
-
-fn partition_strings(df: &DataFrame, name: &str) -> Result<Vec<String>> {
-    Ok(df
-        .column(name)?
-        .str()?
-        .iter()
-        .map(|s| s.unwrap_or_default().to_string())
-        .collect())
-}
-
-/// Writes `df` as `spec` under `root/<table>/<key>=<value>/part-0.parquet`, one file per
-/// partition value.
-fn write_partitioned(
-    root: &Path,
-    spec: &TableSpec,
-    df: &DataFrame,
-    values: impl Fn(&DataFrame) -> Result<Vec<String>>,
-) -> Result<()> {
-    let keys = values(df)?;
-    let mut rows: BTreeMap<&str, Vec<IdxSize>> = BTreeMap::new();
-    for (i, k) in keys.iter().enumerate() {
-        rows.entry(k.as_str()).or_default().push(i as IdxSize);
-    }
-    for (key, idx) in rows {
-        let part = df.take(&IdxCa::from_vec("idx".into(), idx))?;
-        let dir = root
-            .join(spec.name)
-            .join(format!("{}={key}", spec.partitioning.key()));
-        std::fs::create_dir_all(&dir)?;
-        write_sorted(&dir.join("part-0.parquet"), spec, &to_batch(&part, spec)?)?;
-    }
+    aggs.push(
+        col("quarter_hours_beyond_limits")
+            .sum()
+            .fill_null(lit(0i64))
+            .cast(DataType::Int64),
+    );
+    let months = days
+        .with_column(col("date").dt().strftime("%Y-%m").alias("month"))
+        .group_by([col("scope"), col("month")])
+        .agg(aggs)
+        .with_column(lit(region.to_string()).alias("region"))
+        .collect()?;
+    let out = folder.join(FED_MONTHS.name);
+    std::fs::create_dir_all(&out)?;
+    let fresh = out.join(".part-0.parquet.new");
+    write_sorted(&fresh, &FED_MONTHS, &to_batch(&months, &FED_MONTHS)?)?;
+    std::fs::rename(&fresh, out.join("part-0.parquet"))?;
     Ok(())
 }

@@ -4,13 +4,14 @@
 
 Writes two tables (CSV with a header, one file each, and Parquet) under OUT:
 - `coop_monthly`: per cooperative, region and month: L, T, P, V, matched energy (Wh), local
-  share (matched / L), completeness (connection quarter-hours reporting / expected), and the
-  quarter-hours whose figure a cooperative withheld (fewer than 5 connections contributed);
-- `cable_monthly`: per cooperative, cable group and month: the same energies and the
-  quarter-hours beyond the cable's agreed voltage limits.
+  share (matched / L over the days both were shared), mean completeness (% of the connection
+  quarter-hours with data), and how many days each figure was withheld (fewer than 5
+  connections);
+- `cable_monthly`: per cooperative, cable group and month: the same, and the quarter-hours
+  beyond the cable's agreed voltage limits.
 
-Sums are of the published quarter-hours (withheld ones are null and left out), exactly as
-the cooperatives' own `days` and `months` tables add them up.
+Sums are of the shared days (a withheld day is null and adds nothing), exactly as the
+cooperatives' own `months` tables add them up.
 
 Local mode (PySpark from PyPI, Java 17):
     python3 pipelines/federation/monthly.py SHARED OUT
@@ -48,21 +49,26 @@ def shared_table(spark, shared, coops, table):
     return out
 
 
-def monthly(df, keys):
-    sums = [F.sum(c).alias(c) for c in ENERGY]
-    withheld = [F.sum(F.when(F.col(c).isNull(), 1).otherwise(0)).alias(c.replace("_wh", "_withheld")) for c in ENERGY]
+def monthly(days, keys):
+    """Per month: the sums of the shared days (a withheld day adds nothing; how many were
+    withheld is counted), local share over the days where matched energy was shared, and the
+    mean completeness."""
+    shared_m = F.col("matched_wh").isNotNull()
+    aggs = [F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in ENERGY]
+    aggs += [F.sum(F.when(F.col(c).isNull(), 1).otherwise(0)).alias(c.replace("_wh", "_withheld_days")) for c in ENERGY]
+    aggs += [
+        F.count(F.lit(1)).alias("days"),
+        F.sum(F.when(shared_m, F.col("matched_wh"))).alias("_m"),
+        F.sum(F.when(shared_m, F.col("l_wh"))).alias("_l"),
+        F.avg("completeness_pct").alias("completeness_pct"),
+        F.sum("quarter_hours_beyond_limits").alias("quarter_hours_beyond_limits"),
+    ]
     return (
-        df.withColumn("month", F.date_format(F.col("date"), "yyyy-MM"))
+        days.withColumn("month", F.date_format(F.col("date"), "yyyy-MM"))
         .groupBy(*keys, "month")
-        .agg(
-            *sums,
-            *withheld,
-            F.count(F.lit(1)).alias("quarter_hours"),
-            F.sum("connections").alias("connection_quarters"),
-            F.sum("connections_reporting").alias("connection_quarters_reporting"),
-        )
-        .withColumn("local_share", F.col("matched_wh") / F.col("l_wh"))
-        .withColumn("completeness", F.col("connection_quarters_reporting") / F.col("connection_quarters"))
+        .agg(*aggs)
+        .withColumn("local_share", F.col("_m") / F.col("_l"))
+        .drop("_m", "_l")
     )
 
 
@@ -80,16 +86,9 @@ def main():
     coops = cooperatives(spark, args.shared)
     if not coops:
         raise SystemExit(f"no coop=<id> folder under {args.shared}")
-    quarters = shared_table(spark, args.shared, coops, "quarter_hours")
-    coop = monthly(quarters.filter(F.col("scope") == "cooperative"), ["coop", "region"])
-    cables = monthly(quarters.filter(F.col("scope") != "cooperative"), ["coop", "region", "scope"])
-    days = shared_table(spark, args.shared, coops, "days").filter(F.col("scope") != "cooperative")
-    beyond = (
-        days.withColumn("month", F.date_format(F.col("date"), "yyyy-MM"))
-        .groupBy("coop", "scope", "month")
-        .agg(F.sum("quarter_hours_beyond_limits").alias("quarter_hours_beyond_limits"))
-    )
-    cables = cables.join(beyond, ["coop", "scope", "month"], "left")
+    days = shared_table(spark, args.shared, coops, "days")
+    coop = monthly(days.filter(F.col("scope") == "cooperative"), ["coop", "region"]).drop("quarter_hours_beyond_limits")
+    cables = monthly(days.filter(F.col("scope") != "cooperative"), ["coop", "region", "scope"])
 
     for name, df in [("coop_monthly", coop), ("cable_monthly", cables)]:
         df = df.orderBy(*[c for c in ["coop", "scope", "month"] if c in df.columns])

@@ -1,7 +1,10 @@
 //! The commit scheme of a lake on object storage (S3, MinIO, Ceph; `object_store`'s in-memory
-//! and local-file stores in the tests). Object stores have no rename and no `flock`; what they
-//! do have, every one of them, is a put that creates an object only if it does not exist yet
-//! (`If-None-Match: *`, `PutMode::Create`), atomically. Both roles are built on that alone:
+//! and local-file stores in the tests). Object stores have no rename and no `flock`; what the
+//! ones we target have (AWS S3 since 2024, recent MinIO and Ceph RGW) is a put that creates an
+//! object only if it does not exist yet (`If-None-Match: *`, `PutMode::Create`), atomically.
+//! A store that ignores the condition would let two writers win: opening a lake there must
+//! first probe it (create one object twice, expect the second to fail). Both roles are built
+//! on that create alone:
 //!
 //! - **The log**: a change is committed by creating `_log/<version>.json` (20 digits) naming the
 //!   files it adds and removes. Two writers that both read version N and both try to create
@@ -9,15 +12,20 @@
 //!   The data files are uploaded first, under names no other change uses (its txid), where no
 //!   reader looks: a reader replays the log up to the highest version and reads exactly the
 //!   files it names, so it sees a change whole or not at all, never half. Files a change
-//!   removes are deleted later (a vacuum after a grace period), so a reader still reading the
-//!   version before finds them. A writer killed before its log entry leaves only unnamed files:
-//!   nothing to roll back; the vacuum removes them.
+//!   removes are deleted later (a vacuum), so a reader still reading the version before finds
+//!   them. A writer killed before its log entry leaves only unnamed files: nothing to roll
+//!   back. The vacuum (not built yet) may delete an unnamed file only when it is older than the
+//!   longest lease, or it would take a live writer's uploads from under it; log entries and
+//!   lease epochs are never deleted below a checkpoint's floor, or a stale writer could
+//!   create them again.
 //! - **The lease** (the writer lock): `_lease/<epoch>.json` holds the holder and until when.
 //!   The current lease is the highest epoch. To take the lock a writer creates the next epoch,
 //!   when the current one has expired (or there is none); to renew, the holder creates the next
 //!   epoch itself. Two writers racing for an expired lease: one create wins. A holder whose
-//!   renewal finds the next epoch taken has lost the lock ([`LeaseError::Lost`]) and must stop
-//!   before it commits.
+//!   renewal finds the next epoch taken has lost the lock ([`LeaseError::Lost`]), and
+//!   [`ObjectLog::commit_under`] refuses to commit once the lease is about to end, so a writer
+//!   paused past its lease commits nothing (expiry is judged by the clocks of the writers: the
+//!   margin must cover their skew).
 //!
 //! This module is the protocol, proven on the in-memory and local-file stores; the lake's tables
 //! on it (`lake = "s3://…"`) build on it (`docs/architecture.md`).
@@ -39,6 +47,9 @@ pub struct Change {
     pub adds: Vec<String>,
     /// Files it takes out (deleted later by the vacuum).
     pub removes: Vec<String>,
+    /// The lease epoch the writer held.
+    #[serde(default)]
+    pub lease_epoch: Option<u64>,
 }
 
 /// The lake as of one version of the log.
@@ -57,6 +68,9 @@ pub enum CommitError {
     Store(#[from] object_store::Error),
     #[error("log entry {0}: {1}")]
     Corrupt(String, String),
+    /// The writer's lease ends (at this instant) too soon to commit safely.
+    #[error("the writer's lease ends at {0}: renew it before committing")]
+    LeaseEnding(DateTime<Utc>),
 }
 
 /// The log of a lake under `prefix` in `store`.
@@ -85,9 +99,15 @@ impl ObjectLog {
     }
 
     /// Uploads a data file at `rel` (not yet part of the lake: only a log entry makes it so).
+    /// Created, never overwritten: a name already taken is an error, not a silent
+    /// replacement of a committed file.
     pub async fn upload(&self, rel: &str, bytes: Vec<u8>) -> Result<(), CommitError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
         self.store
-            .put(&self.at(rel), PutPayload::from(bytes))
+            .put_opts(&self.at(rel), PutPayload::from(bytes), opts)
             .await?;
         Ok(())
     }
@@ -129,13 +149,15 @@ impl ObjectLog {
                     format!("version {expected} is missing"),
                 ));
             }
-            let bytes = self.store.get(&self.entry(version)).await?.bytes().await?;
-            if bytes.len() > MAX_ENTRY_BYTES {
+            // The size first: an entry is read only when it is of a sane size.
+            let path = self.entry(version);
+            if self.store.head(&path).await?.size > MAX_ENTRY_BYTES as u64 {
                 return Err(CommitError::Corrupt(
                     format!("{version:020}"),
                     "larger than 64 MiB".into(),
                 ));
             }
+            let bytes = self.store.get(&path).await?.bytes().await?;
             let change: Change = serde_json::from_slice(&bytes)
                 .map_err(|e| CommitError::Corrupt(format!("{version:020}"), e.to_string()))?;
             for r in &change.removes {
@@ -147,8 +169,27 @@ impl ObjectLog {
         Ok(snap)
     }
 
+    /// Commits `change` under `lease`: refused when the lease ends within `margin` of `now`
+    /// (a writer that may have lost the lock commits nothing; the entry records the epoch).
+    pub async fn commit_under(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+        margin: Duration,
+        base: u64,
+        change: &Change,
+    ) -> Result<u64, CommitError> {
+        if lease.record.until - margin <= now {
+            return Err(CommitError::LeaseEnding(lease.record.until));
+        }
+        let mut change = change.clone();
+        change.lease_epoch = Some(lease.epoch);
+        self.commit(base, &change).await
+    }
+
     /// Commits `change` on top of `base` (the version the writer read): creates the next log
-    /// entry, or finds it taken.
+    /// entry, or finds it taken. The log stays linear whoever calls it; writers hold the lease
+    /// and use [`ObjectLog::commit_under`] so that two of them do not work at once.
     pub async fn commit(&self, base: u64, change: &Change) -> Result<u64, CommitError> {
         let version = base + 1;
         let bytes = serde_json::to_vec(change).expect("a change serialises");
@@ -220,6 +261,12 @@ async fn latest_lease(
         return Ok(None);
     };
     let path = lease_path(prefix, epoch);
+    if store.head(&path).await?.size > 64 << 10 {
+        return Err(LeaseError::Corrupt(
+            path.to_string(),
+            "larger than 64 KiB".into(),
+        ));
+    }
     let bytes = store.get(&path).await?.bytes().await?;
     let record = serde_json::from_slice(&bytes)
         .map_err(|e| LeaseError::Corrupt(path.to_string(), e.to_string()))?;
@@ -285,13 +332,17 @@ impl Lease {
             })
         } else {
             // Another writer created this epoch between our look and our create.
-            let (_, r) = latest_lease(&store, &prefix)
-                .await?
-                .expect("the epoch just taken exists");
-            Err(LeaseError::Held {
-                holder: r.holder,
-                until: r.until,
-            })
+            match latest_lease(&store, &prefix).await? {
+                Some((_, r)) => Err(LeaseError::Held {
+                    holder: r.holder,
+                    until: r.until,
+                }),
+                // A store whose listing lags behind its creates.
+                None => Err(LeaseError::Corrupt(
+                    format!("epoch {epoch}"),
+                    "taken, but not listed yet".into(),
+                )),
+            }
         }
     }
 
@@ -352,6 +403,7 @@ mod tests {
             txid: txid.into(),
             adds: adds.iter().map(|s| s.to_string()).collect(),
             removes: removes.iter().map(|s| s.to_string()).collect(),
+            lease_epoch: None,
         }
     }
 
@@ -466,10 +518,12 @@ mod tests {
                 );
                 // Expired: two writers race for it; exactly one gets it.
                 let late = t0 + Duration::seconds(200);
-                let (b, c) = tokio::join!(
-                    Lease::acquire(Arc::clone(&store), "coop", "b", late, ttl),
-                    Lease::acquire(Arc::clone(&store), "coop", "c", late, ttl)
-                );
+                let (sb, sc) = (Arc::clone(&store), Arc::clone(&store));
+                let b =
+                    tokio::spawn(async move { Lease::acquire(sb, "coop", "b", late, ttl).await });
+                let c =
+                    tokio::spawn(async move { Lease::acquire(sc, "coop", "c", late, ttl).await });
+                let (b, c) = (b.await.unwrap(), c.await.unwrap());
                 assert_eq!(
                     usize::from(b.is_ok()) + usize::from(c.is_ok()),
                     1,
@@ -478,8 +532,28 @@ mod tests {
                 // The old holder's renewal finds the lease taken: it must stop.
                 let lost = a.renew(late, ttl).await.unwrap_err();
                 assert!(matches!(lost, LeaseError::Lost(_)), "{name}: {lost}");
-                // Released, the next writer need not wait for the expiry.
+                // The winner commits under its lease; near its end it may not.
                 let winner = b.or(c).unwrap();
+                let log = ObjectLog::new(Arc::clone(&store), "coop");
+                let c1 = change("t1", &["x"], &[]);
+                log.commit_under(&winner, late, Duration::seconds(10), 0, &c1)
+                    .await
+                    .unwrap();
+                let ending = log
+                    .commit_under(
+                        &winner,
+                        late + Duration::seconds(55),
+                        Duration::seconds(10),
+                        1,
+                        &c1,
+                    )
+                    .await
+                    .unwrap_err();
+                assert!(
+                    matches!(ending, CommitError::LeaseEnding(_)),
+                    "{name}: {ending}"
+                );
+                // Released, the next writer need not wait for the expiry.
                 winner.release(late).await.unwrap();
                 Lease::acquire(Arc::clone(&store), "coop", "d", late, ttl)
                     .await

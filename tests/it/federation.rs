@@ -7,6 +7,9 @@ use std::process::Command;
 
 use crate::common::*;
 
+/// Long after the demo's last day: every day has settled.
+const NOW: &str = "2026-09-01T10:00:00Z";
+
 fn vaten(config: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_vaten"))
         .arg("--config")
@@ -22,13 +25,14 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
     let dir = tempfile::tempdir().unwrap();
     let shared = dir.path().join("federation");
     let mut coops = Vec::new();
-    for (coop, seed, region) in [
-        ("coop-a", "1", "Noord"),
-        ("coop-b", "2", "Noord"),
-        ("coop-c", "3", "Zuid"),
+    // 30 connections on 3 cables (10 each, a group each); 13 (5 on K1, its own group; 4 and
+    // 4 on K2 and K3, together "other cables").
+    for (coop, seed, region, connections) in [
+        ("coop-a", "1", "Noord", "30"),
+        ("coop-b", "2", "Noord", "30"),
+        ("coop-c", "3", "Zuid", "13"),
     ] {
         let demo = dir.path().join(coop);
-        // 15 connections on 3 cables: every cable has 5, a group of its own.
         let out = Command::new(env!("CARGO_BIN_EXE_vaten"))
             .args(["demo", "--dir"])
             .arg(&demo)
@@ -36,7 +40,7 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
                 "--days",
                 "9",
                 "--connections",
-                "15",
+                connections,
                 "--end",
                 "2026-07-03",
                 "--seed",
@@ -50,7 +54,10 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
         let mut text = std::fs::read_to_string(&config).unwrap();
         text += &format!("\n[federation]\ncoop_id = \"{coop}\"\nregion = \"{region}\"\n");
         std::fs::write(&config, text).unwrap();
-        let published = vaten(&config, &["publish", "--out", shared.to_str().unwrap()]);
+        let published = vaten(
+            &config,
+            &["--now", NOW, "publish", "--out", shared.to_str().unwrap()],
+        );
         assert_ok(&published);
         assert!(
             String::from_utf8_lossy(&published.stdout).contains("published"),
@@ -63,15 +70,31 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
             demo.join("registry").display()
         ));
     }
-    // Publishing again replaces the cooperative's folder: the same files, nothing beside.
-    let before = std::fs::read_dir(&shared).unwrap().count();
-    let config = dir.path().join("coop-a/vaten.toml");
-    assert_ok(&vaten(
-        &config,
-        &["publish", "--out", shared.to_str().unwrap()],
-    ));
-    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), before);
-    assert_eq!(before, 3, "coop=coop-a, coop=coop-b, coop=coop-c");
+    assert_eq!(
+        std::fs::read_dir(&shared).unwrap().count(),
+        3,
+        "coop=coop-a, -b, -c"
+    );
+    // A day is published once it has settled ([federation] settle_days, 10 by default): on
+    // 8 July, the days up to 28 June only.
+    let early = dir.path().join("early");
+    let settling = vaten(
+        &dir.path().join("coop-b/vaten.toml"),
+        &[
+            "--now",
+            "2026-07-08T12:00:00Z",
+            "publish",
+            "--out",
+            early.to_str().unwrap(),
+        ],
+    );
+    assert_ok(&settling);
+    assert!(
+        String::from_utf8_lossy(&settling.stdout)
+            .contains("published 4 days, 2026-06-25 to 2026-06-28"),
+        "{}",
+        String::from_utf8_lossy(&settling.stdout)
+    );
 
     // Spark in local mode over the shared folder.
     let java = crate::tools::java();
@@ -108,17 +131,40 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
         stderr(&check)
     );
     assert!(check.status.success(), "{text}");
-    // The check compared something: every cooperative's rows and months, and some figure
-    // was withheld while others were shown (the rule did work both ways).
+    // The check compared something: every cooperative's rows and months; coop-c has the
+    // pooled group; the rule withheld figures and shared others.
     for coop in ["coop-a", "coop-b", "coop-c"] {
         assert!(
             text.contains(&format!("{coop}: 2 months compared with Spark")),
             "{text}"
         );
     }
+    assert!(text.contains("scopes ['K1', 'other cables']"), "{text}");
     assert!(
-        text.contains("T withheld in") && !text.contains("T withheld in 0,"),
+        text.contains("coop-c: groups sharing on a day with data from fewer than 5 connections: 0; group-days with T withheld 9, shared 9"),
         "{text}"
     );
     assert!(text.contains(": 0 columns hold one"), "{text}");
+
+    // A published day is never written again, not even after the lake changed (here: a
+    // participant erased, whose quarter-hours would otherwise show by subtraction).
+    let config = dir.path().join("coop-a/vaten.toml");
+    let day = shared.join("coop=coop-a/quarter_hours/date=2026-06-28/part-0.parquet");
+    let before = std::fs::read(&day).unwrap();
+    assert_ok(&vaten(
+        &config,
+        &["--now", NOW, "erase", "--participant", "P0001"],
+    ));
+    assert_ok(&vaten(&config, &["--now", NOW, "transform"]));
+    let again = vaten(
+        &config,
+        &["--now", NOW, "publish", "--out", shared.to_str().unwrap()],
+    );
+    assert_ok(&again);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("no new settled day"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert_eq!(std::fs::read(&day).unwrap(), before);
 }
