@@ -215,23 +215,29 @@ pub fn publish(
         already: with_data.len() - todo.len(),
         ..Default::default()
     };
-    if !todo.is_empty() {
-        let groups = group_frame(registry)?;
-        let (first, end) = (todo[0], *todo.last().expect("not empty"));
+    // A month of days at a time: the first publication of a long history stays in bounded
+    // memory (each chunk's days are complete and final when written).
+    let groups = group_frame(registry)?;
+    for chunk in todo.chunks(31) {
+        let (first, end) = (chunk[0], chunk[chunk.len() - 1]);
         let window = col("date")
             .gt_eq(lit(first))
             .and(col("date").lt_eq(lit(end)));
-        let quarters = quarter_rows(intervals.filter(window.clone()), groups.clone(), region)?;
-        let days = day_rows(lake, &quarters, groups, region, window)?;
-        report.withheld = ENERGIES
+        let quarters = quarter_rows(
+            intervals.clone().filter(window.clone()),
+            groups.clone(),
+            region,
+        )?;
+        let days = day_rows(lake, &quarters, groups.clone(), region, window)?;
+        report.withheld += ENERGIES
             .iter()
             .map(|c| days.column(c).map_or(0, |s| s.null_count()))
-            .sum();
-        for day in &todo {
+            .sum::<usize>();
+        for day in chunk {
             write_day(&folder, *day, &quarters, &days)?;
         }
-        report.days = todo;
     }
+    report.days = todo;
     write_months(&folder, region)?;
     Ok(report)
 }
