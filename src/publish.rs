@@ -140,25 +140,20 @@ fn active(value: &str) -> Expr {
         .cast(DataType::Int64)
 }
 
-fn shareable(n: &str) -> Expr {
-    col(n)
-        .eq(lit(0))
-        .or(col(n).gt_eq(lit(MIN_CONNECTIONS as i64)))
-}
-
-/// Days already published: the `date=` folders of `quarter_hours`.
+/// Days already published: the `date=` folders of `quarter_hours` or `days`.
 fn published_days(folder: &Path) -> Result<BTreeSet<NaiveDate>> {
-    let dir = folder.join(FED_QUARTER_HOURS.name);
     let mut out = BTreeSet::new();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e.into()),
-    };
-    for entry in entries {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if let Some(d) = name.strip_prefix("date=").and_then(|d| d.parse().ok()) {
-            out.insert(d);
+    for table in [FED_QUARTER_HOURS.name, FED_DAYS.name] {
+        let entries = match std::fs::read_dir(folder.join(table)) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for entry in entries {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if let Some(d) = name.strip_prefix("date=").and_then(|d| d.parse().ok()) {
+                out.insert(d);
+            }
         }
     }
     Ok(out)
@@ -192,6 +187,7 @@ pub fn publish(
         )));
     }
     let folder = out.join(format!("coop={coop_id}"));
+    finish_interrupted(out, coop_id)?;
     let done = published_days(&folder)?;
     let Some(intervals) = lake.scan(&INTERVALS)? else {
         return Err(Error::Usage(
@@ -215,29 +211,42 @@ pub fn publish(
         already: with_data.len() - todo.len(),
         ..Default::default()
     };
-    // A month of days at a time: the first publication of a long history stays in bounded
-    // memory (each chunk's days are complete and final when written).
+    // Runs of consecutive days, a month at most: the first publication of a long history
+    // stays in bounded memory, and a late old day does not widen the window over published
+    // ones (each run's days are complete and final when written).
     let groups = group_frame(registry)?;
-    for chunk in todo.chunks(31) {
-        let (first, end) = (chunk[0], chunk[chunk.len() - 1]);
+    let mut runs: Vec<Vec<NaiveDate>> = Vec::new();
+    for day in &todo {
+        match runs.last_mut() {
+            Some(run) if run.len() < 31 && run.last().and_then(|d| d.succ_opt()) == Some(*day) => {
+                run.push(*day)
+            }
+            _ => runs.push(vec![*day]),
+        }
+    }
+    for run in runs {
+        let (first, end) = (run[0], run[run.len() - 1]);
         let window = col("date")
             .gt_eq(lit(first))
             .and(col("date").lt_eq(lit(end)));
-        let quarters = quarter_rows(
+        let (quarters, days) = shared_rows(
+            lake,
             intervals.clone().filter(window.clone()),
             groups.clone(),
             region,
+            window,
         )?;
-        let days = day_rows(lake, &quarters, groups.clone(), region, window)?;
         report.withheld += ENERGIES
             .iter()
             .map(|c| days.column(c).map_or(0, |s| s.null_count()))
             .sum::<usize>();
-        for day in chunk {
-            write_day(&folder, *day, &quarters, &days)?;
+        for day in run {
+            write_day(out, coop_id, day, &quarters, &days)?;
         }
     }
     report.days = todo;
+    // The staging folder, now empty (kept only while a day is in flight).
+    let _ = std::fs::remove_dir(out.join(format!(".staging-{coop_id}")));
     write_months(&folder, region)?;
     Ok(report)
 }
@@ -266,64 +275,118 @@ fn with_scope(lf: LazyFrame, groups: LazyFrame) -> LazyFrame {
     .with_column(col("scope").fill_null(lit(OTHER)))
 }
 
-/// The quarter-hour rows of every scope, with the day-level decisions applied.
-fn quarter_rows(intervals: LazyFrame, groups: LazyFrame, region: &str) -> Result<DataFrame> {
-    let rows = with_scope(intervals, groups);
-    // Per group and day: who had data, who drew, fed back, produced.
-    let decided = rows
-        .clone()
-        .group_by([col("scope"), col("date")])
-        .agg([
-            col("ean").n_unique().cast(DataType::Int64).alias("n"),
-            active("l_wh").alias("n_l"),
-            active("t_wh").alias("n_t"),
-            active("p_wh").alias("n_p"),
-        ])
-        .with_columns([
-            col("n")
-                .gt_eq(lit(MIN_CONNECTIONS as i64))
-                .and(shareable("n_l"))
-                .alias("ok_l"),
-            col("n")
-                .gt_eq(lit(MIN_CONNECTIONS as i64))
-                .and(shareable("n_t"))
-                .alias("ok_t"),
-            col("n")
-                .gt_eq(lit(MIN_CONNECTIONS as i64))
-                .and(shareable("n_p"))
-                .alias("ok_p"),
-        ]);
-    let sum0 = |c: &str| col(c).sum().fill_null(lit(0i64));
+fn ok(n: Expr) -> Expr {
+    n.clone()
+        .eq(lit(0))
+        .or(n.gt_eq(lit(MIN_CONNECTIONS as i64)))
+}
+
+fn sum_when(flag: &str, value: Expr) -> Expr {
+    when(col(flag)).then(value).otherwise(null_int())
+}
+
+/// The shared quarter-hour and day rows of the days in `window`, every decision applied.
+///
+/// Per group and day: `base` when at least five connections have an L that is not missing;
+/// a group-day without it shares nothing (not even a row). For L, T and P: the day's sum is
+/// shared when the connections with a value above 0 that day number none or at least five
+/// (`day_x`); its quarter-hours only when moreover every quarter-hour of the day has none or
+/// at least five (`qser_x`), else the day's whole series is withheld. The cooperative: a day
+/// or quarter-hour figure only when every group with data that day had `base` and shared it.
+fn shared_rows(
+    lake: &Lake,
+    intervals: LazyFrame,
+    groups: LazyFrame,
+    region: &str,
+    window: Expr,
+) -> Result<(DataFrame, DataFrame)> {
+    let rows = with_scope(intervals, groups.clone());
     let cells = rows
+        .clone()
         .group_by([col("scope"), col("date"), col("interval_start")])
         .agg([
-            sum0("l_wh").alias("l"),
-            sum0("t_wh").alias("t"),
-            sum0("p_wh").alias("p"),
+            col("l_wh").sum().fill_null(lit(0i64)).alias("l"),
+            col("t_wh").sum().fill_null(lit(0i64)).alias("t"),
+            col("p_wh").sum().fill_null(lit(0i64)).alias("p"),
+            col("l_wh")
+                .gt(lit(0))
+                .fill_null(lit(false))
+                .sum()
+                .cast(DataType::Int64)
+                .alias("q_l"),
+            col("t_wh")
+                .gt(lit(0))
+                .fill_null(lit(false))
+                .sum()
+                .cast(DataType::Int64)
+                .alias("q_t"),
+            col("p_wh")
+                .gt(lit(0))
+                .fill_null(lit(false))
+                .sum()
+                .cast(DataType::Int64)
+                .alias("q_p"),
+        ]);
+    let series_ok = cells.clone().group_by([col("scope"), col("date")]).agg([
+        ok(col("q_l")).all(true).alias("qs_l"),
+        ok(col("q_t")).all(true).alias("qs_t"),
+        ok(col("q_p")).all(true).alias("qs_p"),
+    ]);
+    let measured = col("l_quality").neq(lit("missing"));
+    let decided = rows
+        .group_by([col("scope"), col("date")])
+        .agg([
+            col("ean")
+                .filter(measured.clone())
+                .n_unique()
+                .cast(DataType::Int64)
+                .alias("n"),
+            active("l_wh").alias("d_l"),
+            active("t_wh").alias("d_t"),
+            active("p_wh").alias("d_p"),
+            col("ean")
+                .filter(col("p_wh").is_not_null())
+                .n_unique()
+                .cast(DataType::Int64)
+                .alias("n_inst"),
+            len().cast(DataType::Int64).alias("rows"),
+            measured.cast(DataType::Int64).sum().alias("reporting"),
         ])
         .join(
-            decided,
+            series_ok,
+            [col("scope"), col("date")],
+            [col("scope"), col("date")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .with_column(col("n").gt_eq(lit(MIN_CONNECTIONS as i64)).alias("base"))
+        .with_columns([
+            col("base").and(ok(col("d_l"))).alias("day_l"),
+            col("base").and(ok(col("d_t"))).alias("day_t"),
+            col("base").and(ok(col("d_p"))).alias("day_p"),
+        ])
+        .with_columns([
+            col("day_l").and(col("qs_l")).alias("qser_l"),
+            col("day_t").and(col("qs_t")).alias("qser_t"),
+            col("day_p").and(col("qs_p")).alias("qser_p"),
+        ])
+        .collect()?;
+    let flags = || decided.clone().lazy();
+    // Groups' quarter-hours: only of group-days with `base`.
+    let group_q = cells
+        .join(
+            flags(),
             [col("scope"), col("date")],
             [col("scope"), col("date")],
             JoinArgs::new(JoinType::Inner),
         )
+        .filter(col("base"))
         .with_columns([
-            when(col("ok_l"))
-                .then(col("l"))
-                .otherwise(null_int())
-                .alias("l_wh"),
-            when(col("ok_t"))
-                .then(col("t"))
-                .otherwise(null_int())
-                .alias("t_wh"),
-            when(col("ok_p"))
-                .then(col("p"))
-                .otherwise(null_int())
-                .alias("p_wh"),
+            sum_when("qser_l", col("l")).alias("l_wh"),
+            sum_when("qser_t", col("t")).alias("t_wh"),
+            sum_when("qser_p", col("p")).alias("p_wh"),
         ])
         .with_columns([
             (col("l_wh") + col("p_wh") - col("t_wh")).alias("v_wh"),
-            // Both parts or nothing: beside a withheld one it would tell about it.
             when(col("l_wh").is_null().or(col("t_wh").is_null()))
                 .then(null_int())
                 .when(col("l_wh").lt(col("t_wh")))
@@ -331,176 +394,291 @@ fn quarter_rows(intervals: LazyFrame, groups: LazyFrame, region: &str) -> Result
                 .otherwise(col("t_wh"))
                 .alias("matched_wh"),
         ])
-        .select([
-            col("scope"),
-            col("date"),
-            col("interval_start"),
-            col("l_wh"),
-            col("t_wh"),
-            col("p_wh"),
-            col("v_wh"),
-            col("matched_wh"),
-        ]);
-    // The cooperative: the sum over its groups, withheld when any group withheld it.
-    let coop = cells
-        .clone()
-        .group_by([col("date"), col("interval_start")])
-        .agg(
-            ENERGIES
-                .iter()
-                .map(|c| {
-                    when(col(*c).null_count().eq(lit(0)))
-                        .then(col(*c).sum())
-                        .otherwise(null_int())
-                        .alias(*c)
-                })
-                .collect::<Vec<_>>(),
-        )
-        .with_column(lit(COOPERATIVE).alias("scope"))
-        .select([
-            col("scope"),
-            col("date"),
-            col("interval_start"),
-            col("l_wh"),
-            col("t_wh"),
-            col("p_wh"),
-            col("v_wh"),
-            col("matched_wh"),
-        ]);
-    Ok(concat([cells, coop], UnionArgs::default())?
-        .with_column(lit(region.to_string()).alias("region"))
-        .sort(["scope", "interval_start"], SortMultipleOptions::default())
-        .collect()?)
-}
-
-/// The day rows: sums of the day's quarter-hours (null when withheld), completeness, and
-/// the quarter-hours beyond the limits.
-fn day_rows(
-    lake: &Lake,
-    quarters: &DataFrame,
-    groups: LazyFrame,
-    region: &str,
-    window: Expr,
-) -> Result<DataFrame> {
-    let all_or_nothing = |c: &str| {
-        when(col(c).null_count().eq(lit(0)))
-            .then(col(c).sum())
-            .otherwise(null_int())
-            .alias(c)
-    };
-    let sums = quarters
+        .collect()?;
+    // Groups' days: the day sums where the day is shared (from every quarter, also when the
+    // quarter series is withheld), matched only from shared quarter series.
+    let group_d = group_q
         .clone()
         .lazy()
         .group_by([col("scope"), col("date")])
-        .agg(
-            ENERGIES
-                .iter()
-                .map(|c| all_or_nothing(c))
-                .collect::<Vec<_>>(),
-        );
-    // Completeness from the lake's rows: the share of connection-quarter-hours with an L.
-    let Some(intervals) = lake.scan(&INTERVALS)? else {
-        return Err(Error::Usage("the lake has no intervals".into()));
-    };
-    let intervals = intervals.filter(window.clone());
-    let per_group = with_scope(intervals, groups.clone())
-        .group_by([col("scope"), col("date")])
         .agg([
-            len().cast(DataType::Int64).alias("rows"),
-            col("l_quality")
-                .neq(lit("missing"))
-                .cast(DataType::Int64)
-                .sum()
-                .alias("reporting"),
-            col("ean").n_unique().cast(DataType::Int64).alias("n"),
-        ]);
-    let coop_rows = per_group
-        .clone()
-        .group_by([col("date")])
-        .agg([
-            col("rows").sum(),
-            col("reporting").sum(),
-            col("n").sum().alias("n"),
+            col("l").sum().alias("l_all"),
+            col("t").sum().alias("t_all"),
+            col("p").sum().alias("p_all"),
+            col("matched_wh").sum().alias("m_all"),
+            col("day_l").first(),
+            col("day_t").first(),
+            col("day_p").first(),
+            col("qser_l").first(),
+            col("qser_t").first(),
+            col("rows").first(),
+            col("reporting").first(),
+            col("n_inst").first(),
         ])
-        .with_column(lit(COOPERATIVE).alias("scope"))
-        .select([
-            col("scope"),
-            col("date"),
-            col("rows"),
-            col("reporting"),
-            col("n"),
-        ]);
-    let completeness = concat([per_group, coop_rows], UnionArgs::default())?.with_column(
-        when(col("n").gt_eq(lit(MIN_CONNECTIONS as i64)))
-            .then((col("reporting") * lit(100i64) / col("rows")).cast(DataType::Int64))
-            .otherwise(null_int())
-            .alias("completeness_pct"),
-    );
-    let mut days = sums
-        .join(
-            completeness.select([col("scope"), col("date"), col("completeness_pct")]),
-            [col("scope"), col("date")],
-            [col("scope"), col("date")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .with_column(lit(region.to_string()).alias("region"));
-    days = match lake.scan(&CABLE_BALANCE_DAILY)? {
-        Some(cbd) => {
-            let per_cable = with_scope(cbd.filter(window), groups).with_column(
-                (col("quarters_below_v_low").fill_null(lit(0))
-                    + col("quarters_above_v_high").fill_null(lit(0)))
+        .with_columns([
+            sum_when("day_l", col("l_all")).alias("l_wh"),
+            sum_when("day_t", col("t_all")).alias("t_wh"),
+            sum_when("day_p", col("p_all")).alias("p_wh"),
+            when(col("qser_l").and(col("qser_t")))
+                .then(col("m_all"))
+                .otherwise(null_int())
+                .alias("matched_wh"),
+            (col("reporting") * lit(100i64) / col("rows"))
                 .cast(DataType::Int64)
-                .alias("beyond"),
-            );
-            let per_group = per_cable
-                .clone()
+                .alias("completeness_pct"),
+        ])
+        .with_column((col("l_wh") + col("p_wh") - col("t_wh")).alias("v_wh"));
+    // The voltage counts, where the group's installations number none or at least five.
+    let group_d = match lake.scan(&CABLE_BALANCE_DAILY)? {
+        Some(cbd) => {
+            let beyond = with_scope(cbd.filter(window), groups)
+                .with_column(
+                    (col("quarters_below_v_low").fill_null(lit(0))
+                        + col("quarters_above_v_high").fill_null(lit(0)))
+                    .cast(DataType::Int64)
+                    .alias("beyond"),
+                )
                 .group_by([col("scope"), col("date")])
                 .agg([col("beyond").sum()]);
-            // None for the cooperative: it would be the sum over groups of which some may
-            // share nothing that day, and give theirs away by subtraction.
-            days.join(
-                per_group,
-                [col("scope"), col("date")],
-                [col("scope"), col("date")],
-                JoinArgs::new(JoinType::Left),
-            )
-            // Not for a group that shares nothing that day (its completeness is null).
-            .with_column(
-                when(
-                    col("completeness_pct")
-                        .is_null()
-                        .or(col("scope").eq(lit(COOPERATIVE))),
+            group_d
+                .join(
+                    beyond,
+                    [col("scope"), col("date")],
+                    [col("scope"), col("date")],
+                    JoinArgs::new(JoinType::Left),
                 )
-                .then(null_int())
-                .otherwise(col("beyond").fill_null(lit(0i64)))
-                .alias("quarter_hours_beyond_limits"),
-            )
+                .with_column(
+                    when(ok(col("n_inst")))
+                        .then(col("beyond").fill_null(lit(0i64)))
+                        .otherwise(null_int())
+                        .alias("quarter_hours_beyond_limits"),
+                )
         }
-        None => days.with_column(null_int().alias("quarter_hours_beyond_limits")),
-    };
-    Ok(days.collect()?)
+        None => group_d.with_column(null_int().alias("quarter_hours_beyond_limits")),
+    }
+    .collect()?;
+    // The cooperative: per day, whether every group with data had `base` and shared each
+    // figure (for its day, and for its quarter series).
+    let coop_flags = flags().group_by([col("date")]).agg([
+        col("base").all(true).alias("all_base"),
+        col("day_l").all(true).alias("c_day_l"),
+        col("day_t").all(true).alias("c_day_t"),
+        col("day_p").all(true).alias("c_day_p"),
+        col("qser_l").all(true).alias("c_q_l"),
+        col("qser_t").all(true).alias("c_q_t"),
+        col("qser_p").all(true).alias("c_q_p"),
+        col("rows").sum().alias("rows"),
+        col("reporting").sum().alias("reporting"),
+    ]);
+    let coop_q = group_q
+        .clone()
+        .lazy()
+        .group_by([col("date"), col("interval_start")])
+        .agg([col("l").sum(), col("t").sum(), col("p").sum()])
+        .join(
+            coop_flags.clone(),
+            [col("date")],
+            [col("date")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .with_columns([
+            when(col("all_base").and(col("c_q_l")))
+                .then(col("l"))
+                .otherwise(null_int())
+                .alias("l_wh"),
+            when(col("all_base").and(col("c_q_t")))
+                .then(col("t"))
+                .otherwise(null_int())
+                .alias("t_wh"),
+            when(col("all_base").and(col("c_q_p")))
+                .then(col("p"))
+                .otherwise(null_int())
+                .alias("p_wh"),
+        ]);
+    // The cooperative's matched energy: the sum of its groups' (each its own min).
+    let coop_m = group_q
+        .clone()
+        .lazy()
+        .group_by([col("date"), col("interval_start")])
+        .agg([
+            col("matched_wh").sum().alias("m_sum"),
+            col("matched_wh").null_count().alias("m_nulls"),
+        ]);
+    let coop_q = coop_q
+        .join(
+            coop_m,
+            [col("date"), col("interval_start")],
+            [col("date"), col("interval_start")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .with_columns([
+            (col("l_wh") + col("p_wh") - col("t_wh")).alias("v_wh"),
+            when(
+                col("all_base")
+                    .and(col("c_q_l"))
+                    .and(col("c_q_t"))
+                    .and(col("m_nulls").eq(lit(0))),
+            )
+            .then(col("m_sum"))
+            .otherwise(null_int())
+            .alias("matched_wh"),
+            lit(COOPERATIVE).alias("scope"),
+        ]);
+    let coop_d = group_d
+        .clone()
+        .lazy()
+        .group_by([col("date")])
+        .agg([
+            col("l_all").sum(),
+            col("t_all").sum(),
+            col("p_all").sum(),
+            col("matched_wh").sum().alias("m_sum"),
+            col("matched_wh").null_count().alias("m_nulls"),
+        ])
+        .join(
+            coop_flags,
+            [col("date")],
+            [col("date")],
+            JoinArgs::new(JoinType::Inner),
+        )
+        .with_columns([
+            when(col("all_base").and(col("c_day_l")))
+                .then(col("l_all"))
+                .otherwise(null_int())
+                .alias("l_wh"),
+            when(col("all_base").and(col("c_day_t")))
+                .then(col("t_all"))
+                .otherwise(null_int())
+                .alias("t_wh"),
+            when(col("all_base").and(col("c_day_p")))
+                .then(col("p_all"))
+                .otherwise(null_int())
+                .alias("p_wh"),
+            when(
+                col("all_base")
+                    .and(col("c_q_l"))
+                    .and(col("c_q_t"))
+                    .and(col("m_nulls").eq(lit(0))),
+            )
+            .then(col("m_sum"))
+            .otherwise(null_int())
+            .alias("matched_wh"),
+            when(col("all_base"))
+                .then((col("reporting") * lit(100i64) / col("rows")).cast(DataType::Int64))
+                .otherwise(null_int())
+                .alias("completeness_pct"),
+            null_int().alias("quarter_hours_beyond_limits"),
+            lit(COOPERATIVE).alias("scope"),
+        ])
+        .with_column((col("l_wh") + col("p_wh") - col("t_wh")).alias("v_wh"));
+    let q_cols = [
+        col("scope"),
+        col("date"),
+        col("interval_start"),
+        col("l_wh"),
+        col("t_wh"),
+        col("p_wh"),
+        col("v_wh"),
+        col("matched_wh"),
+    ];
+    let d_cols = [
+        col("scope"),
+        col("date"),
+        col("l_wh"),
+        col("t_wh"),
+        col("p_wh"),
+        col("v_wh"),
+        col("matched_wh"),
+        col("completeness_pct"),
+        col("quarter_hours_beyond_limits"),
+    ];
+    let quarters = concat(
+        [group_q.lazy().select(q_cols.clone()), coop_q.select(q_cols)],
+        UnionArgs::default(),
+    )?
+    .with_column(lit(region.to_string()).alias("region"))
+    .collect()?;
+    let days = concat(
+        [group_d.lazy().select(d_cols.clone()), coop_d.select(d_cols)],
+        UnionArgs::default(),
+    )?
+    .with_column(lit(region.to_string()).alias("region"))
+    .collect()?;
+    Ok((quarters, days))
 }
 
-/// Writes one day's quarter-hours and day rows, each folder appearing by one rename.
-fn write_day(folder: &Path, day: NaiveDate, quarters: &DataFrame, days: &DataFrame) -> Result<()> {
+/// Writes one day's `days` and `quarter_hours` files: both staged first outside the shared
+/// tables (`<out>/.staging-<coop_id>/`), then renamed into place. A day counts as published
+/// when either folder exists, and one left half-published by a killed run is completed from
+/// its staged copy, never computed again from a lake that may have changed since.
+fn write_day(
+    out: &Path,
+    coop_id: &str,
+    day: NaiveDate,
+    quarters: &DataFrame,
+    days: &DataFrame,
+) -> Result<()> {
+    let folder = out.join(format!("coop={coop_id}"));
+    let staging = out
+        .join(format!(".staging-{coop_id}"))
+        .join(format!("date={day}"));
+    let _ = std::fs::remove_dir_all(&staging);
     for (spec, df) in [(&FED_DAYS, days), (&FED_QUARTER_HOURS, quarters)] {
         let part = df
             .clone()
             .lazy()
             .filter(col("date").eq(lit(day)))
             .collect()?;
-        let dir = folder.join(spec.name);
-        let fresh = dir.join(format!(".date={day}.new"));
-        let _ = std::fs::remove_dir_all(&fresh);
-        std::fs::create_dir_all(&fresh)?;
-        write_sorted(&fresh.join("part-0.parquet"), spec, &to_batch(&part, spec)?)?;
-        // A day whose `days` folder a killed run left without its quarter-hours (those are
-        // what marks a day published) is written again.
-        let target = dir.join(format!("date={day}"));
-        if target.exists() {
-            std::fs::remove_dir_all(&target)?;
+        let dir = staging.join(spec.name);
+        std::fs::create_dir_all(&dir)?;
+        write_sorted(&dir.join("part-0.parquet"), spec, &to_batch(&part, spec)?)?;
+    }
+    finish_staged(&folder, &staging, day)
+}
+
+/// Moves a staged day's folders into place (those not there yet) and drops the staging.
+fn finish_staged(folder: &Path, staging: &Path, day: NaiveDate) -> Result<()> {
+    for spec in [&FED_DAYS, &FED_QUARTER_HOURS] {
+        let target = folder.join(spec.name).join(format!("date={day}"));
+        let staged = staging.join(spec.name);
+        if !target.exists() && staged.exists() {
+            std::fs::create_dir_all(folder.join(spec.name))?;
+            std::fs::rename(&staged, &target)?;
         }
-        std::fs::rename(&fresh, target)?;
+    }
+    let _ = std::fs::remove_dir_all(staging);
+    Ok(())
+}
+
+/// Completes the days a killed run staged but did not move into place.
+fn finish_interrupted(out: &Path, coop_id: &str) -> Result<()> {
+    let root = out.join(format!(".staging-{coop_id}"));
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Ok(());
+    };
+    let folder = out.join(format!("coop={coop_id}"));
+    for entry in entries {
+        let path = entry?.path();
+        let day = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("date="))
+            .and_then(|d| d.parse::<NaiveDate>().ok());
+        match day {
+            // Complete only when both files were staged (the staging was finished).
+            Some(day)
+                if path.join(FED_DAYS.name).join("part-0.parquet").exists()
+                    && path
+                        .join(FED_QUARTER_HOURS.name)
+                        .join("part-0.parquet")
+                        .exists() =>
+            {
+                finish_staged(&folder, &path, day)?
+            }
+            _ => {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
     }
     Ok(())
 }

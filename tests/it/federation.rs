@@ -140,10 +140,20 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
         );
     }
     assert!(text.contains("scopes ['K1', 'other cables']"), "{text}");
+    // coop-c's pooled group: T withheld on some days, shared on others, and per quarter-hour
+    // on fewer days still; nowhere a figure of 1 to 4 contributors.
     assert!(
-        text.contains("coop-c: groups sharing on a day with data from fewer than 5 connections: 0; group-days with T withheld 9, shared 9"),
+        text.contains("coop-c: shared figures with 1 to 4 contributors: 0; group-days with T withheld 9, shared 9"),
         "{text}"
     );
+    for coop in ["coop-a", "coop-b"] {
+        assert!(
+            text.contains(&format!(
+                "{coop}: shared figures with 1 to 4 contributors: 0;"
+            )),
+            "{text}"
+        );
+    }
     assert!(text.contains(": 0 columns hold one"), "{text}");
 
     // A published day is never written again, not even after the lake changed (here: a
