@@ -36,17 +36,12 @@ def cooperatives(spark, shared):
     return sorted(str(s.getPath().getName())[len("coop="):] for s in found if s.isDirectory())
 
 
-def shared_table(spark, shared, coops, table):
-    """A table of every cooperative (each read with its own hive partitions), with the
-    cooperative from its folder as a column."""
-    parts = [
-        spark.read.parquet(f"{shared.rstrip('/')}/coop={c}/{table}").withColumn("coop", F.lit(c))
-        for c in coops
-    ]
-    out = parts[0]
-    for p in parts[1:]:
-        out = out.unionByName(p)
-    return out
+def shared_days(spark, shared):
+    """Every cooperative's `days` as one relation (the day is a column inside the files, so
+    the files are read as they lie, without partition discovery), the cooperative from its
+    folder as a column."""
+    df = spark.read.option("recursiveFileLookup", "true").parquet(f"{shared.rstrip('/')}/coop=*/days")
+    return df.withColumn("coop", F.regexp_extract(F.input_file_name(), r"coop=([^/]+)/days/", 1))
 
 
 def monthly(days, keys):
@@ -86,7 +81,7 @@ def main():
     coops = cooperatives(spark, args.shared)
     if not coops:
         raise SystemExit(f"no coop=<id> folder under {args.shared}")
-    days = shared_table(spark, args.shared, coops, "days")
+    days = shared_days(spark, args.shared)
     coop = monthly(days.filter(F.col("scope") == "cooperative"), ["coop", "region"]).drop("quarter_hours_beyond_limits")
     cables = monthly(days.filter(F.col("scope") != "cooperative"), ["coop", "region", "scope"])
 
