@@ -3,7 +3,7 @@
 //! ones we target have (AWS S3 since 2024, recent MinIO and Ceph RGW) is a put that creates an
 //! object only if it does not exist yet (`If-None-Match: *`, `PutMode::Create`), atomically.
 //! A store that ignores the condition would let two writers win: opening a lake there must
-//! first probe it (create one object twice, expect the second to fail). Both roles are built
+//! first probe it ([`ObjectLog::probe`]: create one object twice, expect the second to fail). Both roles are built
 //! on that create alone:
 //!
 //! - **The log**: a change is committed by creating `_log/<version>.json` (20 digits) naming the
@@ -68,6 +68,9 @@ pub enum CommitError {
     Store(#[from] object_store::Error),
     #[error("log entry {0}: {1}")]
     Corrupt(String, String),
+    /// The store cannot be trusted with a lake (it does not honour conditional creates).
+    #[error("unsafe object store: {0}")]
+    Unsafe(String),
     /// The writer's lease ends (at this instant) too soon to commit safely.
     #[error("the writer's lease ends at {0}: renew it before committing")]
     LeaseEnding(DateTime<Utc>),
@@ -96,6 +99,35 @@ impl ObjectLog {
 
     fn entry(&self, version: u64) -> Path {
         self.at(&format!("_log/{version:020}.json"))
+    }
+
+    /// Whether the store honours a conditional create: creates `_probe/<txid>` twice and
+    /// expects the second to be refused. A store that accepts it would let two writers both
+    /// commit the same version: a lake must not be opened there.
+    pub async fn probe(&self, txid: &str) -> Result<(), CommitError> {
+        let path = self.at(&format!("_probe/{txid}"));
+        let create = || PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&path, PutPayload::from_static(b"1"), create())
+            .await?;
+        let second = self
+            .store
+            .put_opts(&path, PutPayload::from_static(b"2"), create())
+            .await;
+        let _ = self.store.delete(&path).await;
+        match second {
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Ok(_) => Err(CommitError::Unsafe(
+                "the store overwrote an object a conditional create should have refused".into(),
+            )),
+            Err(object_store::Error::NotImplemented { .. }) => Err(CommitError::Unsafe(
+                "the store does not implement conditional creates".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Uploads a data file at `rel` (not yet part of the lake: only a log entry makes it so).
@@ -447,6 +479,84 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    /// A store that ignores the condition: every put overwrites.
+    #[derive(Debug)]
+    struct Careless(InMemory);
+
+    impl std::fmt::Display for Careless {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Careless")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for Careless {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            _opts: PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.0
+                .put_opts(location, payload, PutOptions::default())
+                .await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.0.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.0.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures_util::stream::BoxStream<'static, object_store::Result<Path>>,
+        ) -> futures_util::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.0.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures_util::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.0.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.0.copy_opts(from, to, options).await
+        }
+    }
+
+    #[test]
+    fn a_store_that_ignores_conditional_creates_is_refused() {
+        let rt = runtime();
+        for (name, store, _dir) in stores() {
+            let log = ObjectLog::new(store, "lake");
+            rt.block_on(log.probe("t1"))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let careless = ObjectLog::new(Arc::new(Careless(InMemory::new())), "lake");
+        let err = rt.block_on(careless.probe("t1")).unwrap_err();
+        assert!(matches!(err, CommitError::Unsafe(_)), "{err}");
     }
 
     #[test]
