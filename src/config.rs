@@ -50,8 +50,8 @@ pub struct FederationConfig {
     pub region: String,
     /// The federation's folder the aggregates are written to.
     pub out: Option<PathBuf>,
-    /// A day is published this many days after it (corrections and late data settle first;
-    /// a published day is never written again).
+    /// A month is published this many days after its last day (corrections and late data
+    /// settle first; a published month is never written again).
     #[serde(default = "default_settle_days")]
     pub settle_days: u32,
 }

@@ -6,10 +6,13 @@
 //!   agreed voltage limits;
 //! - `months/`: the sums of the published days (rewritten as days are added).
 //!
-//! **Write once.** A day is published once it has settled (`[federation] settle_days` after
-//! it) and never again: a later correction, late delivery or erasure in the lake does not
-//! change what was shared, so no one can learn it by comparing two publications. Each day's
-//! files appear by one rename of their folder.
+//! **Write once, whole months.** A month is published once its last day has settled
+//! (`[federation] settle_days` after it), all its days at once, and never again: a later
+//! correction, late delivery or erasure in the lake does not change what was shared, so no
+//! one can learn it by comparing two publications. Each day's files appear by renames from a
+//! staged copy. Every decision below also holds for the whole month (a group shares a figure
+//! in a month only if it does every day of it), so that a month of the public yearly report,
+//! minus the days shared here, leaves nothing or the whole month.
 //!
 //! **No figure describes fewer than [`MIN_CONNECTIONS`] connections**, not even by subtracting
 //! one from another. Scopes are the yearly report's cable groups (a cable of at least five
@@ -208,22 +211,29 @@ pub fn publish(
     let todo: Vec<NaiveDate> = with_data.difference(&done).copied().collect();
     let mut report = Published {
         folder: folder.clone(),
-        already: with_data.len() - todo.len(),
+        already: with_data.intersection(&done).count(),
         ..Default::default()
     };
-    // Runs of consecutive days, a month at most: the first publication of a long history
-    // stays in bounded memory, and a late old day does not widen the window over published
-    // ones (each run's days are complete and final when written).
+    // A month at a time, and only whole months: a month is published once its last day has
+    // settled, all its days at once, and never added to afterwards (its decisions are made
+    // over the whole month). This also bounds memory on a first publication of a long history.
     let groups = group_frame(registry)?;
+    let month_of = |d: &NaiveDate| (chrono::Datelike::year(d), chrono::Datelike::month(d));
+    let started: BTreeSet<(i32, u32)> = done.iter().map(month_of).collect();
     let mut runs: Vec<Vec<NaiveDate>> = Vec::new();
     for day in &todo {
+        let last_of_month = NaiveDate::from_ymd_opt(month_of(day).0, month_of(day).1, 1)
+            .and_then(|first| first.checked_add_months(chrono::Months::new(1)))
+            .and_then(|next| next.pred_opt());
+        if started.contains(&month_of(day)) || last_of_month.is_none_or(|l| l > last) {
+            continue;
+        }
         match runs.last_mut() {
-            Some(run) if run.len() < 31 && run.last().and_then(|d| d.succ_opt()) == Some(*day) => {
-                run.push(*day)
-            }
+            Some(run) if run.last().map(month_of) == Some(month_of(day)) => run.push(*day),
             _ => runs.push(vec![*day]),
         }
     }
+    let todo: Vec<NaiveDate> = runs.iter().flatten().copied().collect();
     for run in runs {
         let (first, end) = (run[0], run[run.len() - 1]);
         let window = col("date")
@@ -364,6 +374,21 @@ fn shared_rows(
             col("base").and(ok(col("d_t"))).alias("day_t"),
             col("base").and(ok(col("d_p"))).alias("day_p"),
         ])
+        // A month is shared whole or not at all, per group and figure: the public yearly
+        // report publishes months, and a month it shows minus the days shared here must
+        // leave nothing or the whole month, never a few households' days.
+        .with_column(col("date").dt().strftime("%Y-%m").alias("month"))
+        .with_columns(
+            ["base", "day_l", "day_t", "day_p"]
+                .iter()
+                .map(|c| {
+                    Ok(col(*c)
+                        .all(true)
+                        .over([col("scope"), col("month")])?
+                        .alias(*c))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        )
         .with_columns([
             col("day_l").and(col("qs_l")).alias("qser_l"),
             col("day_t").and(col("qs_t")).alias("qser_t"),
@@ -459,17 +484,27 @@ fn shared_rows(
     .collect()?;
     // The cooperative: per day, whether every group with data had `base` and shared each
     // figure (for its day, and for its quarter series).
-    let coop_flags = flags().group_by([col("date")]).agg([
-        col("base").all(true).alias("all_base"),
-        col("day_l").all(true).alias("c_day_l"),
-        col("day_t").all(true).alias("c_day_t"),
-        col("day_p").all(true).alias("c_day_p"),
-        col("qser_l").all(true).alias("c_q_l"),
-        col("qser_t").all(true).alias("c_q_t"),
-        col("qser_p").all(true).alias("c_q_p"),
-        col("rows").sum().alias("rows"),
-        col("reporting").sum().alias("reporting"),
-    ]);
+    let coop_flags = flags()
+        .group_by([col("date"), col("month")])
+        .agg([
+            col("rows").sum().alias("rows"),
+            col("reporting").sum().alias("reporting"),
+        ])
+        .join(
+            // Whole months here too: every group, every day of the month.
+            flags().group_by([col("month")]).agg([
+                col("base").all(true).alias("all_base"),
+                col("day_l").all(true).alias("c_day_l"),
+                col("day_t").all(true).alias("c_day_t"),
+                col("day_p").all(true).alias("c_day_p"),
+                col("qser_l").all(true).alias("c_q_l"),
+                col("qser_t").all(true).alias("c_q_t"),
+                col("qser_p").all(true).alias("c_q_p"),
+            ]),
+            [col("month")],
+            [col("month")],
+            JoinArgs::new(JoinType::Inner),
+        );
     let coop_q = group_q
         .clone()
         .lazy()

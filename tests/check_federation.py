@@ -8,6 +8,8 @@ own `intervals` and registry what may be shared, with the rule written out again
 - per group and day: nothing (no row) when fewer than 5 connections have an L that is not
   missing; L, T, P: the day's sum when the connections with a value above 0 that day number 0
   or at least 5, its quarter-hours only when moreover every quarter-hour has 0 or at least 5;
+  and a month whole or not at all: a group shares a figure in a month only if it shares it on
+  every day of the month (the cooperative: every group, every day);
   V = L + P - T and matched = least(L, T) of the shared figures; the voltage count when the
   connections with a P reading number 0 or at least 5; completeness the whole percent;
 - the cooperative: a figure only when every group with data that day shared it.
@@ -64,12 +66,16 @@ CREATE OR REPLACE TABLE flags AS
   qs AS (
     SELECT scope, date, bool_and(q_l = 0 OR q_l >= 5) AS qs_l, bool_and(q_t = 0 OR q_t >= 5) AS qs_t,
            bool_and(q_p = 0 OR q_p >= 5) AS qs_p FROM cells GROUP BY ALL)
-  SELECT dec.*, n >= 5 AS base,
-         n >= 5 AND (d_l = 0 OR d_l >= 5) AS day_l, n >= 5 AND (d_t = 0 OR d_t >= 5) AS day_t,
-         n >= 5 AND (d_p = 0 OR d_p >= 5) AS day_p,
-         n >= 5 AND (d_l = 0 OR d_l >= 5) AND qs_l AS qser_l, n >= 5 AND (d_t = 0 OR d_t >= 5) AND qs_t AS qser_t,
-         n >= 5 AND (d_p = 0 OR d_p >= 5) AND qs_p AS qser_p
-  FROM dec JOIN qs USING (scope, date);
+  , daily AS (
+    SELECT dec.*, qs_l, qs_t, qs_p, strftime(date, '%Y-%m') AS month, n >= 5 AS b,
+           n >= 5 AND (d_l = 0 OR d_l >= 5) AS dl, n >= 5 AND (d_t = 0 OR d_t >= 5) AS dt,
+           n >= 5 AND (d_p = 0 OR d_p >= 5) AS dp
+    FROM dec JOIN qs USING (scope, date)),
+  monthly AS (
+    SELECT *, bool_and(b) OVER w AS base, bool_and(dl) OVER w AS day_l, bool_and(dt) OVER w AS day_t,
+           bool_and(dp) OVER w AS day_p
+    FROM daily WINDOW w AS (PARTITION BY scope, month))
+  SELECT *, day_l AND qs_l AS qser_l, day_t AND qs_t AS qser_t, day_p AND qs_p AS qser_p FROM monthly;
 CREATE OR REPLACE TABLE gq AS
   WITH k AS (
     SELECT c.scope, c.date, c.interval_start, c.l, c.t, c.p,
@@ -84,8 +90,9 @@ CREATE OR REPLACE TABLE q AS
          CASE WHEN cf.all_base AND cf.c_q_p THEN sum(g.p) END,
          CASE WHEN cf.all_base AND cf.c_q_l AND cf.c_q_p AND cf.c_q_t THEN sum(g.l) + sum(g.p) - sum(g.t) END,
          CASE WHEN cf.all_base AND cf.c_q_l AND cf.c_q_t THEN sum(g.qm) END
-  FROM gq g JOIN (SELECT date, bool_and(base) AS all_base, bool_and(qser_l) AS c_q_l, bool_and(qser_t) AS c_q_t,
-                         bool_and(qser_p) AS c_q_p FROM flags GROUP BY date) cf USING (date)
+  FROM gq g JOIN (SELECT DISTINCT f.date, m.* FROM flags f JOIN (
+                    SELECT month, bool_and(base) AS all_base, bool_and(qser_l) AS c_q_l, bool_and(qser_t) AS c_q_t,
+                           bool_and(qser_p) AS c_q_p FROM flags GROUP BY month) m USING (month)) cf USING (date)
   GROUP BY g.date, g.interval_start, cf.all_base, cf.c_q_l, cf.c_q_t, cf.c_q_p;
 CREATE OR REPLACE TABLE beyond AS
   SELECT coalesce(g.scope, 'other cables') AS scope, CAST(b.date AS DATE) AS date,
@@ -105,8 +112,11 @@ CREATE OR REPLACE TABLE d AS
            reporting * 100 // rows_ AS c,
            CASE WHEN n_inst = 0 OR n_inst >= 5 THEN coalesce(b.bq, 0) END AS bq, la, ta, pa
     FROM gd LEFT JOIN beyond b USING (scope, date)),
-  cf AS (SELECT date, bool_and(base) AS all_base, bool_and(day_l) AS c_l, bool_and(day_t) AS c_t, bool_and(day_p) AS c_p,
-                bool_and(qser_l AND qser_t) AS c_m, sum(rows_) AS rows_, sum(reporting) AS reporting FROM flags GROUP BY date)
+  cm AS (SELECT month, bool_and(base) AS all_base, bool_and(day_l) AS c_l, bool_and(day_t) AS c_t, bool_and(day_p) AS c_p,
+                bool_and(qser_l AND qser_t) AS c_m FROM flags GROUP BY month),
+  cf AS (SELECT f.date, any_value(cm.all_base) AS all_base, any_value(cm.c_l) AS c_l, any_value(cm.c_t) AS c_t,
+                any_value(cm.c_p) AS c_p, any_value(cm.c_m) AS c_m, sum(f.rows_) AS rows_, sum(f.reporting) AS reporting
+         FROM flags f JOIN cm USING (month) GROUP BY f.date)
   SELECT scope, date, l, t, p, l + p - t AS v, m, c, bq FROM groups_
   UNION ALL
   SELECT 'cooperative', g.date,

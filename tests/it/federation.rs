@@ -75,25 +75,31 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
         3,
         "coop=coop-a, -b, -c"
     );
-    // A day is published once it has settled ([federation] settle_days, 10 by default): on
-    // 8 July, the days up to 28 June only.
+    // A month is published once its last day has settled ([federation] settle_days, 10 by
+    // default), all its days at once: on 9 July nothing (30 June + 10 is 10 July), on
+    // 10 July June's six days, and July's three only after 10 August.
     let early = dir.path().join("early");
-    let settling = vaten(
-        &dir.path().join("coop-b/vaten.toml"),
-        &[
-            "--now",
-            "2026-07-08T12:00:00Z",
-            "publish",
-            "--out",
-            early.to_str().unwrap(),
-        ],
-    );
-    assert_ok(&settling);
+    let publish_at = |now: &str| {
+        let out = vaten(
+            &dir.path().join("coop-b/vaten.toml"),
+            &["--now", now, "publish", "--out", early.to_str().unwrap()],
+        );
+        assert_ok(&out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = publish_at("2026-07-09T12:00:00Z");
+    assert!(said.contains("no new settled day"), "{said}");
+    let said = publish_at("2026-07-10T12:00:00Z");
     assert!(
-        String::from_utf8_lossy(&settling.stdout)
-            .contains("published 4 days, 2026-06-25 to 2026-06-28"),
-        "{}",
-        String::from_utf8_lossy(&settling.stdout)
+        said.contains("published 6 days, 2026-06-25 to 2026-06-30"),
+        "{said}"
+    );
+    let said = publish_at("2026-08-09T12:00:00Z");
+    assert!(said.contains("no new settled day"), "{said}");
+    let said = publish_at("2026-08-10T12:00:00Z");
+    assert!(
+        said.contains("published 3 days, 2026-07-01 to 2026-07-03"),
+        "{said}"
     );
 
     // Spark in local mode over the shared folder.
