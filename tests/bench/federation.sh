@@ -17,7 +17,8 @@ for i in $(seq "$coops"); do
   cat "$work/vaten.toml" "$work/fed.toml" > "$work/coop.toml"
   # The lake is the configuration's folder's: the same for every id.
   cp "$work/coop.toml" "$work/coop-$i.toml"
-  /usr/bin/time -f "publish coop-$i: %e s wall, %M KiB peak" "$bin" --config "$work/coop-$i.toml" \
+  # Late enough that both months of the data (October and November 2026) have settled.
+  /usr/bin/time -f "publish coop-$i: %e s wall, %M KiB peak" "$bin" --config "$work/coop-$i.toml" --now 2026-12-15T00:00:00Z \
     publish --out "$work/shared" 2>&1 >/dev/null | grep publish | head -1
 done
 echo "lake: $(du -sm "$work/lake" | cut -f1) MiB; shared by one cooperative: $(du -sk "$work/shared/coop=coop-01" | cut -f1) KiB; $(find "$work/shared" -name '*.parquet' | wc -l) shared files"
