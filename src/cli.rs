@@ -79,6 +79,11 @@ enum Command {
     /// quarter-hours outside EN 50160 and outside the agreed band, matched energy and local
     /// share, peak import and export at the transformer, battery throughput, and writes the
     /// table and an SVG chart to --out.
+    ///
+    /// With --cable ID it simulates that cable of the registry (--config), laid as the
+    /// registry's feeders.csv says (three phases and the neutral); with --rank-positions it
+    /// ranks the cable's nodes by how much one more installation there reduces the
+    /// quarter-hours beyond the cable's limits (a table, rank-positions.csv and .svg).
     Simulate(SimulateArgs),
     /// One nightly pass now: ingest grid and installations, transform, nightly report of
     /// yesterday.
@@ -193,8 +198,10 @@ enum Command {
     ///
     /// Per cable group and for the whole cooperative, per quarter-hour, day and month: L, T, P,
     /// V, matched energy, completeness and quarter-hours beyond the voltage limits, under
-    /// `<out>/coop=<[federation] coop_id>/`. No row per connection; a figure to which fewer than
-    /// 5 connections contributed is withheld (null), as in the public yearly report.
+    /// `<out>/coop=<[federation] coop_id>/`. Whole months, once their last day has settled
+    /// (`[federation] settle_days`), written once and never changed. No row per connection; a
+    /// figure to which 1 to 4 connections contributed is withheld (null), for the whole day or
+    /// month, so that no subtraction isolates it (docs/federation.md).
     Publish {
         /// The federation's folder (default: `[federation] out`).
         #[arg(long, value_name = "DIR")]
