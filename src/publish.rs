@@ -505,11 +505,19 @@ fn shared_rows(
             [col("month")],
             JoinArgs::new(JoinType::Inner),
         );
+    // Every `c_*` flag implies `all_base` (a group's `qser_x` and `day_x` imply its `base`),
+    // and a group's matched energy is there whenever its L and T series are: the flags alone
+    // decide the cooperative's figures.
     let coop_q = group_q
         .clone()
         .lazy()
         .group_by([col("date"), col("interval_start")])
-        .agg([col("l").sum(), col("t").sum(), col("p").sum()])
+        .agg([
+            col("l").sum(),
+            col("t").sum(),
+            col("p").sum(),
+            col("matched_wh").sum().alias("m_sum"),
+        ])
         .join(
             coop_flags.clone(),
             [col("date")],
@@ -517,48 +525,16 @@ fn shared_rows(
             JoinArgs::new(JoinType::Inner),
         )
         .with_columns([
-            when(col("all_base").and(col("c_q_l")))
-                .then(col("l"))
+            sum_when("c_q_l", col("l")).alias("l_wh"),
+            sum_when("c_q_t", col("t")).alias("t_wh"),
+            sum_when("c_q_p", col("p")).alias("p_wh"),
+            when(col("c_q_l").and(col("c_q_t")))
+                .then(col("m_sum"))
                 .otherwise(null_int())
-                .alias("l_wh"),
-            when(col("all_base").and(col("c_q_t")))
-                .then(col("t"))
-                .otherwise(null_int())
-                .alias("t_wh"),
-            when(col("all_base").and(col("c_q_p")))
-                .then(col("p"))
-                .otherwise(null_int())
-                .alias("p_wh"),
-        ]);
-    // The cooperative's matched energy: the sum of its groups' (each its own min).
-    let coop_m = group_q
-        .clone()
-        .lazy()
-        .group_by([col("date"), col("interval_start")])
-        .agg([
-            col("matched_wh").sum().alias("m_sum"),
-            col("matched_wh").null_count().alias("m_nulls"),
-        ]);
-    let coop_q = coop_q
-        .join(
-            coop_m,
-            [col("date"), col("interval_start")],
-            [col("date"), col("interval_start")],
-            JoinArgs::new(JoinType::Inner),
-        )
-        .with_columns([
-            (col("l_wh") + col("p_wh") - col("t_wh")).alias("v_wh"),
-            when(
-                col("all_base")
-                    .and(col("c_q_l"))
-                    .and(col("c_q_t"))
-                    .and(col("m_nulls").eq(lit(0))),
-            )
-            .then(col("m_sum"))
-            .otherwise(null_int())
-            .alias("matched_wh"),
+                .alias("matched_wh"),
             lit(COOPERATIVE).alias("scope"),
-        ]);
+        ])
+        .with_column((col("l_wh") + col("p_wh") - col("t_wh")).alias("v_wh"));
     let coop_d = group_d
         .clone()
         .lazy()
@@ -568,7 +544,6 @@ fn shared_rows(
             col("t_all").sum(),
             col("p_all").sum(),
             col("matched_wh").sum().alias("m_sum"),
-            col("matched_wh").null_count().alias("m_nulls"),
         ])
         .join(
             coop_flags,
@@ -577,27 +552,13 @@ fn shared_rows(
             JoinArgs::new(JoinType::Inner),
         )
         .with_columns([
-            when(col("all_base").and(col("c_day_l")))
-                .then(col("l_all"))
+            sum_when("c_day_l", col("l_all")).alias("l_wh"),
+            sum_when("c_day_t", col("t_all")).alias("t_wh"),
+            sum_when("c_day_p", col("p_all")).alias("p_wh"),
+            when(col("c_q_l").and(col("c_q_t")))
+                .then(col("m_sum"))
                 .otherwise(null_int())
-                .alias("l_wh"),
-            when(col("all_base").and(col("c_day_t")))
-                .then(col("t_all"))
-                .otherwise(null_int())
-                .alias("t_wh"),
-            when(col("all_base").and(col("c_day_p")))
-                .then(col("p_all"))
-                .otherwise(null_int())
-                .alias("p_wh"),
-            when(
-                col("all_base")
-                    .and(col("c_q_l"))
-                    .and(col("c_q_t"))
-                    .and(col("m_nulls").eq(lit(0))),
-            )
-            .then(col("m_sum"))
-            .otherwise(null_int())
-            .alias("matched_wh"),
+                .alias("matched_wh"),
             when(col("all_base"))
                 .then((col("reporting") * lit(100i64) / col("rows")).cast(DataType::Int64))
                 .otherwise(null_int())

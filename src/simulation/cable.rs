@@ -13,14 +13,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::weather::unit;
-use super::{CableSpec, HouseSpec, Scenario};
+use super::{CableSpec, HouseSpec, Scenario, SOURCE_V};
 use crate::error::{Error, Result};
 use crate::feeders::{Phases, Placement, Topology};
 use crate::registry::Registry;
-
-/// The transformer's voltage at the cable's start (a distribution transformer's tap set a
-/// little above 230 V).
-pub const SOURCE_V: f64 = 240.0;
 
 /// The installation the cooperative typically places.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -119,20 +115,12 @@ pub fn scenario(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Scenario {
-        cables: vec![CableSpec {
-            cable_id: cable_id.to_string(),
-            v_source_v: SOURCE_V,
-            v_low_v: cable.v_low_v,
-            v_high_v: cable.v_high_v,
-            topology,
-        }],
-        houses,
-        start,
-        step_s,
-        seed,
-        controllers: true,
-        pv_priority: true,
-        tz: crate::domain::time::AMSTERDAM,
-    })
+    let cable = CableSpec {
+        cable_id: cable_id.to_string(),
+        v_source_v: SOURCE_V,
+        v_low_v: cable.v_low_v,
+        v_high_v: cable.v_high_v,
+        topology,
+    };
+    Ok(Scenario::new(vec![cable], houses, start, step_s, seed))
 }

@@ -54,6 +54,32 @@ pub struct HouseSpec {
     pub battery_wh: Option<f64>,
 }
 
+/// The transformer's voltage at a cable's start (a distribution transformer's tap set a
+/// little above 230 V).
+pub const SOURCE_V: f64 = 240.0;
+
+impl Scenario {
+    /// The cables and houses with controllers on, `pv_priority` on, in Dutch time.
+    pub fn new(
+        cables: Vec<CableSpec>,
+        houses: Vec<HouseSpec>,
+        start: DateTime<Utc>,
+        step_s: f64,
+        seed: u64,
+    ) -> Self {
+        Scenario {
+            cables,
+            houses,
+            start,
+            step_s,
+            seed,
+            controllers: true,
+            pv_priority: true,
+            tz: crate::domain::time::AMSTERDAM,
+        }
+    }
+}
+
 /// A simulated cooperative and how to run it.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -405,7 +431,7 @@ pub fn cooperative_scenario(
     let cable_specs: Vec<CableSpec> = (0..cables)
         .map(|c| CableSpec {
             cable_id: format!("K{}", c + 1),
-            v_source_v: 240.0,
+            v_source_v: SOURCE_V,
             v_low_v: 226.0,
             v_high_v: 244.0,
             // A node every 25 m for each house of the cable.
@@ -454,16 +480,7 @@ pub fn cooperative_scenario(
                 inverter: h.inverter,
             });
     }
-    Scenario {
-        cables: cable_specs,
-        houses,
-        start,
-        step_s,
-        seed,
-        controllers: true,
-        pv_priority: true,
-        tz: crate::domain::time::AMSTERDAM,
-    }
+    Scenario::new(cable_specs, houses, start, step_s, seed)
 }
 
 #[cfg(test)]

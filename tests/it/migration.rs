@@ -23,25 +23,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn a_lake_of_schema_version_1_is_rebuilt_in_todays_schema() {
-    let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lake-schema-1");
-    copy_dir(&fixture, dir.path());
-    let config = dir.path().join("vaten.toml");
-    std::fs::write(
-        &config,
-        "lake = \"lake\"\nregistry = \"registry\"\n[grid]\nbase_url = \"http://127.0.0.1:9\"\n",
-    )
-    .unwrap();
-    let vaten = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_vaten"))
-            .arg("--config")
-            .arg(&config)
-            .args(["--now", "2026-11-22T10:00:00Z"])
-            .args(args)
-            .env_remove("VATEN_CONFIG")
-            .output()
-            .unwrap()
-    };
+    let (dir, run) = fixture_copy("lake-schema-1");
+    let vaten = |args: &[&str]| run(args, "");
     // A range over an old lake recomputes everything (never a mix of old and new files).
     assert_ok(&vaten(&[
         "transform",
@@ -158,13 +141,18 @@ fn listing(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
     out
 }
 
-/// A copy of the schema-2 fixture and a way to run vaten on it (with `fault` injected).
-fn schema_2_copy() -> (
+/// A copy of a fixture lake (`tests/fixtures/<name>`) and a way to run vaten on it (with
+/// `fault` injected).
+fn fixture_copy(
+    name: &str,
+) -> (
     tempfile::TempDir,
     impl Fn(&[&str], &str) -> std::process::Output,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lake-schema-2");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     copy_dir(&fixture, dir.path());
     let config = dir.path().join("vaten.toml");
     std::fs::write(
@@ -188,7 +176,7 @@ fn schema_2_copy() -> (
 
 #[test]
 fn a_lake_of_schema_version_2_migrates_its_received_tables_and_transforms() {
-    let (dir, run) = schema_2_copy();
+    let (dir, run) = fixture_copy("lake-schema-2");
     let vaten = |args: &[&str]| run(args, "");
     let lake = dir.path().join("lake");
     let before = digest(&lake);
@@ -296,7 +284,7 @@ fn a_lake_of_schema_version_2_migrates_its_received_tables_and_transforms() {
 #[test]
 fn a_migration_killed_midway_is_completed_or_rolled_back_by_the_next_command() {
     for point in ["crash:staged", "crash:journal"] {
-        let (dir, run) = schema_2_copy();
+        let (dir, run) = fixture_copy("lake-schema-2");
         let lake = dir.path().join("lake");
         let before = digest(&lake);
         // The migration is the first change the command commits: killed around its journal.
@@ -333,7 +321,7 @@ fn a_migration_killed_midway_is_completed_or_rolled_back_by_the_next_command() {
 
 #[test]
 fn a_lake_that_cannot_be_migrated_still_receives_and_says_which_file() {
-    let (dir, run) = schema_2_copy();
+    let (dir, run) = fixture_copy("lake-schema-2");
     let lake = dir.path().join("lake");
     let bad = lake.join("grid_days/date=2026-11-13/part-truncated.parquet");
     std::fs::write(&bad, b"PAR1").unwrap();
