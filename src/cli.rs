@@ -536,7 +536,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             if let Some(out) = output {
                 crate::query::refuse_inside_lake(out, &config.lake)?;
             }
-            let lake = crate::lake::Lake::open_read(&config.lake);
+            let lake = crate::lake::Lake::open_read_configured(&config)?;
             // From listing the files to the last row read: one state of the lake.
             let reading = lake.read_guard()?;
             let mut df = crate::query::run(&lake, sql)?;
@@ -547,7 +547,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Export { participant, out } => {
             let config = Config::load(&config_path(&cli))?;
             let registry = crate::registry::Registry::load(&config.registry)?;
-            let lake = crate::lake::Lake::open_read(&config.lake);
+            let lake = crate::lake::Lake::open_read_configured(&config)?;
             crate::query::refuse_inside_lake(&out.join("x"), &config.lake)?;
             let _reading = lake.read_guard()?;
             let done = crate::export::export(
@@ -599,7 +599,7 @@ fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Status => {
             let config = Config::load(&config_path(&cli))?;
-            let lake = crate::lake::Lake::open_read(&config.lake);
+            let lake = crate::lake::Lake::open_read_configured(&config)?;
             let registry = crate::registry::Registry::load(&config.registry)?;
             let _reading = lake.read_guard()?;
             for line in crate::status::report(&lake, clock)? {

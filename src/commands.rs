@@ -1,8 +1,6 @@
 //! The pipeline's jobs as the command line runs them: each opens the lake for writing,
 //! does its work and leaves a `_runs` record, whether it succeeded or not.
 
-use std::time::Duration;
-
 use chrono::NaiveDate;
 
 use crate::clock::Clock;
@@ -51,11 +49,7 @@ impl Context {
     }
 
     fn open_lake(&self, what: &str) -> Result<Lake> {
-        Lake::open_for_write(
-            &self.config.lake,
-            what,
-            Duration::from_secs_f64(self.config.lock_wait_s.max(0.0)),
-        )
+        Lake::open_configured(&self.config, what)
     }
 }
 
@@ -160,13 +154,17 @@ fn run_job<R: JobReport>(
     // with it, a failure included). A lake that cannot be migrated (an unreadable file)
     // still receives: the received data would otherwise run out of the sources' retention;
     // everything else waits until the file is dealt with.
-    let migration = std::panic::catch_unwind(|| crate::lake::migrate::migrate(lake))
-        .unwrap_or_else(|panic| {
-            Err(Error::Internal(format!(
-                "the migration panicked: {}",
-                panic_text(&panic)
-            )))
-        });
+    // The lake is only read or written through its own methods here; a panic leaves nothing
+    // half-changed that the rest of the run would see (the change is journaled).
+    let migration = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::lake::migrate::migrate(lake)
+    }))
+    .unwrap_or_else(|panic| {
+        Err(Error::Internal(format!(
+            "the migration panicked: {}",
+            panic_text(&panic)
+        )))
+    });
     let (migrated, unmigrated) = match migration {
         Ok(done) => (done, None),
         Err(e) => (None, Some(format!("could not be migrated: {e}"))),

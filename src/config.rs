@@ -11,8 +11,15 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Root of the Parquet lake.
+    /// Root of the Parquet lake: a folder, or `s3://bucket/prefix` (then, after loading, the
+    /// lake's local working copy; the bucket is in [`Config::lake_remote`]).
     pub lake: PathBuf,
+    /// How to reach a lake on object storage (`lake = "s3://…"`).
+    #[serde(default)]
+    pub lake_s3: LakeS3Config,
+    /// Set when `lake` is an `s3://` URL.
+    #[serde(skip)]
+    pub lake_remote: Option<RemoteLake>,
     /// Folder with `connections.csv` and `cables.csv`.
     pub registry: PathBuf,
     #[serde(default = "default_reports")]
@@ -37,6 +44,87 @@ pub struct Config {
     pub retention: RetentionConfig,
     #[serde(default)]
     pub federation: FederationConfig,
+}
+
+/// `[lake_s3]`: a lake on S3-compatible object storage. The credentials come from the usual
+/// AWS environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, …), never this file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeS3Config {
+    /// The server, for S3-compatible stores (MinIO, Ceph): `https://…`, or `http://` to this
+    /// machine only. Unset: AWS (or `AWS_ENDPOINT`).
+    pub endpoint: Option<String>,
+    /// The region (unset: `AWS_REGION`, else `us-east-1`).
+    pub region: Option<String>,
+    /// The local working copy the readers scan (default `.vaten-cache` beside this file).
+    pub cache: Option<PathBuf>,
+    /// How long a writer's lease lasts without renewal; a writer that died holds the lake this
+    /// long at most.
+    #[serde(default = "default_lease_s")]
+    pub lease_s: f64,
+}
+
+impl Default for LakeS3Config {
+    fn default() -> Self {
+        LakeS3Config {
+            endpoint: None,
+            region: None,
+            cache: None,
+            lease_s: default_lease_s(),
+        }
+    }
+}
+
+fn default_lease_s() -> f64 {
+    60.0
+}
+
+/// A lake on object storage, as the configuration names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteLake {
+    /// `s3://bucket/prefix`, as written (no credentials in it).
+    pub url: String,
+    pub bucket: String,
+    /// The lake's prefix in the bucket, without slashes at its ends (may be empty).
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub lease_s: f64,
+}
+
+/// `s3://bucket/prefix` split and checked: a bucket name as S3 allows it; a prefix of plain
+/// path segments (no `.`, `..` or empty segment, no characters a path would escape).
+pub fn parse_s3_url(url: &str) -> std::result::Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("`{url}` does not start with s3://"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.trim_end_matches('/');
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !bucket.starts_with(['-', '.'])
+        && !bucket.ends_with(['-', '.']);
+    if !bucket_ok {
+        return Err(format!(
+            "`{url}`: the bucket must be 3 to 63 lower-case letters, digits, `-` or `.`"
+        ));
+    }
+    let segment_ok = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.len() <= 255
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.=".contains(&b))
+    };
+    if !prefix.is_empty() && !prefix.split('/').all(segment_ok) {
+        return Err(format!(
+            "`{url}`: the prefix must be folders of letters, digits, `-`, `_`, `.` or `=`"
+        ));
+    }
+    Ok((bucket.to_string(), prefix.to_string()))
 }
 
 /// `vaten publish`: what the cooperative shares with its federation (aggregates only).
@@ -288,7 +376,32 @@ impl Config {
         } else {
             base
         };
-        cfg.lake = base.join(&cfg.lake);
+        if let Some(url) = cfg.lake.to_str().filter(|l| l.starts_with("s3://")) {
+            let url = url.to_string();
+            let (bucket, prefix) = parse_s3_url(&url).map_err(|why| {
+                Error::Usage(format!(
+                    "{}:{}: lake {why}",
+                    path.display(),
+                    line_of(text, "lake")
+                ))
+            })?;
+            let cache = cfg
+                .lake_s3
+                .cache
+                .as_ref()
+                .map_or_else(|| base.join(".vaten-cache"), |c| base.join(c));
+            cfg.lake = cache.join(&bucket).join(&prefix);
+            cfg.lake_remote = Some(RemoteLake {
+                url,
+                bucket,
+                prefix,
+                endpoint: cfg.lake_s3.endpoint.clone(),
+                region: cfg.lake_s3.region.clone(),
+                lease_s: cfg.lake_s3.lease_s,
+            });
+        } else {
+            cfg.lake = base.join(&cfg.lake);
+        }
         cfg.registry = base.join(&cfg.registry);
         cfg.reports = base.join(&cfg.reports);
         cfg.schedule.pipelines = base.join(&cfg.schedule.pipelines);
@@ -412,6 +525,14 @@ impl Config {
                 return bad(format!("{name} {v} must be from 1024 bytes to 4 GiB"));
             }
         }
+        if let Some(endpoint) = &self.lake_s3.endpoint {
+            if let Err(why) = check_base_url(endpoint) {
+                return bad(format!("[lake_s3] endpoint `{endpoint}` {why}"));
+            }
+        }
+        if !(self.lake_s3.lease_s.is_finite() && (1.0..=3_600.0).contains(&self.lake_s3.lease_s)) {
+            return bad("[lake_s3] lease_s must be a number of seconds from 1 to 3600".into());
+        }
         if !(1..=2000).contains(&self.installations.page_limit) {
             return bad(format!(
                 "[installations] page_limit {} must be within 1..=2000",
@@ -450,6 +571,17 @@ pub fn is_loopback_host(host: &str) -> bool {
         || bare
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The line a top-level `key = …` is on (1 when it is not found), for errors found after parsing.
+fn line_of(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map_or(1, |i| i + 1)
 }
 
 /// `line: message` for a TOML error, so the user sees where in the file the problem is.
@@ -515,6 +647,56 @@ mod tests {
         assert_eq!(cfg.lake, PathBuf::from("/srv/coop/data/lake"));
         assert_eq!(cfg.registry, PathBuf::from("/abs/reg"));
         assert_eq!(cfg.grid.api_key_env, "VATEN_GRID_API_KEY");
+    }
+
+    #[test]
+    fn a_lake_on_s3_has_its_working_copy_beside_the_file() {
+        let text = "registry = \"r\"\nlake = \"s3://coop-lake/eu/de-stroom\"\n[grid]\nbase_url = \"https://x\"\n\
+                    [lake_s3]\nendpoint = \"http://127.0.0.1:9000\"\n";
+        let cfg = Config::parse(text, Path::new("/srv/coop/vaten.toml")).unwrap();
+        assert_eq!(
+            cfg.lake,
+            PathBuf::from("/srv/coop/.vaten-cache/coop-lake/eu/de-stroom")
+        );
+        let remote = cfg.lake_remote.unwrap();
+        assert_eq!(
+            (
+                remote.bucket.as_str(),
+                remote.prefix.as_str(),
+                remote.lease_s
+            ),
+            ("coop-lake", "eu/de-stroom", 60.0)
+        );
+        assert_eq!(remote.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    }
+
+    #[test]
+    fn a_bad_s3_lake_is_refused_with_its_line() {
+        for (lake, why) in [
+            ("s3://", "the bucket must be"),
+            ("s3://UPPER/x", "the bucket must be"),
+            ("s3://ok-bucket/../etc", "the prefix must be"),
+            ("s3://ok-bucket/a//b", "the prefix must be"),
+        ] {
+            let text =
+                format!("registry = \"r\"\nlake = \"{lake}\"\n[grid]\nbase_url = \"https://x\"\n");
+            let err = Config::parse(&text, Path::new("v.toml")).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{lake}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains("v.toml:2:") && msg.contains(why),
+                "{lake}: {msg}"
+            );
+        }
+        // The endpoint gets signed requests: plain http only to this machine.
+        let text = "lake = \"s3://b-1/x\"\nregistry = \"r\"\n[grid]\nbase_url = \"https://x\"\n\
+                    [lake_s3]\nendpoint = \"http://minio.example.org:9000\"\n";
+        let err = Config::parse(text, Path::new("v.toml")).unwrap_err();
+        assert!(err.to_string().contains("[lake_s3] endpoint"), "{err}");
+        let text = "lake = \"s3://b-1/x\"\nregistry = \"r\"\n[grid]\nbase_url = \"https://x\"\n\
+                    [lake_s3]\nlease_s = 0\n";
+        let err = Config::parse(text, Path::new("v.toml")).unwrap_err();
+        assert!(err.to_string().contains("lease_s"), "{err}");
     }
 
     fn refusal(grid: &str, top: &str) -> String {

@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod object_log;
 pub mod parquet_io;
 pub mod read;
+pub mod remote;
 pub mod runs;
 pub mod schema;
 pub mod txn;
@@ -37,15 +38,49 @@ pub struct Lake {
     recovered: Vec<String>,
     /// The run this command records in `_runs`; the rows it stores carry it.
     run_id: String,
+    /// For a lake on object storage (`root` is then its working copy).
+    remote: Option<std::sync::Arc<remote::Remote>>,
 }
 
 impl Lake {
     /// Opens the lake for writing: takes the lock (waiting up to `wait`), then completes or
     /// rolls back whatever an interrupted command left.
     pub fn open_for_write(root: &Path, what: &str, wait: Duration) -> Result<Self> {
+        Self::open_for_write_at(root, None, what, wait)
+    }
+
+    /// Opens the lake the configuration names for writing: on disk, or on object storage
+    /// (the writer's lease on the bucket first, then its working copy made equal to it).
+    pub fn open_configured(config: &crate::config::Config, what: &str) -> Result<Self> {
+        let wait = Duration::from_secs_f64(config.lock_wait_s.max(0.0));
+        let remote = config
+            .lake_remote
+            .as_ref()
+            .map(remote::Remote::connect)
+            .transpose()?;
+        Self::open_for_write_at(&config.lake, remote, what, wait)
+    }
+
+    fn open_for_write_at(
+        root: &Path,
+        remote: Option<remote::Remote>,
+        what: &str,
+        wait: Duration,
+    ) -> Result<Self> {
+        let mut recovered = Vec::new();
+        let remote = match remote {
+            Some(mut r) => {
+                recovered.extend(r.acquire(root, what, wait)?);
+                Some(std::sync::Arc::new(r))
+            }
+            None => None,
+        };
         std::fs::create_dir_all(root).map_err(|e| Error::lake(root, e))?;
         let lock = lock::WriteLock::acquire(root, what, wait)?;
-        let recovered = txn::recover(root)?;
+        recovered.extend(txn::recover(root)?);
+        if let Some(r) = &remote {
+            r.pull(root)?;
+        }
         for r in &recovered {
             tracing::warn!(lake = %root.display(), "{r}");
         }
@@ -54,7 +89,27 @@ impl Lake {
             _lock: Some(lock),
             recovered,
             run_id: runs::this_run_id(),
+            remote,
         })
+    }
+
+    /// Opens the lake the configuration names for reading. On object storage, the working
+    /// copy is first made equal to the bucket (unless a writer on this machine holds it: that
+    /// writer keeps it current).
+    pub fn open_read_configured(config: &crate::config::Config) -> Result<Self> {
+        if let Some(spec) = &config.lake_remote {
+            let root = &config.lake;
+            std::fs::create_dir_all(root).map_err(|e| Error::lake(root, e))?;
+            match lock::WriteLock::acquire(root, "read", Duration::ZERO) {
+                Ok(_lock) => {
+                    txn::recover(root)?;
+                    remote::Remote::connect(spec)?.pull(root)?;
+                }
+                Err(Error::Locked { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Self::open_read(&config.lake))
     }
 
     /// Opens the lake for reading only; takes no lock and changes nothing.
@@ -64,6 +119,7 @@ impl Lake {
             _lock: None,
             recovered: Vec::new(),
             run_id: String::new(),
+            remote: None,
         }
     }
 
@@ -92,7 +148,7 @@ impl Lake {
             self._lock.is_some(),
             "writing needs the lake opened for writing"
         );
-        Txn::begin(&self.root)
+        Txn::begin(&self.root, self.remote.clone())
     }
 
     pub fn table_dir(&self, spec: &TableSpec) -> PathBuf {

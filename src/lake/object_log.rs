@@ -10,14 +10,11 @@
 //!   files it adds and removes. Two writers that both read version N and both try to create
 //!   N + 1: exactly one succeeds; the other gets [`CommitError::Conflict`] and commits nothing.
 //!   The data files are uploaded first, under names no other change uses (its txid), where no
-//!   reader looks: a reader replays the log up to the highest version and reads exactly the
-//!   files it names, so it sees a change whole or not at all, never half. Files a change
-//!   removes are deleted later (a vacuum), so a reader still reading the version before finds
-//!   them. A writer killed before its log entry leaves only unnamed files: nothing to roll
-//!   back. The vacuum (not built yet) may delete an unnamed file only when it is older than the
-//!   longest lease, or it would take a live writer's uploads from under it; log entries and
-//!   lease epochs are never deleted below a checkpoint's floor, or a stale writer could
-//!   create them again.
+//!   reader looks. [`ObjectLog::snapshot`] replays the whole log (the set of files a version
+//!   names); the lake's tables on a bucket ([`super::remote`]) also copy each committed change
+//!   into place, so that tools outside vaten see a plain hive layout, and read only the last
+//!   entry. Log entries and lease epochs are never deleted, or a stale writer could create
+//!   them again.
 //! - **The lease** (the writer lock): `_lease/<epoch>.json` holds the holder and until when.
 //!   The current lease is the highest epoch. To take the lock a writer creates the next epoch,
 //!   when the current one has expired (or there is none); to renew, the holder creates the next
@@ -28,7 +25,7 @@
 //!   margin must cover their skew).
 //!
 //! This module is the protocol, proven on the in-memory and local-file stores; the lake's tables
-//! on it (`lake = "s3://…"`) build on it (`docs/architecture.md`).
+//! on a bucket (`lake = "s3://…"`, [`super::remote`]) build on it (`docs/architecture.md`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -45,7 +42,7 @@ pub struct Change {
     pub txid: String,
     /// Files (relative to the lake's prefix) this change makes part of the lake.
     pub adds: Vec<String>,
-    /// Files it takes out (deleted later by the vacuum).
+    /// Files it takes out.
     pub removes: Vec<String>,
     /// The lease epoch the writer held.
     #[serde(default)]
@@ -94,7 +91,7 @@ impl ObjectLog {
     }
 
     fn at(&self, rel: &str) -> Path {
-        Path::from(format!("{}/{rel}", self.prefix))
+        object_path(&format!("{}/{rel}", self.prefix))
     }
 
     fn entry(&self, version: u64) -> Path {
@@ -158,13 +155,7 @@ impl ObjectLog {
             .await?;
         let mut versions: Vec<u64> = listed
             .iter()
-            .filter_map(|m| {
-                m.location
-                    .filename()
-                    .and_then(|f| f.strip_suffix(".json"))
-                    .filter(|v| v.len() == 20)
-                    .and_then(|v| v.parse().ok())
-            })
+            .filter_map(|m| version_of(&m.location))
             .collect();
         versions.sort_unstable();
         Ok(versions)
@@ -181,17 +172,7 @@ impl ObjectLog {
                     format!("version {expected} is missing"),
                 ));
             }
-            // The size first: an entry is read only when it is of a sane size.
-            let path = self.entry(version);
-            if self.store.head(&path).await?.size > MAX_ENTRY_BYTES as u64 {
-                return Err(CommitError::Corrupt(
-                    format!("{version:020}"),
-                    "larger than 64 MiB".into(),
-                ));
-            }
-            let bytes = self.store.get(&path).await?.bytes().await?;
-            let change: Change = serde_json::from_slice(&bytes)
-                .map_err(|e| CommitError::Corrupt(format!("{version:020}"), e.to_string()))?;
+            let change = self.change(version).await?;
             for r in &change.removes {
                 snap.files.remove(r);
             }
@@ -199,6 +180,50 @@ impl ObjectLog {
             snap.version = version;
         }
         Ok(snap)
+    }
+
+    /// The latest version (0 for an empty log).
+    pub async fn latest(&self) -> Result<u64, CommitError> {
+        Ok(self.versions().await?.last().copied().unwrap_or(0))
+    }
+
+    /// The latest version, knowing that `known` exists: lists only the entries after it (the
+    /// log is never cut, so a long log costs its full listing only to a new reader).
+    pub async fn latest_after(&self, known: u64) -> Result<u64, CommitError> {
+        if known == 0 {
+            return self.latest().await;
+        }
+        let after: Vec<_> = self
+            .store
+            .list_with_offset(Some(&self.at("_log")), &self.entry(known))
+            .try_collect()
+            .await?;
+        let newest = after.iter().filter_map(|m| version_of(&m.location)).max();
+        match newest {
+            Some(v) => Ok(v.max(known)),
+            // Nothing after it: it is the latest, if it is there at all (a bucket emptied and
+            // started again is listed in full).
+            None => match self.store.head(&self.entry(known)).await {
+                Ok(_) => Ok(known),
+                Err(object_store::Error::NotFound { .. }) => self.latest().await,
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    /// The change committed as `version`.
+    pub async fn change(&self, version: u64) -> Result<Change, CommitError> {
+        // The size first: an entry is read only when it is of a sane size.
+        let path = self.entry(version);
+        if self.store.head(&path).await?.size > MAX_ENTRY_BYTES as u64 {
+            return Err(CommitError::Corrupt(
+                format!("{version:020}"),
+                "larger than 64 MiB".into(),
+            ));
+        }
+        let bytes = self.store.get(&path).await?.bytes().await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| CommitError::Corrupt(format!("{version:020}"), e.to_string()))
     }
 
     /// Commits `change` under `lease`: refused when the lease ends within `margin` of `now`
@@ -240,6 +265,26 @@ impl ObjectLog {
         }
     }
 }
+
+/// A key exactly as written: the lake's file names (`K1~part-….parquet`, `date=…`) stay as they
+/// are on disk, where `Path::from` would percent-encode `~` and `%`. A name `parse` refuses
+/// (an empty, `.` or `..` segment; the lake never makes one) falls back to the encoded form.
+pub fn object_path(key: &str) -> Path {
+    Path::parse(key).unwrap_or_else(|_| Path::from(key))
+}
+
+/// The version of a log entry's path (`…/_log/<20 digits>.json`).
+fn version_of(path: &Path) -> Option<u64> {
+    path.filename()
+        .and_then(|f| f.strip_suffix(".json"))
+        .filter(|v| v.len() == 20)
+        .and_then(|v| v.parse().ok())
+}
+
+/// Lease epochs kept below the current one. Older ones are deleted by the writer that takes
+/// the lease, so that taking it lists a bounded folder; a holder's renewal checks that no
+/// later epoch exists, so a stale holder cannot renew by re-creating a deleted epoch.
+const EPOCHS_KEPT: u64 = 100;
 
 /// The writer lock on object storage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,6 +401,22 @@ impl Lease {
             until: now + ttl,
         };
         if create_lease(&store, &prefix, epoch, &record).await? {
+            // Best effort: a failed delete leaves one more epoch to list, nothing worse.
+            let old: Vec<_> = store
+                .list(Some(&Path::from(format!("{prefix}/_lease"))))
+                .try_collect()
+                .await
+                .unwrap_or_default();
+            for m in old {
+                let e = m
+                    .location
+                    .filename()
+                    .and_then(|f| f.strip_suffix(".json"))
+                    .and_then(|v| v.parse::<u64>().ok());
+                if e.is_some_and(|e| e + EPOCHS_KEPT < epoch) {
+                    let _ = store.delete(&m.location).await;
+                }
+            }
             Ok(Lease {
                 store,
                 prefix,
@@ -385,8 +446,23 @@ impl Lease {
             holder: self.record.holder.clone(),
             until: now + ttl,
         };
-        if create_lease(&self.store, &self.prefix, self.epoch + 1, &record).await? {
-            self.epoch += 1;
+        let next = self.epoch + 1;
+        let created = create_lease(&self.store, &self.prefix, next, &record).await?;
+        // An epoch after the one just created means ours was deleted long ago (below the
+        // kept epochs) and created again: the lease was lost.
+        let later = created
+            && self
+                .store
+                .list_with_offset(
+                    Some(&Path::from(format!("{}/_lease", self.prefix))),
+                    &lease_path(&self.prefix, next),
+                )
+                .try_collect::<Vec<_>>()
+                .await?
+                .iter()
+                .any(|m| m.location.filename().is_some_and(|f| f.ends_with(".json")));
+        if created && !later {
+            self.epoch = next;
             self.record = record;
             Ok(())
         } else {
@@ -669,6 +745,75 @@ mod tests {
                     .await
                     .unwrap();
             });
+        }
+    }
+
+    #[test]
+    fn old_lease_epochs_are_deleted_and_a_stale_holder_cannot_renew_through_them() {
+        let rt = runtime();
+        for (name, store, _dir) in stores() {
+            let t0 = Utc::now();
+            let ttl = Duration::seconds(30);
+            let stale = rt
+                .block_on(Lease::acquire(store.clone(), "lake", "stale", t0, ttl))
+                .unwrap();
+            assert_eq!(stale.epoch, 1);
+            // 150 later writers, each taking the lease after the last one's expired.
+            let mut now = t0;
+            for i in 0..150 {
+                now += Duration::seconds(31);
+                let l = rt
+                    .block_on(Lease::acquire(
+                        store.clone(),
+                        "lake",
+                        &format!("w{i}"),
+                        now,
+                        ttl,
+                    ))
+                    .unwrap();
+                rt.block_on(l.release(now)).unwrap();
+            }
+            let listed: Vec<_> = rt
+                .block_on(
+                    store
+                        .list(Some(&Path::from("lake/_lease")))
+                        .try_collect::<Vec<_>>(),
+                )
+                .unwrap();
+            // 301 epochs were created (1 + 150 × (take, release)); only the recent ones stay.
+            assert!(
+                listed.len() as u64 <= EPOCHS_KEPT + 2,
+                "{name}: {} epochs listed",
+                listed.len()
+            );
+            assert!(
+                !listed
+                    .iter()
+                    .any(|m| m.location.as_ref().ends_with(&format!("{:020}.json", 2))),
+                "{name}: epoch 2 deleted"
+            );
+            // The first holder wakes up: creating epoch 2 again succeeds, but it has lost.
+            let mut stale = stale;
+            let got = rt.block_on(stale.renew(now, ttl));
+            assert!(matches!(got, Err(LeaseError::Lost(_))), "{name}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn the_latest_version_after_a_known_one_lists_only_newer_entries() {
+        let rt = runtime();
+        for (name, store, _dir) in stores() {
+            let log = ObjectLog::new(store, "lake");
+            assert_eq!(rt.block_on(log.latest_after(0)).unwrap(), 0, "{name}");
+            for v in 0..12 {
+                rt.block_on(log.commit(v, &change(&format!("t{v}"), &[], &[])))
+                    .unwrap();
+            }
+            for known in [1, 5, 11, 12] {
+                assert_eq!(rt.block_on(log.latest_after(known)).unwrap(), 12, "{name}");
+            }
+            // A hint from a lake that is not there (a bucket started again): listed in full.
+            assert_eq!(rt.block_on(log.latest_after(40)).unwrap(), 12, "{name}");
         }
     }
 }

@@ -27,6 +27,8 @@ struct Journal {
 /// A change being prepared. Nothing is visible in the lake until [`Txn::commit`].
 pub struct Txn {
     root: PathBuf,
+    /// The bucket a lake on object storage commits to first (this is its working copy).
+    remote: Option<std::sync::Arc<super::remote::Remote>>,
     txid: String,
     moves: Vec<(String, String)>,
     removals: Vec<String>,
@@ -40,12 +42,16 @@ pub fn new_txid() -> String {
 }
 
 impl Txn {
-    pub(crate) fn begin(root: &Path) -> Result<Self> {
+    pub(crate) fn begin(
+        root: &Path,
+        remote: Option<std::sync::Arc<super::remote::Remote>>,
+    ) -> Result<Self> {
         let txid = new_txid();
         let dir = root.join("_staging").join(&txid);
         fs::create_dir_all(&dir).map_err(|e| Error::lake(&dir, e))?;
         Ok(Txn {
             root: root.to_path_buf(),
+            remote,
             txid,
             moves: Vec::new(),
             removals: Vec::new(),
@@ -105,6 +111,10 @@ impl Txn {
             sync_dir(&staging)?;
             sync_dir(&self.root.join("_staging"))?;
         }
+        // A lake on object storage: the bucket's log decides; the working copy follows.
+        if let Some(remote) = self.remote.as_ref().filter(|_| !self.is_empty()) {
+            remote.commit(&self.root, &self.txid, &self.moves, &self.removals)?;
+        }
         // Readers see the lake before this change or after it: from the journal's rename to its
         // removal no reader reads. If the readers keep the lake too long, nothing is committed.
         let _publishing = super::lock::CommitGuard::exclusive(&self.root)?;
@@ -128,14 +138,18 @@ impl Txn {
         sync_dir(&journal_dir)?;
         crash_point("journal");
         apply(&self.root, &journal)?;
-        finish(&self.root, &journal.txid)
+        finish(&self.root, &journal.txid)?;
+        if let Some(remote) = &self.remote {
+            remote.record(&self.root, &journal.moves, &journal.removals)?;
+        }
+        Ok(())
     }
 }
 
 /// For the crash tests only (debug builds; a release build ignores it):
 /// `VATEN_INJECT_FAULT=crash:staged` SIGKILLs the process (no destructor runs) with every file staged and the journal not yet in place, `crash:journal`
 /// right after the journal's rename, before any file is moved.
-fn crash_point(point: &str) {
+pub(crate) fn crash_point(point: &str) {
     if cfg!(debug_assertions)
         && std::env::var("VATEN_INJECT_FAULT")
             .is_ok_and(|f| f.strip_prefix("crash:") == Some(point))
@@ -287,7 +301,7 @@ mod tests {
     use super::*;
 
     fn staged_change(root: &Path, name: &str, body: &[u8]) -> Txn {
-        let mut txn = Txn::begin(root).unwrap();
+        let mut txn = Txn::begin(root, None).unwrap();
         txn.put_file(format!("t/date=2026-11-25/{name}"), body)
             .unwrap();
         txn

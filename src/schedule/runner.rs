@@ -106,12 +106,8 @@ fn record(
         rows_out: 0,
         message: format!("{} (pipeline job `{}`)", why, job.name),
     };
-    let written = Lake::open_for_write(
-        &ctx.config.lake,
-        "schedule",
-        Duration::from_secs_f64(ctx.config.lock_wait_s.max(0.0)),
-    )
-    .and_then(|lake| lake.record_run(&record));
+    let written =
+        Lake::open_configured(&ctx.config, "schedule").and_then(|lake| lake.record_run(&record));
     if let Err(e) = written {
         tracing::warn!("could not record the {status} run of {}: {e}", job.name);
     }
@@ -249,7 +245,7 @@ pub fn schedule(ctx: Context, jobs: Vec<JobDef>, grace: Duration, cmd: JobComman
     // The process id of the job running now, to end it when the grace period runs out.
     let running = Arc::new(Mutex::new(None::<u32>));
     // Polars work (reading `_runs`) stays off the runtime's threads.
-    let last = last_successes(&Lake::open_read(&ctx.config.lake))?;
+    let last = last_successes(&Lake::open_read_configured(&ctx.config)?)?;
     rt.block_on(async move {
         let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
         for (kind, name) in [

@@ -77,12 +77,27 @@ pub fn registry(eans: &[&str]) -> Registry {
     Registry::new(conns, cables)
 }
 
+thread_local! {
+    static ON_S3: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs a test body with every [`Env`] it makes keeping its lake on the local S3-compatible
+/// server (`crate::s3`) instead of a folder: the same test, the same expectations.
+pub fn on_s3<T>(body: impl FnOnce() -> T) -> T {
+    ON_S3.with(|c| c.set(true));
+    let out = body();
+    ON_S3.with(|c| c.set(false));
+    out
+}
+
 /// A cooperative in a temporary folder, wired to its own fake grid operator.
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub server: FakeGridOperator,
     /// Extra configuration text (e.g. an `[installations]` table) kept across rewrites.
     pub extra_config: std::cell::RefCell<String>,
+    /// The bucket, when the lake is on the S3-compatible server (prefix `coop`).
+    pub bucket: Option<String>,
 }
 
 impl Env {
@@ -99,16 +114,29 @@ impl Env {
             dir,
             server,
             extra_config: Default::default(),
+            bucket: ON_S3.with(|c| c.get()).then(crate::s3::new_bucket),
         };
         env.write_config(extra_grid);
         env
     }
 
     pub fn write_config(&self, extra_grid: &str) {
+        // On S3, a writer killed by a test holds its lease for 2 s: the next one waits longer.
+        let (lake, wait, s3) = match &self.bucket {
+            Some(b) => (
+                format!("s3://{b}/coop"),
+                6,
+                format!(
+                    "[lake_s3]\nendpoint = \"{}\"\ncache = \"cache\"\nlease_s = 2\n",
+                    crate::s3::endpoint()
+                ),
+            ),
+            None => ("lake".into(), 1, String::new()),
+        };
         let text = format!(
-            "lake = \"lake\"\nregistry = \"registry\"\nlock_wait_s = 1\n[grid]\nbase_url = \"{}\"\n\
+            "lake = \"{lake}\"\nregistry = \"registry\"\nlock_wait_s = {wait}\n[grid]\nbase_url = \"{}\"\n\
              api_key_env = \"{KEY_ENV}\"\npage_limit = 4\ntimeout_s = 1.0\n{extra_grid}\n\
-             [grid.retry]\nmax_attempts = 5\ninitial_backoff_s = 0.01\nmax_backoff_s = 0.05\nmax_elapsed_s = 60\n{}",
+             [grid.retry]\nmax_attempts = 5\ninitial_backoff_s = 0.01\nmax_backoff_s = 0.05\nmax_elapsed_s = 60\n{}\n{s3}",
             self.server.url(),
             self.extra_config.borrow()
         );
@@ -119,24 +147,56 @@ impl Env {
         self.dir.path().join("vaten.toml")
     }
 
+    /// The lake's folder; on S3, this machine's working copy of it.
     pub fn lake_dir(&self) -> PathBuf {
-        self.dir.path().join("lake")
+        match &self.bucket {
+            Some(b) => self.dir.path().join("cache").join(b).join("coop"),
+            None => self.dir.path().join("lake"),
+        }
     }
 
+    /// The lake for reading; on S3, what the bucket holds, downloaded afresh by boto3.
     pub fn lake(&self) -> Lake {
-        Lake::open_read(&self.lake_dir())
+        Lake::open_read(&self.readable_dir())
+    }
+
+    /// A folder with the lake as readers outside vaten see it: the lake's own on disk; on
+    /// S3, a fresh download of the bucket.
+    pub fn readable_dir(&self) -> PathBuf {
+        match &self.bucket {
+            Some(b) => {
+                let dest = tempfile::tempdir_in(self.dir.path()).unwrap().keep();
+                crate::s3::download(b, "coop", &dest);
+                dest
+            }
+            None => self.lake_dir(),
+        }
     }
 
     pub fn command(&self, now: &str, args: &[&str]) -> Command {
+        self.command_with(&self.config(), now, args)
+    }
+
+    /// As [`Env::command`], with another configuration file.
+    pub fn command_with(&self, config: &Path, now: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vaten"));
         cmd.arg("--config")
-            .arg(self.config())
+            .arg(config)
             .arg("--now")
             .arg(now)
             .args(args);
         cmd.env(KEY_ENV, API_KEY)
             .env_remove("VATEN_CONFIG")
             .env_remove("VATEN_NOW");
+        if self.bucket.is_some() {
+            cmd.env("AWS_ACCESS_KEY_ID", crate::s3::ACCESS_KEY)
+                .env("AWS_SECRET_ACCESS_KEY", crate::s3::SECRET_KEY)
+                .env("AWS_REGION", "us-east-1")
+                .env_remove("AWS_ENDPOINT")
+                .env_remove("AWS_ENDPOINT_URL")
+                .env_remove("AWS_SESSION_TOKEN")
+                .env_remove("AWS_PROFILE");
+        }
         cmd
     }
 
@@ -255,7 +315,7 @@ pub fn duckdb_recomputes_marts(env: &Env) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/check_daily_duckdb.py");
     let out = Command::new(crate::tools::python())
         .arg(script)
-        .arg(env.lake_dir())
+        .arg(env.readable_dir())
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));

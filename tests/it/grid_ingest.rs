@@ -417,3 +417,9 @@ fn retention_drops_old_quarter_hours_and_history_knows_quiet_eans() {
     assert_ok(&out);
     assert!(!stderr(&out).contains("does not know"), "{}", stderr(&out));
 }
+
+/// The same feed with the lake on the local S3-compatible server: the bucket holds the same rows.
+#[test]
+fn scripted_three_day_feed_lands_row_for_row_on_s3() {
+    on_s3(scripted_three_day_feed_lands_row_for_row);
+}

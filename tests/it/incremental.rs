@@ -206,3 +206,9 @@ fn range_needs_both_ends_in_order() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Incremental equals full with the lake on the local S3-compatible server (read back from the bucket).
+#[test]
+fn incremental_and_range_equal_a_full_recompute_on_s3() {
+    on_s3(incremental_and_range_equal_a_full_recompute);
+}

@@ -588,3 +588,9 @@ fn a_pinned_certificate_is_the_only_one_accepted() {
     assert_eq!(served.load(Ordering::SeqCst), 1);
     assert_eq!(readings_of(&env.lake(), &id(0)), 2);
 }
+
+/// The installations pass killed and rerun with the lake on the local S3-compatible server.
+#[test]
+fn killed_pass_reruns_to_the_same_lake_on_s3() {
+    on_s3(killed_pass_reruns_to_the_same_lake);
+}

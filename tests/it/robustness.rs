@@ -7,10 +7,10 @@ use vaten::fake::{Fault, FeedEntry};
 use crate::common::*;
 use crate::feeds::*;
 
-const NOW: &str = "2026-11-20T10:00:00Z";
+pub const NOW: &str = "2026-11-20T10:00:00Z";
 
 /// A feed of 4 connections × 5 days (20 interval and 20 day objects; 10 pages of 4).
-fn five_day_feed(env: &Env) {
+pub fn five_day_feed(env: &Env) {
     let mut meters: Vec<_> = [EAN_A, EAN_B, EAN_C, EAN_D]
         .iter()
         .enumerate()
@@ -30,7 +30,7 @@ fn five_day_feed(env: &Env) {
     }
 }
 
-fn reference_lake() -> std::collections::BTreeMap<String, Vec<String>> {
+pub fn reference_lake() -> std::collections::BTreeMap<String, Vec<String>> {
     let env = Env::new(&registry(&[EAN_A, EAN_B, EAN_C, EAN_D]));
     five_day_feed(&env);
     assert_ok(&env.vaten(NOW, &["ingest", "grid"]));
@@ -248,4 +248,10 @@ fn two_ingests_at_once_do_not_mix() {
         "{err}"
     );
     assert_eq!(lake_rows(&env.lake()), expected);
+}
+
+/// SIGKILLs during grid ingests with the lake on the local S3-compatible server: the bucket ends as one uninterrupted run's lake.
+#[test]
+fn killed_ingests_resume_to_the_same_lake_on_s3() {
+    on_s3(killed_ingests_resume_to_the_same_lake);
 }

@@ -70,7 +70,10 @@ fn provision_python() -> PathBuf {
     let ready = || {
         std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str())
             && Command::new(&python)
-                .args(["-c", "import pyarrow, duckdb, power_grid_model, pyspark"])
+                .args([
+                    "-c",
+                    "import pyarrow, duckdb, power_grid_model, pyspark, moto.server",
+                ])
                 .output()
                 .is_ok_and(|o| o.status.success())
     };
