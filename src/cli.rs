@@ -203,7 +203,7 @@ enum Command {
     /// figure to which 1 to 4 connections contributed is withheld (null), for the whole day or
     /// month, so that no subtraction isolates it (docs/federation.md).
     Publish {
-        /// The federation's folder (default: `[federation] out`).
+        /// The federation's folder, or its bucket `s3://bucket/prefix` (default: `[federation] out`).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },

@@ -613,7 +613,11 @@ impl JobReport for crate::publish::Published {
             self.withheld,
             crate::reports::yearly::MIN_CONNECTIONS,
             self.already
-        )
+        ) + &self
+            .uploaded
+            .as_ref()
+            .map(|u| format!("; {u}"))
+            .unwrap_or_default()
     }
     fn rows_in(&self) -> usize {
         self.days.len()
@@ -636,11 +640,59 @@ pub fn publish(ctx: &Context, out: Option<&std::path::Path>) -> Result<crate::pu
             "no folder to publish to: set [federation] out or pass --out".into(),
         ));
     };
+    // A bucket: written into a local outbox first, then uploaded (`src/outbox.rs`).
+    let bucket = match out.to_str().filter(|o| o.starts_with("s3://")) {
+        Some(url) => {
+            let at = crate::config::S3Location::parse(
+                url,
+                fed.s3.endpoint.clone(),
+                fed.s3.region.clone(),
+            )
+            .map_err(|why| Error::Usage(format!("publish to {why}")))?;
+            if let Some(lake) = &ctx.config.lake_remote {
+                if lake.at.overlaps(&at) {
+                    return Err(Error::Usage(format!(
+                        "{url} overlaps the lake's {}: the federation gets its own prefix",
+                        lake.at.url
+                    )));
+                }
+            }
+            Some(at)
+        }
+        None => None,
+    };
+    let out = match &bucket {
+        Some(at) => ctx
+            .config
+            .cache_dir
+            .join("federation")
+            .join(&at.bucket)
+            .join(&at.prefix),
+        None => out.to_path_buf(),
+    };
     crate::query::refuse_inside_lake(&out.join("x"), &ctx.config.lake)?;
     let today = crate::domain::time::local_date(ctx.clock.now(), ctx.config.tz());
     let last = today - chrono::Duration::days(i64::from(fed.settle_days));
     let lake = ctx.open_lake("publish")?;
     run_job(&lake, "publish", ctx.clock, |lake| {
-        crate::publish::publish(lake, &ctx.registry, coop_id, &fed.region, out, last)
+        let outbox = bucket
+            .as_ref()
+            .map(crate::outbox::Outbox::connect)
+            .transpose()?;
+        if let Some(o) = &outbox {
+            o.pull(&out, coop_id)?;
+        }
+        let mut done =
+            crate::publish::publish(lake, &ctx.registry, coop_id, &fed.region, &out, last)?;
+        if let (Some(o), Some(at)) = (&outbox, &bucket) {
+            let up = o.push(&out, coop_id)?;
+            done.uploaded = Some(format!(
+                "uploaded {} files to {}/coop={coop_id} ({} already there, kept as they were)",
+                up.new,
+                at.url.trim_end_matches('/'),
+                up.kept
+            ));
+        }
+        Ok(done)
     })
 }

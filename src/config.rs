@@ -20,6 +20,10 @@ pub struct Config {
     /// Set when `lake` is an `s3://` URL.
     #[serde(skip)]
     pub lake_remote: Option<RemoteLake>,
+    /// Local copies of what is kept on object storage (`[lake_s3] cache`, default
+    /// `.vaten-cache` beside the file): the lake's working copy, the federation's outbox.
+    #[serde(skip)]
+    pub cache_dir: PathBuf,
     /// Folder with `connections.csv` and `cables.csv`.
     pub registry: PathBuf,
     #[serde(default = "default_reports")]
@@ -79,16 +83,57 @@ fn default_lease_s() -> f64 {
     60.0
 }
 
-/// A lake on object storage, as the configuration names it.
+/// `[federation.s3]`: the server of the federation's bucket, when `out` is `s3://…`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationS3 {
+    /// `https://…`, or `http://` to this machine only. Unset: AWS (or `AWS_ENDPOINT`).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+}
+
+/// A prefix in a bucket of S3-compatible object storage, and how to reach it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RemoteLake {
+pub struct S3Location {
     /// `s3://bucket/prefix`, as written (no credentials in it).
     pub url: String,
     pub bucket: String,
-    /// The lake's prefix in the bucket, without slashes at its ends (may be empty).
+    /// The prefix in the bucket, without slashes at its ends (may be empty).
     pub prefix: String,
     pub endpoint: Option<String>,
     pub region: Option<String>,
+}
+
+impl S3Location {
+    /// `url` checked (see [`parse_s3_url`]), reached through `endpoint` and `region`.
+    pub fn parse(
+        url: &str,
+        endpoint: Option<String>,
+        region: Option<String>,
+    ) -> std::result::Result<Self, String> {
+        let (bucket, prefix) = parse_s3_url(url)?;
+        Ok(S3Location {
+            url: url.to_string(),
+            bucket,
+            prefix,
+            endpoint,
+            region,
+        })
+    }
+
+    /// Whether one of the two prefixes holds the other in the same bucket (their contents
+    /// would mix).
+    pub fn overlaps(&self, other: &S3Location) -> bool {
+        let inside = |a: &str, b: &str| a.is_empty() || b == a || b.starts_with(&format!("{a}/"));
+        self.bucket == other.bucket
+            && (inside(&self.prefix, &other.prefix) || inside(&other.prefix, &self.prefix))
+    }
+}
+
+/// A lake on object storage, as the configuration names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteLake {
+    pub at: S3Location,
     pub lease_s: f64,
 }
 
@@ -136,8 +181,11 @@ pub struct FederationConfig {
     /// The cooperative's region, a column of every shared row.
     #[serde(default)]
     pub region: String,
-    /// The federation's folder the aggregates are written to.
+    /// The federation's folder the aggregates are written to, or its bucket (`s3://…`).
     pub out: Option<PathBuf>,
+    /// How to reach the federation's bucket (credentials from the AWS environment variables).
+    #[serde(default)]
+    pub s3: FederationS3,
     /// A month is published this many days after its last day (corrections and late data
     /// settle first; a published month is never written again).
     #[serde(default = "default_settle_days")]
@@ -154,6 +202,7 @@ impl Default for FederationConfig {
             coop_id: None,
             region: String::new(),
             out: None,
+            s3: FederationS3::default(),
             settle_days: default_settle_days(),
         }
     }
@@ -376,27 +425,27 @@ impl Config {
         } else {
             base
         };
+        cfg.cache_dir = cfg
+            .lake_s3
+            .cache
+            .as_ref()
+            .map_or_else(|| base.join(".vaten-cache"), |c| base.join(c));
         if let Some(url) = cfg.lake.to_str().filter(|l| l.starts_with("s3://")) {
-            let url = url.to_string();
-            let (bucket, prefix) = parse_s3_url(&url).map_err(|why| {
+            let at = S3Location::parse(
+                url,
+                cfg.lake_s3.endpoint.clone(),
+                cfg.lake_s3.region.clone(),
+            )
+            .map_err(|why| {
                 Error::Usage(format!(
                     "{}:{}: lake {why}",
                     path.display(),
                     line_of(text, "lake")
                 ))
             })?;
-            let cache = cfg
-                .lake_s3
-                .cache
-                .as_ref()
-                .map_or_else(|| base.join(".vaten-cache"), |c| base.join(c));
-            cfg.lake = cache.join(&bucket).join(&prefix);
+            cfg.lake = cfg.cache_dir.join(&at.bucket).join(&at.prefix);
             cfg.lake_remote = Some(RemoteLake {
-                url,
-                bucket,
-                prefix,
-                endpoint: cfg.lake_s3.endpoint.clone(),
-                region: cfg.lake_s3.region.clone(),
+                at,
                 lease_s: cfg.lake_s3.lease_s,
             });
         } else {
@@ -412,7 +461,9 @@ impl Config {
             cfg.tax.rates = Some(base.join(p));
         }
         if let Some(p) = cfg.federation.out.take() {
-            cfg.federation.out = Some(base.join(p));
+            // A bucket stays a URL, checked where it is used (`--out` may name one too).
+            let bucket = p.to_str().is_some_and(|p| p.starts_with("s3://"));
+            cfg.federation.out = Some(if bucket { p } else { base.join(p) });
         }
         cfg.check(path)?;
         Ok(cfg)
@@ -525,9 +576,14 @@ impl Config {
                 return bad(format!("{name} {v} must be from 1024 bytes to 4 GiB"));
             }
         }
-        if let Some(endpoint) = &self.lake_s3.endpoint {
-            if let Err(why) = check_base_url(endpoint) {
-                return bad(format!("[lake_s3] endpoint `{endpoint}` {why}"));
+        for (name, endpoint) in [
+            ("[lake_s3]", &self.lake_s3.endpoint),
+            ("[federation.s3]", &self.federation.s3.endpoint),
+        ] {
+            if let Some(endpoint) = endpoint {
+                if let Err(why) = check_base_url(endpoint) {
+                    return bad(format!("{name} endpoint `{endpoint}` {why}"));
+                }
             }
         }
         if !(self.lake_s3.lease_s.is_finite() && (1.0..=3_600.0).contains(&self.lake_s3.lease_s)) {
@@ -661,13 +717,13 @@ mod tests {
         let remote = cfg.lake_remote.unwrap();
         assert_eq!(
             (
-                remote.bucket.as_str(),
-                remote.prefix.as_str(),
+                remote.at.bucket.as_str(),
+                remote.at.prefix.as_str(),
                 remote.lease_s
             ),
             ("coop-lake", "eu/de-stroom", 60.0)
         );
-        assert_eq!(remote.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(remote.at.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
     }
 
     #[test]

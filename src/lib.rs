@@ -20,6 +20,7 @@ pub mod feeders;
 pub mod intervals;
 pub mod lake;
 pub mod marts;
+pub mod outbox;
 pub mod p1;
 pub mod publish;
 pub mod query;

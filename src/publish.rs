@@ -121,6 +121,8 @@ pub struct Published {
     pub already: usize,
     /// Shared figures (scope × day × quantity) withheld by this run.
     pub withheld: usize,
+    /// For a federation bucket: what was uploaded where.
+    pub uploaded: Option<String>,
 }
 
 /// `coop_id` as a hive partition value: letters, digits, `-`, `_`, at most 64.

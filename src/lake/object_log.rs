@@ -248,7 +248,12 @@ impl ObjectLog {
     /// entry, or finds it taken. The log stays linear whoever calls it; writers hold the lease
     /// and use [`ObjectLog::commit_under`] so that two of them do not work at once.
     pub async fn commit(&self, base: u64, change: &Change) -> Result<u64, CommitError> {
-        let version = base + 1;
+        let version = base
+            .checked_add(1)
+            .filter(|v| *v <= MAX_NUMBER)
+            .ok_or_else(|| {
+                CommitError::Corrupt(format!("{base:020}"), "version out of range".into())
+            })?;
         let bytes = serde_json::to_vec(change).expect("a change serialises");
         let opts = PutOptions {
             mode: PutMode::Create,
@@ -260,7 +265,12 @@ impl ObjectLog {
             .await
         {
             Ok(_) => Ok(version),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(CommitError::Conflict(version)),
+            // Ours, when a retried create found the entry its first attempt made (the answer
+            // to that one was lost): the same change, not a conflict.
+            Err(object_store::Error::AlreadyExists { .. }) => match self.change(version).await {
+                Ok(found) if found == *change => Ok(version),
+                _ => Err(CommitError::Conflict(version)),
+            },
             Err(e) => Err(e.into()),
         }
     }
@@ -273,12 +283,17 @@ pub fn object_path(key: &str) -> Path {
     Path::parse(key).unwrap_or_else(|_| Path::from(key))
 }
 
+/// The largest version or epoch taken from a bucket's names: far beyond any real count, and
+/// far from overflowing when one is added.
+const MAX_NUMBER: u64 = 1 << 60;
+
 /// The version of a log entry's path (`…/_log/<20 digits>.json`).
 fn version_of(path: &Path) -> Option<u64> {
     path.filename()
         .and_then(|f| f.strip_suffix(".json"))
         .filter(|v| v.len() == 20)
         .and_then(|v| v.parse().ok())
+        .filter(|v| *v <= MAX_NUMBER)
 }
 
 /// Lease epochs kept below the current one. Older ones are deleted by the writer that takes
@@ -332,6 +347,7 @@ async fn latest_lease(
                 .filename()
                 .and_then(|f| f.strip_suffix(".json"))
                 .and_then(|v| v.parse::<u64>().ok())
+                .filter(|v| *v <= MAX_NUMBER)
         })
         .max()
     else {
@@ -365,12 +381,20 @@ async fn create_lease(
         ..Default::default()
     };
     let bytes = serde_json::to_vec(record).expect("a lease serialises");
-    match store
-        .put_opts(&lease_path(prefix, epoch), PutPayload::from(bytes), opts)
-        .await
-    {
+    let path = lease_path(prefix, epoch);
+    match store.put_opts(&path, PutPayload::from(bytes), opts).await {
         Ok(_) => Ok(true),
-        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+        // Ours, when a retried create found what its first attempt made.
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            let found = match store.get(&path).await {
+                Ok(got) => got.bytes().await.ok(),
+                Err(_) => None,
+            };
+            Ok(found
+                .filter(|b| b.len() <= 64 << 10)
+                .and_then(|b| serde_json::from_slice::<LeaseRecord>(&b).ok())
+                .is_some_and(|r| r == *record))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -412,7 +436,8 @@ impl Lease {
                     .location
                     .filename()
                     .and_then(|f| f.strip_suffix(".json"))
-                    .and_then(|v| v.parse::<u64>().ok());
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|v| *v <= MAX_NUMBER);
                 if e.is_some_and(|e| e + EPOCHS_KEPT < epoch) {
                     let _ = store.delete(&m.location).await;
                 }

@@ -32,7 +32,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
 use super::object_log::{object_path, Change, CommitError, Lease, LeaseError, ObjectLog};
-use crate::config::RemoteLake;
+use crate::config::{RemoteLake, S3Location};
 use crate::error::{Error, Result};
 
 /// The bucket's own folders: never copied into the working copy.
@@ -44,14 +44,19 @@ const MAX_OBJECT_BYTES: u64 = 4 << 30;
 
 /// An object-store lake, connected.
 pub struct Remote {
-    /// Runs the store's requests; its own threads, so that a caller inside another runtime
-    /// (the scheduler) can block on it.
-    rt: Option<tokio::runtime::Runtime>,
+    rt: StoreRuntime,
     store: Arc<dyn ObjectStore>,
     prefix: String,
     url: String,
     log: Arc<ObjectLog>,
     lease: Option<Arc<tokio::sync::Mutex<Lease>>>,
+    /// Set by the renewal when another writer took the lease: nothing is committed after.
+    lost: Arc<std::sync::atomic::AtomicBool>,
+    renewal: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set when a change is in the bucket's log but not in place (its copies failed) or the
+    /// working copy did not take it: this process commits nothing more; the next command
+    /// completes it.
+    poisoned: Mutex<Option<String>>,
     ttl: chrono::Duration,
     /// The version the next change is committed on top of.
     version: Mutex<u64>,
@@ -78,44 +83,11 @@ struct Source {
 impl Remote {
     /// Connects to the bucket `lake` names (credentials from the environment).
     pub fn connect(lake: &RemoteLake) -> Result<Self> {
-        use object_store::aws::AmazonS3Builder;
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&lake.bucket);
-        // The endpoint gets the credentials' signatures: https, or http to this machine only.
-        let endpoint = lake.endpoint.clone().or_else(|| {
-            ["AWS_ENDPOINT", "AWS_ENDPOINT_URL"]
-                .iter()
-                .find_map(|v| std::env::var(v).ok())
-        });
-        if let Some(endpoint) = &endpoint {
-            let url = reqwest::Url::parse(endpoint).map_err(|_| {
-                remote_err(&lake.url, format!("endpoint `{endpoint}` is not a URL"))
-            })?;
-            let loopback = url.host_str().is_some_and(crate::config::is_loopback_host);
-            match url.scheme() {
-                "https" => {}
-                "http" if loopback => builder = builder.with_allow_http(true),
-                _ => {
-                    return Err(remote_err(
-                        &lake.url,
-                        format!(
-                            "endpoint `{endpoint}` must be https:// (http only to this machine)"
-                        ),
-                    ))
-                }
-            }
-            builder = builder.with_endpoint(endpoint);
-        }
-        if let Some(region) = &lake.region {
-            builder = builder.with_region(region);
-        }
-        let store = builder
-            .build()
-            .map_err(|e| remote_err(&lake.url, e.to_string()))?;
         let lease_ms = (lake.lease_s * 1000.0).round() as i64;
         Self::with_store(
-            Arc::new(store),
-            &lake.prefix,
-            &lake.url,
+            s3_store(&lake.at)?,
+            &lake.at.prefix,
+            &lake.at.url,
             chrono::Duration::milliseconds(lease_ms),
         )
     }
@@ -127,19 +99,16 @@ impl Remote {
         url: &str,
         ttl: chrono::Duration,
     ) -> Result<Self> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("vaten-lake-store")
-            .enable_all()
-            .build()
-            .map_err(|e| remote_err(url, e))?;
         Ok(Remote {
-            rt: Some(rt),
+            rt: StoreRuntime::new(url)?,
             log: Arc::new(ObjectLog::new(store.clone(), prefix)),
             store,
             prefix: prefix.to_string(),
             url: url.to_string(),
             lease: None,
+            lost: Default::default(),
+            renewal: Mutex::new(None),
+            poisoned: Mutex::new(None),
             ttl,
             version: Mutex::new(0),
             known: Mutex::new(0),
@@ -150,20 +119,12 @@ impl Remote {
         &self.url
     }
 
-    /// Runs `f` on the store's runtime and waits for it, from any thread.
     fn block<F>(&self, f: F) -> F::Output
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.rt
-            .as_ref()
-            .expect("runtime until drop")
-            .spawn(async move {
-                let _ = tx.send(f.await);
-            });
-        rx.recv().expect("the store's runtime runs until drop")
+        self.rt.block(f)
     }
 
     fn key(&self, rel: &str) -> ObjectPath {
@@ -214,6 +175,12 @@ impl Remote {
                 Ok(lease) => break lease,
                 Err(LeaseError::Held { holder, until }) => {
                     if start.elapsed() >= wait {
+                        // Text from the bucket: printable, one line, bounded.
+                        let holder: String = holder
+                            .chars()
+                            .filter(|c| !c.is_control())
+                            .take(200)
+                            .collect();
                         return Err(Error::Locked {
                             holder: format!(
                                 "{holder}; its lease on {} runs until {}",
@@ -230,34 +197,69 @@ impl Remote {
         let lease = Arc::new(tokio::sync::Mutex::new(lease));
         self.lease = Some(lease.clone());
         // Renewed at a third of its length: two renewals may fail before it ends.
-        let (ttl, url) = (self.ttl, self.url.clone());
+        let (ttl, url, lost) = (self.ttl, self.url.clone(), self.lost.clone());
         let period = (ttl / 3).to_std().unwrap_or(Duration::from_secs(1));
-        self.rt.as_ref().expect("runtime").spawn(async move {
+        *self.renewal.lock().expect("renewal") = Some(self.rt.spawn_handle(async move {
             loop {
                 tokio::time::sleep(period).await;
                 let mut held = lease.lock().await;
                 if let Err(e) = held.renew(Utc::now(), ttl).await {
-                    // Commits check the lease's end themselves: this one will refuse.
+                    // A failed renewal leaves the lease to run out: commits check its end.
                     tracing::warn!(lake = %url, "cannot renew the writer's lease: {e}");
                     if matches!(e, LeaseError::Lost(_)) {
+                        lost.store(true, std::sync::atomic::Ordering::SeqCst);
                         return;
                     }
                 }
             }
-        });
+        }));
         self.recover()
     }
 
-    /// Applies the last log entry again (a writer may have died while applying it) and
-    /// deletes staging objects of changes that never committed.
+    /// The fence: an empty log entry created right after the lease was taken. A writer whose
+    /// lease ran out while it was paused (and who may still try to commit on the version it
+    /// read) now finds its version taken, so nothing it does reaches the log after this.
+    fn fence(&self, mut latest: u64) -> Result<u64> {
+        let lease = self.lease.clone().expect("fenced under the lease");
+        for _ in 0..10 {
+            let (log, lease) = (self.log.clone(), lease.clone());
+            let fence = Change {
+                txid: format!("fence-{}", super::txn::new_txid()),
+                adds: vec![],
+                removes: vec![],
+                lease_epoch: None,
+            };
+            let margin = self.ttl / 4;
+            let got = self.block(async move {
+                let held = lease.lock().await;
+                log.commit_under(&held, Utc::now(), margin, latest, &fence)
+                    .await
+            });
+            match got {
+                Ok(v) => return Ok(v),
+                // A paused writer committed in between: fence after it.
+                Err(CommitError::Conflict(_)) => latest = self.latest()?,
+                Err(e) => return Err(self.commit_err(e)),
+            }
+        }
+        Err(remote_err(
+            &self.url,
+            "the log kept growing under a new writer's lease; another process writes without it",
+        ))
+    }
+
+    /// Fences the log, applies again what may not be in place (the entry a writer may have
+    /// died applying, and any a paused writer slipped in before the fence), then deletes the
+    /// staging objects of changes that never committed: no other writer can commit them now.
     fn recover(&mut self) -> Result<Vec<String>> {
         let latest = self.latest()?;
-        *self.version.lock().expect("version") = latest;
+        let fence = self.fence(latest)?;
+        *self.version.lock().expect("version") = fence;
         let mut done = Vec::new();
-        if latest > 0 {
+        for version in latest.max(1)..fence {
             let log = self.log.clone();
             let change = self
-                .block(async move { log.change(latest).await })
+                .block(async move { log.change(version).await })
                 .map_err(|e| self.commit_err(e))?;
             if self.apply(&change)? {
                 done.push(format!(
@@ -297,10 +299,14 @@ impl Remote {
             let mut did = false;
             for rel in &change.adds {
                 let staged = key(&prefix, &staged_rel(&change.txid, rel));
-                match store.copy(&staged, &key(&prefix, rel)).await {
+                let target = key(&prefix, rel);
+                match store.copy(&staged, &target).await {
                     Ok(()) => did = true,
-                    // Copied before, and its staging deleted: applied already.
-                    Err(object_store::Error::NotFound { .. }) => {}
+                    // Copied before, and its staging deleted: applied already, if the file
+                    // is in place. If it is not, the change lost a file.
+                    Err(object_store::Error::NotFound { .. }) => {
+                        store.head(&target).await?;
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -350,6 +356,15 @@ impl Remote {
             .lease
             .clone()
             .expect("changes are committed by a lake opened for writing");
+        if let Some(why) = self.poisoned.lock().expect("poisoned").clone() {
+            return Err(remote_err(&self.url, why));
+        }
+        if self.lost.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(remote_err(
+                &self.url,
+                "another writer took the lease: this change was not committed",
+            ));
+        }
         for (staged, target) in moves {
             let path = root.join(staged);
             let bytes = std::fs::read(&path).map_err(|e| Error::lake(&path, e))?;
@@ -378,8 +393,26 @@ impl Remote {
             .map_err(|e| self.commit_err(e))?;
         *self.version.lock().expect("version") = version;
         super::txn::crash_point("remote-log");
-        self.apply(&change)?;
+        if let Err(e) = self.apply(&change) {
+            self.poison(format!(
+                "change {txid} is committed to the bucket but not all in place ({e}); the next command completes it"
+            ));
+            return Err(e);
+        }
         Ok(())
+    }
+
+    /// Renews the lease no more (when dropped; the tests also pause a writer so).
+    fn stop_renewal(&self) {
+        if let Some(renewal) = self.renewal.lock().expect("renewal").take() {
+            renewal.abort();
+        }
+    }
+
+    /// Commits nothing more in this process (see [`Remote::poisoned`]).
+    pub fn poison(&self, why: String) {
+        tracing::warn!(lake = %self.url, "{why}");
+        *self.poisoned.lock().expect("poisoned") = Some(why);
     }
 
     /// Records in the working copy's manifest the files a change just put in place (their
@@ -431,20 +464,22 @@ impl Remote {
     /// `None` when the log moved on while listing.
     fn view(&self) -> Result<Option<(u64, BTreeMap<String, Source>)>> {
         let version = self.latest()?;
-        let last = if version > 0 {
-            let log = self.log.clone();
-            Some(
-                self.block(async move { log.change(version).await })
-                    .map_err(|e| self.commit_err(e))?,
-            )
-        } else {
-            None
-        };
+        // The top folders (tables, `_state`, `_staging`), each listed; not the log or the
+        // lease epochs, which only grow.
         let (store, dir) = (self.store.clone(), object_path(&self.prefix));
         let listed = self
             .block(async move {
                 let dir = (!dir.as_ref().is_empty()).then_some(dir);
-                store.list(dir.as_ref()).try_collect::<Vec<_>>().await
+                let top = store.list_with_delimiter(dir.as_ref()).await?;
+                let mut all = Vec::new();
+                for folder in top.common_prefixes {
+                    let name = folder.filename().unwrap_or_default().to_string();
+                    if INTERNAL.contains(&name.as_str()) && name != "_staging" {
+                        continue;
+                    }
+                    all.extend(store.list(Some(&folder)).try_collect::<Vec<_>>().await?);
+                }
+                Ok::<_, object_store::Error>(all)
             })
             .map_err(|e| remote_err(&self.url, e))?;
         // A writer that committed the next version while we listed may have been copying it
@@ -464,19 +499,37 @@ impl Remote {
                 e_tag: meta.e_tag.clone().unwrap_or_default(),
             };
             let top = rel.split('/').next().unwrap_or_default();
-            if top == "_staging" {
+            if !safe_rel(&rel) {
+                continue;
+            } else if top == "_staging" {
                 staged.insert(rel, source);
-            } else if !INTERNAL.contains(&top) && safe_rel(&rel) {
+            } else if !INTERNAL.contains(&top) && !LOCAL_ONLY.contains(&top) {
                 files.insert(rel, source);
             }
         }
-        if let Some(change) = last {
-            for r in &change.removes {
+        // Changes still staged may be committed but not all in place: the log entries that
+        // name them (recent ones: walked back a bounded way) are laid over the listing, in
+        // order. Staging without an entry is an uncommitted change: not part of the lake.
+        let txids: BTreeSet<&str> = staged.keys().filter_map(|r| r.split('/').nth(1)).collect();
+        let mut overlays = Vec::new();
+        let mut v = version;
+        while v > 0 && version - v < 32 && overlays.len() < txids.len() {
+            let log = self.log.clone();
+            let change = self
+                .block(async move { log.change(v).await })
+                .map_err(|e| self.commit_err(e))?;
+            if txids.contains(change.txid.as_str()) {
+                overlays.push(change);
+            }
+            v -= 1;
+        }
+        for change in overlays.iter().rev() {
+            for r in change.removes.iter().filter(|r| !change.adds.contains(r)) {
                 files.remove(r);
             }
             for a in &change.adds {
-                if let Some(s) = staged.remove(&staged_rel(&change.txid, a)) {
-                    files.insert(a.clone(), s);
+                if let Some(s) = staged.get(&staged_rel(&change.txid, a)) {
+                    files.insert(a.clone(), s.clone());
                 }
             }
         }
@@ -490,6 +543,9 @@ impl Remote {
         // A file deleted by a writer between our listing and our download: list again.
         let mut last_err = None;
         for _ in 0..5 {
+            if last_err.is_some() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
             let Some((version, files)) = self.view()? else {
                 last_err = Some("a writer committed while the bucket was listed".into());
                 continue;
@@ -522,10 +578,9 @@ impl Remote {
         let _publishing = super::lock::CommitGuard::exclusive(root).map_err(fatal)?;
         for (rel, source) in files {
             let local = root.join(rel);
-            let known = manifest
-                .files
-                .get(rel)
-                .is_some_and(|(size, tag)| *size == source.size && *tag == source.e_tag);
+            let known = manifest.files.get(rel).is_some_and(|(size, tag)| {
+                *size == source.size && !tag.is_empty() && *tag == source.e_tag
+            });
             if known && local.metadata().is_ok_and(|m| m.len() == source.size) {
                 continue;
             }
@@ -539,24 +594,55 @@ impl Remote {
                 )));
             }
             // Only the object listed: one a later change replaced in the meantime is refused.
+            // Streamed to disk, never more than the listed size.
             let (store, key) = (self.store.clone(), source.key.clone());
             let opts = object_store::GetOptions {
                 if_match: (!source.e_tag.is_empty()).then(|| source.e_tag.clone()),
                 ..Default::default()
             };
-            let got = self.block(async move { store.get_opts(&key, opts).await?.bytes().await });
-            let bytes = match got {
-                Ok(b) => b,
+            let part = tmp.join(super::txn::new_txid());
+            let (into, size) = (part.clone(), source.size);
+            let got = self.block(async move {
+                use std::io::Write;
+                let mut stream = store.get_opts(&key, opts).await?.into_stream();
+                let mut file =
+                    std::fs::File::create(&into).map_err(|e| object_store::Error::Generic {
+                        store: "working copy",
+                        source: Box::new(e),
+                    })?;
+                let mut written = 0u64;
+                while let Some(chunk) = stream.try_next().await? {
+                    written += chunk.len() as u64;
+                    if written > size {
+                        return Ok(written);
+                    }
+                    file.write_all(&chunk)
+                        .map_err(|e| object_store::Error::Generic {
+                            store: "working copy",
+                            source: Box::new(e),
+                        })?;
+                }
+                Ok(written)
+            });
+            let written = match got {
+                Ok(n) => n,
                 Err(
                     object_store::Error::NotFound { .. } | object_store::Error::Precondition { .. },
-                ) => return Err(PullError::Gone(format!("{rel} changed while it was read"))),
-                Err(e) => return Err(fatal(remote_err(&self.url, e))),
+                ) => {
+                    let _ = std::fs::remove_file(&part);
+                    let _ = write_manifest(root, &manifest);
+                    return Err(PullError::Gone(format!("{rel} changed while it was read")));
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&part);
+                    return Err(fatal(remote_err(&self.url, e)));
+                }
             };
-            if bytes.len() as u64 != source.size {
+            if written != source.size {
+                let _ = std::fs::remove_file(&part);
+                let _ = write_manifest(root, &manifest);
                 return Err(PullError::Gone(format!("{rel} changed size")));
             }
-            let part = tmp.join(super::txn::new_txid());
-            std::fs::write(&part, &bytes).map_err(|e| fatal(Error::lake(&part, e)))?;
             let parent = local.parent().expect("a lake file is in a folder");
             std::fs::create_dir_all(parent).map_err(|e| fatal(Error::lake(parent, e)))?;
             std::fs::rename(&part, &local).map_err(|e| fatal(Error::lake(&local, e)))?;
@@ -581,20 +667,112 @@ impl Remote {
 impl Drop for Remote {
     fn drop(&mut self) {
         // Ends the lease now, so that the next writer need not wait for it to expire.
-        if let (Some(lease), Some(rt)) = (self.lease.take(), self.rt.as_ref()) {
+        self.stop_renewal();
+        if let Some(lease) = self.lease.take() {
             let (tx, rx) = std::sync::mpsc::channel();
-            rt.spawn(async move {
+            self.rt.spawn(async move {
                 let mut held = lease.lock().await;
                 let _ = held.renew(Utc::now(), chrono::Duration::zero()).await;
                 let _ = tx.send(());
             });
             let _ = rx.recv_timeout(Duration::from_secs(10));
         }
+    }
+}
+
+/// Runs a store's requests on threads of its own, so that any caller can wait for them (also
+/// one inside another runtime, such as the scheduler's).
+pub(crate) struct StoreRuntime(Option<tokio::runtime::Runtime>);
+
+impl StoreRuntime {
+    pub(crate) fn new(url: &str) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("vaten-store")
+            .enable_all()
+            .build()
+            .map_err(|e| remote_err(url, e))?;
+        Ok(StoreRuntime(Some(rt)))
+    }
+
+    /// Runs `f` and waits for it, from any thread.
+    pub(crate) fn block<F>(&self, f: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv()
+            .expect("a request to the object store panicked (see the message above)")
+    }
+
+    pub(crate) fn spawn<F>(&self, f: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.spawn_handle(f);
+    }
+
+    pub(crate) fn spawn_handle<F>(&self, f: F) -> tokio::task::JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.0.as_ref().expect("until dropped").spawn(f)
+    }
+}
+
+impl Drop for StoreRuntime {
+    fn drop(&mut self) {
         // Not dropped in place: a caller inside another runtime may not block on it.
-        if let Some(rt) = self.rt.take() {
+        if let Some(rt) = self.0.take() {
             rt.shutdown_background();
         }
     }
+}
+
+/// The S3 store `at` names: credentials from the usual AWS environment variables; the endpoint
+/// (which receives the signed requests) `https://`, or `http://` to this machine only.
+pub fn s3_store(at: &S3Location) -> Result<Arc<dyn ObjectStore>> {
+    use object_store::aws::AmazonS3Builder;
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(&at.bucket);
+    // Every variable the builder reads an endpoint from, in its order of precedence.
+    let endpoint = at.endpoint.clone().or_else(|| {
+        ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok())
+    });
+    // Plain http only to this machine, whatever `AWS_ALLOW_HTTP` says.
+    builder = builder.with_allow_http(false);
+    if let Some(endpoint) = &endpoint {
+        let url = reqwest::Url::parse(endpoint)
+            .map_err(|_| remote_err(&at.url, format!("endpoint `{endpoint}` is not a URL")))?;
+        let loopback = url.host_str().is_some_and(crate::config::is_loopback_host);
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => builder = builder.with_allow_http(true),
+            _ => {
+                return Err(remote_err(
+                    &at.url,
+                    format!("endpoint `{endpoint}` must be https:// (http only to this machine)"),
+                ))
+            }
+        }
+        // Both keys: the builder prefers the S3-specific one (from `AWS_ENDPOINT_URL_S3`).
+        builder = builder.with_endpoint(endpoint).with_config(
+            object_store::aws::AmazonS3ConfigKey::S3Endpoint,
+            endpoint.clone(),
+        );
+    }
+    if let Some(region) = &at.region {
+        builder = builder.with_region(region);
+    }
+    let store = builder
+        .build()
+        .map_err(|e| remote_err(&at.url, e.to_string()))?;
+    Ok(Arc::new(store))
 }
 
 /// The working copy's manifest; an unreadable one is empty (everything is downloaded again).
@@ -678,6 +856,213 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "this machine".into())
 }
 
-fn remote_err(url: &str, e: impl std::fmt::Display) -> Error {
-    Error::lake(PathBuf::from(url), e)
+/// An error of the store, for a person: one line, without a server's response body (an S3
+/// error body can quote the signed request) and without any credential the environment holds.
+pub(crate) fn remote_err(url: &str, e: impl std::fmt::Display) -> Error {
+    Error::lake(PathBuf::from(url), redact(&e.to_string()))
+}
+
+fn redact(text: &str) -> String {
+    let mut out: String = text
+        .split('<')
+        .next()
+        .unwrap_or_default()
+        .replace(['\n', '\r'], " ");
+    for var in [
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ACCESS_KEY_ID",
+    ] {
+        if let Ok(secret) = std::env::var(var) {
+            if secret.len() >= 4 {
+                out = out.replace(&secret, "***");
+            }
+        }
+    }
+    if out.len() > 400 {
+        let cut = (0..=400)
+            .rev()
+            .find(|i| out.is_char_boundary(*i))
+            .unwrap_or(0);
+        out.truncate(cut);
+        out.push('…');
+    }
+    out.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lake::Lake;
+    use object_store::memory::InMemory;
+
+    fn remote(store: &Arc<dyn ObjectStore>, ttl_ms: i64) -> Remote {
+        Remote::with_store(
+            store.clone(),
+            "lake",
+            "mem://lake",
+            chrono::Duration::milliseconds(ttl_ms),
+        )
+        .unwrap()
+    }
+
+    fn writer(store: &Arc<dyn ObjectStore>, root: &Path, ttl_ms: i64) -> Lake {
+        Lake::open_for_write_at(root, Some(remote(store, ttl_ms)), "test", Duration::ZERO).unwrap()
+    }
+
+    fn keys(rt: &tokio::runtime::Runtime, store: &Arc<dyn ObjectStore>) -> Vec<String> {
+        let listed: Vec<_> = rt
+            .block_on(
+                store
+                    .list(Some(&ObjectPath::from("lake")))
+                    .try_collect::<Vec<_>>(),
+            )
+            .unwrap();
+        let mut out: Vec<String> = listed.iter().map(|m| m.location.to_string()).collect();
+        out.sort();
+        out
+    }
+
+    fn local(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        list_local(root, root, &mut out).unwrap();
+        out.sort();
+        out
+    }
+
+    const A: &str = "tbl/date=2026-01-01/K1~a.parquet";
+    const B: &str = "tbl/date=2026-01-01/b.parquet";
+
+    #[test]
+    fn a_reader_sees_a_logged_change_whole_and_the_next_writer_puts_it_in_place() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let dir = tempfile::tempdir().unwrap();
+        let lake = writer(&store, &dir.path().join("a"), 30_000);
+        let mut txn = lake.begin().unwrap();
+        txn.put_file(A.into(), b"AAAA").unwrap();
+        txn.commit().unwrap();
+        drop(lake);
+        // As a writer killed between its log entry and its copies leaves it: `b` staged and
+        // logged (replacing `a`), and an upload `c` of a change that never committed.
+        let log = ObjectLog::new(store.clone(), "lake");
+        rt.block_on(log.upload(&staged_rel("t2", B), b"BBBBBB".to_vec()))
+            .unwrap();
+        rt.block_on(log.upload(&staged_rel("t3", "tbl/c.parquet"), b"CC".to_vec()))
+            .unwrap();
+        let latest = rt.block_on(log.latest()).unwrap();
+        let t2 = Change {
+            txid: "t2".into(),
+            adds: vec![B.into()],
+            removes: vec![A.into()],
+            lease_epoch: None,
+        };
+        rt.block_on(log.commit(latest, &t2)).unwrap();
+        assert!(
+            keys(&rt, &store).contains(&format!("lake/{A}")),
+            "not applied yet"
+        );
+
+        // Another machine's reader: `b` from staging, not `a`, not `c`.
+        let reader = dir.path().join("reader");
+        std::fs::create_dir_all(&reader).unwrap();
+        remote(&store, 30_000).pull(&reader).unwrap();
+        assert_eq!(local(&reader), vec![B.to_string()]);
+        assert_eq!(std::fs::read(reader.join(B)).unwrap(), b"BBBBBB");
+
+        // The next writer completes t2 and drops t3's upload; its working copy follows.
+        let lake = writer(&store, &dir.path().join("a"), 30_000);
+        let said = lake.recovered().join("; ");
+        assert!(said.contains("completed interrupted change t2"), "{said}");
+        assert!(said.contains("rolled back uncommitted change t3"), "{said}");
+        assert_eq!(local(&dir.path().join("a")), vec![B.to_string()]);
+        let data: Vec<String> = keys(&rt, &store)
+            .into_iter()
+            .filter(|k| !k.starts_with("lake/_log/") && !k.starts_with("lake/_lease/"))
+            .collect();
+        assert_eq!(data, vec![format!("lake/{B}")]);
+    }
+
+    #[test]
+    fn a_writer_paused_past_its_lease_commits_nothing_after_the_next_one_took_it() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let dir = tempfile::tempdir().unwrap();
+        let paused = writer(&store, &dir.path().join("a"), 1_000);
+        let log = ObjectLog::new(store.clone(), "lake");
+        let base = rt.block_on(log.latest()).unwrap();
+        paused.remote.as_ref().unwrap().stop_renewal();
+        std::thread::sleep(Duration::from_millis(1_200));
+        let next = writer(&store, &dir.path().join("b"), 30_000);
+        // Its own commit refuses (its lease has run out), and even a commit on the version
+        // it read, past every clock check, finds that version taken by the fence.
+        let mut txn = paused.begin().unwrap();
+        txn.put_file(A.into(), b"late").unwrap();
+        assert!(txn.commit().is_err());
+        let late = Change {
+            txid: "late".into(),
+            adds: vec![A.into()],
+            removes: vec![],
+            lease_epoch: None,
+        };
+        assert!(matches!(
+            rt.block_on(log.commit(base, &late)),
+            Err(CommitError::Conflict(_))
+        ));
+        // The new writer commits; the paused one's upload is gone with the next open.
+        let mut txn = next.begin().unwrap();
+        txn.put_file(B.into(), b"next").unwrap();
+        txn.commit().unwrap();
+        drop(next);
+        drop(paused);
+        let lake = writer(&store, &dir.path().join("b"), 30_000);
+        assert_eq!(local(lake.root()), vec![B.to_string()]);
+        assert!(!keys(&rt, &store).iter().any(|k| k.contains("_staging/")));
+    }
+
+    #[test]
+    fn what_a_bucket_holds_under_the_working_copys_own_names_never_reaches_it() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let journal =
+            br#"{"txid":"evil","moves":[["../../outside","tbl/x"]],"removals":["../../victim"]}"#;
+        for (key, bytes) in [
+            ("lake/_journal/evil.json", &journal[..]),
+            ("lake/_lock", b"x"),
+            ("lake/_mirror/manifest.json", b"{}"),
+            ("lake/tbl/ok.parquet", b"ok"),
+        ] {
+            rt.block_on(store.put(
+                &object_path(key),
+                object_store::PutPayload::from(bytes.to_vec()),
+            ))
+            .unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("copy");
+        std::fs::create_dir_all(&root).unwrap();
+        remote(&store, 30_000).pull(&root).unwrap();
+        assert_eq!(local(&root), vec!["tbl/ok.parquet".to_string()]);
+        assert!(!root.join("_journal").exists());
+        // And a journal that names a path outside the lake is refused, not followed.
+        std::fs::create_dir_all(root.join("_journal")).unwrap();
+        std::fs::write(root.join("_journal/evil.json"), journal).unwrap();
+        let err = super::super::txn::recover(&root).unwrap_err().to_string();
+        assert!(err.contains("outside the lake"), "{err}");
+    }
+
+    #[test]
+    fn store_errors_lose_response_bodies_and_credentials() {
+        let secret = "wJalrXUtnFEMI-K7MDENG-vaten-test-secret";
+        // SAFETY: this test's own variable; no other test reads it.
+        std::env::set_var("AWS_SESSION_TOKEN", secret);
+        let text = format!(
+            "Error performing PUT (status 403): <?xml version=\"1.0\"?><Error><CanonicalRequest>x-amz-security-token:{secret}</CanonicalRequest></Error>"
+        );
+        let got = redact(&text);
+        let inline = redact(&format!("token {secret} in a line"));
+        std::env::remove_var("AWS_SESSION_TOKEN");
+        assert_eq!(got, "Error performing PUT (status 403):");
+        assert_eq!(inline, "token *** in a line");
+    }
 }

@@ -103,7 +103,7 @@ impl Txn {
 
     /// Makes the change durable and visible. After the journal rename the change is decided;
     /// a crash after that point is completed by [`recover`].
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
         // The staged files are fsynced as they are written; their folder's entries must be
         // durable too before a journal names them.
         let staging = self.root.join("_staging").join(&self.txid);
@@ -112,9 +112,25 @@ impl Txn {
             sync_dir(&self.root.join("_staging"))?;
         }
         // A lake on object storage: the bucket's log decides; the working copy follows.
-        if let Some(remote) = self.remote.as_ref().filter(|_| !self.is_empty()) {
+        if let Some(remote) = self.remote.clone().filter(|_| !self.is_empty()) {
             remote.commit(&self.root, &self.txid, &self.moves, &self.removals)?;
+            let txid = self.txid.clone();
+            let root = self.root.clone();
+            return self.commit_local().map_err(|e| {
+                // Committed: the bucket has it. The working copy does not: nothing more is
+                // committed from it in this process, and the next command pulls it.
+                let why = format!(
+                    "change {txid} is committed to the bucket; the working copy did not take it ({e}) and is brought up to date by the next command"
+                );
+                remote.poison(why.clone());
+                Error::lake(root, why)
+            });
         }
+        self.commit_local()
+    }
+
+    /// The journaled change of the local folder (a lake on disk, or a bucket's working copy).
+    fn commit_local(mut self) -> Result<()> {
         // Readers see the lake before this change or after it: from the journal's rename to its
         // removal no reader reads. If the readers keep the lake too long, nothing is committed.
         let _publishing = super::lock::CommitGuard::exclusive(&self.root)?;
@@ -177,8 +193,28 @@ impl Drop for Txn {
     }
 }
 
+/// A path a journal may name: relative, below the lake, plain segments only (a journal is a
+/// file like any other: one that names `../x` or `/etc/x` is refused, not followed).
+fn inside(rel: &str) -> bool {
+    !rel.is_empty()
+        && rel
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains('\\'))
+}
+
 /// Moves a committed change's files into place; the caller holds the exclusive commit lock.
 fn apply(root: &Path, journal: &Journal) -> Result<()> {
+    let named = journal
+        .moves
+        .iter()
+        .flat_map(|(a, b)| [a, b])
+        .chain(&journal.removals);
+    if let Some(bad) = named.into_iter().find(|p| !inside(p)) {
+        return Err(Error::lake(
+            root.join("_journal"),
+            format!("journal {} names `{bad}`, outside the lake", journal.txid),
+        ));
+    }
     let mut touched_dirs = std::collections::BTreeSet::new();
     for (staged, target) in &journal.moves {
         let (from, to) = (root.join(staged), root.join(target));

@@ -160,6 +160,26 @@ impl Env {
         Lake::open_read(&self.readable_dir())
     }
 
+    /// After a test killed a writer: on S3 its lease holds the lake until it runs out (2 s),
+    /// so that the next writer, started at once, would spend its life waiting; wait it out.
+    pub fn after_kill(&self) {
+        if self.bucket.is_some() {
+            std::thread::sleep(std::time::Duration::from_millis(2_200));
+        }
+    }
+
+    /// Nothing of an interrupted change is left: no staged file in the lake's folder, and on
+    /// S3 no staged object in the bucket.
+    #[track_caller]
+    pub fn assert_nothing_staged(&self) {
+        assert!(stray_files_in_tables(&self.lake_dir()).is_empty());
+        if let Some(b) = &self.bucket {
+            let keys = crate::s3::keys(b, "coop");
+            assert!(keys.iter().any(|k| k.starts_with("_log/")), "{keys:?}");
+            assert!(!keys.iter().any(|k| k.starts_with("_staging/")), "{keys:?}");
+        }
+    }
+
     /// A folder with the lake as readers outside vaten see it: the lake's own on disk; on
     /// S3, a fresh download of the bucket.
     pub fn readable_dir(&self) -> PathBuf {

@@ -75,6 +75,72 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
         3,
         "coop=coop-a, -b, -c"
     );
+    // Straight into a bucket (moto on 127.0.0.1): the same files, byte for byte, as in the
+    // folder. Published again from a machine without the outbox, nothing is rewritten.
+    let config_a = dir.path().join("coop-a/vaten.toml");
+    let mut text = std::fs::read_to_string(&config_a).unwrap();
+    text += &format!(
+        "[federation.s3]\nendpoint = \"{}\"\n",
+        crate::s3::endpoint()
+    );
+    std::fs::write(&config_a, text).unwrap();
+    let bucket = crate::s3::new_bucket();
+    let url = format!("s3://{bucket}/shared");
+    let to_bucket = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_vaten"))
+            .arg("--config")
+            .arg(&config_a)
+            .args(["--now", NOW, "publish", "--out", &url])
+            .env_remove("VATEN_CONFIG")
+            .env("AWS_ACCESS_KEY_ID", crate::s3::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", crate::s3::SECRET_KEY)
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let folder_a = shared.join("coop=coop-a");
+    let expected_files = files_below(&folder_a);
+    assert!(expected_files.len() > 10, "{expected_files:?}");
+    let same_as_folder = |copy: &Path| {
+        let got = copy.join("coop=coop-a");
+        assert_eq!(files_below(&got), expected_files);
+        for f in &expected_files {
+            assert_eq!(
+                std::fs::read(got.join(f)).unwrap(),
+                std::fs::read(folder_a.join(f)).unwrap(),
+                "{}",
+                f.display()
+            );
+        }
+    };
+    let said = to_bucket();
+    assert!(
+        said.contains(&format!(
+            "uploaded {} files to {url}/coop=coop-a (0 already there",
+            expected_files.len()
+        )),
+        "{said}"
+    );
+    let first = dir.path().join("bucket-1");
+    crate::s3::download(&bucket, "shared", &first);
+    same_as_folder(&first);
+    std::fs::remove_dir_all(dir.path().join("coop-a/.vaten-cache/federation")).unwrap();
+    let said = to_bucket();
+    assert!(said.contains("no new settled day"), "{said}");
+    // Only the months file, a sum over the published days, is written again (the same bytes).
+    assert!(
+        said.contains(&format!(
+            "uploaded 1 files to {url}/coop=coop-a ({} already there",
+            expected_files.len() - 1
+        )),
+        "{said}"
+    );
+    let second = dir.path().join("bucket-2");
+    crate::s3::download(&bucket, "shared", &second);
+    same_as_folder(&second);
+
     // A month is published once its last day has settled ([federation] settle_days, 10 by
     // default), all its days at once: on 9 July nothing (30 June + 10 is 10 July), on
     // 10 July June's six days, and July's three only after 10 August.

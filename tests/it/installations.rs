@@ -352,9 +352,10 @@ fn killed_pass_reruns_to_the_same_lake() {
     child.wait().unwrap();
     assert!(killed, "the pass was still running when killed");
     fake.set_behaviour(&id(7), Behaviour::Healthy);
+    env.after_kill();
     assert_ok(&env.vaten(NOW, &["ingest", "installations"]));
     assert_eq!(lake_rows(&env.lake()), expected);
-    assert!(stray_files_in_tables(&env.lake_dir()).is_empty());
+    env.assert_nothing_staged();
 }
 
 #[test]

@@ -151,3 +151,30 @@ fn a_writer_killed_at_the_buckets_commit_points_is_completed_or_rolled_back() {
         }
     });
 }
+
+#[test]
+fn a_missing_bucket_is_one_clear_line_without_credentials() {
+    let token = "FwoGZXIvYXdzEJr-session-token-vaten-test";
+    on_s3(|| {
+        let env = Env::new(&registry(&[EAN_A]));
+        let bucket = env.bucket.clone().unwrap();
+        let text = std::fs::read_to_string(env.config())
+            .unwrap()
+            .replace(&format!("s3://{bucket}/"), "s3://no-such-bucket-vaten/");
+        let config = env.dir.path().join("missing.toml");
+        std::fs::write(&config, text).unwrap();
+        let out = env
+            .command_with(&config, NOW, &["ingest", "grid"])
+            .env("AWS_SESSION_TOKEN", token)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains("s3://no-such-bucket-vaten/coop"), "{err}");
+        for secret in [crate::s3::SECRET_KEY, token] {
+            assert!(!err.contains(secret), "{err}");
+        }
+        assert!(!err.contains('<'), "no response body: {err}");
+    });
+}

@@ -204,9 +204,11 @@ fn killed_ingests_resume_to_the_same_lake() {
         }
         child.wait().unwrap();
         assert!(stray_files_in_tables(&env.lake_dir()).is_empty());
+        env.after_kill();
     }
     assert!(kills >= 3, "most runs were killed mid-way ({kills})");
     assert_ok(&env.vaten(NOW, &["ingest", "grid"]));
+    env.assert_nothing_staged();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(
         watcher.join().unwrap(),
