@@ -11,7 +11,7 @@ connections=${1:-1000}
 days=${2:-30}
 . tests/bench/fake_grid.sh
 port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$py" tests/moto_server.py "$port" > "$work/moto.out" &
+"$py" tests/moto_server.py "$port" > "$work/moto.out" 2> /dev/null &
 moto=$!
 trap '[ -n "$server" ] && kill $server 2>/dev/null; kill $moto 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 100); do grep -q ready "$work/moto.out" 2>/dev/null && break; sleep 0.1; done
@@ -30,5 +30,5 @@ run disk-transform "$work/vaten.toml" transform --full
 run s3-ingest "$work/s3.toml" ingest grid
 run s3-transform "$work/s3.toml" transform --full
 rm -rf "$work/cache"
-run s3-query-fresh-copy "$work/s3.toml" query "select count(*) as n from intervals"
+run s3-query-fresh-copy "$work/s3.toml" query --format csv "select count(*) as n from intervals"
 du -sh "$work/lake" | sed 's/^/disk lake: /'
