@@ -662,12 +662,7 @@ pub fn publish(ctx: &Context, out: Option<&std::path::Path>) -> Result<crate::pu
         None => None,
     };
     let out = match &bucket {
-        Some(at) => ctx
-            .config
-            .cache_dir
-            .join("federation")
-            .join(&at.bucket)
-            .join(&at.prefix),
+        Some(at) => at.local_copy(&ctx.config.cache_dir, "federation"),
         None => out.to_path_buf(),
     };
     crate::query::refuse_inside_lake(&out.join("x"), &ctx.config.lake)?;

@@ -121,6 +121,32 @@ impl S3Location {
         })
     }
 
+    /// Where under `cache` a local copy of this prefix lives, for `kind` (`lake`,
+    /// `federation`): `<cache>/<kind>/<server>/<bucket>/<prefix>`, the server being the
+    /// endpoint's host and port (`aws` without one), so that no two locations share a copy.
+    pub fn local_copy(&self, cache: &Path, kind: &str) -> PathBuf {
+        let server = self
+            .endpoint
+            .as_deref()
+            .and_then(|e| reqwest::Url::parse(e).ok())
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| format!("{h}_{}", u.port_or_known_default().unwrap_or(0)))
+            })
+            .map(|s| {
+                s.replace(
+                    |c: char| !c.is_ascii_alphanumeric() && c != '.' && c != '-' && c != '_',
+                    "_",
+                )
+            })
+            .unwrap_or_else(|| "aws".into());
+        cache
+            .join(kind)
+            .join(server)
+            .join(&self.bucket)
+            .join(&self.prefix)
+    }
+
     /// Whether one of the two prefixes holds the other in the same bucket (their contents
     /// would mix).
     pub fn overlaps(&self, other: &S3Location) -> bool {
@@ -443,7 +469,7 @@ impl Config {
                     line_of(text, "lake")
                 ))
             })?;
-            cfg.lake = cfg.cache_dir.join(&at.bucket).join(&at.prefix);
+            cfg.lake = at.local_copy(&cfg.cache_dir, "lake");
             cfg.lake_remote = Some(RemoteLake {
                 at,
                 lease_s: cfg.lake_s3.lease_s,
@@ -712,7 +738,7 @@ mod tests {
         let cfg = Config::parse(text, Path::new("/srv/coop/vaten.toml")).unwrap();
         assert_eq!(
             cfg.lake,
-            PathBuf::from("/srv/coop/.vaten-cache/coop-lake/eu/de-stroom")
+            PathBuf::from("/srv/coop/.vaten-cache/lake/127.0.0.1_9000/coop-lake/eu/de-stroom")
         );
         let remote = cfg.lake_remote.unwrap();
         assert_eq!(

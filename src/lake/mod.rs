@@ -67,6 +67,10 @@ impl Lake {
         what: &str,
         wait: Duration,
     ) -> Result<Self> {
+        // This machine's lock first (a reader pulling into the working copy holds it for a
+        // moment), then, on object storage, the lease that keeps other machines out.
+        std::fs::create_dir_all(root).map_err(|e| Error::lake(root, e))?;
+        let lock = lock::WriteLock::acquire(root, what, wait)?;
         let mut recovered = Vec::new();
         let remote = match remote {
             Some(mut r) => {
@@ -75,8 +79,6 @@ impl Lake {
             }
             None => None,
         };
-        std::fs::create_dir_all(root).map_err(|e| Error::lake(root, e))?;
-        let lock = lock::WriteLock::acquire(root, what, wait)?;
         recovered.extend(txn::recover(root)?);
         if let Some(r) = &remote {
             r.pull(root)?;

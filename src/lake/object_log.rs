@@ -498,6 +498,29 @@ impl Lease {
         }
     }
 
+    /// Whether this lease is still the latest epoch and has not run out (within `margin` of
+    /// `now`): no other writer has taken the lock.
+    pub async fn still_held(
+        &self,
+        now: DateTime<Utc>,
+        margin: Duration,
+    ) -> Result<bool, LeaseError> {
+        if self.record.until - margin <= now {
+            return Ok(false);
+        }
+        let later: Vec<_> = self
+            .store
+            .list_with_offset(
+                Some(&Path::from(format!("{}/_lease", self.prefix))),
+                &lease_path(&self.prefix, self.epoch),
+            )
+            .try_collect()
+            .await?;
+        Ok(!later
+            .iter()
+            .any(|m| m.location.filename().is_some_and(|f| f.ends_with(".json"))))
+    }
+
     /// Ends the lease now, by an epoch that has already expired (the next writer need not wait).
     pub async fn release(mut self, now: DateTime<Utc>) -> Result<(), LeaseError> {
         self.renew(now, Duration::zero()).await

@@ -50,6 +50,9 @@ pub struct Remote {
     url: String,
     log: Arc<ObjectLog>,
     lease: Option<Arc<tokio::sync::Mutex<Lease>>>,
+    /// When this writer took the lease: staging objects older than that belong to writers
+    /// that are gone.
+    acquired_at: chrono::DateTime<Utc>,
     /// Set by the renewal when another writer took the lease: nothing is committed after.
     lost: Arc<std::sync::atomic::AtomicBool>,
     renewal: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -106,6 +109,7 @@ impl Remote {
             prefix: prefix.to_string(),
             url: url.to_string(),
             lease: None,
+            acquired_at: Utc::now(),
             lost: Default::default(),
             renewal: Mutex::new(None),
             poisoned: Mutex::new(None),
@@ -162,6 +166,7 @@ impl Remote {
         );
         let start = Instant::now();
         let lease = loop {
+            self.acquired_at = Utc::now();
             let (store, prefix, holder, ttl) = (
                 self.store.clone(),
                 self.prefix.clone(),
@@ -205,7 +210,8 @@ impl Remote {
                 let mut held = lease.lock().await;
                 if let Err(e) = held.renew(Utc::now(), ttl).await {
                     // A failed renewal leaves the lease to run out: commits check its end.
-                    tracing::warn!(lake = %url, "cannot renew the writer's lease: {e}");
+                    let why = redact(&e.to_string());
+                    tracing::warn!(lake = %url, "cannot renew the writer's lease: {why}");
                     if matches!(e, LeaseError::Lost(_)) {
                         lost.store(true, std::sync::atomic::Ordering::SeqCst);
                         return;
@@ -237,8 +243,17 @@ impl Remote {
             });
             match got {
                 Ok(v) => return Ok(v),
-                // A paused writer committed in between: fence after it.
-                Err(CommitError::Conflict(_)) => latest = self.latest()?,
+                // A paused writer committed in between: fence after it, if the lease is
+                // still ours (else we are the paused one).
+                Err(CommitError::Conflict(_)) => {
+                    if !self.still_held()? {
+                        return Err(remote_err(
+                            &self.url,
+                            "another writer took the lease while this one started",
+                        ));
+                    }
+                    latest = self.latest()?
+                }
                 Err(e) => return Err(self.commit_err(e)),
             }
         }
@@ -248,48 +263,83 @@ impl Remote {
         ))
     }
 
-    /// Fences the log, applies again what may not be in place (the entry a writer may have
-    /// died applying, and any a paused writer slipped in before the fence), then deletes the
-    /// staging objects of changes that never committed: no other writer can commit them now.
+    /// Whether this writer's lease is still the latest and not about to end.
+    fn still_held(&self) -> Result<bool> {
+        let lease = self.lease.clone().expect("under the lease");
+        let margin = self.ttl / 4;
+        self.block(async move { lease.lock().await.still_held(Utc::now(), margin).await })
+            .map_err(|e| remote_err(&self.url, e))
+    }
+
+    /// Fences the log, applies again what may not be in place, then deletes the staging
+    /// objects of changes that never committed.
+    ///
+    /// What may not be in place: a writer applies every entry before it creates the next of its
+    /// own (and commits nothing more once an apply failed), and recovers before its first; so
+    /// every entry before the last one that is not a fence is in place, and that one and the
+    /// fences after it may not be (a writer may have died applying it, or while recovering).
     fn recover(&mut self) -> Result<Vec<String>> {
-        let latest = self.latest()?;
-        let fence = self.fence(latest)?;
+        let found = self.latest()?;
+        let fence = self.fence(found)?;
         *self.version.lock().expect("version") = fence;
-        let mut done = Vec::new();
-        for version in latest.max(1)..fence {
+        let mut todo = Vec::new();
+        let mut v = fence;
+        while v > 1 && fence - v < 1_000 {
+            v -= 1;
             let log = self.log.clone();
             let change = self
-                .block(async move { log.change(version).await })
+                .block(async move { log.change(v).await })
                 .map_err(|e| self.commit_err(e))?;
-            if self.apply(&change)? {
+            let last_real = !is_fence(&change);
+            todo.push(change);
+            if last_real {
+                break;
+            }
+        }
+        let mut done = Vec::new();
+        for change in todo.iter().rev().filter(|c| !is_fence(c)) {
+            if self.apply(change)? {
                 done.push(format!(
                     "completed interrupted change {} on {}",
                     change.txid, self.url
                 ));
             }
         }
+        done.extend(self.clean_staging(self.acquired_at - self.ttl / 4)?);
+        Ok(done)
+    }
+
+    /// Deletes the staging objects last written before `before` (by writers whose lease ended
+    /// before ours began: a killed writer's uploads). Newer ones may be a live writer's, were
+    /// this one paused past its lease: checked again right before deleting.
+    fn clean_staging(&self, before: chrono::DateTime<Utc>) -> Result<Vec<String>> {
         let (store, dir) = (self.store.clone(), self.key("_staging"));
-        let staged: Vec<ObjectPath> = self
-            .block(async move {
-                store
-                    .list(Some(&dir))
-                    .map_ok(|m| m.location)
-                    .try_collect::<Vec<_>>()
-                    .await
-            })
+        let staged: Vec<object_store::ObjectMeta> = self
+            .block(async move { store.list(Some(&dir)).try_collect::<Vec<_>>().await })
             .map_err(|e| remote_err(&self.url, e))?;
-        let txids: BTreeSet<String> = staged
+        let old: Vec<_> = staged
+            .into_iter()
+            .filter(|m| m.last_modified < before)
+            .collect();
+        if old.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.lease.is_some() && !self.still_held()? {
+            return Err(remote_err(
+                &self.url,
+                "another writer took the lease: its uploads are left alone",
+            ));
+        }
+        let txids: BTreeSet<String> = old
             .iter()
-            .filter_map(|p| self.rel_of(p))
+            .filter_map(|m| self.rel_of(&m.location))
             .filter_map(|rel| rel.split('/').nth(1).map(str::to_string))
             .collect();
-        self.delete_all(staged)?;
-        done.extend(
-            txids
-                .into_iter()
-                .map(|t| format!("rolled back uncommitted change {t} on {}", self.url)),
-        );
-        Ok(done)
+        self.delete_all(old.into_iter().map(|m| m.location).collect())?;
+        Ok(txids
+            .into_iter()
+            .map(|t| format!("rolled back uncommitted change {t} on {}", self.url))
+            .collect())
     }
 
     /// Step 3 of a change; true when something was still to do.
@@ -316,7 +366,8 @@ impl Remote {
                     Err(e) => return Err(e),
                 }
             }
-            for rel in &change.adds {
+            let staged = change.adds.iter().map(String::as_str).chain([MARKER]);
+            for rel in staged {
                 let staged = key(&prefix, &staged_rel(&change.txid, rel));
                 match store.delete(&staged).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -365,6 +416,10 @@ impl Remote {
                 "another writer took the lease: this change was not committed",
             ));
         }
+        let log = self.log.clone();
+        let marker = staged_rel(txid, MARKER);
+        self.block(async move { log.upload(&marker, Vec::new()).await })
+            .map_err(|e| self.commit_err(e))?;
         for (staged, target) in moves {
             let path = root.join(staged);
             let bytes = std::fs::read(&path).map_err(|e| Error::lake(&path, e))?;
@@ -390,7 +445,16 @@ impl Remote {
                 log.commit_under(&held, Utc::now(), margin, base, &entry)
                     .await
             })
-            .map_err(|e| self.commit_err(e))?;
+            .map_err(|e| {
+                // The store failed to answer: the entry may have landed. Whether it did is
+                // settled by the next writer (it applies or drops it), not by this one.
+                if matches!(e, CommitError::Store(_)) {
+                    self.poison(format!(
+                        "the commit of change {txid} got no clear answer from the store; the next command settles it"
+                    ));
+                }
+                self.commit_err(e)
+            })?;
         *self.version.lock().expect("version") = version;
         super::txn::crash_point("remote-log");
         if let Err(e) = self.apply(&change) {
@@ -467,14 +531,17 @@ impl Remote {
         // The top folders (tables, `_state`, `_staging`), each listed; not the log or the
         // lease epochs, which only grow.
         let (store, dir) = (self.store.clone(), object_path(&self.prefix));
+        let staging = self.key("_staging");
         let listed = self
             .block(async move {
                 let dir = (!dir.as_ref().is_empty()).then_some(dir);
+                // Staging first: a change whose marker is gone by then is all in place
+                // before the tables are listed; one still marked is laid over them.
+                let mut all: Vec<_> = store.list(Some(&staging)).try_collect().await?;
                 let top = store.list_with_delimiter(dir.as_ref()).await?;
-                let mut all = Vec::new();
                 for folder in top.common_prefixes {
                     let name = folder.filename().unwrap_or_default().to_string();
-                    if INTERNAL.contains(&name.as_str()) && name != "_staging" {
+                    if INTERNAL.contains(&name.as_str()) {
                         continue;
                     }
                     all.extend(store.list(Some(&folder)).try_collect::<Vec<_>>().await?);
@@ -814,6 +881,14 @@ fn key(prefix: &str, rel: &str) -> ObjectPath {
     }
 }
 
+/// The empty object that marks a change's staging as in flight: uploaded before its files,
+/// deleted after every step of its apply (so a change that only removes files is seen too).
+const MARKER: &str = "_change";
+
+fn is_fence(change: &Change) -> bool {
+    change.txid.starts_with("fence-") && change.adds.is_empty() && change.removes.is_empty()
+}
+
 fn staged_rel(txid: &str, rel: &str) -> String {
     format!("_staging/{txid}/{rel}")
 }
@@ -863,21 +938,25 @@ pub(crate) fn remote_err(url: &str, e: impl std::fmt::Display) -> Error {
 }
 
 fn redact(text: &str) -> String {
+    let secrets: Vec<String> = [
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ACCESS_KEY_ID",
+    ]
+    .iter()
+    .filter_map(|v| std::env::var(v).ok())
+    .collect();
+    redact_with(text, &secrets)
+}
+
+fn redact_with(text: &str, secrets: &[String]) -> String {
     let mut out: String = text
         .split('<')
         .next()
         .unwrap_or_default()
         .replace(['\n', '\r'], " ");
-    for var in [
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_ACCESS_KEY_ID",
-    ] {
-        if let Ok(secret) = std::env::var(var) {
-            if secret.len() >= 4 {
-                out = out.replace(&secret, "***");
-            }
-        }
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(secret.as_str(), "***");
     }
     if out.len() > 400 {
         let cut = (0..=400)
@@ -970,8 +1049,20 @@ mod tests {
         assert_eq!(local(&reader), vec![B.to_string()]);
         assert_eq!(std::fs::read(reader.join(B)).unwrap(), b"BBBBBB");
 
-        // The next writer completes t2 and drops t3's upload; its working copy follows.
-        let lake = writer(&store, &dir.path().join("a"), 30_000);
+        // A writer that took the lease and fenced the log, then died before applying t2: the
+        // entry before the fences is still what may not be in place.
+        let fence = Change {
+            txid: "fence-dead".into(),
+            adds: vec![],
+            removes: vec![],
+            lease_epoch: None,
+        };
+        let latest = rt.block_on(log.latest()).unwrap();
+        rt.block_on(log.commit(latest, &fence)).unwrap();
+        // The next writer completes t2 and drops t3's upload (written before its lease began,
+        // less a quarter of the lease); its working copy follows.
+        std::thread::sleep(Duration::from_millis(150));
+        let lake = writer(&store, &dir.path().join("a"), 400);
         let said = lake.recovered().join("; ");
         assert!(said.contains("completed interrupted change t2"), "{said}");
         assert!(said.contains("rolled back uncommitted change t3"), "{said}");
@@ -1015,7 +1106,9 @@ mod tests {
         txn.commit().unwrap();
         drop(next);
         drop(paused);
-        let lake = writer(&store, &dir.path().join("b"), 30_000);
+        // A writer whose lease begins well after the paused one's uploads cleans them.
+        std::thread::sleep(Duration::from_millis(150));
+        let lake = writer(&store, &dir.path().join("b"), 400);
         assert_eq!(local(lake.root()), vec![B.to_string()]);
         assert!(!keys(&rt, &store).iter().any(|k| k.contains("_staging/")));
     }
@@ -1053,16 +1146,67 @@ mod tests {
 
     #[test]
     fn store_errors_lose_response_bodies_and_credentials() {
-        let secret = "wJalrXUtnFEMI-K7MDENG-vaten-test-secret";
-        // SAFETY: this test's own variable; no other test reads it.
-        std::env::set_var("AWS_SESSION_TOKEN", secret);
+        let secret = "wJalrXUtnFEMI-K7MDENG-vaten-test-secret".to_string();
         let text = format!(
             "Error performing PUT (status 403): <?xml version=\"1.0\"?><Error><CanonicalRequest>x-amz-security-token:{secret}</CanonicalRequest></Error>"
         );
-        let got = redact(&text);
-        let inline = redact(&format!("token {secret} in a line"));
-        std::env::remove_var("AWS_SESSION_TOKEN");
-        assert_eq!(got, "Error performing PUT (status 403):");
-        assert_eq!(inline, "token *** in a line");
+        let secrets = [secret.clone()];
+        assert_eq!(
+            redact_with(&text, &secrets),
+            "Error performing PUT (status 403):"
+        );
+        assert_eq!(
+            redact_with(&format!("token {secret} in a line"), &secrets),
+            "token *** in a line"
+        );
+    }
+
+    #[test]
+    fn a_change_that_only_removes_is_seen_whole_while_it_is_applied() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let dir = tempfile::tempdir().unwrap();
+        let lake = writer(&store, &dir.path().join("a"), 30_000);
+        let mut txn = lake.begin().unwrap();
+        txn.put_file(A.into(), b"AAAA").unwrap();
+        txn.put_file(B.into(), b"BBBB").unwrap();
+        txn.commit().unwrap();
+        drop(lake);
+        // Logged, its marker staged, not applied: a retention that removes `a`.
+        let log = ObjectLog::new(store.clone(), "lake");
+        rt.block_on(log.upload(&staged_rel("t9", MARKER), Vec::new()))
+            .unwrap();
+        let latest = rt.block_on(log.latest()).unwrap();
+        let t9 = Change {
+            txid: "t9".into(),
+            adds: vec![],
+            removes: vec![A.into()],
+            lease_epoch: None,
+        };
+        rt.block_on(log.commit(latest, &t9)).unwrap();
+        let reader = dir.path().join("reader");
+        std::fs::create_dir_all(&reader).unwrap();
+        remote(&store, 30_000).pull(&reader).unwrap();
+        assert_eq!(local(&reader), vec![B.to_string()]);
+    }
+
+    #[test]
+    fn only_staging_older_than_the_lease_is_cleaned() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let log = ObjectLog::new(store.clone(), "lake");
+        rt.block_on(log.upload(&staged_rel("old", "tbl/x.parquet"), b"x".to_vec()))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let between = Utc::now();
+        std::thread::sleep(Duration::from_millis(20));
+        // A live writer's upload, made after this one's lease began (were it paused).
+        rt.block_on(log.upload(&staged_rel("live", "tbl/y.parquet"), b"y".to_vec()))
+            .unwrap();
+        let said = remote(&store, 30_000).clean_staging(between).unwrap();
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].contains("old"), "{said:?}");
+        let left: Vec<String> = keys(&rt, &store);
+        assert_eq!(left, vec!["lake/_staging/live/tbl/y.parquet".to_string()]);
     }
 }

@@ -150,7 +150,19 @@ impl Env {
     /// The lake's folder; on S3, this machine's working copy of it.
     pub fn lake_dir(&self) -> PathBuf {
         match &self.bucket {
-            Some(b) => self.dir.path().join("cache").join(b).join("coop"),
+            Some(b) => {
+                let port = crate::s3::endpoint()
+                    .rsplit(':')
+                    .next()
+                    .unwrap()
+                    .to_string();
+                self.dir
+                    .path()
+                    .join("cache/lake")
+                    .join(format!("127.0.0.1_{port}"))
+                    .join(b)
+                    .join("coop")
+            }
             None => self.dir.path().join("lake"),
         }
     }

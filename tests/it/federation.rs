@@ -105,7 +105,18 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
     assert!(expected_files.len() > 10, "{expected_files:?}");
     let same_as_folder = |copy: &Path| {
         let got = copy.join("coop=coop-a");
-        assert_eq!(files_below(&got), expected_files);
+        let (markers, files): (Vec<_>, Vec<_>) = files_below(&got)
+            .into_iter()
+            .partition(|f| f.starts_with("_complete"));
+        assert_eq!(files, expected_files);
+        // Both months of the data are whole in the bucket.
+        assert_eq!(
+            markers,
+            vec![
+                Path::new("_complete/2026-06").to_path_buf(),
+                Path::new("_complete/2026-07").to_path_buf()
+            ]
+        );
         for f in &expected_files {
             assert_eq!(
                 std::fs::read(got.join(f)).unwrap(),
@@ -115,6 +126,11 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
             );
         }
     };
+    let bucket_copy = |n: &str| {
+        let to = dir.path().join(format!("bucket-{n}"));
+        crate::s3::download(&bucket, "shared", &to);
+        to
+    };
     let said = to_bucket();
     assert!(
         said.contains(&format!(
@@ -123,23 +139,76 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
         )),
         "{said}"
     );
-    let first = dir.path().join("bucket-1");
-    crate::s3::download(&bucket, "shared", &first);
-    same_as_folder(&first);
-    std::fs::remove_dir_all(dir.path().join("coop-a/.vaten-cache/federation")).unwrap();
+    same_as_folder(&bucket_copy("1"));
+    // A new machine (no outbox): the complete months count as published; only the months file,
+    // a sum over the published days, is written again (the same bytes).
+    let outbox = dir.path().join("coop-a/.vaten-cache/federation");
+    std::fs::remove_dir_all(&outbox).unwrap();
     let said = to_bucket();
     assert!(said.contains("no new settled day"), "{said}");
-    // Only the months file, a sum over the published days, is written again (the same bytes).
     assert!(
         said.contains(&format!(
-            "uploaded 1 files to {url}/coop=coop-a ({} already there",
-            expected_files.len() - 1
+            "uploaded 1 files to {url}/coop=coop-a (0 already there"
         )),
         "{said}"
     );
-    let second = dir.path().join("bucket-2");
-    crate::s3::download(&bucket, "shared", &second);
-    same_as_folder(&second);
+    same_as_folder(&bucket_copy("2"));
+    // An upload cut short on a machine since lost: July without its marker and without its
+    // quarter-hours. A new machine computes July again; it comes out the same and completes.
+    let july_quarters: Vec<_> = expected_files
+        .iter()
+        .filter(|f| f.starts_with("quarter_hours") && f.to_string_lossy().contains("date=2026-07"))
+        .collect();
+    assert_eq!(july_quarters.len(), 3, "{expected_files:?}");
+    crate::s3::set(&bucket, "shared/coop=coop-a/_complete/2026-07", None);
+    for f in &july_quarters {
+        crate::s3::set(
+            &bucket,
+            &format!("shared/coop=coop-a/{}", f.display()),
+            None,
+        );
+    }
+    std::fs::remove_dir_all(&outbox).unwrap();
+    let said = to_bucket();
+    assert!(
+        said.contains("published 3 days, 2026-07-01 to 2026-07-03"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!(
+            "uploaded 4 files to {url}/coop=coop-a (3 already there"
+        )),
+        "{said}"
+    );
+    same_as_folder(&bucket_copy("3"));
+    // A July day in the bucket that is not what the lake gives (another computation): refused,
+    // nothing overwritten, no marker.
+    let day = "shared/coop=coop-a/days/date=2026-07-02/part-0.parquet";
+    crate::s3::set(&bucket, "shared/coop=coop-a/_complete/2026-07", None);
+    crate::s3::set(&bucket, day, Some(b"another computation"));
+    std::fs::remove_dir_all(&outbox).unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_vaten"))
+        .arg("--config")
+        .arg(&config_a)
+        .args(["--now", NOW, "publish", "--out", &url])
+        .env_remove("VATEN_CONFIG")
+        .env("AWS_ACCESS_KEY_ID", crate::s3::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", crate::s3::SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("another publication of coop=coop-a/days/date=2026-07-02"),
+        "{}",
+        stderr(&refused)
+    );
+    let after = bucket_copy("4");
+    assert_eq!(
+        std::fs::read(after.join("coop=coop-a/days/date=2026-07-02/part-0.parquet")).unwrap(),
+        b"another computation"
+    );
+    assert!(!after.join("coop=coop-a/_complete/2026-07").exists());
 
     // A month is published once its last day has settled ([federation] settle_days, 10 by
     // default), all its days at once: on 9 July nothing (30 June + 10 is 10 July), on

@@ -66,12 +66,11 @@ fn two_machines_ingesting_at_once_one_waits_on_the_lease() {
             .unwrap();
         assert_ok(&again);
         assert_eq!(lake_rows(&env.lake()), expected);
-        let copy_b = env
-            .dir
-            .path()
-            .join("cache-b")
-            .join(env.bucket.as_ref().unwrap())
-            .join("coop");
+        let copy_b = env.dir.path().join("cache-b").join(
+            env.lake_dir()
+                .strip_prefix(env.dir.path().join("cache"))
+                .unwrap(),
+        );
         assert_eq!(lake_rows(&vaten::lake::Lake::open_read(&copy_b)), expected);
 
         // The credentials are nowhere: not in any output, any file of either machine, or the
@@ -127,8 +126,9 @@ fn a_writer_killed_at_the_buckets_commit_points_is_completed_or_rolled_back() {
             assert!(staged(&before) > 0, "{point}: the change was uploaded");
             let logged = before.iter().filter(|k| k.starts_with("_log/")).count();
 
-            // Another machine's reader sees whole changes only: the rows of the change the
-            // killed writer logged (at `remote-log`) or none of the unlogged one.
+            // The next writer (after the lease ran out) completes the logged change or drops
+            // the unlogged one, and says which; what another machine reads meanwhile is tested
+            // in `src/lake/remote.rs` on the in-memory store.
             let rerun = env.vaten(NOW, &["ingest", "grid"]);
             assert_ok(&rerun);
             let err = stderr(&rerun);

@@ -100,3 +100,32 @@ pub fn keys(bucket: &str, prefix: &str) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Deletes `key` from `bucket`, or (with `Some(bytes)`) writes it, with boto3: what another
+/// party does to a bucket.
+pub fn set(bucket: &str, key: &str, bytes: Option<&[u8]>) {
+    let code = "import boto3, sys\n\
+        s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='x', aws_secret_access_key='y', region_name='us-east-1')\n\
+        data = sys.stdin.buffer.read()\n\
+        if sys.argv[4] == 'put':\n    s3.put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=data)\n\
+        else:\n    s3.delete_object(Bucket=sys.argv[2], Key=sys.argv[3])\n";
+    let mut child = Command::new(crate::tools::python())
+        .args(["-c", code, endpoint(), bucket, key])
+        .arg(if bytes.is_some() { "put" } else { "delete" })
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(bytes.unwrap_or_default())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
