@@ -640,6 +640,8 @@ impl Remote {
     ) -> std::result::Result<(), PullError> {
         let mut manifest = read_manifest(root);
         let tmp = root.join("_mirror").join("tmp");
+        // Downloads an earlier pull left half done (it was killed): the caller holds the lock.
+        let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(|e| fatal(Error::lake(&tmp, e)))?;
         // Readers of the working copy see it before the pull or after it.
         let _publishing = super::lock::CommitGuard::exclusive(root).map_err(fatal)?;
