@@ -125,10 +125,16 @@ impl S3Location {
     /// `federation`): `<cache>/<kind>/<server>/<bucket>/<prefix>`, the server being the
     /// endpoint's host and port (`aws` without one), so that no two locations share a copy.
     pub fn local_copy(&self, cache: &Path, kind: &str) -> PathBuf {
+        let env = || {
+            ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok())
+        };
         let server = self
             .endpoint
-            .as_deref()
-            .and_then(|e| reqwest::Url::parse(e).ok())
+            .clone()
+            .or_else(env)
+            .and_then(|e| reqwest::Url::parse(&e).ok())
             .and_then(|u| {
                 u.host_str()
                     .map(|h| format!("{h}_{}", u.port_or_known_default().unwrap_or(0)))

@@ -1,22 +1,23 @@
 //! `vaten publish` straight into the federation's bucket (`[federation] out = "s3://…"`).
 //!
 //! The aggregates are written as for a folder, into a local outbox
-//! (`<cache>/federation/<server>/<bucket>/<prefix>/`), then uploaded a month at a time:
+//! (`<cache>/federation/<server>/<bucket>/<prefix>/`), where `src/publish.rs` marks each month
+//! complete (`coop=<id>/_complete/<YYYY-MM>`) once all its days are written. Then the complete
+//! months the bucket does not mark complete yet are uploaded, one at a time:
 //! - each day's `quarter_hours` then `days` file, created, never overwriting. A file the bucket
-//!   already has must have the same bytes (the same publication, e.g. a run that was cut short
-//!   and is completed now); different bytes stop the upload with an error: a month is never
-//!   made of two computations, or the month-level rule of `src/publish.rs` would not hold;
-//! - then the month's marker `coop=<id>/_complete/<YYYY-MM>`: the month is whole in the bucket;
-//! - last `months/part-0.parquet`, the sums of the shared days, replaced.
+//!   already has must hold the same bytes (an upload cut short, completed now); other bytes
+//!   refuse that month (the others go on), because a month made of two computations would
+//!   break the month-level rule of `src/publish.rs`;
+//! - then the month's marker: the month is whole in the bucket;
+//! - last, when no month was refused, `months/part-0.parquet`, the sums of the days (every
+//!   complete month's days are now the same in the outbox and the bucket).
 //!
-//! Before publishing, the days of the months the bucket marks complete and the outbox lacks (a
-//! new machine) are downloaded, so that they count as published and are never computed again.
-//! A month in the bucket without its marker is computed again and uploaded; it completes only
-//! when it comes out the same. `<outbox>/.uploaded-<coop_id>` records the files known to be in
-//! the bucket, so that a nightly run uploads only what is new.
+//! Before publishing, the months the bucket marks complete and the outbox does not are
+//! downloaded whole (a new machine, or an outbox whose run was cut short), replacing what the
+//! outbox had of them, so that they count as published and are never computed again.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::TryStreamExt;
@@ -26,6 +27,7 @@ use crate::config::S3Location;
 use crate::error::{Error, Result};
 use crate::lake::object_log::object_path;
 use crate::lake::remote::{remote_err, s3_store, StoreRuntime};
+use crate::publish::{month_key, COMPLETE};
 
 /// The largest shared file read back (a day of a cooperative's aggregates is kilobytes).
 const MAX_SHARED_BYTES: u64 = 64 << 20;
@@ -40,7 +42,7 @@ pub struct Outbox {
 /// What one upload did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Uploaded {
-    /// Files the bucket did not have.
+    /// Files (days and months' markers) the bucket did not have; the months file aside.
     pub new: usize,
     /// Files it already had, with the same bytes.
     pub kept: usize,
@@ -56,15 +58,35 @@ fn day_file(rel: &str, coop: &str) -> Option<(u8, chrono::NaiveDate)> {
                 "days" => 1,
                 _ => return None,
             };
-            let date = date.strip_prefix("date=")?.parse().ok()?;
-            Some((order, date))
+            let text = date.strip_prefix("date=")?;
+            let date: chrono::NaiveDate = text.parse().ok()?;
+            // Exactly as publish names it: one folder per day, no two spellings of one day.
+            (date.format("%Y-%m-%d").to_string() == text).then_some((order, date))
         }
         _ => None,
     }
 }
 
-fn month_of(d: chrono::NaiveDate) -> String {
-    d.format("%Y-%m").to_string()
+const TABLES: [&str; 2] = ["quarter_hours", "days"];
+
+fn is_month(m: &str) -> bool {
+    chrono::NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d")
+        .is_ok_and(|d| month_key(d) == m)
+}
+
+/// The months the outbox marks complete.
+fn local_months(local: &Path, coop: &str) -> Result<BTreeSet<String>> {
+    let dir = local.join(coop).join(COMPLETE);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(Error::lake(&dir, e)),
+    };
+    Ok(entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|m| is_month(m))
+        .collect())
 }
 
 impl Outbox {
@@ -130,79 +152,114 @@ impl Outbox {
         }
     }
 
-    /// Downloads into `local` (the outbox) the days of the months the bucket marks complete for
-    /// `coop_id` that the outbox lacks. Returns how many files it took.
-    pub fn pull(&self, local: &Path, coop_id: &str) -> Result<usize> {
-        let coop = format!("coop={coop_id}");
-        let listed = self.list(&coop)?;
-        let complete: BTreeSet<String> = listed
+    /// The bucket's files of `coop` and the months it marks complete.
+    fn bucket(&self, coop: &str) -> Result<(BTreeMap<String, u64>, BTreeSet<String>)> {
+        let listed = self.list(coop)?;
+        let marker_dir = format!("{coop}/{COMPLETE}/");
+        let complete = listed
             .iter()
-            .filter_map(|(rel, _)| rel.strip_prefix(&format!("{coop}/_complete/")))
-            .filter(|m| chrono::NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").is_ok())
+            .filter_map(|(rel, _)| rel.strip_prefix(&marker_dir))
+            .filter(|m| is_month(m))
             .map(str::to_string)
             .collect();
-        let mut record = Record::load(local, coop_id);
+        Ok((listed.into_iter().collect(), complete))
+    }
+
+    /// Downloads into `local` (the outbox) the months the bucket marks complete for `coop_id`
+    /// and the outbox does not, whole. Returns how many files it took.
+    pub fn pull(&self, local: &Path, coop_id: &str) -> Result<usize> {
+        let coop = format!("coop={coop_id}");
+        let (files, complete) = self.bucket(&coop)?;
+        let here = local_months(local, &coop)?;
         let mut taken = 0;
-        for (rel, size) in &listed {
-            let Some((_, date)) = day_file(rel, &coop) else {
-                continue;
-            };
-            let path = local.join(rel);
-            if !complete.contains(&month_of(date)) || path.exists() {
-                continue;
+        for month in complete.difference(&here) {
+            // What the outbox has of that month is an unfinished computation: replaced.
+            for table in TABLES {
+                let dir = local.join(&coop).join(table);
+                for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if name.starts_with(&format!("date={month}-")) {
+                        let path = entry.path();
+                        std::fs::remove_dir_all(&path).map_err(|e| Error::lake(&path, e))?;
+                    }
+                }
             }
-            if *size > MAX_SHARED_BYTES {
-                return Err(self.err(format!("{rel} is larger than a shared day can be")));
+            for (rel, size) in &files {
+                let Some((_, date)) = day_file(rel, &coop) else {
+                    continue;
+                };
+                if month_key(date) != *month {
+                    continue;
+                }
+                if *size > MAX_SHARED_BYTES {
+                    return Err(self.err(format!("{rel} is larger than a shared day can be")));
+                }
+                let Some(bytes) = self.get(rel)? else {
+                    return Err(self.err(format!(
+                        "the bucket marks {month} complete, but {rel} went while it was read"
+                    )));
+                };
+                let path = local.join(rel);
+                let parent = path.parent().expect("a file has a folder");
+                std::fs::create_dir_all(parent).map_err(|e| Error::lake(parent, e))?;
+                let part = parent.join(".download");
+                std::fs::write(&part, &bytes).map_err(|e| Error::lake(&part, e))?;
+                std::fs::rename(&part, &path).map_err(|e| Error::lake(&path, e))?;
+                taken += 1;
             }
-            let Some(bytes) = self.get(rel)? else {
-                continue;
-            };
-            let parent = path.parent().expect("a file has a folder");
-            std::fs::create_dir_all(parent).map_err(|e| Error::lake(parent, e))?;
-            let part = parent.join(".download");
-            std::fs::write(&part, &bytes).map_err(|e| Error::lake(&part, e))?;
-            std::fs::rename(&part, &path).map_err(|e| Error::lake(&path, e))?;
-            record.add(rel);
-            taken += 1;
+            let dir = local.join(&coop).join(COMPLETE);
+            std::fs::create_dir_all(&dir).map_err(|e| Error::lake(&dir, e))?;
+            std::fs::write(dir.join(month), b"").map_err(|e| Error::lake(&dir, e))?;
         }
-        record.save()?;
         Ok(taken)
     }
 
-    /// Uploads the outbox's new days of `coop_id`, a month at a time, then its months file.
+    /// Uploads the outbox's complete months of `coop_id` that the bucket does not mark complete,
+    /// then (when none was refused) its months file.
     pub fn push(&self, local: &Path, coop_id: &str) -> Result<Uploaded> {
         let coop = format!("coop={coop_id}");
-        let mut record = Record::load(local, coop_id);
+        let (listed, complete) = self.bucket(&coop)?;
         let mut files = Vec::new();
         collect(local, &local.join(&coop), &mut files)?;
         // Month → its day files in upload order (per day: quarter-hours, then the day).
         let mut months: BTreeMap<String, Vec<(chrono::NaiveDate, u8, String)>> = BTreeMap::new();
-        for rel in files.iter().filter(|r| !record.has(r)) {
+        for rel in &files {
             if let Some((order, date)) = day_file(rel, &coop) {
                 months
-                    .entry(month_of(date))
+                    .entry(month_key(date))
                     .or_default()
                     .push((date, order, rel.clone()));
             }
         }
+        let ready = local_months(local, &coop)?;
         let mut done = Uploaded::default();
-        for (month, mut days) in months {
+        let mut refused = Vec::new();
+        'months: for (month, mut days) in months {
+            if !ready.contains(&month) || complete.contains(&month) {
+                continue;
+            }
             days.sort();
             for (_, _, rel) in &days {
-                let bytes = std::fs::read(local.join(rel)).map_err(|e| Error::lake(rel, e))?;
-                if self.create(rel, bytes.clone())? {
+                let path = local.join(rel);
+                let bytes = std::fs::read(&path).map_err(|e| Error::lake(&path, e))?;
+                let there = listed.contains_key(rel) || !self.create(rel, bytes.clone())?;
+                if !there {
                     done.new += 1;
                 } else if self.get(rel)?.as_deref() == Some(&bytes[..]) {
                     done.kept += 1;
                 } else {
-                    return Err(self.err(format!(
-                        "the bucket holds another publication of {rel} (another machine's, or one from before the lake changed); nothing more of {month} was uploaded, and a month is never made of two"
-                    )));
+                    refused.push(format!("{month} ({rel} differs)"));
+                    continue 'months;
                 }
-                record.add(rel);
             }
-            self.create(&format!("{coop}/_complete/{month}"), Vec::new())?;
-            record.save()?;
+            self.create(&format!("{coop}/{COMPLETE}/{month}"), Vec::new())?;
+            done.new += 1;
+        }
+        if !refused.is_empty() {
+            return Err(self.err(format!(
+                "the bucket holds another publication of {} (another machine's, or one from before the lake changed): not uploaded, and a month is never made of two; the other months were",
+                refused.join(", ")
+            )));
         }
         let months_file = format!("{coop}/months/part-0.parquet");
         let path = local.join(&months_file);
@@ -212,7 +269,6 @@ impl Outbox {
             self.rt
                 .block(async move { store.put(&key, PutPayload::from(bytes)).await })
                 .map_err(|e| self.err(e))?;
-            done.new += 1;
         }
         Ok(done)
     }
@@ -232,40 +288,6 @@ impl Outbox {
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(self.err(e)),
         }
-    }
-}
-
-/// The outbox's files known to be in the bucket (`.uploaded-<coop_id>`, a line each).
-struct Record {
-    path: PathBuf,
-    files: BTreeSet<String>,
-}
-
-impl Record {
-    fn load(local: &Path, coop_id: &str) -> Self {
-        let path = local.join(format!(".uploaded-{coop_id}"));
-        let files = std::fs::read_to_string(&path)
-            .map(|t| t.lines().map(str::to_string).collect())
-            .unwrap_or_default();
-        Record { path, files }
-    }
-
-    fn has(&self, rel: &str) -> bool {
-        self.files.contains(rel)
-    }
-
-    fn add(&mut self, rel: &str) {
-        self.files.insert(rel.to_string());
-    }
-
-    fn save(&self) -> Result<()> {
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::lake(dir, e))?;
-        }
-        let part = self.path.with_extension("new");
-        let text: String = self.files.iter().map(|f| format!("{f}\n")).collect();
-        std::fs::write(&part, text).map_err(|e| Error::lake(&part, e))?;
-        std::fs::rename(&part, &self.path).map_err(|e| Error::lake(&self.path, e))
     }
 }
 

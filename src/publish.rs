@@ -145,6 +145,40 @@ fn active(value: &str) -> Expr {
         .cast(DataType::Int64)
 }
 
+/// `YYYY-MM` of a day: the name of its month's marker.
+pub fn month_key(d: NaiveDate) -> String {
+    d.format("%Y-%m").to_string()
+}
+
+/// The months marked complete: `<folder>/_complete/<YYYY-MM>`, written after a month's last
+/// day (so a run killed between two days leaves its month unmarked).
+fn complete_months(folder: &Path) -> Result<BTreeSet<String>> {
+    let entries = match std::fs::read_dir(folder.join(COMPLETE)) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = BTreeSet::new();
+    for entry in entries {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if NaiveDate::parse_from_str(&format!("{name}-01"), "%Y-%m-%d").is_ok() {
+            out.insert(name);
+        }
+    }
+    Ok(out)
+}
+
+/// The folder of the months' markers under `coop=<id>/`.
+pub const COMPLETE: &str = "_complete";
+
+fn mark_complete(folder: &Path, month: &str) -> Result<()> {
+    let dir = folder.join(COMPLETE);
+    std::fs::create_dir_all(&dir)?;
+    let marker = std::fs::File::create(dir.join(month))?;
+    marker.sync_all()?;
+    Ok(())
+}
+
 /// Days already published: the `date=` folders of `quarter_hours` or `days`.
 fn published_days(folder: &Path) -> Result<BTreeSet<NaiveDate>> {
     let mut out = BTreeSet::new();
@@ -193,7 +227,14 @@ pub fn publish(
     }
     let folder = out.join(format!("coop={coop_id}"));
     finish_interrupted(out, coop_id)?;
-    let done = published_days(&folder)?;
+    // Published: the days of the months marked complete. A month with days but no marker was
+    // cut short (a run killed between two days): it is computed again, and each day already
+    // there must come out the same (`finish_staged`).
+    let complete = complete_months(&folder)?;
+    let done: BTreeSet<NaiveDate> = published_days(&folder)?
+        .into_iter()
+        .filter(|d| complete.contains(&month_key(*d)))
+        .collect();
     let Some(intervals) = lake.scan(&INTERVALS)? else {
         return Err(Error::Usage(
             "the lake has no intervals yet: run `vaten transform` first".into(),
@@ -221,13 +262,13 @@ pub fn publish(
     // over the whole month). This also bounds memory on a first publication of a long history.
     let groups = group_frame(registry)?;
     let month_of = |d: &NaiveDate| (chrono::Datelike::year(d), chrono::Datelike::month(d));
-    let started: BTreeSet<(i32, u32)> = done.iter().map(month_of).collect();
+    let started = |m: &(i32, u32)| complete.contains(&format!("{:04}-{:02}", m.0, m.1));
     let mut runs: Vec<Vec<NaiveDate>> = Vec::new();
     for day in &todo {
         let last_of_month = NaiveDate::from_ymd_opt(month_of(day).0, month_of(day).1, 1)
             .and_then(|first| first.checked_add_months(chrono::Months::new(1)))
             .and_then(|next| next.pred_opt());
-        if started.contains(&month_of(day)) || last_of_month.is_none_or(|l| l > last) {
+        if started(&month_of(day)) || last_of_month.is_none_or(|l| l > last) {
             continue;
         }
         match runs.last_mut() {
@@ -252,9 +293,10 @@ pub fn publish(
             .iter()
             .map(|c| days.column(c).map_or(0, |s| s.null_count()))
             .sum::<usize>();
-        for day in run {
-            write_day(out, coop_id, day, &quarters, &days)?;
+        for day in &run {
+            write_day(out, coop_id, *day, &quarters, &days)?;
         }
+        mark_complete(&folder, &month_key(first))?;
     }
     report.days = todo;
     // The staging folder, now empty (kept only while a day is in flight).
@@ -634,12 +676,26 @@ fn write_day(
     finish_staged(&folder, &staging, day)
 }
 
-/// Moves a staged day's folders into place (those not there yet) and drops the staging.
+/// Moves a staged day's folders into place (those not there yet) and drops the staging. A day
+/// already there (its month was cut short and is computed again) must come out the same: a
+/// month is never made of two computations, or the month-level rule would not hold.
 fn finish_staged(folder: &Path, staging: &Path, day: NaiveDate) -> Result<()> {
     for spec in [&FED_DAYS, &FED_QUARTER_HOURS] {
         let target = folder.join(spec.name).join(format!("date={day}"));
         let staged = staging.join(spec.name);
-        if !target.exists() && staged.exists() {
+        if target.exists() && staged.exists() {
+            let file = |d: &Path| std::fs::read(d.join("part-0.parquet")).ok();
+            if file(&target) != file(&staged) {
+                let _ = std::fs::remove_dir_all(staging);
+                return Err(Error::Lake {
+                    path: target,
+                    message: format!(
+                        "published before with other figures, and its month ({}) was never completed: the lake changed since; move that month's days away (they were never complete) and publish again",
+                        month_key(day)
+                    ),
+                });
+            }
+        } else if staged.exists() {
             std::fs::create_dir_all(folder.join(spec.name))?;
             std::fs::rename(&staged, &target)?;
         }

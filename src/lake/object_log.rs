@@ -269,7 +269,9 @@ impl ObjectLog {
             // to that one was lost): the same change, not a conflict.
             Err(object_store::Error::AlreadyExists { .. }) => match self.change(version).await {
                 Ok(found) if found == *change => Ok(version),
-                _ => Err(CommitError::Conflict(version)),
+                Ok(_) => Err(CommitError::Conflict(version)),
+                // Not known whose it is: not called a conflict.
+                Err(e) => Err(e),
             },
             Err(e) => Err(e.into()),
         }
@@ -862,6 +864,32 @@ mod tests {
             }
             // A hint from a lake that is not there (a bucket started again): listed in full.
             assert_eq!(rt.block_on(log.latest_after(40)).unwrap(), 12, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_lease_is_still_held_until_it_ends_or_a_later_epoch_exists() {
+        let rt = runtime();
+        for (name, store, _dir) in stores() {
+            let t0 = Utc::now();
+            let ttl = Duration::seconds(30);
+            let held = rt
+                .block_on(Lease::acquire(store.clone(), "lake", "a", t0, ttl))
+                .unwrap();
+            let margin = Duration::seconds(5);
+            assert!(rt.block_on(held.still_held(t0, margin)).unwrap(), "{name}");
+            // Within the margin of its end: not any more.
+            let late = t0 + Duration::seconds(26);
+            assert!(
+                !rt.block_on(held.still_held(late, margin)).unwrap(),
+                "{name}"
+            );
+            // Another writer's epoch after it (it expired and was taken): not held.
+            let taker = rt
+                .block_on(Lease::acquire(store.clone(), "lake", "b", t0 + ttl, ttl))
+                .unwrap();
+            assert_eq!(taker.epoch, held.epoch + 1, "{name}");
+            assert!(!rt.block_on(held.still_held(t0, margin)).unwrap(), "{name}");
         }
     }
 }

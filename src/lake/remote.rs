@@ -284,7 +284,8 @@ impl Remote {
         *self.version.lock().expect("version") = fence;
         let mut todo = Vec::new();
         let mut v = fence;
-        while v > 1 && fence - v < 1_000 {
+        // Fences are walked over however many there are; the walk ends at the first real entry.
+        while v > 1 {
             v -= 1;
             let log = self.log.clone();
             let change = self
@@ -344,6 +345,15 @@ impl Remote {
 
     /// Step 3 of a change; true when something was still to do.
     fn apply(&self, change: &Change) -> Result<bool> {
+        if !names_lake_files(change) {
+            return Err(remote_err(
+                &self.url,
+                format!(
+                    "change {} names a file outside the lake's tables and state",
+                    change.txid
+                ),
+            ));
+        }
         let (store, prefix, change) = (self.store.clone(), self.prefix.clone(), change.clone());
         self.block(async move {
             let mut did = false;
@@ -446,9 +456,10 @@ impl Remote {
                     .await
             })
             .map_err(|e| {
-                // The store failed to answer: the entry may have landed. Whether it did is
-                // settled by the next writer (it applies or drops it), not by this one.
-                if matches!(e, CommitError::Store(_)) {
+                // No clear answer (the store failed, or the entry could not be read back):
+                // it may have landed. Whether it did is settled by the next writer (it applies
+                // or drops it), not by this one.
+                if !matches!(e, CommitError::Conflict(_) | CommitError::LeaseEnding(_)) {
                     self.poison(format!(
                         "the commit of change {txid} got no clear answer from the store; the next command settles it"
                     ));
@@ -579,18 +590,23 @@ impl Remote {
         // order. Staging without an entry is an uncommitted change: not part of the lake.
         let txids: BTreeSet<&str> = staged.keys().filter_map(|r| r.split('/').nth(1)).collect();
         let mut overlays = Vec::new();
-        let mut v = version;
-        while v > 0 && version - v < 32 && overlays.len() < txids.len() {
+        // Staged changes are recent: the walk looks at 32 real entries at most (fences, which
+        // stage nothing, do not count), or stops once every staged change is found.
+        let (mut v, mut real) = (version, 0);
+        while v > 0 && real < 32 && overlays.len() < txids.len() {
             let log = self.log.clone();
             let change = self
                 .block(async move { log.change(v).await })
                 .map_err(|e| self.commit_err(e))?;
+            if !is_fence(&change) {
+                real += 1;
+            }
             if txids.contains(change.txid.as_str()) {
                 overlays.push(change);
             }
             v -= 1;
         }
-        for change in overlays.iter().rev() {
+        for change in overlays.iter().rev().filter(|c| names_lake_files(c)) {
             for r in change.removes.iter().filter(|r| !change.adds.contains(r)) {
                 files.remove(r);
             }
@@ -887,6 +903,16 @@ fn key(prefix: &str, rel: &str) -> ObjectPath {
 /// deleted after every step of its apply (so a change that only removes files is seen too).
 const MARKER: &str = "_change";
 
+/// Whether every path a change names is a file of the lake's tables or state: plain path
+/// segments, not the scheme's own folders nor a working copy's own names. A log entry naming
+/// `_log/…` or `_journal/…` is not followed.
+fn names_lake_files(change: &Change) -> bool {
+    change.adds.iter().chain(&change.removes).all(|rel| {
+        let top = rel.split('/').next().unwrap_or_default();
+        safe_rel(rel) && !INTERNAL.contains(&top) && !LOCAL_ONLY.contains(&top)
+    })
+}
+
 fn is_fence(change: &Change) -> bool {
     change.txid.starts_with("fence-") && change.adds.is_empty() && change.removes.is_empty()
 }
@@ -1027,6 +1053,8 @@ mod tests {
         // As a writer killed between its log entry and its copies leaves it: `b` staged and
         // logged (replacing `a`), and an upload `c` of a change that never committed.
         let log = ObjectLog::new(store.clone(), "lake");
+        rt.block_on(log.upload(&staged_rel("t2", MARKER), Vec::new()))
+            .unwrap();
         rt.block_on(log.upload(&staged_rel("t2", B), b"BBBBBB".to_vec()))
             .unwrap();
         rt.block_on(log.upload(&staged_rel("t3", "tbl/c.parquet"), b"CC".to_vec()))

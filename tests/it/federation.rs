@@ -103,20 +103,16 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
     let folder_a = shared.join("coop=coop-a");
     let expected_files = files_below(&folder_a);
     assert!(expected_files.len() > 10, "{expected_files:?}");
+    // Both months of the data are marked whole.
+    for m in ["2026-06", "2026-07"] {
+        assert!(
+            expected_files.contains(&Path::new("_complete").join(m)),
+            "{expected_files:?}"
+        );
+    }
     let same_as_folder = |copy: &Path| {
         let got = copy.join("coop=coop-a");
-        let (markers, files): (Vec<_>, Vec<_>) = files_below(&got)
-            .into_iter()
-            .partition(|f| f.starts_with("_complete"));
-        assert_eq!(files, expected_files);
-        // Both months of the data are whole in the bucket.
-        assert_eq!(
-            markers,
-            vec![
-                Path::new("_complete/2026-06").to_path_buf(),
-                Path::new("_complete/2026-07").to_path_buf()
-            ]
-        );
+        assert_eq!(files_below(&got), expected_files);
         for f in &expected_files {
             assert_eq!(
                 std::fs::read(got.join(f)).unwrap(),
@@ -135,7 +131,7 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
     assert!(
         said.contains(&format!(
             "uploaded {} files to {url}/coop=coop-a (0 already there",
-            expected_files.len()
+            expected_files.len() - 1
         )),
         "{said}"
     );
@@ -148,7 +144,7 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
     assert!(said.contains("no new settled day"), "{said}");
     assert!(
         said.contains(&format!(
-            "uploaded 1 files to {url}/coop=coop-a (0 already there"
+            "uploaded 0 files to {url}/coop=coop-a (0 already there"
         )),
         "{said}"
     );
@@ -199,7 +195,9 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
     assert!(
-        stderr(&refused).contains("another publication of coop=coop-a/days/date=2026-07-02"),
+        stderr(&refused).contains(
+            "another publication of 2026-07 (coop=coop-a/days/date=2026-07-02/part-0.parquet differs)"
+        ),
         "{}",
         stderr(&refused)
     );
@@ -236,6 +234,43 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
         said.contains("published 3 days, 2026-07-01 to 2026-07-03"),
         "{said}"
     );
+    // A run killed between two days of July: the month has no marker and lacks a day. The next
+    // run computes July again; the days there come out the same, the missing one is added.
+    let b = early.join("coop=coop-b");
+    let july_2 = b.join("days/date=2026-07-02/part-0.parquet");
+    let kept = std::fs::read(&july_2).unwrap();
+    let before = files_below(&b);
+    std::fs::remove_file(b.join("_complete/2026-07")).unwrap();
+    std::fs::remove_dir_all(b.join("days/date=2026-07-03")).unwrap();
+    std::fs::remove_dir_all(b.join("quarter_hours/date=2026-07-03")).unwrap();
+    let said = publish_at("2026-08-10T12:00:00Z");
+    assert!(
+        said.contains("published 3 days, 2026-07-01 to 2026-07-03"),
+        "{said}"
+    );
+    assert_eq!(files_below(&b), before);
+    // A July day from another computation, its month unmarked: refused, nothing replaced.
+    std::fs::remove_file(b.join("_complete/2026-07")).unwrap();
+    std::fs::write(&july_2, b"another computation").unwrap();
+    let refused = vaten(
+        &dir.path().join("coop-b/vaten.toml"),
+        &[
+            "--now",
+            "2026-08-10T12:00:00Z",
+            "publish",
+            "--out",
+            early.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("published before with other figures"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(std::fs::read(&july_2).unwrap(), b"another computation");
+    assert!(!b.join("_complete/2026-07").exists());
+    std::fs::write(&july_2, kept).unwrap();
 
     // Spark in local mode over the shared folder.
     let java = crate::tools::java();
