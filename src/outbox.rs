@@ -5,7 +5,7 @@
 //! complete (`coop=<id>/_complete/<YYYY-MM>`) once all its days are written. Then the complete
 //! months the bucket does not mark complete yet are uploaded, one at a time:
 //! - each day's `quarter_hours` then `days` file, created, never overwriting. A file the bucket
-//!   already has must hold the same bytes (an upload cut short, completed now); other bytes
+//!   already has must hold the same rows (an upload cut short, completed now); other rows
 //!   refuse that month (the others go on), because a month made of two computations would
 //!   break the month-level rule of `src/publish.rs`;
 //! - then the month's marker: the month is whole in the bucket;
@@ -44,7 +44,7 @@ pub struct Outbox {
 pub struct Uploaded {
     /// Files (days and months' markers) the bucket did not have; the months file aside.
     pub new: usize,
-    /// Files it already had, with the same bytes.
+    /// Files it already had, with the same rows.
     pub kept: usize,
 }
 
@@ -173,7 +173,19 @@ impl Outbox {
         let here = local_months(local, &coop)?;
         let mut taken = 0;
         for month in complete.difference(&here) {
-            // What the outbox has of that month is an unfinished computation: replaced.
+            // What the outbox has of that month is an unfinished computation: replaced, its
+            // staged days too (they would complete into it).
+            let staging = local.join(format!(".staging-{coop_id}"));
+            for entry in std::fs::read_dir(&staging).into_iter().flatten().flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("date={month}-"))
+                {
+                    let path = entry.path();
+                    std::fs::remove_dir_all(&path).map_err(|e| Error::lake(&path, e))?;
+                }
+            }
             for table in TABLES {
                 let dir = local.join(&coop).join(table);
                 for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
@@ -203,13 +215,13 @@ impl Outbox {
                 let parent = path.parent().expect("a file has a folder");
                 std::fs::create_dir_all(parent).map_err(|e| Error::lake(parent, e))?;
                 let part = parent.join(".download");
-                std::fs::write(&part, &bytes).map_err(|e| Error::lake(&part, e))?;
+                write_durably(&part, &bytes)?;
                 std::fs::rename(&part, &path).map_err(|e| Error::lake(&path, e))?;
                 taken += 1;
             }
             let dir = local.join(&coop).join(COMPLETE);
             std::fs::create_dir_all(&dir).map_err(|e| Error::lake(&dir, e))?;
-            std::fs::write(dir.join(month), b"").map_err(|e| Error::lake(&dir, e))?;
+            write_durably(&dir.join(month), b"")?;
         }
         Ok(taken)
     }
@@ -235,7 +247,23 @@ impl Outbox {
         let mut done = Uploaded::default();
         let mut refused = Vec::new();
         'months: for (month, mut days) in months {
-            if !ready.contains(&month) || complete.contains(&month) {
+            if !ready.contains(&month) {
+                continue;
+            }
+            if complete.contains(&month) {
+                // Whole in both: the same files, by name and size (a cheap look at what another
+                // machine may have published meanwhile; the rows are compared only where a
+                // month is being uploaded).
+                let differs = days.iter().any(|(_, _, rel)| {
+                    let size = std::fs::metadata(local.join(rel)).map(|m| m.len()).ok();
+                    listed.get(rel).copied() != size
+                }) || listed.keys().any(|rel| {
+                    day_file(rel, &coop).is_some_and(|(_, d)| month_key(d) == month)
+                        && !days.iter().any(|(_, _, r)| r == rel)
+                });
+                if differs {
+                    refused.push(format!("{month} (its files differ from the outbox's)"));
+                }
                 continue;
             }
             days.sort();
@@ -245,7 +273,10 @@ impl Outbox {
                 let there = listed.contains_key(rel) || !self.create(rel, bytes.clone())?;
                 if !there {
                     done.new += 1;
-                } else if self.get(rel)?.as_deref() == Some(&bytes[..]) {
+                } else if self
+                    .get(rel)?
+                    .is_some_and(|b| crate::lake::parquet_io::same_rows(b, bytes.clone()))
+                {
                     done.kept += 1;
                 } else {
                     refused.push(format!("{month} ({rel} differs)"));
@@ -257,8 +288,9 @@ impl Outbox {
         }
         if !refused.is_empty() {
             return Err(self.err(format!(
-                "the bucket holds another publication of {} (another machine's, or one from before the lake changed): not uploaded, and a month is never made of two; the other months were",
-                refused.join(", ")
+                "the bucket holds another publication of {} (another machine's, or one computed before the lake or the registry changed): not uploaded, for a month is never made of two, and the months file was not replaced; the other months were uploaded. The federation decides: remove that month's files and its `_complete` marker from the bucket to have it published anew, or remove the outbox ({}) to take the bucket's",
+                refused.join(", "),
+                local.display()
             )));
         }
         let months_file = format!("{coop}/months/part-0.parquet");
@@ -289,6 +321,13 @@ impl Outbox {
             Err(e) => Err(self.err(e)),
         }
     }
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| Error::lake(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::lake(path, e))?;
+    f.sync_all().map_err(|e| Error::lake(path, e))
 }
 
 /// Parquet files below `dir`, relative to `root` (none when it does not exist); hidden files

@@ -171,6 +171,41 @@ fn complete_months(folder: &Path) -> Result<BTreeSet<String>> {
 /// The folder of the months' markers under `coop=<id>/`.
 pub const COMPLETE: &str = "_complete";
 
+/// A folder published by a version before the markers has days but no `_complete/`: its
+/// months were published whole (that version wrote a month in one run), so each is marked
+/// complete once. Every publication since creates `_complete/` before its first day, so a
+/// first publication cut short is not mistaken for one.
+fn adopt_earlier_folder(folder: &Path) -> Result<()> {
+    if folder.join(COMPLETE).exists() {
+        return Ok(());
+    }
+    let days = published_days(folder)?;
+    let months: BTreeSet<String> = days.iter().map(|d| month_key(*d)).collect();
+    for month in &months {
+        mark_complete(folder, month)?;
+    }
+    if !months.is_empty() {
+        tracing::info!(
+            "{}: marked {} months published by an earlier version complete",
+            folder.display(),
+            months.len()
+        );
+    }
+    std::fs::create_dir_all(folder.join(COMPLETE))?;
+    Ok(())
+}
+
+/// A month that was never completed and can no longer be: what to do about it.
+fn unfinished_month(path: &Path, day: NaiveDate, what: &str) -> Error {
+    Error::Lake {
+        path: path.to_path_buf(),
+        message: format!(
+            "published before with {what}; its month {m} was never completed (a run was cut short) and the lake now gives that day differently (a late delivery, a correction, an erasure or a registry change since): a month is never made of two computations. Move the `date={m}-…` folders of `days` and `quarter_hours` away (they were never a complete month) and publish again",
+            m = month_key(day)
+        ),
+    }
+}
+
 fn mark_complete(folder: &Path, month: &str) -> Result<()> {
     let dir = folder.join(COMPLETE);
     std::fs::create_dir_all(&dir)?;
@@ -226,11 +261,12 @@ pub fn publish(
         )));
     }
     let folder = out.join(format!("coop={coop_id}"));
-    finish_interrupted(out, coop_id)?;
     // Published: the days of the months marked complete. A month with days but no marker was
     // cut short (a run killed between two days): it is computed again, and each day already
     // there must come out the same (`finish_staged`).
+    adopt_earlier_folder(&folder)?;
     let complete = complete_months(&folder)?;
+    finish_interrupted(out, coop_id, &complete)?;
     let done: BTreeSet<NaiveDate> = published_days(&folder)?
         .into_iter()
         .filter(|d| complete.contains(&month_key(*d)))
@@ -276,7 +312,6 @@ pub fn publish(
             _ => runs.push(vec![*day]),
         }
     }
-    let todo: Vec<NaiveDate> = runs.iter().flatten().copied().collect();
     for run in runs {
         let (first, end) = (run[0], run[run.len() - 1]);
         let window = col("date")
@@ -293,12 +328,29 @@ pub fn publish(
             .iter()
             .map(|c| days.column(c).map_or(0, |s| s.null_count()))
             .sum::<usize>();
+        // A month cut short: every day it has must be among the days computed now.
+        let month = month_key(first);
+        let there: BTreeSet<NaiveDate> = published_days(&folder)?
+            .into_iter()
+            .filter(|d| month_key(*d) == month)
+            .collect();
+        if let Some(stray) = there.iter().find(|d| !run.contains(d)) {
+            let path = folder.join(FED_DAYS.name).join(format!("date={stray}"));
+            return Err(unfinished_month(
+                &path,
+                *stray,
+                "a day the lake has no data for now",
+            ));
+        }
         for day in &run {
             write_day(out, coop_id, *day, &quarters, &days)?;
+            if !there.contains(day) {
+                report.days.push(*day);
+            }
         }
-        mark_complete(&folder, &month_key(first))?;
+        report.already += there.len();
+        mark_complete(&folder, &month)?;
     }
-    report.days = todo;
     // The staging folder, now empty (kept only while a day is in flight).
     let _ = std::fs::remove_dir(out.join(format!(".staging-{coop_id}")));
     write_months(&folder, region)?;
@@ -684,16 +736,10 @@ fn finish_staged(folder: &Path, staging: &Path, day: NaiveDate) -> Result<()> {
         let target = folder.join(spec.name).join(format!("date={day}"));
         let staged = staging.join(spec.name);
         if target.exists() && staged.exists() {
-            let file = |d: &Path| std::fs::read(d.join("part-0.parquet")).ok();
-            if file(&target) != file(&staged) {
+            let file = |d: &Path| std::fs::read(d.join("part-0.parquet")).unwrap_or_default();
+            if !crate::lake::parquet_io::same_rows(file(&target), file(&staged)) {
                 let _ = std::fs::remove_dir_all(staging);
-                return Err(Error::Lake {
-                    path: target,
-                    message: format!(
-                        "published before with other figures, and its month ({}) was never completed: the lake changed since; move that month's days away (they were never complete) and publish again",
-                        month_key(day)
-                    ),
-                });
+                return Err(unfinished_month(&target, day, "other figures"));
             }
         } else if staged.exists() {
             std::fs::create_dir_all(folder.join(spec.name))?;
@@ -705,7 +751,7 @@ fn finish_staged(folder: &Path, staging: &Path, day: NaiveDate) -> Result<()> {
 }
 
 /// Completes the days a killed run staged but did not move into place.
-fn finish_interrupted(out: &Path, coop_id: &str) -> Result<()> {
+fn finish_interrupted(out: &Path, coop_id: &str, complete: &BTreeSet<String>) -> Result<()> {
     let root = out.join(format!(".staging-{coop_id}"));
     let Ok(entries) = std::fs::read_dir(&root) else {
         return Ok(());
@@ -719,9 +765,11 @@ fn finish_interrupted(out: &Path, coop_id: &str) -> Result<()> {
             .and_then(|n| n.strip_prefix("date="))
             .and_then(|d| d.parse::<NaiveDate>().ok());
         match day {
-            // Complete only when both files were staged (the staging was finished).
+            // Complete only when both files were staged (the staging was finished), and only
+            // into a month still open: a complete month takes nothing more.
             Some(day)
-                if path.join(FED_DAYS.name).join("part-0.parquet").exists()
+                if !complete.contains(&month_key(day))
+                    && path.join(FED_DAYS.name).join("part-0.parquet").exists()
                     && path
                         .join(FED_QUARTER_HOURS.name)
                         .join("part-0.parquet")

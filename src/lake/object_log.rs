@@ -892,4 +892,22 @@ mod tests {
             assert!(!rt.block_on(held.still_held(t0, margin)).unwrap(), "{name}");
         }
     }
+
+    #[test]
+    fn a_taken_version_that_cannot_be_read_back_is_not_called_a_conflict() {
+        let rt = runtime();
+        for (name, store, _dir) in stores() {
+            let log = ObjectLog::new(store.clone(), "lake");
+            rt.block_on(store.put(
+                &object_path("lake/_log/00000000000000000001.json"),
+                PutPayload::from_static(b"not json"),
+            ))
+            .unwrap();
+            let got = rt.block_on(log.commit(0, &change("mine", &[], &[])));
+            assert!(
+                matches!(got, Err(CommitError::Corrupt(..))),
+                "{name}: {got:?}"
+            );
+        }
+    }
 }

@@ -89,3 +89,39 @@ pub fn read_all(path: &Path) -> Result<Option<RecordBatch>> {
     }
     Ok(Some(arrow::compute::concat_batches(&schema, &batches)?))
 }
+
+/// Every row of a Parquet file held in memory, as one batch (`None` when it has none).
+pub fn read_bytes(bytes: Vec<u8>) -> Result<Option<RecordBatch>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?
+        .with_batch_size(65_536)
+        .build()?;
+    let schema = arrow::array::RecordBatchReader::schema(&reader);
+    let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>()?;
+    if batches.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(arrow::compute::concat_batches(&schema, &batches)?))
+}
+
+/// Whether two Parquet files hold the same rows: the same columns by name and type, the same
+/// values in the same order. Not their bytes: the writer's name and version, and the
+/// compressor, are in those.
+pub fn same_rows(a: Vec<u8>, b: Vec<u8>) -> bool {
+    let (Ok(a), Ok(b)) = (read_bytes(a), read_bytes(b)) else {
+        return false;
+    };
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            let names = |r: &RecordBatch| -> Vec<(String, arrow::datatypes::DataType)> {
+                r.schema()
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.data_type().clone()))
+                    .collect()
+            };
+            names(&a) == names(&b) && a.columns() == b.columns()
+        }
+        _ => false,
+    }
+}

@@ -177,11 +177,20 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
         "{said}"
     );
     same_as_folder(&bucket_copy("3"));
-    // A July day in the bucket that is not what the lake gives (another computation): refused,
-    // nothing overwritten, no marker.
+    // A July day in the bucket that is not what the lake gives (another computation): July is
+    // refused, nothing of it overwritten, no marker; June, cut short too, is completed all the
+    // same; the months file is not replaced while a month is refused.
     let day = "shared/coop=coop-a/days/date=2026-07-02/part-0.parquet";
+    let months_key = "shared/coop=coop-a/months/part-0.parquet";
     crate::s3::set(&bucket, "shared/coop=coop-a/_complete/2026-07", None);
     crate::s3::set(&bucket, day, Some(b"another computation"));
+    crate::s3::set(&bucket, "shared/coop=coop-a/_complete/2026-06", None);
+    crate::s3::set(
+        &bucket,
+        "shared/coop=coop-a/quarter_hours/date=2026-06-27/part-0.parquet",
+        None,
+    );
+    crate::s3::set(&bucket, months_key, Some(b"old months"));
     std::fs::remove_dir_all(&outbox).unwrap();
     let refused = Command::new(env!("CARGO_BIN_EXE_vaten"))
         .arg("--config")
@@ -207,6 +216,16 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
         b"another computation"
     );
     assert!(!after.join("coop=coop-a/_complete/2026-07").exists());
+    assert!(after.join("coop=coop-a/_complete/2026-06").exists());
+    let june_27 = "coop=coop-a/quarter_hours/date=2026-06-27/part-0.parquet";
+    assert_eq!(
+        std::fs::read(after.join(june_27)).unwrap(),
+        std::fs::read(shared.join(june_27)).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(after.join("coop=coop-a/months/part-0.parquet")).unwrap(),
+        b"old months"
+    );
 
     // A month is published once its last day has settled ([federation] settle_days, 10 by
     // default), all its days at once: on 9 July nothing (30 June + 10 is 10 July), on
@@ -244,10 +263,8 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
     std::fs::remove_dir_all(b.join("days/date=2026-07-03")).unwrap();
     std::fs::remove_dir_all(b.join("quarter_hours/date=2026-07-03")).unwrap();
     let said = publish_at("2026-08-10T12:00:00Z");
-    assert!(
-        said.contains("published 3 days, 2026-07-01 to 2026-07-03"),
-        "{said}"
-    );
+    assert!(said.contains("published 2026-07-03"), "{said}");
+    assert!(said.contains("8 settled days published before"), "{said}");
     assert_eq!(files_below(&b), before);
     // A July day from another computation, its month unmarked: refused, nothing replaced.
     std::fs::remove_file(b.join("_complete/2026-07")).unwrap();
@@ -271,6 +288,12 @@ fn three_cooperatives_share_aggregates_and_spark_adds_them_up_to_the_wh() {
     assert_eq!(std::fs::read(&july_2).unwrap(), b"another computation");
     assert!(!b.join("_complete/2026-07").exists());
     std::fs::write(&july_2, kept).unwrap();
+    // A folder published by the version before the markers (days, no `_complete/`): its
+    // months were whole, so they are adopted as published, not computed again.
+    std::fs::remove_dir_all(b.join("_complete")).unwrap();
+    let said = publish_at("2026-08-10T12:00:00Z");
+    assert!(said.contains("no new settled day"), "{said}");
+    assert_eq!(files_below(&b), before);
 
     // Spark in local mode over the shared folder.
     let java = crate::tools::java();
