@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::domain::time::{local_date, AMSTERDAM};
 use crate::error::{Error, Result};
-use crate::fake::synth::{cooperative, dates_ending, feed};
+use crate::fake::synth::{cooperative, cooperative_on, dates_ending, feed};
 use crate::fake::{FakeGridOperator, FakeInstallations};
 use crate::registry::Installation;
 
@@ -16,6 +16,9 @@ use crate::registry::Installation;
 pub struct FakeGridArgs {
     #[arg(long, default_value_t = 1000)]
     pub connections: usize,
+    /// Street cables the connections are spread over (connection i on cable i mod N).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub cables: u16,
     #[arg(long, default_value_t = 10)]
     pub days: u32,
     #[arg(long, value_name = "YYYY-MM-DD")]
@@ -73,7 +76,7 @@ pub fn serve_fake_grid(args: &FakeGridArgs) -> Result<()> {
     let end = args
         .end
         .unwrap_or_else(|| local_date(Utc::now(), AMSTERDAM).pred_opt().expect("date"));
-    let (registry, mut meters) = cooperative(args.connections);
+    let (registry, mut meters) = cooperative_on(args.connections, usize::from(args.cables));
     registry.write(&args.registry_out)?;
     let server = FakeGridOperator::spawn(&key, args.port)?;
     let dates = dates_ending(end, args.days);

@@ -117,12 +117,16 @@ pub fn feed(meters: &mut [Meter], dates: &[NaiveDate], tz: Tz, seed: u64) -> Vec
 /// A generated cooperative: `n` connections spread over three cables, two in three with
 /// solar panels, EANs with valid check digits.
 pub fn cooperative(n: usize) -> (crate::registry::Registry, Vec<Meter>) {
+    cooperative_on(n, 3)
+}
+
+/// As [`cooperative`], over `cables` cables (connection `i` on cable `i mod cables`).
+pub fn cooperative_on(n: usize, cables_n: usize) -> (crate::registry::Registry, Vec<Meter>) {
     use crate::registry::{Cable, Connection, Registry, DEFAULT_CAPACITY_W};
+    let cables_n = cables_n.max(1);
     let mut cables = std::collections::BTreeMap::new();
-    for (i, (low, high)) in [(226.0, 244.0), (225.0, 245.0), (227.0, 243.0)]
-        .into_iter()
-        .enumerate()
-    {
+    let limits = [(226.0, 244.0), (225.0, 245.0), (227.0, 243.0)];
+    for (i, (low, high)) in (0..cables_n).map(|i| (i, limits[i % limits.len()])) {
         let id = format!("K{}", i + 1);
         cables.insert(
             id.clone(),
@@ -142,7 +146,7 @@ pub fn cooperative(n: usize) -> (crate::registry::Registry, Vec<Meter>) {
         connections.push(Connection {
             ean: ean.clone(),
             participant_id: format!("P{:04}", i + 1),
-            cable_id: format!("K{}", i % 3 + 1),
+            cable_id: format!("K{}", i % cables_n + 1),
             installation: None,
             tax_credit: true,
             capacity_w: DEFAULT_CAPACITY_W,

@@ -12,7 +12,7 @@ use arrow::array::{
 use chrono_tz::Tz;
 use serde_json::json;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use chrono::NaiveDate;
@@ -27,7 +27,8 @@ use crate::lake::convert::to_batch;
 use crate::lake::parquet_io::read_all;
 use crate::lake::schema::ColType;
 use crate::lake::schema::{
-    CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, INTERVALS, TAX_BASE_YEARLY,
+    CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, GRID_DAYS, GRID_READINGS,
+    INSTALLATION_READINGS, INTERVALS, TAX_BASE_YEARLY,
 };
 use crate::lake::Lake;
 use crate::lake::TableSpec;
@@ -196,7 +197,8 @@ pub fn transform(
     };
     report.cables = windows.len();
     // One cable at a time: every derived table of a cable depends only on its connections,
-    // so memory is bounded by the largest cable, not the cooperative.
+    // so memory is bounded by the largest cable (or a group of small ones), not the
+    // cooperative.
     let mut problems = Vec::new();
     let carried = Carried {
         erased: Erased::load(lake)?,
@@ -205,25 +207,35 @@ pub fn transform(
             .and_then(|s| s.sealed_before)
             .map(|d| i64::from(chrono::Datelike::year(&d))),
     };
-    for (cable, window) in windows {
-        let on_cable = registry
-            .connections
-            .iter()
-            .filter(|c| c.cable_id == cable)
-            .cloned()
-            .collect();
-        let sub = Registry::new(on_cable, registry.cables.clone());
-        problems.extend(transform_cable(
-            lake,
-            &mut txn,
-            &sub,
-            &cable,
-            window,
-            rates,
-            tz,
-            &carried,
-            &mut report,
-        )?);
+    for batch in batches(windows, registry) {
+        // A full recompute reads the received tables once for a group of small cables, not
+        // once per cable (each such read goes through every file).
+        if batch.len() > 1 && batch.iter().all(|(_, w)| w.is_none()) {
+            let cables: BTreeSet<&str> = batch.iter().map(|(c, _)| c.as_str()).collect();
+            prefetch_received(lake, registry, &cables)?;
+        }
+        for (cable, window) in batch {
+            let on_cable = registry
+                .connections
+                .iter()
+                .filter(|c| c.cable_id == cable)
+                .cloned()
+                .collect();
+            let sub = Registry::new(on_cable, registry.cables.clone());
+            let done = transform_cable(
+                lake,
+                &mut txn,
+                &sub,
+                &cable,
+                window,
+                rates,
+                tz,
+                &carried,
+                &mut report,
+            );
+            problems.extend(done.inspect_err(|_| lake.forget_prefetched())?);
+        }
+        lake.forget_prefetched();
     }
     let received = Received {
         rejected: problems.iter().map(|p| rejection(p, now, tz)).collect(),
@@ -249,6 +261,94 @@ pub fn transform(
 }
 
 use super::plan::TRANSFORM_STATE as STATE;
+
+/// The connections whose received rows a full recompute holds in memory at once: a year of
+/// 100 connections is a few hundred MB.
+const PREFETCH_CONNECTIONS: usize = 100;
+
+/// The cables in groups of at most [`PREFETCH_CONNECTIONS`] connections (a larger cable alone),
+/// in order.
+fn batches(
+    windows: BTreeMap<String, Option<Window>>,
+    registry: &Registry,
+) -> Vec<Vec<(String, Option<Window>)>> {
+    let mut size: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in &registry.connections {
+        *size.entry(c.cable_id.as_str()).or_default() += 1;
+    }
+    let mut out: Vec<Vec<(String, Option<Window>)>> = Vec::new();
+    let mut held = 0;
+    for (cable, window) in windows {
+        let n = size.get(cable.as_str()).copied().unwrap_or(0);
+        if out.is_empty() || held + n > PREFETCH_CONNECTIONS {
+            out.push(Vec::new());
+            held = 0;
+        }
+        held += n;
+        out.last_mut().expect("pushed").push((cable, window));
+    }
+    out
+}
+
+/// Holds in memory the received rows of the connections on `cables`: the columns the
+/// intervals stage and the cable balance read (`compute`, `day_registers`, `voltages`).
+fn prefetch_received(lake: &Lake, registry: &Registry, cables: &BTreeSet<&str>) -> Result<()> {
+    let on: Vec<&crate::registry::Connection> = registry
+        .connections
+        .iter()
+        .filter(|c| cables.contains(c.cable_id.as_str()))
+        .collect();
+    let eans: Vec<String> = on.iter().map(|c| c.ean.as_str().to_string()).collect();
+    let installations: Vec<String> = on
+        .iter()
+        .filter_map(|c| c.installation.as_ref().map(|i| i.id.clone()))
+        .collect();
+    lake.prefetch(
+        &GRID_READINGS,
+        "ean",
+        &eans,
+        &[
+            "ean",
+            "meter_id",
+            "t",
+            "delivery_seq",
+            "import_wh",
+            "export_wh",
+            "quality",
+        ],
+    )?;
+    lake.prefetch(
+        &GRID_DAYS,
+        "ean",
+        &eans,
+        &[
+            "ean",
+            "meter_id",
+            "delivery_seq",
+            "import_t1_wh",
+            "import_t2_wh",
+            "export_t1_wh",
+            "export_t2_wh",
+        ],
+    )?;
+    lake.prefetch(
+        &INSTALLATION_READINGS,
+        "installation_id",
+        &installations,
+        &[
+            "installation_id",
+            "p_meter",
+            "t",
+            "seq",
+            "p_wh",
+            "battery_charge_wh",
+            "battery_discharge_wh",
+            "voltage_avg_v",
+            "voltage_min_v",
+            "voltage_max_v",
+        ],
+    )
+}
 
 /// The tables this stage writes.
 const DERIVED: [&TableSpec; 5] = [

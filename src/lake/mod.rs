@@ -40,6 +40,8 @@ pub struct Lake {
     run_id: String,
     /// For a lake on object storage (`root` is then its working copy).
     remote: Option<std::sync::Arc<remote::Remote>>,
+    /// Rows of tables held in memory for a while (see [`Lake::prefetch`]).
+    prefetched: read::Prefetched,
 }
 
 impl Lake {
@@ -92,6 +94,7 @@ impl Lake {
             recovered,
             run_id: runs::this_run_id(),
             remote,
+            prefetched: Default::default(),
         })
     }
 
@@ -122,6 +125,7 @@ impl Lake {
             recovered: Vec::new(),
             run_id: String::new(),
             remote: None,
+            prefetched: Default::default(),
         }
     }
 

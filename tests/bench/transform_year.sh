@@ -3,15 +3,16 @@
 # against DuckDB on the same received files, then the nightly incremental transform of one
 # more day. A year of generated feed does not fit in memory as JSON, so the fake grid operator
 # serves it in chunks of 30 days (each continuing the registers of the one before).
-# Usage: tests/bench/transform_year.sh [CONNECTIONS] [DAYS]   (builds the release binary first)
+# Usage: tests/bench/transform_year.sh [CONNECTIONS] [DAYS] [CABLES]   (builds the release binary first)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 connections=${1:-1000}
 days=${2:-365}
+cables=${3:-3}
 NO_SERVE=1
 . tests/bench/fake_grid.sh
 # serve SKIP ONLY TOTAL END: the days SKIP+1..SKIP+ONLY of the TOTAL days ending END.
-serve() { serve_grid --days "$3" --end "$4" --skip-days "$1" --only-days "$2"; }
+serve() { serve_grid --days "$3" --end "$4" --skip-days "$1" --only-days "$2" --cables "$cables"; }
 for ((skip = 0; skip < days; skip += 30)); do
   serve "$skip" 30 "$days" 2026-11-20
   # Each chunk is a new feed: its cursor starts afresh (a benchmark shortcut, not an operation).
@@ -19,7 +20,12 @@ for ((skip = 0; skip < days; skip += 30)); do
   "$bin" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z ingest grid 2> "$work/ingest.log" \
     || { tail -3 "$work/ingest.log"; exit 1; }
 done
-/usr/bin/time -f '%e %M' -o "$work/time_vaten" "$bin" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z transform 2> "$work/log"
+# BASELINE_BIN=path also times another build's full recompute on the same files first.
+if [ -n "${BASELINE_BIN:-}" ]; then
+  /usr/bin/time -f '%e %M' -o "$work/time_base" "$BASELINE_BIN" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z transform --full 2> /dev/null
+  read -r b_secs b_kib < "$work/time_base"
+fi
+/usr/bin/time -f '%e %M' -o "$work/time_vaten" "$bin" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z transform --full 2> "$work/log"
 read -r v_secs v_kib < "$work/time_vaten"
 intervals=$(grep -o 'intervals: [0-9]* quarter-hours' "$work/log" | grep -o '[0-9]*')
 # DuckDB: the same SQL as tests/bench/transform.sh.
@@ -27,6 +33,20 @@ sed -n '/^cat > "\$work\/duck.py" <<PY$/,/^PY$/p' tests/bench/transform.sh | sed
   | sed "s|\$work|$work|g" > "$work/duck.py"
 /usr/bin/time -f '%e %M' -o "$work/time_duck" "$py" "$work/duck.py"
 read -r d_secs d_kib < "$work/time_duck"
+# Before any ratio: DuckDB's daily sums equal vaten's `consumption_daily`, connection by day.
+cat > "$work/same.py" <<PY
+import duckdb, sys
+con = duckdb.connect()
+n, diff = con.execute('''
+  SELECT count(*), count(*) FILTER (WHERE d.l_wh IS DISTINCT FROM v.l_wh OR d.t_wh IS DISTINCT FROM v.t_wh)
+  FROM read_parquet('$work/duck_daily.parquet') d
+  FULL JOIN (SELECT ean, date, l_wh, t_wh
+             FROM read_parquet('$work/lake/consumption_daily/*/*.parquet', hive_partitioning = true)) v
+  USING (ean, date)''').fetchone()
+print(f"daily sums compared: {n} connection-days, {diff} differ")
+sys.exit(1 if diff or not n else 0)
+PY
+"$py" "$work/same.py" || { echo "DuckDB and vaten disagree: no ratio" >&2; exit 1; }
 # One more day, then the nightly incremental transform.
 serve "$days" 1 $((days + 1)) 2026-11-21
 rm -f "$work/lake/_state/grid.json"
@@ -34,8 +54,10 @@ rm -f "$work/lake/_state/grid.json"
   || { tail -3 "$work/ingest.log"; exit 1; }
 /usr/bin/time -f '%e %M' -o "$work/time_inc" "$bin" --config "$work/vaten.toml" --now 2026-11-22T10:00:00Z transform 2> "$work/log_inc"
 read -r i_secs i_kib < "$work/time_inc"
-echo "connections=$connections days=$days intervals=$intervals"
+echo "connections=$connections cables=$cables days=$days intervals=$intervals"
+[ -n "${BASELINE_BIN:-}" ] && echo "baseline transform (full): wall_s=$b_secs peak_rss_mib=$((b_kib / 1024))"
 echo "vaten transform (full): wall_s=$v_secs peak_rss_mib=$((v_kib / 1024))"
 echo "duckdb sql:             wall_s=$d_secs peak_rss_mib=$((d_kib / 1024))"
+echo "ratio vaten/duckdb (full recompute): $("$py" -c "print(round($v_secs / $d_secs, 2))")"
 grep -o 'incremental recompute.*' "$work/log_inc" | head -1
 echo "nightly incremental (+1 day): wall_s=$i_secs peak_rss_mib=$((i_kib / 1024))"
