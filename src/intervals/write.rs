@@ -209,7 +209,9 @@ pub fn transform(
     };
     for batch in batches(windows, registry) {
         // A full recompute reads the received tables once for a group of small cables, not
-        // once per cable (each such read goes through every file).
+        // once per cable (each such read goes through every file). Whatever happens, the held
+        // rows go with the batch.
+        let _held = Held(lake);
         if batch.len() > 1 && batch.iter().all(|(_, w)| w.is_none()) {
             let cables: BTreeSet<&str> = batch.iter().map(|(c, _)| c.as_str()).collect();
             prefetch_received(lake, registry, &cables)?;
@@ -233,9 +235,8 @@ pub fn transform(
                 &carried,
                 &mut report,
             );
-            problems.extend(done.inspect_err(|_| lake.forget_prefetched())?);
+            problems.extend(done?);
         }
-        lake.forget_prefetched();
     }
     let received = Received {
         rejected: problems.iter().map(|p| rejection(p, now, tz)).collect(),
@@ -288,6 +289,15 @@ fn batches(
         out.last_mut().expect("pushed").push((cable, window));
     }
     out
+}
+
+/// Clears what [`prefetch_received`] held when dropped (after the batch, an error or a panic).
+struct Held<'a>(&'a Lake);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.forget_prefetched();
+    }
 }
 
 /// Holds in memory the received rows of the connections on `cables`: the columns the

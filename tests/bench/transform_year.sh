@@ -24,6 +24,8 @@ done
 if [ -n "${BASELINE_BIN:-}" ]; then
   /usr/bin/time -f '%e %M' -o "$work/time_base" "$BASELINE_BIN" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z transform --full 2> /dev/null
   read -r b_secs b_kib < "$work/time_base"
+  # Its marts, to compare with this build's below: speed never changes a figure.
+  for t in consumption_daily cable_balance_daily tax_base_yearly; do cp -r "$work/lake/$t" "$work/base_$t"; done
 fi
 /usr/bin/time -f '%e %M' -o "$work/time_vaten" "$bin" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z transform --full 2> "$work/log"
 read -r v_secs v_kib < "$work/time_vaten"
@@ -52,6 +54,22 @@ sys.exit(1 if diff or not n else 0)
 PY
 same=yes
 "$py" "$work/same.py" || same=""
+if [ -n "${BASELINE_BIN:-}" ]; then
+  cat > "$work/same_base.py" <<PY
+import duckdb, sys
+con = duckdb.connect()
+bad = 0
+for t in ["consumption_daily", "cable_balance_daily", "tax_base_yearly"]:
+    a = f"read_parquet('$work/base_{t}/**/*.parquet', hive_partitioning = true)"
+    b = f"read_parquet('$work/lake/{t}/**/*.parquet', hive_partitioning = true)"
+    n = con.execute(f"SELECT count(*) FROM {b}").fetchone()[0]
+    d = con.execute(f"SELECT count(*) FROM ((SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) UNION ALL (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a}))").fetchone()[0]
+    print(f"{t}: {n} rows, {d} differ from the baseline build's")
+    bad += d + (n == 0)
+sys.exit(1 if bad else 0)
+PY
+  "$py" "$work/same_base.py" || same=""
+fi
 # One more day, then the nightly incremental transform.
 serve "$days" 1 $((days + 1)) 2026-11-21
 rm -f "$work/lake/_state/grid.json"
