@@ -121,19 +121,22 @@ impl S3Location {
         })
     }
 
+    /// The server requests go to: the configured endpoint, else the first of the variables
+    /// the S3 client reads one from, in its order of precedence (`None`: AWS itself).
+    pub fn effective_endpoint(&self) -> Option<String> {
+        self.endpoint.clone().or_else(|| {
+            ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok())
+        })
+    }
+
     /// Where under `cache` a local copy of this prefix lives, for `kind` (`lake`,
     /// `federation`): `<cache>/<kind>/<server>/<bucket>/<prefix>`, the server being the
     /// endpoint's host and port (`aws` without one), so that no two locations share a copy.
     pub fn local_copy(&self, cache: &Path, kind: &str) -> PathBuf {
-        let env = || {
-            ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
-                .iter()
-                .find_map(|v| std::env::var(v).ok())
-        };
         let server = self
-            .endpoint
-            .clone()
-            .or_else(env)
+            .effective_endpoint()
             .and_then(|e| reqwest::Url::parse(&e).ok())
             .and_then(|u| {
                 u.host_str()

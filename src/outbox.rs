@@ -331,25 +331,14 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Parquet files below `dir`, relative to `root` (none when it does not exist); hidden files
-/// (a staged months file, a download in progress) are not part of the share.
+/// and folders (a staged months file, a download in progress) are not part of the share.
 fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::lake(dir, e)),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        let hidden = path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-        if hidden {
-            continue;
-        }
-        if path.is_dir() {
-            collect(root, &path, out)?;
-        } else if path.extension().is_some_and(|e| e == "parquet") {
-            let rel = path.strip_prefix(root).expect("below the outbox");
+    for path in crate::lake::files_under(dir)? {
+        let rel = path.strip_prefix(root).expect("below the outbox");
+        let hidden = rel
+            .components()
+            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+        if !hidden && path.extension().is_some_and(|e| e == "parquet") {
             out.push(rel.to_string_lossy().into_owned());
         }
     }

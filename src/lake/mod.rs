@@ -274,20 +274,34 @@ impl Lake {
 }
 
 fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::lake(dir, e)),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_parquet(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "parquet") {
-            out.push(path);
+    out.extend(
+        files_under(dir)?
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet")),
+    );
+    Ok(())
+}
+
+/// Every file below `dir`, at any depth (none when `dir` does not exist).
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::lake(&d, e)),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.push(path);
+            }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 /// `tag` made safe for a file name and unambiguous as a prefix: letters, digits, `-` and `_`

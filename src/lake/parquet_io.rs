@@ -79,7 +79,13 @@ pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<RecordBatch>> {
 /// Reads every column of one Parquet file as one batch (`None` when it holds no rows).
 pub fn read_all(path: &Path) -> Result<Option<RecordBatch>> {
     let file = File::open(path).map_err(|e| Error::lake(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)?
+    read_from(file)
+}
+
+fn read_from<R: parquet::file::reader::ChunkReader + 'static>(
+    source: R,
+) -> Result<Option<RecordBatch>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(source)?
         .with_batch_size(65_536)
         .build()?;
     let schema = arrow::array::RecordBatchReader::schema(&reader);
@@ -92,15 +98,7 @@ pub fn read_all(path: &Path) -> Result<Option<RecordBatch>> {
 
 /// Every row of a Parquet file held in memory, as one batch (`None` when it has none).
 pub fn read_bytes(bytes: Vec<u8>) -> Result<Option<RecordBatch>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))?
-        .with_batch_size(65_536)
-        .build()?;
-    let schema = arrow::array::RecordBatchReader::schema(&reader);
-    let batches: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>()?;
-    if batches.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(arrow::compute::concat_batches(&schema, &batches)?))
+    read_from(bytes::Bytes::from(bytes))
 }
 
 /// Whether two Parquet files hold the same rows: the same columns by name and type, the same

@@ -577,7 +577,7 @@ impl Remote {
                 e_tag: meta.e_tag.clone().unwrap_or_default(),
             };
             let top = rel.split('/').next().unwrap_or_default();
-            if !safe_rel(&rel) {
+            if !super::txn::inside(&rel) {
                 continue;
             } else if top == "_staging" {
                 staged.insert(rel, source);
@@ -737,7 +737,7 @@ impl Remote {
         }
         // What the bucket no longer has leaves the working copy too.
         let mut local = Vec::new();
-        list_local(root, root, &mut local).map_err(fatal)?;
+        list_local(root, &mut local).map_err(fatal)?;
         for rel in local.into_iter().filter(|r| !files.contains_key(r)) {
             let path = root.join(&rel);
             std::fs::remove_file(&path).map_err(|e| fatal(Error::lake(&path, e)))?;
@@ -823,12 +823,7 @@ impl Drop for StoreRuntime {
 pub fn s3_store(at: &S3Location) -> Result<Arc<dyn ObjectStore>> {
     use object_store::aws::AmazonS3Builder;
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(&at.bucket);
-    // Every variable the builder reads an endpoint from, in its order of precedence.
-    let endpoint = at.endpoint.clone().or_else(|| {
-        ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
-            .iter()
-            .find_map(|v| std::env::var(v).ok())
-    });
+    let endpoint = at.effective_endpoint();
     // Plain http only to this machine, whatever `AWS_ALLOW_HTTP` says.
     builder = builder.with_allow_http(false);
     if let Some(endpoint) = &endpoint {
@@ -909,7 +904,7 @@ const MARKER: &str = "_change";
 fn names_lake_files(change: &Change) -> bool {
     change.adds.iter().chain(&change.removes).all(|rel| {
         let top = rel.split('/').next().unwrap_or_default();
-        safe_rel(rel) && !INTERNAL.contains(&top) && !LOCAL_ONLY.contains(&top)
+        super::txn::inside(rel) && !INTERNAL.contains(&top) && !LOCAL_ONLY.contains(&top)
     })
 }
 
@@ -921,32 +916,16 @@ fn staged_rel(txid: &str, rel: &str) -> String {
     format!("_staging/{txid}/{rel}")
 }
 
-/// A path the working copy may create: plain segments only.
-fn safe_rel(rel: &str) -> bool {
-    rel.split('/')
-        .all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains('\\'))
-}
-
-/// Files of the working copy that mirror the bucket (everything but its own).
-fn list_local(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::lake(dir, e)),
-    };
-    for entry in entries {
-        let path = entry?.path();
+/// Files of the working copy that mirror the bucket (everything but its own), relative to it.
+fn list_local(root: &Path, out: &mut Vec<String>) -> Result<()> {
+    for path in super::files_under(root)? {
         let rel = path
             .strip_prefix(root)
             .expect("under the root")
             .to_string_lossy()
             .into_owned();
-        if dir == root && LOCAL_ONLY.contains(&rel.as_str()) {
-            continue;
-        }
-        if path.is_dir() {
-            list_local(root, &path, out)?;
-        } else {
+        let top = rel.split('/').next().unwrap_or_default();
+        if !LOCAL_ONLY.contains(&top) {
             out.push(rel);
         }
     }
@@ -1032,7 +1011,7 @@ mod tests {
 
     fn local(root: &Path) -> Vec<String> {
         let mut out = Vec::new();
-        list_local(root, root, &mut out).unwrap();
+        list_local(root, &mut out).unwrap();
         out.sort();
         out
     }

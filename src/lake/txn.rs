@@ -195,7 +195,7 @@ impl Drop for Txn {
 
 /// A path a journal may name: relative, below the lake, plain segments only (a journal is a
 /// file like any other: one that names `../x` or `/etc/x` is refused, not followed).
-fn inside(rel: &str) -> bool {
+pub(crate) fn inside(rel: &str) -> bool {
     !rel.is_empty()
         && rel
             .split('/')
