@@ -42,7 +42,7 @@ const SERIES_GROUPS: [&[&TableSpec]; 2] =
 
 /// How far back a query first looks for the reading before a day (partition pruning); it looks
 /// at the whole history only when that was not enough.
-const LOOKBACK_DAYS: i64 = 7;
+pub(super) const LOOKBACK_DAYS: i64 = 7;
 
 /// What `vaten transform` was asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub enum Scope {
 }
 
 /// The days of one cable to recompute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Window {
     pub from: NaiveDate,
     pub to: Option<NaiveDate>,
@@ -522,4 +522,86 @@ pub fn anchor(lake: &Lake, registry: &Registry, tz: Tz, from: NaiveDate) -> Resu
         }
     }
     Ok(anchor)
+}
+
+/// [`anchor`] for every cable of `registry` at once, all recomputed from `from`: one scan per
+/// series group instead of one per cable. A cable with a series that has no reading in the
+/// lookback gets [`anchor`]'s own answer (which may look through the whole history).
+pub fn anchors(
+    lake: &Lake,
+    registry: &Registry,
+    tz: Tz,
+    from: NaiveDate,
+) -> Result<BTreeMap<String, i64>> {
+    let start = micros(local_midnight_utc(from, tz));
+    let mut out: BTreeMap<String, i64> = registry
+        .connections
+        .iter()
+        .map(|c| (c.cable_id.clone(), start))
+        .collect();
+    let cable_of_ean: HashMap<String, &str> = registry
+        .connections
+        .iter()
+        .map(|c| (c.ean.as_str().to_string(), c.cable_id.as_str()))
+        .collect();
+    let cable_of_inst: HashMap<String, &str> = registry
+        .installations()
+        .map(|(id, c)| (id.to_string(), c.cable_id.as_str()))
+        .collect();
+    let mut unanchored: BTreeSet<&str> = BTreeSet::new();
+    for group in SERIES_GROUPS {
+        let owner = if group[0].name == INSTALLATION_READINGS.name {
+            &cable_of_inst
+        } else {
+            &cable_of_ean
+        };
+        let keys: Vec<String> = owner.keys().cloned().collect();
+        if keys.is_empty() {
+            continue;
+        }
+        let (key, meter) = series_columns(group[0]);
+        let since = from - Duration::days(LOOKBACK_DAYS);
+        let Some(lf) = group_readings(lake, group, &keys, Some(since), tz)? else {
+            continue;
+        };
+        // The same per-series figures as `anchor`'s query, then taken per cable.
+        let df = lf
+            .group_by([col(key), col(meter)])
+            .agg([
+                col("t")
+                    .filter(col("t").lt_eq(lit(start)))
+                    .max()
+                    .alias("before"),
+                col("t").max().alias("last"),
+            ])
+            .filter(col("last").gt(lit(start)))
+            .select([col(key), col("before").cast(DataType::Int64)])
+            .collect()?;
+        let (k, before) = (df.column(key)?.str()?, df.column("before")?.i64()?);
+        for (k, before) in k.iter().zip(before.iter()) {
+            let Some(cable) = k.and_then(|k| owner.get(k)) else {
+                continue;
+            };
+            match before {
+                Some(b) => {
+                    let a = out.entry(cable.to_string()).or_insert(start);
+                    *a = (*a).min(b);
+                }
+                None => {
+                    unanchored.insert(cable);
+                }
+            }
+        }
+    }
+    for cable in unanchored {
+        let on_cable = registry
+            .connections
+            .iter()
+            .filter(|c| c.cable_id == cable)
+            .cloned()
+            .collect();
+        let sub = Registry::new(on_cable, registry.cables.clone());
+        out.insert(cable.to_string(), anchor(lake, &sub, tz, from)?);
+    }
+    Ok(out)
 }

@@ -18,10 +18,12 @@ use std::path::Path;
 use chrono::NaiveDate;
 
 use super::compute::{compute, IntervalRow, Problem};
-use super::plan::{anchor, current_inputs, fingerprint, plan, Plan, Scope, TransformState, Window};
+use super::plan::{
+    anchors, current_inputs, fingerprint, plan, Plan, Scope, TransformState, Window,
+};
 use super::series::StepProblem;
 use crate::clock::Clock;
-use crate::domain::time::{from_micros, local_date};
+use crate::domain::time::{from_micros, local_date, micros};
 use crate::error::Result;
 use crate::lake::convert::to_batch;
 use crate::lake::parquet_io::read_all;
@@ -31,7 +33,7 @@ use crate::lake::schema::{
     INSTALLATION_READINGS, INTERVALS, TAX_BASE_YEARLY,
 };
 use crate::lake::Lake;
-use crate::lake::TableSpec;
+use crate::lake::{TableSpec, TaggedFiles};
 use crate::marts::cable::cable_balance;
 use crate::marts::daily::{consumption_daily, intervals_frame, Ids};
 use crate::marts::rates::Rates;
@@ -115,14 +117,7 @@ fn stage_by_year(
     spec: &crate::lake::TableSpec,
     cable: &str,
 ) -> Result<()> {
-    let years: std::collections::BTreeSet<i32> =
-        df.column("year")?.i32()?.iter().flatten().collect();
-    for year in years {
-        let part = df
-            .clone()
-            .lazy()
-            .filter(col("year").eq(lit(year)))
-            .collect()?;
+    for (year, part) in split_by(df, col("year"))? {
         lake.stage_tagged(
             txn,
             spec,
@@ -132,6 +127,37 @@ fn stage_by_year(
         )?;
     }
     Ok(())
+}
+
+/// The rows of `df` per value of `key` (an integer or date expression), in key order; rows
+/// where it is null belong to no partition. The frame is sorted once and sliced, not filtered
+/// once per value (a year of days is 365 filters over the whole frame).
+fn split_by(df: &DataFrame, key: Expr) -> Result<Vec<(i32, DataFrame)>> {
+    const KEY: &str = "__partition";
+    let sorted = df
+        .clone()
+        .lazy()
+        .with_column(key.cast(DataType::Int32).alias(KEY))
+        .sort(
+            [KEY],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
+        .collect()?;
+    let keys: Vec<Option<i32>> = sorted.column(KEY)?.i32()?.iter().collect();
+    let sorted = sorted.drop(KEY)?;
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < keys.len() {
+        let mut end = start + 1;
+        while end < keys.len() && keys[end] == keys[start] {
+            end += 1;
+        }
+        if let Some(k) = keys[start] {
+            out.push((k, sorted.slice(start as i64, end - start)));
+        }
+        start = end;
+    }
+    Ok(out)
 }
 
 /// What a transform did.
@@ -172,6 +198,8 @@ pub fn transform(
         (&fingerprint, &inputs),
     )?;
     let mut txn = lake.begin()?;
+    // Files are encoded and written on another core while the next cable is computed.
+    txn.write_in_background();
     let windows: BTreeMap<String, Option<Window>> = match plan {
         Plan::Full => {
             report.mode = "full";
@@ -206,17 +234,34 @@ pub fn transform(
             .as_ref()
             .and_then(|s| s.sealed_before)
             .map(|d| i64::from(chrono::Datelike::year(&d))),
+        files: DerivedFiles::list(lake)?,
     };
-    for batch in batches(windows, registry) {
-        // A full recompute reads the received tables once for a group of small cables, not
-        // once per cable (each such read goes through every file). Whatever happens, the held
+    let today = local_date(now, tz);
+    for batch in batches(windows, registry, today) {
+        // The received tables are read once for a group of cables, not once per cable (each
+        // such read goes through every file, or every recent one). Whatever happens, the held
         // rows go with the batch.
         let _held = Held(lake);
-        if batch.len() > 1 && batch.iter().all(|(_, w)| w.is_none()) {
-            let cables: BTreeSet<&str> = batch.iter().map(|(c, _)| c.as_str()).collect();
-            prefetch_received(lake, registry, &cables)?;
+        let cables: BTreeSet<&str> = batch.iter().map(|(c, _)| c.as_str()).collect();
+        // The recomputed days' anchors first, while nothing is held: an anchor may look
+        // through the whole history.
+        let since = batch_anchors(lake, registry, tz, &batch)?;
+        if batch.len() > 1 {
+            let full = batch.iter().all(|(_, w)| w.is_none());
+            // Every reader of a held table filters on its own days: from the earliest day any
+            // cable's reads can ask for (a day before its anchor's, two before its window).
+            let from = since
+                .values()
+                .map(|(a, w)| {
+                    (local_date(from_micros(*a), tz) - chrono::Duration::days(1))
+                        .min(w.from - chrono::Duration::days(2))
+                })
+                .min();
+            if full || (since.len() == batch.len() && from.is_some()) {
+                prefetch_received(lake, registry, &cables, from)?;
+            }
         }
-        for (cable, window) in batch {
+        for (cable, _) in batch {
             let on_cable = registry
                 .connections
                 .iter()
@@ -224,12 +269,13 @@ pub fn transform(
                 .cloned()
                 .collect();
             let sub = Registry::new(on_cable, registry.cables.clone());
+            lake.focus(Some(&cable));
             let done = transform_cable(
                 lake,
                 &mut txn,
                 &sub,
                 &cable,
-                window,
+                since.get(&cable).copied(),
                 rates,
                 tz,
                 &carried,
@@ -267,21 +313,34 @@ use super::plan::TRANSFORM_STATE as STATE;
 /// 100 connections is a few hundred MB.
 const PREFETCH_CONNECTIONS: usize = 100;
 
-/// The cables in groups of at most [`PREFETCH_CONNECTIONS`] connections (a larger cable alone),
-/// in order.
+/// The most days a batch is sized for (a full recompute counts as this many).
+const YEAR_DAYS: usize = 366;
+
+/// The cables in groups of at most [`PREFETCH_CONNECTIONS`] connections' years of readings (a
+/// larger cable alone), in order: a full recompute holds up to 100 connections at once, a
+/// nightly run (a few days) every cable.
 fn batches(
     windows: BTreeMap<String, Option<Window>>,
     registry: &Registry,
+    today: NaiveDate,
 ) -> Vec<Vec<(String, Option<Window>)>> {
     let mut size: BTreeMap<&str, usize> = BTreeMap::new();
     for c in &registry.connections {
         *size.entry(c.cable_id.as_str()).or_default() += 1;
     }
+    let days = |w: &Option<Window>| -> usize {
+        w.map_or(YEAR_DAYS, |w| {
+            // The window's days and the lookback before them.
+            let to = w.to.unwrap_or(today).max(w.from);
+            let n = (to - w.from).num_days() + 1 + super::plan::LOOKBACK_DAYS + 2;
+            usize::try_from(n).unwrap_or(YEAR_DAYS).min(YEAR_DAYS)
+        })
+    };
     let mut out: Vec<Vec<(String, Option<Window>)>> = Vec::new();
     let mut held = 0;
     for (cable, window) in windows {
-        let n = size.get(cable.as_str()).copied().unwrap_or(0);
-        if out.is_empty() || held + n > PREFETCH_CONNECTIONS {
+        let n = size.get(cable.as_str()).copied().unwrap_or(0) * days(&window);
+        if out.is_empty() || held + n > PREFETCH_CONNECTIONS * YEAR_DAYS {
             out.push(Vec::new());
             held = 0;
         }
@@ -289,6 +348,43 @@ fn batches(
         out.last_mut().expect("pushed").push((cable, window));
     }
     out
+}
+
+/// Per windowed cable of `batch`: where its readings start (see [`anchors`]) and its window.
+/// Cables sharing a window are anchored together (one scan per table, not one per cable).
+fn batch_anchors(
+    lake: &Lake,
+    registry: &Registry,
+    tz: Tz,
+    batch: &[(String, Option<Window>)],
+) -> Result<BTreeMap<String, (i64, Window)>> {
+    let mut by_window: BTreeMap<Window, BTreeSet<&str>> = BTreeMap::new();
+    for (cable, w) in batch {
+        if let Some(w) = w {
+            by_window.entry(*w).or_default().insert(cable);
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (w, cables) in by_window {
+        let on: Vec<_> = registry
+            .connections
+            .iter()
+            .filter(|c| cables.contains(c.cable_id.as_str()))
+            .cloned()
+            .collect();
+        let sub = Registry::new(on, registry.cables.clone());
+        for (cable, a) in anchors(lake, &sub, tz, w.from)? {
+            out.insert(cable, (a, w));
+        }
+    }
+    // A cable without connections has nothing to read before its window (as `anchor` says).
+    for (cable, w) in batch {
+        if let (Some(w), false) = (w, out.contains_key(cable)) {
+            let start = micros(crate::domain::time::local_midnight_utc(w.from, tz));
+            out.insert(cable.clone(), (start, *w));
+        }
+    }
+    Ok(out)
 }
 
 /// Clears what [`prefetch_received`] held when dropped (after the batch, an error or a panic).
@@ -302,17 +398,32 @@ impl Drop for Held<'_> {
 
 /// Holds in memory the received rows of the connections on `cables`: the columns the
 /// intervals stage and the cable balance read (`compute`, `day_registers`, `voltages`).
-fn prefetch_received(lake: &Lake, registry: &Registry, cables: &BTreeSet<&str>) -> Result<()> {
-    let on: Vec<&crate::registry::Connection> = registry
-        .connections
-        .iter()
-        .filter(|c| cables.contains(c.cable_id.as_str()))
-        .collect();
-    let eans: Vec<String> = on.iter().map(|c| c.ean.as_str().to_string()).collect();
-    let installations: Vec<String> = on
-        .iter()
-        .filter_map(|c| c.installation.as_ref().map(|i| i.id.clone()))
-        .collect();
+/// With `from`, only the partitions from that day on.
+fn prefetch_received(
+    lake: &Lake,
+    registry: &Registry,
+    cables: &BTreeSet<&str>,
+    from: Option<NaiveDate>,
+) -> Result<()> {
+    let mut eans: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut installations: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for cable in cables {
+        eans.insert(cable, Vec::new());
+        installations.insert(cable, Vec::new());
+    }
+    for c in &registry.connections {
+        let cable = c.cable_id.as_str();
+        if let Some(keys) = eans.get_mut(cable) {
+            keys.push(c.ean.as_str().to_string());
+        }
+        if let (Some(keys), Some(i)) = (installations.get_mut(cable), &c.installation) {
+            keys.push(i.id.clone());
+        }
+    }
+    let groups = |m: BTreeMap<&str, Vec<String>>| -> Vec<(String, Vec<String>)> {
+        m.into_iter().map(|(c, k)| (c.to_string(), k)).collect()
+    };
+    let (eans, installations) = (groups(eans), groups(installations));
     lake.prefetch(
         &GRID_READINGS,
         "ean",
@@ -326,6 +437,7 @@ fn prefetch_received(lake: &Lake, registry: &Registry, cables: &BTreeSet<&str>) 
             "export_wh",
             "quality",
         ],
+        from,
     )?;
     lake.prefetch(
         &GRID_DAYS,
@@ -340,6 +452,7 @@ fn prefetch_received(lake: &Lake, registry: &Registry, cables: &BTreeSet<&str>) 
             "export_t1_wh",
             "export_t2_wh",
         ],
+        from,
     )?;
     lake.prefetch(
         &INSTALLATION_READINGS,
@@ -357,6 +470,7 @@ fn prefetch_received(lake: &Lake, registry: &Registry, cables: &BTreeSet<&str>) 
             "voltage_min_v",
             "voltage_max_v",
         ],
+        from,
     )
 }
 
@@ -377,21 +491,18 @@ fn transform_cable(
     txn: &mut crate::lake::Txn,
     registry: &Registry,
     cable: &str,
-    window: Option<Window>,
+    since: Option<(i64, Window)>,
     rates: &Rates,
     tz: Tz,
     carried: &Carried,
     report: &mut TransformReport,
 ) -> Result<Vec<Problem>> {
-    let since = match window {
-        Some(w) => Some((anchor(lake, registry, tz, w.from)?, w)),
-        None => None,
-    };
+    let window = since.map(|(_, w)| w);
     let clock = std::time::Instant::now();
     let lap = |what: &str| tracing::debug!(cable, "{what}: {:.2} s", clock.elapsed().as_secs_f64());
     // Read before the old files are replaced (a full recompute has already staged their removal,
     // but they are still there until the commit).
-    let kept_tax = carried_tax_rows(lake, cable, carried)?;
+    let kept_tax = carried_tax_rows(cable, carried)?;
     let (rows, problems) = compute(lake, registry, tz, since)?;
     lap("computed");
     report.intervals += rows.len();
@@ -404,10 +515,10 @@ fn transform_cable(
     let mut old_cable_daily = Vec::new();
     if let Some(w) = window {
         for spec in [&INTERVALS, &CABLE_BALANCE_15M] {
-            for (f, part) in lake.tagged_files(spec, cable)? {
-                let day = part.and_then(|p| p.parse::<NaiveDate>().ok());
+            for (f, part) in carried.files.of(spec).of(cable) {
+                let day = part.as_ref().and_then(|p| p.parse::<NaiveDate>().ok());
                 if day.is_none_or(|d| w.contains(d)) {
-                    txn.remove(lake.rel(&f));
+                    txn.remove(lake.rel(f));
                 }
             }
         }
@@ -415,13 +526,13 @@ fn transform_cable(
             (&CONSUMPTION_DAILY, &mut old_daily),
             (&CABLE_BALANCE_DAILY, &mut old_cable_daily),
         ] {
-            for (f, _) in lake.tagged_files(spec, cable)? {
-                keep.push(read_outside(&f, spec, w)?);
-                txn.remove(lake.rel(&f));
+            for (f, _) in carried.files.of(spec).of(cable) {
+                keep.push(read_outside(f, spec, w)?);
+                txn.remove(lake.rel(f));
             }
         }
-        for (f, _) in lake.tagged_files(&TAX_BASE_YEARLY, cable)? {
-            txn.remove(lake.rel(&f));
+        for (f, _) in carried.files.of(&TAX_BASE_YEARLY).of(cable) {
+            txn.remove(lake.rel(f));
         }
     }
     let (daily, cable_daily, cable_15m) = if rows.is_empty() {
@@ -488,22 +599,49 @@ struct Carried {
     /// Years before this one lie wholly before the seal: their yearly rows are final (rates
     /// or registry may have changed since).
     sealed_year: Option<i64>,
+    /// The derived tables' files by cable as the transform began: listed once, not once per
+    /// cable (a year of 40 cables is tens of thousands of files). Nothing is published
+    /// before the commit, so the listing holds throughout.
+    files: DerivedFiles,
+}
+
+/// The files of each derived table, by cable.
+struct DerivedFiles(Vec<(&'static str, TaggedFiles)>);
+
+impl DerivedFiles {
+    fn list(lake: &Lake) -> Result<Self> {
+        let mut out = Vec::new();
+        for spec in DERIVED {
+            out.push((spec.name, lake.files_by_tag(spec)?));
+        }
+        Ok(DerivedFiles(out))
+    }
+
+    fn of(&self, spec: &TableSpec) -> &TaggedFiles {
+        &self
+            .0
+            .iter()
+            .find(|(name, _)| *name == spec.name)
+            .expect("a derived table")
+            .1
+    }
 }
 
 /// The cable's `tax_base_yearly` rows a recompute carries over instead of computing: those of
 /// erased participants (kept by law, see `vaten erase`, while their received data is gone)
 /// and those of years wholly before the seal.
-fn carried_tax_rows(lake: &Lake, cable: &str, carried: &Carried) -> Result<Option<RecordBatch>> {
+fn carried_tax_rows(cable: &str, carried: &Carried) -> Result<Option<RecordBatch>> {
     let Carried {
         erased,
         sealed_year,
+        files,
     } = carried;
     if erased.is_empty() && sealed_year.is_none() {
         return Ok(None);
     }
     let mut kept = Vec::new();
-    for (f, _) in lake.tagged_files(&TAX_BASE_YEARLY, cable)? {
-        let Some(batch) = read_all(&f)? else { continue };
+    for (f, _) in files.of(&TAX_BASE_YEARLY).of(cable) {
+        let Some(batch) = read_all(f)? else { continue };
         let (Some(eans), Some(years)) = (
             batch
                 .column_by_name("ean")
@@ -609,21 +747,9 @@ fn stage_15m(
     cable_15m: &DataFrame,
     cable: &str,
 ) -> Result<()> {
-    let dates: std::collections::BTreeSet<i32> = cable_15m
-        .column("date")?
-        .cast(&DataType::Int32)?
-        .i32()?
-        .iter()
-        .flatten()
-        .collect();
-    for d in dates {
-        let part = cable_15m
-            .clone()
-            .lazy()
-            .filter(col("date").cast(DataType::Int32).eq(lit(d)))
-            .collect()?;
-        let day = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")
-            + chrono::Duration::days(i64::from(d));
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    for (d, part) in split_by(cable_15m, col("date"))? {
+        let day = epoch + chrono::Duration::days(i64::from(d));
         lake.stage_tagged(
             txn,
             &CABLE_BALANCE_15M,

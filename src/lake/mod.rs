@@ -199,7 +199,7 @@ impl Lake {
         batch: &RecordBatch,
     ) -> Result<String> {
         let staged = txn.staging_path("parquet");
-        parquet_io::write_sorted(&staged, spec, batch)?;
+        txn.write_parquet(&staged, spec, batch)?;
         let file = format!(
             "{}part-{}-{}",
             tag.map(|t| format!("{}~", file_tag(t))).unwrap_or_default(),
@@ -228,30 +228,27 @@ impl Lake {
             .into_owned()
     }
 
-    /// Files of a table carrying `tag`, with the partition value each sits in (`None` for an
-    /// unpartitioned table).
-    pub fn tagged_files(
-        &self,
-        spec: &TableSpec,
-        tag: &str,
-    ) -> Result<Vec<(PathBuf, Option<String>)>> {
-        let prefix = format!("{}~", file_tag(tag));
+    /// The files of a table by tag (as [`file_tag`] writes it; untagged files are left out),
+    /// each with the partition value it sits in (`None` for an unpartitioned table): one
+    /// listing answers for every cable.
+    pub fn files_by_tag(&self, spec: &TableSpec) -> Result<TaggedFiles> {
         let key = format!("{}=", spec.partitioning.key());
-        Ok(self
-            .files(spec, None)?
-            .into_iter()
-            .filter(|f| {
-                f.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-            })
-            .map(|f| {
-                let part = f
-                    .parent()
-                    .and_then(|d| d.file_name())
-                    .and_then(|d| d.to_string_lossy().strip_prefix(&key).map(str::to_string));
-                (f, part)
-            })
-            .collect())
+        let mut out = TaggedFiles::default();
+        for f in self.files(spec, None)? {
+            let Some(tag) = f.file_name().and_then(|n| {
+                n.to_string_lossy()
+                    .split_once('~')
+                    .map(|(t, _)| t.to_string())
+            }) else {
+                continue;
+            };
+            let part = f
+                .parent()
+                .and_then(|d| d.file_name())
+                .and_then(|d| d.to_string_lossy().strip_prefix(&key).map(str::to_string));
+            out.0.entry(tag).or_default().push((f, part));
+        }
+        Ok(out)
     }
 
     /// Reads a small JSON state document (a source's cursor) from `_state/<name>.json`.
@@ -306,6 +303,17 @@ pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// `tag` made safe for a file name and unambiguous as a prefix: letters, digits, `-` and `_`
 /// stay, every other byte becomes `%XX` (so `~`, the separator, never occurs in it).
+/// A table's files by tag: see [`Lake::files_by_tag`].
+#[derive(Debug, Default)]
+pub struct TaggedFiles(std::collections::HashMap<String, Vec<(PathBuf, Option<String>)>>);
+
+impl TaggedFiles {
+    /// The files carrying `tag` (a cable), with their partition values.
+    pub fn of(&self, tag: &str) -> &[(PathBuf, Option<String>)] {
+        self.0.get(&file_tag(tag)).map_or(&[], Vec::as_slice)
+    }
+}
+
 pub fn file_tag(tag: &str) -> String {
     let mut out = String::with_capacity(tag.len());
     for b in tag.bytes() {

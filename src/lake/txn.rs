@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use arrow::array::RecordBatch;
+
+use super::parquet_io::write_sorted;
+use super::schema::TableSpec;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -33,6 +37,68 @@ pub struct Txn {
     moves: Vec<(String, String)>,
     removals: Vec<String>,
     counter: usize,
+    /// Parquet files being encoded and written on a thread of their own (see
+    /// [`Txn::write_in_background`]).
+    background: Option<Background>,
+}
+
+/// A staged Parquet file to write: where, for which table, which rows.
+type Job = (PathBuf, TableSpec, RecordBatch);
+
+/// The threads that encode and write staged Parquet files while the caller computes the next
+/// ones, and their queue. Two: while one waits for the disk (each file is fsynced), the other
+/// encodes. The queue is bounded, so the caller never runs far ahead of the disk.
+struct Background {
+    queue: std::sync::mpsc::SyncSender<Job>,
+    threads: Vec<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl Background {
+    /// Files queued: this many batches at most wait in memory.
+    const QUEUE: usize = 32;
+    const THREADS: usize = 2;
+
+    fn start() -> Self {
+        let (queue, jobs) = std::sync::mpsc::sync_channel::<Job>(Self::QUEUE);
+        let jobs = std::sync::Arc::new(std::sync::Mutex::new(jobs));
+        let threads = (0..Self::THREADS)
+            .map(|_| {
+                let jobs = jobs.clone();
+                std::thread::Builder::new()
+                    .name("lake-writer".into())
+                    .spawn(move || -> Result<()> {
+                        loop {
+                            // The lock is held only to take the next job, not to write it.
+                            let next = jobs.lock().map_err(|_| poisoned())?.recv();
+                            let Ok((path, spec, batch)) = next else {
+                                return Ok(()); // the queue is closed and empty
+                            };
+                            write_sorted(&path, &spec, &batch)?;
+                        }
+                    })
+                    .expect("a thread can be started")
+            })
+            .collect();
+        Background { queue, threads }
+    }
+
+    /// Waits for every queued file: the first error, if any. A thread that stopped at an
+    /// error drops its share of the queue; the others drain it.
+    fn finish(self) -> Result<()> {
+        drop(self.queue);
+        let mut first = Ok(());
+        for thread in self.threads {
+            let done = thread.join().unwrap_or_else(|_| Err(poisoned()));
+            if first.is_ok() {
+                first = done;
+            }
+        }
+        first
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Internal("a thread writing staged files panicked".into())
 }
 
 pub fn new_txid() -> String {
@@ -56,7 +122,46 @@ impl Txn {
             moves: Vec::new(),
             removals: Vec::new(),
             counter: 0,
+            background: None,
         })
+    }
+
+    /// From now on [`Txn::write_parquet`] hands its files to a thread of their own; they are
+    /// all written (or the first error returned) before [`Txn::commit`] decides anything.
+    pub fn write_in_background(&mut self) {
+        if self.background.is_none() {
+            self.background = Some(Background::start());
+        }
+    }
+
+    /// Writes `batch` sorted by `spec`'s key to the staged path `staged`, durably: now, or on
+    /// the background thread when one runs (an error it met is returned here or at commit).
+    pub fn write_parquet(
+        &mut self,
+        staged: &Path,
+        spec: &TableSpec,
+        batch: &RecordBatch,
+    ) -> Result<()> {
+        let Some(background) = &self.background else {
+            return write_sorted(staged, spec, batch);
+        };
+        if background
+            .queue
+            .send((staged.to_path_buf(), *spec, batch.clone()))
+            .is_err()
+        {
+            // The thread stopped at an error: that error.
+            self.background.take().expect("running").finish()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the background thread, if any.
+    fn finish_writing(&mut self) -> Result<()> {
+        match self.background.take() {
+            Some(b) => b.finish(),
+            None => Ok(()),
+        }
     }
 
     pub fn txid(&self) -> &str {
@@ -103,7 +208,8 @@ impl Txn {
 
     /// Makes the change durable and visible. After the journal rename the change is decided;
     /// a crash after that point is completed by [`recover`].
-    pub fn commit(self) -> Result<()> {
+    pub fn commit(mut self) -> Result<()> {
+        self.finish_writing()?;
         // The staged files are fsynced as they are written; their folder's entries must be
         // durable too before a journal names them.
         let staging = self.root.join("_staging").join(&self.txid);
@@ -179,6 +285,8 @@ pub(crate) fn crash_point(point: &str) {
 
 impl Drop for Txn {
     fn drop(&mut self) {
+        // No file is written into the folder after it is removed.
+        let _ = self.finish_writing();
         // An abandoned change (error before commit) leaves nothing behind. A committed one
         // has already removed its folder, so this is then a no-op.
         let dir = self.root.join("_staging").join(&self.txid);
@@ -401,5 +509,81 @@ mod tests {
         // Replaying the same journal again is harmless (idempotent steps).
         apply(dir.path(), &journal).unwrap();
         assert!(recover(dir.path()).unwrap().is_empty());
+    }
+
+    const KEYS: TableSpec = TableSpec {
+        name: "t",
+        columns: &[super::super::schema::col(
+            "k",
+            super::super::schema::ColType::Int64,
+            false,
+            "",
+        )],
+        sort_by: &["k"],
+        partitioning: super::super::Partitioning::Date,
+    };
+
+    fn keys(values: Vec<i64>) -> RecordBatch {
+        RecordBatch::try_new(
+            KEYS.arrow_schema(),
+            vec![std::sync::Arc::new(arrow::array::Int64Array::from(values))],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn files_written_in_the_background_are_in_place_and_sorted_after_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut txn = Txn::begin(dir.path(), None).unwrap();
+        txn.write_in_background();
+        for day in 1..=40 {
+            let staged = txn.staging_path("parquet");
+            txn.write_parquet(&staged, &KEYS, &keys(vec![3, day, 1]))
+                .unwrap();
+            txn.publish(&staged, format!("t/date=2026-11-{day:02}/a.parquet"));
+        }
+        txn.commit().unwrap();
+        for day in 1..=40 {
+            let path = dir
+                .path()
+                .join(format!("t/date=2026-11-{day:02}/a.parquet"));
+            let got = super::super::parquet_io::read_all(&path).unwrap().unwrap();
+            let mut want = vec![1, 3, day];
+            want.sort();
+            let got: Vec<i64> = got
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec();
+            assert_eq!(got, want, "day {day}");
+        }
+    }
+
+    #[test]
+    fn a_background_write_that_fails_fails_the_commit_and_publishes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut txn = Txn::begin(dir.path(), None).unwrap();
+        txn.write_in_background();
+        let good = txn.staging_path("parquet");
+        txn.write_parquet(&good, &KEYS, &keys(vec![1])).unwrap();
+        txn.publish(&good, "t/date=2026-11-01/a.parquet".into());
+        // A folder that does not exist: the write fails on the background thread.
+        let bad = dir.path().join("_staging/no-such-change/x.parquet");
+        let queued = txn.write_parquet(&bad, &KEYS, &keys(vec![2]));
+        let committed = queued.and_then(|()| {
+            txn.publish(&bad, "t/date=2026-11-02/b.parquet".into());
+            txn.commit()
+        });
+        assert!(committed.is_err(), "the failed write must fail the change");
+        assert!(!dir.path().join("t").exists(), "nothing may be published");
+        assert!(
+            !dir.path().join("_journal").exists()
+                || std::fs::read_dir(dir.path().join("_journal"))
+                    .unwrap()
+                    .next()
+                    .is_none()
+        );
     }
 }
