@@ -150,119 +150,148 @@ impl GridIngest<'_> {
         let mut empty_in_a_row = 0;
         // Pages taken at a reduced limit: after a few the limit may grow again.
         let mut small_pages = 0;
-        loop {
-            let asked = state.cursor.clone();
-            let page = match self
-                .rt
-                .block_on(self.client.bulk_page(asked.as_deref(), limit))
-            {
-                Ok(page) => page,
-                Err(FetchError::TooLarge(..)) if limit > 1 => {
-                    limit = (limit / 2).max(1);
-                    tracing::warn!(limit, "a bulk page was larger than [grid] max_body_bytes; asking again with a smaller limit");
-                    continue;
-                }
-                Err(FetchError::TooLarge(_, bytes)) => {
-                    return Err(Error::Grid(format!(
-                        "the one object after cursor {} is larger than [grid] max_body_bytes ({bytes} bytes); raise the limit to take it",
-                        asked.as_deref().unwrap_or("(start of the feed)")
-                    )))
-                }
-                Err(e) => return Err(fetch_failed(e)),
-            };
-            // The smaller limit stays while the feed's objects are that large; after 8 pages it
-            // is tried twice as large again (a single huge object does not slow a backlog).
-            if limit < self.client.page_limit {
-                small_pages += 1;
-                if small_pages >= 8 {
-                    limit = (limit * 2).min(self.client.page_limit);
-                    small_pages = 0;
-                }
-            }
-            let objects = page.intervals.len() + page.days.len() + page.rejections.len();
-            let v = self.validator(asked.as_deref().unwrap_or(""));
-            let mut seq = state.next_delivery_seq;
-            let received = validate_all(
-                &v,
-                &mut seq,
-                [
-                    (&page.intervals, ObjectKind::Interval),
-                    (&page.days, ObjectKind::Day),
-                    (&page.rejections, ObjectKind::Rejection),
-                ],
-            );
-            report.pages += 1;
-            report.objects += objects;
-            report.readings_in += received.reading_count();
-            report.left_out_erased += received.left_out_erased;
-            // An opaque cursor is short; one of megabytes would ride along in every row.
-            if page.next_cursor.len() > MAX_CURSOR_BYTES {
-                return Err(Error::Grid(format!(
-                    "page {} carries a cursor of {} bytes (at most {MAX_CURSOR_BYTES}); stopping before storing it",
-                    report.pages,
-                    page.next_cursor.len()
-                )));
-            }
-            // A cursor this run has already seen is not stored: the next run starts from the
-            // last one that advanced.
-            let repeated = page.has_more && seen.contains(&page.next_cursor);
-            let mut next = GridState {
-                cursor: if repeated {
-                    asked.clone()
-                } else {
-                    Some(page.next_cursor.clone())
-                },
-                next_delivery_seq: seq,
-                last_success_at: state.last_success_at,
-            };
-            if !page.has_more {
-                next.last_success_at = Some(self.clock.now());
-            }
-            let mut txn = self.lake.begin()?;
-            let counts = index.stage(self.lake, &mut txn, received)?;
-            self.lake.stage_state(&mut txn, STATE_NAME, &next)?;
-            txn.commit()?;
-            tracing::info!(
-                page = report.pages,
-                objects,
-                readings = counts.readings,
-                rejected = counts.rejected,
-                repeated = counts.readings_repeated,
-                "grid page stored"
-            );
-            report.stored.add(counts);
-            state = next;
-            if !page.has_more {
-                break;
-            }
-            empty_in_a_row = if objects == 0 { empty_in_a_row + 1 } else { 0 };
-            if empty_in_a_row > MAX_EMPTY_PAGES {
-                return Err(Error::Grid(format!(
-                    "the bulk feed does not advance: {MAX_EMPTY_PAGES} pages in a row brought nothing yet said there was more; stopping"
-                )));
-            }
-            if repeated || !seen.insert(page.next_cursor.clone()) {
-                let how = if asked.as_deref() == Some(page.next_cursor.as_str()) {
-                    "gave the same cursor again"
-                } else {
-                    "went back to a cursor of this run"
+        std::thread::scope(|scope| -> Result<()> {
+            // A page fetched ahead: the cursor and limit it was asked with, and its fetch.
+            type Fetching<'s> = std::thread::ScopedJoinHandle<
+                's,
+                std::result::Result<super::api::RawBulkPage, FetchError>,
+            >;
+            let mut ahead: Option<(Option<String>, u32, Fetching<'_>)> = None;
+            loop {
+                let asked = state.cursor.clone();
+                let fetched = match ahead.take() {
+                    Some((cursor, at, fetching)) if cursor == asked && at == limit => {
+                        // A panic there is a defect, as it would be here: it goes on.
+                        fetching
+                            .join()
+                            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                    }
+                    _ => self
+                        .rt
+                        .block_on(self.client.bulk_page(asked.as_deref(), limit)),
                 };
-                return Err(Error::Grid(format!(
-                    "the bulk feed does not advance: page {} {how} ({}) and says it has more; stored what was valid, stopping",
-                    report.pages, page.next_cursor
-                )));
-            }
-            if started.elapsed() >= self.deadline {
-                let why = format!(
-                    "the ingest's deadline ([grid] deadline_s = {} s) passed after {} pages; the next run goes on from the stored cursor",
-                    self.deadline.as_secs_f64(),
-                    report.pages
+                let page = match fetched {
+                    Ok(page) => page,
+                    Err(FetchError::TooLarge(..)) if limit > 1 => {
+                        limit = (limit / 2).max(1);
+                        tracing::warn!(limit, "a bulk page was larger than [grid] max_body_bytes; asking again with a smaller limit");
+                        continue;
+                    }
+                    Err(FetchError::TooLarge(_, bytes)) => {
+                        return Err(Error::Grid(format!(
+                            "the one object after cursor {} is larger than [grid] max_body_bytes ({bytes} bytes); raise the limit to take it",
+                            asked.as_deref().unwrap_or("(start of the feed)")
+                        )))
+                    }
+                    Err(e) => return Err(fetch_failed(e)),
+                };
+                // The smaller limit stays while the feed's objects are that large; after 8 pages it
+                // is tried twice as large again (a single huge object does not slow a backlog).
+                if limit < self.client.page_limit {
+                    small_pages += 1;
+                    if small_pages >= 8 {
+                        limit = (limit * 2).min(self.client.page_limit);
+                        small_pages = 0;
+                    }
+                }
+                let objects = page.intervals.len() + page.days.len() + page.rejections.len();
+                let v = self.validator(asked.as_deref().unwrap_or(""));
+                let mut seq = state.next_delivery_seq;
+                let received = validate_all(
+                    &v,
+                    &mut seq,
+                    [
+                        (&page.intervals, ObjectKind::Interval),
+                        (&page.days, ObjectKind::Day),
+                        (&page.rejections, ObjectKind::Rejection),
+                    ],
                 );
-                tracing::warn!("{why}");
-                report.stopped_early = Some(why);
-                break;
+                report.pages += 1;
+                report.objects += objects;
+                report.readings_in += received.reading_count();
+                report.left_out_erased += received.left_out_erased;
+                // An opaque cursor is short; one of megabytes would ride along in every row.
+                if page.next_cursor.len() > MAX_CURSOR_BYTES {
+                    return Err(Error::Grid(format!(
+                        "page {} carries a cursor of {} bytes (at most {MAX_CURSOR_BYTES}); stopping before storing it",
+                        report.pages,
+                        page.next_cursor.len()
+                    )));
+                }
+                // A cursor this run has already seen is not stored: the next run starts from the
+                // last one that advanced.
+                let repeated = page.has_more && seen.contains(&page.next_cursor);
+                let mut next = GridState {
+                    cursor: if repeated {
+                        asked.clone()
+                    } else {
+                        Some(page.next_cursor.clone())
+                    },
+                    next_delivery_seq: seq,
+                    last_success_at: state.last_success_at,
+                };
+                if !page.has_more {
+                    next.last_success_at = Some(self.clock.now());
+                }
+                // The next page is fetched (and parsed) on another thread while this one is stored.
+                // Its cursor is stored only with its own rows, after these: if storing this page
+                // fails, the page fetched ahead is dropped unread.
+                if page.has_more && !repeated && started.elapsed() < self.deadline {
+                    let cursor = next.cursor.clone();
+                    let fetch = cursor.clone();
+                    let fetching = scope.spawn(move || {
+                        self.rt
+                            .block_on(self.client.bulk_page(fetch.as_deref(), limit))
+                    });
+                    ahead = Some((cursor, limit, fetching));
+                }
+                let mut txn = self.lake.begin()?;
+                let counts = index.stage(self.lake, &mut txn, received)?;
+                self.lake.stage_state(&mut txn, STATE_NAME, &next)?;
+                txn.commit()?;
+                tracing::info!(
+                    page = report.pages,
+                    objects,
+                    readings = counts.readings,
+                    rejected = counts.rejected,
+                    repeated = counts.readings_repeated,
+                    "grid page stored"
+                );
+                report.stored.add(counts);
+                state = next;
+                if !page.has_more {
+                    break;
+                }
+                empty_in_a_row = if objects == 0 { empty_in_a_row + 1 } else { 0 };
+                if empty_in_a_row > MAX_EMPTY_PAGES {
+                    return Err(Error::Grid(format!(
+                        "the bulk feed does not advance: {MAX_EMPTY_PAGES} pages in a row brought nothing yet said there was more; stopping"
+                    )));
+                }
+                if repeated || !seen.insert(page.next_cursor.clone()) {
+                    let how = if asked.as_deref() == Some(page.next_cursor.as_str()) {
+                        "gave the same cursor again"
+                    } else {
+                        "went back to a cursor of this run"
+                    };
+                    return Err(Error::Grid(format!(
+                        "the bulk feed does not advance: page {} {how} ({}) and says it has more; stored what was valid, stopping",
+                        report.pages, page.next_cursor
+                    )));
+                }
+                if started.elapsed() >= self.deadline {
+                    let why = format!(
+                        "the ingest's deadline ([grid] deadline_s = {} s) passed after {} pages; the next run goes on from the stored cursor",
+                        self.deadline.as_secs_f64(),
+                        report.pages
+                    );
+                    tracing::warn!("{why}");
+                    report.stopped_early = Some(why);
+                    break;
+                }
             }
-        }
+            Ok(())
+        })?;
         Ok(report)
     }
 
