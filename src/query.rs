@@ -41,6 +41,10 @@ pub fn run(lake: &Lake, sql: &str) -> Result<DataFrame> {
         )
     };
     let lf = ctx.execute(sql).map_err(one_line)?;
+    // Polars' streaming engine where it can run the query (a year's top 10 then never holds the
+    // year in memory), its in-memory engine for what it does not stream yet. Set here, by the
+    // one command that runs an analyst's SQL, before the query starts any thread.
+    std::env::set_var("POLARS_AUTO_STREAMING", "1");
     lf.collect().map_err(one_line)
 }
 

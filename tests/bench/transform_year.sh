@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Benchmark: the full recompute of a year for 1,000 connections (about 35 million intervals)
-# against DuckDB on the same received files, then the nightly incremental transform of one
-# more day. A year of generated feed does not fit in memory as JSON, so the fake grid operator
+# Benchmark: the grid ingest, the full recompute of a year for 1,000 connections (about 35
+# million intervals) against DuckDB on the same received files, the three analyst queries
+# against DuckDB on the lake's intervals (tests/bench/analyst_queries.sh), then the nightly
+# incremental transform of one more day. Every ratio is printed only after DuckDB's answer was
+# found equal to vaten's. A year of generated feed does not fit in memory as JSON, so the fake grid operator
 # serves it in chunks of 30 days (each continuing the registers of the one before).
 # Usage: tests/bench/transform_year.sh [CONNECTIONS] [DAYS] [CABLES]   (builds the release binary first)
 set -euo pipefail
@@ -17,8 +19,14 @@ for ((skip = 0; skip < days; skip += 30)); do
   serve "$skip" 30 "$days" 2026-11-20
   # Each chunk is a new feed: its cursor starts afresh (a benchmark shortcut, not an operation).
   rm -f "$work/lake/_state/grid.json"
-  "$bin" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z ingest grid 2> "$work/ingest.log" \
+  /usr/bin/time -f '%e %M' -o "$work/time_ingest" "$bin" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z ingest grid 2> "$work/ingest.log" \
     || { tail -3 "$work/ingest.log"; exit 1; }
+  # The ingest's rate over all chunks: readings received / wall time, and its peak memory.
+  read -r secs kib < "$work/time_ingest"
+  got=$(grep -o '[0-9]* readings received' "$work/ingest.log" | tail -1 | cut -d' ' -f1)
+  ingest_readings=$(( ${ingest_readings:-0} + got ))
+  ingest_secs=$("$py" -c "print(${ingest_secs:-0} + $secs)")
+  ingest_kib=$(( kib > ${ingest_kib:-0} ? kib : ${ingest_kib:-0} ))
 done
 # BASELINE_BIN=path also times another build's full recompute on the same files first.
 if [ -n "${BASELINE_BIN:-}" ]; then
@@ -70,6 +78,8 @@ sys.exit(1 if bad else 0)
 PY
   "$py" "$work/same_base.py" || same=""
 fi
+# The analyst's queries on the year of intervals just written.
+. tests/bench/analyst_queries.sh
 # One more day, then the nightly incremental transform.
 serve "$days" 1 $((days + 1)) 2026-11-21
 rm -f "$work/lake/_state/grid.json"
@@ -78,6 +88,7 @@ rm -f "$work/lake/_state/grid.json"
 /usr/bin/time -f '%e %M' -o "$work/time_inc" "$bin" --config "$work/vaten.toml" --now 2026-11-22T10:00:00Z transform 2> "$work/log_inc"
 read -r i_secs i_kib < "$work/time_inc"
 echo "connections=$connections cables=$cables days=$days intervals=$intervals"
+echo "grid ingest: readings=$ingest_readings wall_s=$ingest_secs readings_per_s=$("$py" -c "print(int($ingest_readings / $ingest_secs))") peak_rss_mib=$((ingest_kib / 1024))"
 [ -n "${BASELINE_BIN:-}" ] && echo "baseline transform (full): wall_s=$b_secs peak_rss_mib=$((b_kib / 1024))"
 echo "vaten transform (full): wall_s=$v_secs peak_rss_mib=$((v_kib / 1024))"
 echo "duckdb sql:             wall_s=$d_secs peak_rss_mib=$((d_kib / 1024))"
@@ -89,3 +100,5 @@ else
 fi
 grep -o 'incremental recompute.*' "$work/log_inc" | head -1
 echo "nightly incremental (+1 day): wall_s=$i_secs peak_rss_mib=$((i_kib / 1024))"
+printf 'query %s\n' "${query_lines[@]}"
+[ -n "$queries_same" ] || { echo "a query's answer differs from DuckDB's" >&2; exit 1; }
