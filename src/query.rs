@@ -41,11 +41,30 @@ pub fn run(lake: &Lake, sql: &str) -> Result<DataFrame> {
         )
     };
     let lf = ctx.execute(sql).map_err(one_line)?;
-    // Polars' streaming engine where it can run the query (a year's top 10 then never holds the
-    // year in memory), its in-memory engine for what it does not stream yet. Set here, by the
-    // one command that runs an analyst's SQL, before the query starts any thread.
-    std::env::set_var("POLARS_AUTO_STREAMING", "1");
-    lf.collect().map_err(one_line)
+    collect(lf).map_err(one_line)
+}
+
+/// Runs a query on Polars' streaming engine (a year's top 10 then never holds the year in
+/// memory), or, where that engine gives up on it (an error, or a panic on what it does not run
+/// yet), on the in-memory engine.
+fn collect(lf: LazyFrame) -> PolarsResult<DataFrame> {
+    let streaming = lf.clone();
+    // The engine's panic is an answer here, not a defect: nothing of it is printed.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let streamed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        // One SQL statement has one result (never several sinks).
+        streaming
+            .collect_with_engine(Engine::Streaming)
+            .map(|r| r.unwrap_single())
+    }));
+    std::panic::set_hook(hook);
+    match streamed {
+        Ok(Ok(df)) => Ok(df),
+        // Whatever the streaming engine could not do, the in-memory engine runs or refuses
+        // with its own error, as every query was answered before.
+        Ok(Err(_)) | Err(_) => lf.collect(),
+    }
 }
 
 /// A query's output never goes into the lake: a file there would be read as part of a table,

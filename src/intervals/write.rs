@@ -199,7 +199,7 @@ pub fn transform(
     )?;
     let mut txn = lake.begin()?;
     // Files are encoded and written on another core while the next cable is computed.
-    txn.write_in_background();
+    txn.write_in_background()?;
     let windows: BTreeMap<String, Option<Window>> = match plan {
         Plan::Full => {
             report.mode = "full";
@@ -246,19 +246,14 @@ pub fn transform(
         // The recomputed days' anchors first, while nothing is held: an anchor may look
         // through the whole history.
         let since = batch_anchors(lake, registry, tz, &batch)?;
-        if batch.len() > 1 {
-            let full = batch.iter().all(|(_, w)| w.is_none());
-            // Every reader of a held table filters on its own days: from the earliest day any
-            // cable's reads can ask for (a day before its anchor's, two before its window).
-            let from = since
-                .values()
-                .map(|(a, w)| {
-                    (local_date(from_micros(*a), tz) - chrono::Duration::days(1))
-                        .min(w.from - chrono::Duration::days(2))
-                })
-                .min();
-            if full || (since.len() == batch.len() && from.is_some()) {
-                prefetch_received(lake, registry, &cables, from)?;
+        if batch.len() > 1 && batch.iter().all(|(_, w)| w.is_none()) {
+            prefetch_received(lake, registry, &cables, None)?;
+        } else if batch.len() > 1 && since.len() == batch.len() {
+            // Every reader of a held table filters on its own days; a cable whose reads go
+            // back further than the others' is left to read its files.
+            let (held, from) = held_within_budget(&since, registry, today, tz);
+            if held.len() > 1 {
+                prefetch_received(lake, registry, &held, Some(from))?;
             }
         }
         for (cable, _) in batch {
@@ -348,6 +343,46 @@ fn batches(
         out.last_mut().expect("pushed").push((cable, window));
     }
     out
+}
+
+/// The windowed cables whose received rows are held together, and from which day: the earliest
+/// day any of their reads asks for (a day before its anchor's, two before its window, see
+/// `compute` and `voltages`). Cables are taken from the most recent first while the rows held
+/// (connections × days up to `today`) stay within [`PREFETCH_CONNECTIONS`] connection-years: a
+/// cable with late data from long ago, or an anchor far back, does not make the batch hold every
+/// cable's history.
+fn held_within_budget<'a>(
+    since: &'a BTreeMap<String, (i64, Window)>,
+    registry: &Registry,
+    today: NaiveDate,
+    tz: Tz,
+) -> (BTreeSet<&'a str>, NaiveDate) {
+    let mut size: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in &registry.connections {
+        *size.entry(c.cable_id.as_str()).or_default() += 1;
+    }
+    let mut from: Vec<(NaiveDate, &str)> = since
+        .iter()
+        .map(|(cable, (a, w))| {
+            let day = (local_date(from_micros(*a), tz) - chrono::Duration::days(1))
+                .min(w.from - chrono::Duration::days(2));
+            (day, cable.as_str())
+        })
+        .collect();
+    from.sort_by(|a, b| b.cmp(a));
+    let mut held = BTreeSet::new();
+    let (mut connections, mut earliest) = (0, today);
+    for (day, cable) in from {
+        let days = usize::try_from((today - day).num_days().max(0) + 1).unwrap_or(usize::MAX);
+        let n = connections + size.get(cable).copied().unwrap_or(0);
+        if n.saturating_mul(days) > PREFETCH_CONNECTIONS * YEAR_DAYS {
+            break;
+        }
+        held.insert(cable);
+        connections = n;
+        earliest = earliest.min(day);
+    }
+    (held, earliest)
 }
 
 /// Per windowed cable of `batch`: where its readings start (see [`anchors`]) and its window.
@@ -759,4 +794,57 @@ fn stage_15m(
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ean::Ean;
+
+    /// A registry with `sizes[i]` connections on cable `K{i+1}`.
+    fn registry(sizes: &[usize]) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cables = String::from("cable_id,substation,v_low_v,v_high_v\n");
+        let mut conns =
+            String::from("ean,participant_id,cable_id,installation_id,installation_url\n");
+        let mut n = 0;
+        for (i, size) in sizes.iter().enumerate() {
+            cables += &format!("K{},TS1,226,244\n", i + 1);
+            for _ in 0..*size {
+                n += 1;
+                let ean = Ean::with_check_digit(&format!("87168712{n:09}")).unwrap();
+                conns += &format!("{},P{n},K{},,\n", ean.as_str(), i + 1);
+            }
+        }
+        std::fs::write(dir.path().join("cables.csv"), cables).unwrap();
+        std::fs::write(dir.path().join("connections.csv"), conns).unwrap();
+        Registry::load(dir.path()).unwrap()
+    }
+
+    #[test]
+    fn a_cable_reading_far_back_is_held_only_within_the_budget() {
+        let tz: Tz = "Europe/Amsterdam".parse().unwrap();
+        let today = NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
+        let window = |days_back: i64| {
+            let from = today - chrono::Duration::days(days_back);
+            let start = micros(crate::domain::time::local_midnight_utc(from, tz));
+            (start, Window { from, to: None })
+        };
+        let since: BTreeMap<String, (i64, Window)> = [
+            ("K1".to_string(), window(1)),
+            ("K2".to_string(), window(1)),
+            ("K3".to_string(), window(400)),
+        ]
+        .into_iter()
+        .collect();
+        // 40 + 40 connections from 3 days back, then K3 from 402 days back: 120 × 403
+        // connection-days pass the budget of 100 × 366, so K3 reads its own files.
+        let (held, from) = held_within_budget(&since, &registry(&[40, 40, 40]), today, tz);
+        assert_eq!(held.into_iter().collect::<Vec<_>>(), ["K1", "K2"]);
+        assert_eq!(from, today - chrono::Duration::days(3));
+        // A small K3: 85 × 403 = 34,255 fits, and the batch holds from K3's day on.
+        let (held, from) = held_within_budget(&since, &registry(&[40, 40, 5]), today, tz);
+        assert_eq!(held.len(), 3);
+        assert_eq!(from, today - chrono::Duration::days(402));
+    }
 }

@@ -301,8 +301,6 @@ pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// `tag` made safe for a file name and unambiguous as a prefix: letters, digits, `-` and `_`
-/// stay, every other byte becomes `%XX` (so `~`, the separator, never occurs in it).
 /// A table's files by tag: see [`Lake::files_by_tag`].
 #[derive(Debug, Default)]
 pub struct TaggedFiles(std::collections::HashMap<String, Vec<(PathBuf, Option<String>)>>);
@@ -314,6 +312,8 @@ impl TaggedFiles {
     }
 }
 
+/// `tag` made safe for a file name and unambiguous as a prefix: letters, digits, `-` and `_`
+/// stay, every other byte becomes `%XX` (so `~`, the separator, never occurs in it).
 pub fn file_tag(tag: &str) -> String {
     let mut out = String::with_capacity(tag.len());
     for b in tag.bytes() {

@@ -51,6 +51,8 @@ type Job = (PathBuf, TableSpec, RecordBatch);
 struct Background {
     queue: std::sync::mpsc::SyncSender<Job>,
     threads: Vec<std::thread::JoinHandle<Result<()>>>,
+    /// Set by a thread that met an error: the caller stops queueing (and computing) at once.
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Background {
@@ -58,28 +60,53 @@ impl Background {
     const QUEUE: usize = 32;
     const THREADS: usize = 2;
 
-    fn start() -> Self {
+    fn start() -> Result<Self> {
         let (queue, jobs) = std::sync::mpsc::sync_channel::<Job>(Self::QUEUE);
         let jobs = std::sync::Arc::new(std::sync::Mutex::new(jobs));
-        let threads = (0..Self::THREADS)
-            .map(|_| {
-                let jobs = jobs.clone();
-                std::thread::Builder::new()
-                    .name("lake-writer".into())
-                    .spawn(move || -> Result<()> {
-                        loop {
-                            // The lock is held only to take the next job, not to write it.
-                            let next = jobs.lock().map_err(|_| poisoned())?.recv();
-                            let Ok((path, spec, batch)) = next else {
-                                return Ok(()); // the queue is closed and empty
-                            };
-                            write_sorted(&path, &spec, &batch)?;
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for _ in 0..Self::THREADS {
+            let (jobs, failing) = (jobs.clone(), failed.clone());
+            let thread = std::thread::Builder::new()
+                .name("lake-writer".into())
+                .spawn(move || -> Result<()> {
+                    loop {
+                        // The lock is held only to take the next job, not to write it.
+                        let next = jobs.lock().map_err(|_| poisoned())?.recv();
+                        let Ok((path, spec, batch)) = next else {
+                            return Ok(()); // the queue is closed and empty
+                        };
+                        if let Err(e) = write_sorted(&path, &spec, &batch) {
+                            failing.store(true, std::sync::atomic::Ordering::SeqCst);
+                            return Err(e);
                         }
-                    })
-                    .expect("a thread can be started")
-            })
-            .collect();
-        Background { queue, threads }
+                    }
+                });
+            match thread {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    // The threads started so far end with the queue.
+                    let started = Background {
+                        queue,
+                        threads,
+                        failed,
+                    };
+                    let _ = started.finish();
+                    return Err(Error::Internal(format!(
+                        "cannot start a thread writing staged files: {e}"
+                    )));
+                }
+            }
+        }
+        Ok(Background {
+            queue,
+            threads,
+            failed,
+        })
+    }
+
+    fn has_failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Waits for every queued file: the first error, if any. A thread that stopped at an
@@ -128,14 +155,16 @@ impl Txn {
 
     /// From now on [`Txn::write_parquet`] hands its files to a thread of their own; they are
     /// all written (or the first error returned) before [`Txn::commit`] decides anything.
-    pub fn write_in_background(&mut self) {
+    pub fn write_in_background(&mut self) -> Result<()> {
         if self.background.is_none() {
-            self.background = Some(Background::start());
+            self.background = Some(Background::start()?);
         }
+        Ok(())
     }
 
     /// Writes `batch` sorted by `spec`'s key to the staged path `staged`, durably: now, or on
-    /// the background thread when one runs (an error it met is returned here or at commit).
+    /// a background thread when they run (an error one met is returned by a later call or by
+    /// the commit).
     pub fn write_parquet(
         &mut self,
         staged: &Path,
@@ -145,18 +174,22 @@ impl Txn {
         let Some(background) = &self.background else {
             return write_sorted(staged, spec, batch);
         };
-        if background
-            .queue
-            .send((staged.to_path_buf(), *spec, batch.clone()))
-            .is_err()
-        {
-            // The thread stopped at an error: that error.
+        let queued = !background.has_failed()
+            && background
+                .queue
+                .send((staged.to_path_buf(), *spec, batch.clone()))
+                .is_ok();
+        if !queued {
+            // A thread stopped at an error: that error, and nothing more is written.
             self.background.take().expect("running").finish()?;
+            return Err(Error::Internal(
+                "the threads writing staged files stopped without an error".into(),
+            ));
         }
         Ok(())
     }
 
-    /// Waits for the background thread, if any.
+    /// Waits for the background threads, if any.
     fn finish_writing(&mut self) -> Result<()> {
         match self.background.take() {
             Some(b) => b.finish(),
@@ -535,7 +568,7 @@ mod tests {
     fn files_written_in_the_background_are_in_place_and_sorted_after_commit() {
         let dir = tempfile::tempdir().unwrap();
         let mut txn = Txn::begin(dir.path(), None).unwrap();
-        txn.write_in_background();
+        txn.write_in_background().unwrap();
         for day in 1..=40 {
             let staged = txn.staging_path("parquet");
             txn.write_parquet(&staged, &KEYS, &keys(vec![3, day, 1]))
@@ -565,18 +598,19 @@ mod tests {
     fn a_background_write_that_fails_fails_the_commit_and_publishes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let mut txn = Txn::begin(dir.path(), None).unwrap();
-        txn.write_in_background();
+        txn.write_in_background().unwrap();
         let good = txn.staging_path("parquet");
         txn.write_parquet(&good, &KEYS, &keys(vec![1])).unwrap();
         txn.publish(&good, "t/date=2026-11-01/a.parquet".into());
         // A folder that does not exist: the write fails on the background thread.
         let bad = dir.path().join("_staging/no-such-change/x.parquet");
-        let queued = txn.write_parquet(&bad, &KEYS, &keys(vec![2]));
-        let committed = queued.and_then(|()| {
-            txn.publish(&bad, "t/date=2026-11-02/b.parquet".into());
-            txn.commit()
-        });
-        assert!(committed.is_err(), "the failed write must fail the change");
+        // Queued, not written: the error comes later.
+        txn.write_parquet(&bad, &KEYS, &keys(vec![2])).unwrap();
+        txn.publish(&bad, "t/date=2026-11-02/b.parquet".into());
+        assert!(
+            txn.commit().is_err(),
+            "the failed write must fail the change"
+        );
         assert!(!dir.path().join("t").exists(), "nothing may be published");
         assert!(
             !dir.path().join("_journal").exists()
@@ -585,5 +619,45 @@ mod tests {
                     .next()
                     .is_none()
         );
+    }
+
+    #[test]
+    fn after_a_failed_background_write_the_next_write_fails_before_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut txn = Txn::begin(dir.path(), None).unwrap();
+        txn.write_in_background().unwrap();
+        let bad = dir.path().join("_staging/no-such-change/x.parquet");
+        txn.write_parquet(&bad, &KEYS, &keys(vec![2])).unwrap();
+        // The caller learns of it while it is still computing, not only at the commit.
+        let mut failed = None;
+        for _ in 0..1000 {
+            let staged = txn.staging_path("parquet");
+            if let Err(e) = txn.write_parquet(&staged, &KEYS, &keys(vec![1])) {
+                failed = Some(e);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let e = failed.expect("a write after the failure reports it");
+        assert!(e.to_string().contains("no-such-change"), "{e}");
+    }
+
+    #[test]
+    fn a_dropped_change_waits_for_its_background_writes_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut txn = Txn::begin(dir.path(), None).unwrap();
+        txn.write_in_background().unwrap();
+        for day in 1..=40 {
+            let staged = txn.staging_path("parquet");
+            txn.write_parquet(&staged, &KEYS, &keys((0..10_000).collect()))
+                .unwrap();
+            txn.publish(&staged, format!("t/date=2026-11-{day:02}/a.parquet"));
+        }
+        drop(txn);
+        // No write lands after the staging folder was removed.
+        let staging = dir.path().join("_staging");
+        let left: Vec<_> = std::fs::read_dir(&staging).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(!dir.path().join("t").exists());
     }
 }

@@ -88,6 +88,9 @@ pub struct GridIngest<'a> {
     pub erased: &'a Erased,
 }
 
+/// Dropped, it stops a page being fetched ahead.
+type Stop = tokio::sync::oneshot::Sender<()>;
+
 fn fetch_failed(e: FetchError) -> Error {
     Error::Grid(e.to_string())
 }
@@ -151,22 +154,30 @@ impl GridIngest<'_> {
         // Pages taken at a reduced limit: after a few the limit may grow again.
         let mut small_pages = 0;
         std::thread::scope(|scope| -> Result<()> {
-            // A page fetched ahead: the cursor and limit it was asked with, and its fetch.
+            // A page fetched ahead: the cursor and limit it was asked with, its fetch, and what
+            // stops that fetch when dropped (every way out of the loop drops it, so no exit
+            // waits for a request it will not use).
             type Fetching<'s> = std::thread::ScopedJoinHandle<
                 's,
-                std::result::Result<super::api::RawBulkPage, FetchError>,
+                Option<std::result::Result<super::api::RawBulkPage, FetchError>>,
             >;
-            let mut ahead: Option<(Option<String>, u32, Fetching<'_>)> = None;
+            let mut ahead: Option<(Option<String>, u32, Fetching<'_>, Stop)> = None;
             loop {
                 let asked = state.cursor.clone();
-                let fetched = match ahead.take() {
-                    Some((cursor, at, fetching)) if cursor == asked && at == limit => {
+                let fetched_ahead = match ahead.take() {
+                    Some((cursor, at, fetching, stop)) if cursor == asked && at == limit => {
                         // A panic there is a defect, as it would be here: it goes on.
-                        fetching
+                        let page = fetching
                             .join()
-                            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                        drop(stop);
+                        page
                     }
-                    _ => self
+                    _ => None,
+                };
+                let fetched = match fetched_ahead {
+                    Some(page) => page,
+                    None => self
                         .rt
                         .block_on(self.client.bulk_page(asked.as_deref(), limit)),
                 };
@@ -195,6 +206,38 @@ impl GridIngest<'_> {
                     }
                 }
                 let objects = page.intervals.len() + page.days.len() + page.rejections.len();
+                // An opaque cursor is short; one of megabytes would ride along in every row.
+                if page.next_cursor.len() > MAX_CURSOR_BYTES {
+                    return Err(Error::Grid(format!(
+                        "page {} carries a cursor of {} bytes (at most {MAX_CURSOR_BYTES}); stopping before storing it",
+                        report.pages + 1,
+                        page.next_cursor.len()
+                    )));
+                }
+                // A cursor this run has already seen is not stored: the next run starts from the
+                // last one that advanced.
+                let repeated = page.has_more && seen.contains(&page.next_cursor);
+                let next_cursor = if repeated {
+                    asked.clone()
+                } else {
+                    Some(page.next_cursor.clone())
+                };
+                // The next page is fetched (and parsed) on another thread while this one is
+                // validated and stored. Its cursor is stored only with its own rows, after these:
+                // if this page fails, the page fetched ahead is stopped and dropped unread.
+                if page.has_more && !repeated && started.elapsed() < self.deadline {
+                    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                    let fetch = next_cursor.clone();
+                    let fetching = scope.spawn(move || {
+                        self.rt.block_on(async {
+                            tokio::select! {
+                                page = self.client.bulk_page(fetch.as_deref(), limit) => Some(page),
+                                _ = stopped => None,
+                            }
+                        })
+                    });
+                    ahead = Some((next_cursor.clone(), limit, fetching, stop));
+                }
                 let v = self.validator(asked.as_deref().unwrap_or(""));
                 let mut seq = state.next_delivery_seq;
                 let received = validate_all(
@@ -210,40 +253,13 @@ impl GridIngest<'_> {
                 report.objects += objects;
                 report.readings_in += received.reading_count();
                 report.left_out_erased += received.left_out_erased;
-                // An opaque cursor is short; one of megabytes would ride along in every row.
-                if page.next_cursor.len() > MAX_CURSOR_BYTES {
-                    return Err(Error::Grid(format!(
-                        "page {} carries a cursor of {} bytes (at most {MAX_CURSOR_BYTES}); stopping before storing it",
-                        report.pages,
-                        page.next_cursor.len()
-                    )));
-                }
-                // A cursor this run has already seen is not stored: the next run starts from the
-                // last one that advanced.
-                let repeated = page.has_more && seen.contains(&page.next_cursor);
                 let mut next = GridState {
-                    cursor: if repeated {
-                        asked.clone()
-                    } else {
-                        Some(page.next_cursor.clone())
-                    },
+                    cursor: next_cursor,
                     next_delivery_seq: seq,
                     last_success_at: state.last_success_at,
                 };
                 if !page.has_more {
                     next.last_success_at = Some(self.clock.now());
-                }
-                // The next page is fetched (and parsed) on another thread while this one is stored.
-                // Its cursor is stored only with its own rows, after these: if storing this page
-                // fails, the page fetched ahead is dropped unread.
-                if page.has_more && !repeated && started.elapsed() < self.deadline {
-                    let cursor = next.cursor.clone();
-                    let fetch = cursor.clone();
-                    let fetching = scope.spawn(move || {
-                        self.rt
-                            .block_on(self.client.bulk_page(fetch.as_deref(), limit))
-                    });
-                    ahead = Some((cursor, limit, fetching));
                 }
                 let mut txn = self.lake.begin()?;
                 let counts = index.stage(self.lake, &mut txn, received)?;
