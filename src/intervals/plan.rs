@@ -593,6 +593,10 @@ pub fn anchors(
             }
         }
     }
+    tracing::debug!(
+        cables = unanchored.len(),
+        "anchored through the whole history"
+    );
     for cable in unanchored {
         let on_cable = registry
             .connections

@@ -185,6 +185,9 @@ pub fn transform(
     scope: Scope,
 ) -> Result<TransformReport> {
     let now = clock.now();
+    let started = std::time::Instant::now();
+    let lap =
+        |what: &str| tracing::debug!("transform {what}: {:.2} s", started.elapsed().as_secs_f64());
     let mut report = TransformReport::default();
     let inputs = current_inputs(lake)?;
     let fingerprint = fingerprint(registry, rates);
@@ -197,6 +200,7 @@ pub fn transform(
         state.as_ref(),
         (&fingerprint, &inputs),
     )?;
+    lap("planned");
     let mut txn = lake.begin()?;
     // Files are encoded and written on another core while the next cable is computed.
     txn.write_in_background()?;
@@ -246,6 +250,7 @@ pub fn transform(
         // The recomputed days' anchors first, while nothing is held: an anchor may look
         // through the whole history.
         let since = batch_anchors(lake, registry, tz, &batch)?;
+        lap("anchored");
         if batch.len() > 1 && batch.iter().all(|(_, w)| w.is_none()) {
             prefetch_received(lake, registry, &cables, None)?;
         } else if batch.len() > 1 && since.len() == batch.len() {
@@ -256,6 +261,7 @@ pub fn transform(
                 prefetch_received(lake, registry, &held, Some(from))?;
             }
         }
+        lap("read");
         for (cable, _) in batch {
             let on_cable = registry
                 .connections
@@ -298,7 +304,9 @@ pub fn transform(
             },
         )?;
     }
+    lap("staged");
     txn.commit()?;
+    lap("committed");
     Ok(report)
 }
 
