@@ -63,7 +63,14 @@ fn collect(lf: LazyFrame) -> PolarsResult<DataFrame> {
         Ok(Ok(df)) => Ok(df),
         // Whatever the streaming engine could not do, the in-memory engine runs or refuses
         // with its own error, as every query was answered before.
-        Ok(Err(_)) | Err(_) => lf.collect(),
+        Ok(Err(e)) => {
+            tracing::debug!("the streaming engine refused the query ({e}); running it in memory");
+            lf.collect()
+        }
+        Err(_) => {
+            tracing::debug!("the streaming engine cannot run the query yet; running it in memory");
+            lf.collect()
+        }
     }
 }
 

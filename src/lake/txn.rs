@@ -70,16 +70,22 @@ impl Background {
             let thread = std::thread::Builder::new()
                 .name("lake-writer".into())
                 .spawn(move || -> Result<()> {
+                    // An error or a panic here stops the caller's next write.
+                    let mut guard = FailOnExit {
+                        failed: failing,
+                        drained: false,
+                    };
                     loop {
                         // The lock is held only to take the next job, not to write it.
                         let next = jobs.lock().map_err(|_| poisoned())?.recv();
                         let Ok((path, spec, batch)) = next else {
-                            return Ok(()); // the queue is closed and empty
+                            guard.drained = true; // the queue is closed and empty
+                            return Ok(());
                         };
-                        if let Err(e) = write_sorted(&path, &spec, &batch) {
-                            failing.store(true, std::sync::atomic::Ordering::SeqCst);
-                            return Err(e);
+                        if guard.failed.load(std::sync::atomic::Ordering::SeqCst) {
+                            continue; // the change has failed: nothing more is written
                         }
+                        write_sorted(&path, &spec, &batch)?;
                     }
                 });
             match thread {
@@ -121,6 +127,21 @@ impl Background {
             }
         }
         first
+    }
+}
+
+/// Marks the writing failed when its thread ends other than at the queue's end (an error or
+/// a panic).
+struct FailOnExit {
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    drained: bool,
+}
+
+impl Drop for FailOnExit {
+    fn drop(&mut self) {
+        if !self.drained {
+            self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 }
 
@@ -645,19 +666,27 @@ mod tests {
     #[test]
     fn a_dropped_change_waits_for_its_background_writes_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
+        // Written outside the change's own folder, so that only waiting makes them whole.
+        let out = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&out).unwrap();
         let mut txn = Txn::begin(dir.path(), None).unwrap();
         txn.write_in_background().unwrap();
         for day in 1..=40 {
-            let staged = txn.staging_path("parquet");
+            let staged = out.join(format!("{day}.parquet"));
             txn.write_parquet(&staged, &KEYS, &keys((0..10_000).collect()))
                 .unwrap();
-            txn.publish(&staged, format!("t/date=2026-11-{day:02}/a.parquet"));
         }
         drop(txn);
-        // No write lands after the staging folder was removed.
-        let staging = dir.path().join("_staging");
-        let left: Vec<_> = std::fs::read_dir(&staging).unwrap().collect();
+        // Every queued file is complete the moment the drop returns.
+        for day in 1..=40 {
+            let got = super::super::parquet_io::read_all(&out.join(format!("{day}.parquet")))
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.num_rows(), 10_000, "day {day}");
+        }
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("_staging"))
+            .unwrap()
+            .collect();
         assert!(left.is_empty(), "{left:?}");
-        assert!(!dir.path().join("t").exists());
     }
 }

@@ -53,7 +53,11 @@ for i in 0 1 2; do
     v_times+=("$secs"); [ "$run" = 1 ] && v_kib=$kib
     d_times+=("$("$py" "$work/duck_query.py" "$sql")")
   done
-  same=$("$py" "$work/same_query.py" "$sql") || queries_same=""
+  if ! same=$("$py" "$work/same_query.py" "$sql"); then
+    queries_same=""
+    query_lines+=("${names[$i]}: $same; no ratio")
+    continue
+  fi
   warm_v=$(median "${v_times[@]:1}"); warm_d=$(median "${d_times[@]:1}")
   query_lines+=("${names[$i]}: $same; vaten cold ${v_times[0]} s warm $warm_v s (peak $((v_kib / 1024)) MiB); duckdb cold ${d_times[0]} s warm $warm_d s; ratio cold $("$py" -c "print(round(${v_times[0]} / ${d_times[0]}, 2))") warm $("$py" -c "print(round($warm_v / $warm_d, 2))")")
 done
