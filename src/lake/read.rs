@@ -131,3 +131,80 @@ impl Lake {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lake::schema::GRID_READINGS;
+    use crate::received::rows::{readings_batch, GridReading};
+
+    fn reading(ean: &str, day: u32) -> GridReading {
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 10, day).unwrap();
+        GridReading {
+            ean: ean.into(),
+            meter_id: "M".into(),
+            t_us: i64::from(day) * 86_400_000_000,
+            import_wh: i64::from(day),
+            export_wh: 0,
+            quality: "measured".into(),
+            received_at_us: 0,
+            delivery_seq: 1,
+            cursor: "c".into(),
+            date,
+        }
+    }
+
+    fn eans_of(lake: &Lake) -> Vec<String> {
+        let df = lake
+            .scan(&GRID_READINGS)
+            .unwrap()
+            .unwrap()
+            .sort(["ean", "t"], SortMultipleOptions::default())
+            .collect()
+            .unwrap();
+        df.column("ean")
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|e| e.unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn scans_answer_with_the_focused_group_and_a_group_not_held_reads_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open_for_write(dir.path(), "test", std::time::Duration::ZERO).unwrap();
+        let mut txn = lake.begin().unwrap();
+        for day in [1, 2, 3] {
+            let rows: Vec<GridReading> = ["a", "b", "c"].iter().map(|e| reading(e, day)).collect();
+            let date = rows[0].date.to_string();
+            lake.stage_batch(
+                &mut txn,
+                &GRID_READINGS,
+                Some(&date),
+                &readings_batch(&rows, "r"),
+            )
+            .unwrap();
+        }
+        txn.commit().unwrap();
+        let groups = vec![
+            ("K1".to_string(), vec!["a".to_string()]),
+            ("K2".to_string(), vec!["b".to_string()]),
+        ];
+        // From the 2nd on, as an incremental run holds only recent days.
+        let from = chrono::NaiveDate::from_ymd_opt(2026, 10, 2);
+        lake.prefetch(&GRID_READINGS, "ean", &groups, &["ean", "t"], from)
+            .unwrap();
+        lake.focus(Some("K1"));
+        assert_eq!(eans_of(&lake), ["a", "a"], "K1's rows from the 2nd");
+        lake.focus(Some("K2"));
+        assert_eq!(eans_of(&lake), ["b", "b"]);
+        // A cable of the batch left out of the prefetch reads the files: every row.
+        lake.focus(Some("K3"));
+        assert_eq!(eans_of(&lake).len(), 9);
+        lake.forget_prefetched();
+        lake.focus(Some("K1"));
+        assert_eq!(eans_of(&lake).len(), 9, "nothing held any more");
+    }
+}
