@@ -168,6 +168,26 @@ impl Registry {
             .filter_map(|c| c.installation.as_ref().map(|i| (i.id.as_str(), c)))
     }
 
+    /// The registry of the connections on the cables `on` accepts (all cables still known).
+    pub fn on_cables(&self, on: impl Fn(&str) -> bool) -> Registry {
+        let connections = self
+            .connections
+            .iter()
+            .filter(|c| on(&c.cable_id))
+            .cloned()
+            .collect();
+        Registry::new(connections, self.cables.clone())
+    }
+
+    /// Per cable in use, its number of connections.
+    pub fn connections_per_cable(&self) -> BTreeMap<&str, usize> {
+        let mut size = BTreeMap::new();
+        for c in &self.connections {
+            *size.entry(c.cable_id.as_str()).or_default() += 1;
+        }
+        size
+    }
+
     /// The cables that have connections, sorted.
     pub fn cables_in_use(&self) -> std::collections::BTreeSet<String> {
         self.connections

@@ -457,6 +457,21 @@ fn dirty(
     Ok(out)
 }
 
+/// The series (key, meter) of `readings` still running at `start` (a reading after it), each
+/// with its last reading at or before `start` as `before` (null when it has none there).
+fn running_at(readings: LazyFrame, (key, meter): (&str, &str), start: i64) -> LazyFrame {
+    readings
+        .group_by([col(key), col(meter)])
+        .agg([
+            col("t")
+                .filter(col("t").lt_eq(lit(start)))
+                .max()
+                .alias("before"),
+            col("t").max().alias("last"),
+        ])
+        .filter(col("last").gt(lit(start)))
+}
+
 /// The start of the readings a cable's recompute from `from` must read: the earliest, over the
 /// cable's series still running at `from`'s start, of their last reading at or before it (in
 /// any table of the series' group).
@@ -486,16 +501,7 @@ pub fn anchor(lake: &Lake, registry: &Registry, tz: Tz, from: NaiveDate) -> Resu
             let Some(lf) = group_readings(lake, group, keys, since, tz)? else {
                 return Ok(None);
             };
-            let df = lf
-                .group_by([col(key), col(meter)])
-                .agg([
-                    col("t")
-                        .filter(col("t").lt_eq(lit(start)))
-                        .max()
-                        .alias("before"),
-                    col("t").max().alias("last"),
-                ])
-                .filter(col("last").gt(lit(start)))
+            let df = running_at(lf, (key, meter), start)
                 .select([
                     col("before").min().alias("anchor"),
                     col("before").null_count().alias("unanchored"),
@@ -565,16 +571,7 @@ pub fn anchors(
             continue;
         };
         // The same per-series figures as `anchor`'s query, then taken per cable.
-        let df = lf
-            .group_by([col(key), col(meter)])
-            .agg([
-                col("t")
-                    .filter(col("t").lt_eq(lit(start)))
-                    .max()
-                    .alias("before"),
-                col("t").max().alias("last"),
-            ])
-            .filter(col("last").gt(lit(start)))
+        let df = running_at(lf, (key, meter), start)
             .select([col(key), col("before").cast(DataType::Int64)])
             .collect()?;
         let (k, before) = (df.column(key)?.str()?, df.column("before")?.i64()?);
@@ -598,13 +595,7 @@ pub fn anchors(
         "anchored through the whole history"
     );
     for cable in unanchored {
-        let on_cable = registry
-            .connections
-            .iter()
-            .filter(|c| c.cable_id == cable)
-            .cloned()
-            .collect();
-        let sub = Registry::new(on_cable, registry.cables.clone());
+        let sub = registry.on_cables(|c| c == cable);
         out.insert(cable.to_string(), anchor(lake, &sub, tz, from)?);
     }
     Ok(out)

@@ -263,13 +263,7 @@ pub fn transform(
         }
         lap("read");
         for (cable, _) in batch {
-            let on_cable = registry
-                .connections
-                .iter()
-                .filter(|c| c.cable_id == cable)
-                .cloned()
-                .collect();
-            let sub = Registry::new(on_cable, registry.cables.clone());
+            let sub = registry.on_cables(|c| c == cable);
             lake.focus(Some(&cable));
             let done = transform_cable(
                 lake,
@@ -327,10 +321,7 @@ fn batches(
     registry: &Registry,
     today: NaiveDate,
 ) -> Vec<Vec<(String, Option<Window>)>> {
-    let mut size: BTreeMap<&str, usize> = BTreeMap::new();
-    for c in &registry.connections {
-        *size.entry(c.cable_id.as_str()).or_default() += 1;
-    }
+    let size = registry.connections_per_cable();
     let days = |w: &Option<Window>| -> usize {
         w.map_or(YEAR_DAYS, |w| {
             // The window's days and the lookback before them.
@@ -365,10 +356,7 @@ fn held_within_budget<'a>(
     today: NaiveDate,
     tz: Tz,
 ) -> (BTreeSet<&'a str>, NaiveDate) {
-    let mut size: BTreeMap<&str, usize> = BTreeMap::new();
-    for c in &registry.connections {
-        *size.entry(c.cable_id.as_str()).or_default() += 1;
-    }
+    let size = registry.connections_per_cable();
     let mut from: Vec<(NaiveDate, &str)> = since
         .iter()
         .map(|(cable, (a, w))| {
@@ -409,13 +397,7 @@ fn batch_anchors(
     }
     let mut out = BTreeMap::new();
     for (w, cables) in by_window {
-        let on: Vec<_> = registry
-            .connections
-            .iter()
-            .filter(|c| cables.contains(c.cable_id.as_str()))
-            .cloned()
-            .collect();
-        let sub = Registry::new(on, registry.cables.clone());
+        let sub = registry.on_cables(|c| cables.contains(c));
         for (cable, a) in anchors(lake, &sub, tz, w.from)? {
             out.insert(cable, (a, w));
         }
