@@ -40,37 +40,47 @@ pub enum Fault {
     CycleCursor,
 }
 
-/// One object of the feed, in the order the service received it.
+/// One object of the feed, in the order the service received it. It is kept as the JSON text
+/// it is sent as (written once, not per request: cloning and writing JSON values per page kept
+/// the fake server busier than the ingest it serves), with the fields the server selects on.
 #[derive(Debug, Clone)]
 pub struct FeedEntry {
     pub kind: ObjectKind,
-    pub value: Value,
+    text: Box<str>,
+    ean: Box<str>,
+    meter_id: Box<str>,
+    query_date: Option<NaiveDate>,
 }
 
 impl FeedEntry {
-    pub fn interval(value: Value) -> Self {
+    pub fn new(kind: ObjectKind, value: Value) -> Self {
+        let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or("");
         FeedEntry {
-            kind: ObjectKind::Interval,
-            value,
+            kind,
+            ean: field("ean").into(),
+            meter_id: field("meter_id").into(),
+            query_date: field("query_date").parse().ok(),
+            text: value.to_string().into(),
         }
+    }
+    pub fn interval(value: Value) -> Self {
+        Self::new(ObjectKind::Interval, value)
     }
     pub fn day(value: Value) -> Self {
-        FeedEntry {
-            kind: ObjectKind::Day,
-            value,
-        }
+        Self::new(ObjectKind::Day, value)
     }
     pub fn rejection(value: Value) -> Self {
-        FeedEntry {
-            kind: ObjectKind::Rejection,
-            value,
-        }
+        Self::new(ObjectKind::Rejection, value)
+    }
+    /// The object as a JSON value (parsed back from its text), for a test to alter.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
     }
     fn ean(&self) -> &str {
-        self.value.get("ean").and_then(Value::as_str).unwrap_or("")
+        &self.ean
     }
     fn query_date(&self) -> Option<NaiveDate> {
-        self.value.get("query_date")?.as_str()?.parse().ok()
+        self.query_date
     }
 }
 
@@ -198,10 +208,23 @@ fn admit(state: &Shared, headers: &HeaderMap, what: &str) -> Result<Option<Fault
     Ok(fault)
 }
 
-/// Sends `body` through the fault, if any; `asked` is the request's cursor.
-async fn respond(fault: Option<Fault>, body: Value, asked: Option<String>) -> Response {
+/// A JSON response of `text` as it is.
+fn json_text(text: String) -> Response {
+    (StatusCode::OK, [("content-type", "application/json")], text).into_response()
+}
+
+/// Sends `body` (JSON text) through the fault, if any; `asked` is the request's cursor.
+async fn respond(fault: Option<Fault>, body: String, asked: Option<String>) -> Response {
+    // The faults that change the page's fields work on it as a JSON value.
+    let edited = |edit: &dyn Fn(&mut serde_json::Map<String, Value>)| {
+        let mut b: Value = serde_json::from_str(&body).expect("the fake's own page is JSON");
+        if let Some(o) = b.as_object_mut() {
+            edit(o);
+        }
+        axum::Json(b).into_response()
+    };
     match fault {
-        None => axum::Json(body).into_response(),
+        None => json_text(body),
         Some(Fault::RateLimited { retry_after_s }) => {
             let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
             r.headers_mut().insert(
@@ -216,25 +239,21 @@ async fn respond(fault: Option<Fault>, body: Value, asked: Option<String>) -> Re
         ),
         Some(Fault::Slow(d)) => {
             tokio::time::sleep(d).await;
-            axum::Json(body).into_response()
+            json_text(body)
         }
         Some(Fault::Truncated) => {
-            let text = body.to_string();
-            let half = text.len() / 2;
+            let mut bytes = body.into_bytes();
+            bytes.truncate(bytes.len() / 2);
             (
                 StatusCode::OK,
                 [("content-type", "application/json")],
-                text[..half].to_string(),
+                bytes,
             )
                 .into_response()
         }
-        Some(Fault::MissingCursor) => {
-            let mut b = body;
-            if let Some(o) = b.as_object_mut() {
-                o.remove("next_cursor");
-            }
-            axum::Json(b).into_response()
-        }
+        Some(Fault::MissingCursor) => edited(&|o| {
+            o.remove("next_cursor");
+        }),
         Some(Fault::Redirect(to)) => (StatusCode::FOUND, [("location", to)]).into_response(),
         Some(Fault::RetryAfter(text)) => {
             let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded");
@@ -243,18 +262,15 @@ async fn respond(fault: Option<Fault>, body: Value, asked: Option<String>) -> Re
             }
             r
         }
-        Some(Fault::StuckCursor) => {
-            let mut b = body;
-            b["next_cursor"] = json!(asked.unwrap_or_else(|| "rcv-000000".into()));
-            b["has_more"] = json!(true);
-            axum::Json(b).into_response()
-        }
-        Some(Fault::CycleCursor) => {
-            let mut b = body;
-            b["next_cursor"] = json!("rcv-000000");
-            b["has_more"] = json!(true);
-            axum::Json(b).into_response()
-        }
+        Some(Fault::StuckCursor) => edited(&|o| {
+            let at = asked.clone().unwrap_or_else(|| "rcv-000000".into());
+            o.insert("next_cursor".into(), json!(at));
+            o.insert("has_more".into(), json!(true));
+        }),
+        Some(Fault::CycleCursor) => edited(&|o| {
+            o.insert("next_cursor".into(), json!("rcv-000000"));
+            o.insert("has_more".into(), json!(true));
+        }),
     }
 }
 
@@ -269,16 +285,28 @@ fn retained(s: &FakeState, e: &FeedEntry) -> bool {
     (r.today - d).num_days() <= keep_days
 }
 
-fn page_json(entries: &[&FeedEntry]) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
-    let (mut iv, mut dy, mut rj) = (Vec::new(), Vec::new(), Vec::new());
-    for e in entries {
-        match e.kind {
-            ObjectKind::Interval => iv.push(e.value.clone()),
-            ObjectKind::Day => dy.push(e.value.clone()),
-            ObjectKind::Rejection => rj.push(e.value.clone()),
+/// The `"intervals":[…],"days":[…],"rejections":[…]` members of a page of `entries`.
+fn page_members(entries: &[&FeedEntry]) -> String {
+    let mut out =
+        String::with_capacity(entries.iter().map(|e| e.text.len() + 1).sum::<usize>() + 64);
+    for (name, kind) in [
+        ("intervals", ObjectKind::Interval),
+        ("days", ObjectKind::Day),
+        ("rejections", ObjectKind::Rejection),
+    ] {
+        if kind != ObjectKind::Interval {
+            out.push(',');
         }
+        out.push_str(&format!("\"{name}\":["));
+        for (i, e) in entries.iter().filter(|e| e.kind == kind).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&e.text);
+        }
+        out.push(']');
     }
-    (iv, dy, rj)
+    out
 }
 
 async fn bulk(
@@ -314,12 +342,11 @@ async fn bulk(
             }
             pos += 1;
         }
-        let (iv, dy, rj) = page_json(&picked);
-        json!({
-            "next_cursor": format!("rcv-{pos:06}"),
-            "has_more": pos < s.feed.len(),
-            "intervals": iv, "days": dy, "rejections": rj,
-        })
+        format!(
+            "{{\"next_cursor\":\"rcv-{pos:06}\",\"has_more\":{},{}}}",
+            pos < s.feed.len(),
+            page_members(&picked)
+        )
     };
     respond(fault, body, asked).await
 }
@@ -360,17 +387,10 @@ async fn history(
             if e.ean() != ean || d < from || d > to || !wanted || !retained(&s, e) {
                 continue;
             }
-            let meter = e
-                .value
-                .get("meter_id")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            latest.insert((e.kind as u8, meter, d), e);
+            latest.insert((e.kind as u8, e.meter_id.to_string(), d), e);
         }
         let picked: Vec<&FeedEntry> = latest.into_values().collect();
-        let (iv, dy, rj) = page_json(&picked);
-        json!({ "intervals": iv, "days": dy, "rejections": rj })
+        format!("{{{}}}", page_members(&picked))
     };
     respond(fault, body, None).await
 }

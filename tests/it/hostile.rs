@@ -49,7 +49,7 @@ fn absurdly_dated_objects_are_rejected_and_the_page_is_stored() {
     let env = Env::new(&registry(&[EAN_A, EAN_B]));
     let mut a = meter(EAN_A, "MA1", 100_000, true);
     let b = meter(EAN_B, "MB1", 200_000, true);
-    let mut ancient = day(&b, "2026-10-26").value;
+    let mut ancient = day(&b, "2026-10-26").value();
     ancient["query_date"] = json!("-262143-01-01");
     let mut year_one = intervals(&mut meter(EAN_B, "MB1", 1, false), "2026-10-26");
     year_one["query_date"] = json!("0001-01-01");

@@ -219,7 +219,7 @@ fn daily_sums_match_duckdb_and_reconcile_with_day_registers() {
     let mut b = meter(EAN_B, "MB1", 7_000_000, false);
     let dates = ["2026-10-24", "2026-10-25", "2026-10-26", "2026-10-27"];
     for (k, date) in dates.iter().enumerate() {
-        let mut day_a = day(&a, date).value;
+        let mut day_a = day(&a, date).value();
         if *date == "2026-10-26" {
             // A's register at 26 October 00:00 is off by 10 Wh: the 25th and the 26th of A
             // cannot reconcile; every other day with registers at both ends does.
@@ -279,7 +279,7 @@ fn expired_day_is_derived_from_its_day_registers() {
     let regs: Vec<Value> = ["2026-10-05", "2026-10-06", "2026-10-07"]
         .iter()
         .map(|d| {
-            let reg = day(&a, d).value;
+            let reg = day(&a, d).value();
             let obj = intervals(&mut a, d);
             // The 6th's quarter-hours expired at the service: only its day registers remain.
             if *d != "2026-10-06" {
