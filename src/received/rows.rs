@@ -10,19 +10,21 @@ use crate::lake::schema::{
     GRID_DAYS, GRID_READINGS, INSTALLATION_GAPS, INSTALLATION_READINGS, REJECTED,
 };
 
-/// One quarter-hour register reading from the grid operator (`grid_readings`).
+/// One quarter-hour register reading from the grid operator (`grid_readings`). The texts are
+/// shared: the 96 readings of an object carry one EAN, meter, quality and cursor, and an
+/// allocation per text and reading was a fifth of the ingest's time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GridReading {
-    pub ean: String,
-    pub meter_id: String,
+    pub ean: Arc<str>,
+    pub meter_id: Arc<str>,
     /// End of the quarter-hour, µs since the epoch (UTC).
     pub t_us: i64,
     pub import_wh: i64,
     pub export_wh: i64,
-    pub quality: String,
+    pub quality: Arc<str>,
     pub received_at_us: i64,
     pub delivery_seq: i64,
-    pub cursor: String,
+    pub cursor: Arc<str>,
     /// Partition: local day of the quarter-hour.
     pub date: NaiveDate,
 }
@@ -160,15 +162,15 @@ pub fn readings_batch(rows: &[GridReading], run_id: &str) -> RecordBatch {
     RecordBatch::try_new(
         GRID_READINGS.arrow_schema(),
         vec![
-            strings(rows.iter().map(|r| r.ean.as_str())),
-            strings(rows.iter().map(|r| r.meter_id.as_str())),
+            strings(rows.iter().map(|r| &*r.ean)),
+            strings(rows.iter().map(|r| &*r.meter_id)),
             ts(rows.iter().map(|r| r.t_us).collect()),
             ints(rows.iter().map(|r| r.import_wh)),
             ints(rows.iter().map(|r| r.export_wh)),
-            strings(rows.iter().map(|r| r.quality.as_str())),
+            strings(rows.iter().map(|r| &*r.quality)),
             ts(rows.iter().map(|r| r.received_at_us).collect()),
             ints(rows.iter().map(|r| r.delivery_seq)),
-            strings(rows.iter().map(|r| r.cursor.as_str())),
+            strings(rows.iter().map(|r| &*r.cursor)),
             strings(rows.iter().map(|_| run_id)),
         ],
     )

@@ -2,7 +2,8 @@
 //! that changes anything is kept whole (every real delivery stays visible), and the same
 //! rejection is never stored twice.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
@@ -18,6 +19,8 @@ use crate::lake::schema::{
     GRID_DAYS, GRID_READINGS, INSTALLATION_GAPS, INSTALLATION_READINGS, REJECTED,
 };
 use crate::lake::{Lake, Txn};
+
+type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// The winning (highest `delivery_seq`) values per key of what the lake holds, loaded lazily
 /// per partition date, and updated as rows are staged.
@@ -186,25 +189,38 @@ impl ReceivedIndex {
         Ok(())
     }
 
-    /// True when every row of the object equals what currently wins for its key.
-    fn repeats(&mut self, object: &[GridReading]) -> bool {
-        object.iter().all(|r| {
-            let key = (self.id(&r.ean), self.id(&r.meter_id), r.t_us);
-            let q = self.id(&r.quality);
-            self.readings
-                .get(&key)
-                .is_some_and(|w| w.values == (r.import_wh, r.export_wh, q))
-        })
+    /// The interned id of `s`, remembering the last text asked in `memo`: an object's rows
+    /// share their EAN, meter and (mostly) quality, often as the same allocation.
+    fn id_memo(&mut self, memo: &mut Option<(Arc<str>, u32)>, s: &Arc<str>) -> u32 {
+        if let Some((m, i)) = memo {
+            if Arc::ptr_eq(m, s) || **m == **s {
+                return *i;
+            }
+        }
+        let i = self.id(s);
+        *memo = Some((s.clone(), i));
+        i
     }
 
-    fn remember_reading(&mut self, r: &GridReading) {
-        let key = (self.id(&r.ean), self.id(&r.meter_id), r.t_us);
-        let q = self.id(&r.quality);
-        let w = Winner {
-            seq: r.delivery_seq,
-            values: (r.import_wh, r.export_wh, q),
-        };
-        keep_latest(&mut self.readings, key, w);
+    /// Each row's key and values, names interned.
+    fn keyed(&mut self, object: &[GridReading]) -> Vec<(ReadingKey, Winner<ReadingValues>)> {
+        let (mut ean, mut meter, mut quality) = (None, None, None);
+        object
+            .iter()
+            .map(|r| {
+                let key = (
+                    self.id_memo(&mut ean, &r.ean),
+                    self.id_memo(&mut meter, &r.meter_id),
+                    r.t_us,
+                );
+                let q = self.id_memo(&mut quality, &r.quality);
+                let w = Winner {
+                    seq: r.delivery_seq,
+                    values: (r.import_wh, r.export_wh, q),
+                };
+                (key, w)
+            })
+            .collect()
     }
 
     /// Stages the new rows of `received` into `txn`; repeats are left out.
@@ -219,12 +235,20 @@ impl ReceivedIndex {
             for date in object.iter().map(|r| r.date).collect::<HashSet<_>>() {
                 self.load_reading_date(lake, date)?;
             }
-            if self.repeats(&object) {
+            // Repeated when every row equals what currently wins for its key.
+            let keyed = self.keyed(&object);
+            let repeats = keyed.iter().all(|(key, w)| {
+                self.readings
+                    .get(key)
+                    .is_some_and(|old| old.values == w.values)
+            });
+            if repeats {
                 counts.readings_repeated += object.len();
                 continue;
             }
-            for r in &object {
-                self.remember_reading(r);
+            self.readings.reserve(keyed.len());
+            for (key, w) in keyed {
+                keep_latest(&mut self.readings, key, w);
             }
             counts.readings += object.len();
             readings.extend(object);

@@ -11,6 +11,7 @@
 //! `rejected` (source `import:<format>`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -140,8 +141,9 @@ pub fn read_export(
             bad[0].0
         )));
     }
-    let meter_id = format!("import:{}:{file_name}", format.name());
-    let source = format!("import:{}", format.name());
+    let meter_id: Arc<str> = format!("import:{}:{file_name}", format.name()).into();
+    let source: Arc<str> = format!("import:{}", format.name()).into();
+    let (ean, measured): (Arc<str>, Arc<str>) = (ean.into(), "measured".into());
     let mut days: BTreeMap<chrono::NaiveDate, Vec<GridReading>> = BTreeMap::new();
     for p in pts {
         let date = local_date_of_interval_end(p.t, tz);
@@ -156,12 +158,12 @@ pub fn read_export(
             continue;
         }
         days.entry(date).or_default().push(GridReading {
-            ean: ean.to_string(),
+            ean: ean.clone(),
             meter_id: meter_id.clone(),
             t_us: p.t.timestamp_micros(),
             import_wh: p.import_wh,
             export_wh: p.export_wh,
-            quality: "measured".into(),
+            quality: measured.clone(),
             received_at_us: now.timestamp_micros(),
             delivery_seq: 0,
             cursor: source.clone(),
@@ -179,7 +181,7 @@ pub fn read_export(
     }
     for (line, reason, text) in bad {
         received.rejected.push(Rejected {
-            source: source.clone(),
+            source: source.to_string(),
             received_at_us: now.timestamp_micros(),
             key: ean.to_string(),
             reason,

@@ -1,11 +1,19 @@
 //! The wire format of `docs/interfaces/grid-operator.md`, shared by the client and the
-//! fake server. The client parses a page's envelope first and each object on its own, so one
-//! object that does not fit is rejected without losing the rest of the page. (Objects are
-//! `serde_json::Value`s: `RawValue` would need serde_json's `raw_value` feature, which
-//! rebuilds all of Polars.)
+//! fake server. A page is parsed two ways:
+//! - first straight into typed objects ([`TypedBulkPage`]: no JSON value per reading, the
+//!   quarter-hour's time parsed while reading), which is how nearly every page arrives;
+//! - when that fails, or when any of its objects is refused, as JSON values ([`RawBulkPage`]),
+//!   each object on its own, so one object that does not fit is rejected with its payload
+//!   without losing the rest of the page.
+//!
+//! Both give the same rows (see `Validator::typed_page`). (`RawValue` would need serde_json's
+//! `raw_value` feature, which rebuilds all of Polars.)
 
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+
+use crate::domain::time::parse_rfc3339_utc;
 
 /// A page of the bulk feed, objects still untyped.
 #[derive(Debug, Deserialize)]
@@ -15,6 +23,73 @@ pub struct RawBulkPage {
     pub intervals: Vec<Value>,
     pub days: Vec<Value>,
     pub rejections: Vec<Value>,
+}
+
+/// A page of the bulk feed whose interval and day objects all parsed as the contract says.
+#[derive(Debug, Deserialize)]
+pub struct TypedBulkPage {
+    pub next_cursor: String,
+    pub has_more: bool,
+    pub intervals: Vec<TypedInterval>,
+    pub days: Vec<DayObject>,
+    /// Always rejected rows, whose payload is the object as received.
+    pub rejections: Vec<Value>,
+}
+
+/// An interval object whose items all carry a valid time, numeric registers and a known
+/// quality (anything else fails the typed parse, and the page is read as values).
+#[derive(Debug, Deserialize)]
+pub struct TypedInterval {
+    pub ean: String,
+    pub meter_id: String,
+    pub query_date: String,
+    pub unit: String,
+    pub items: Vec<TypedItem>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TypedItem {
+    #[serde(deserialize_with = "rfc3339")]
+    pub t: DateTime<Utc>,
+    pub r180: f64,
+    pub r280: f64,
+    #[serde(default)]
+    pub quality: Quality,
+}
+
+/// The qualities the contract knows (`validate::QUALITIES`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quality {
+    #[default]
+    Measured,
+    Estimated,
+    Derived,
+}
+
+impl Quality {
+    pub fn name(self) -> &'static str {
+        match self {
+            Quality::Measured => "measured",
+            Quality::Estimated => "estimated",
+            Quality::Derived => "derived",
+        }
+    }
+}
+
+/// An RFC 3339 time with offset, as `validate` reads `t`.
+fn rfc3339<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = DateTime<Utc>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an RFC 3339 time with offset")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            parse_rfc3339_utc(s).ok_or_else(|| E::custom("not an RFC 3339 time with offset"))
+        }
+    }
+    d.deserialize_str(Visitor)
 }
 
 /// A response of the history endpoint, objects still untyped.

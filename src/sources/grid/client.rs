@@ -7,13 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use rand::Rng;
-use reqwest::StatusCode;
-use serde::de::DeserializeOwned;
-
-use super::api::{RawBulkPage, RawHistory};
+use super::api::{RawBulkPage, RawHistory, TypedBulkPage};
 use crate::config::{GridConfig, RetryConfig, Secret};
 use crate::sources::http::{describe, read_limited};
+use rand::Rng;
+use reqwest::StatusCode;
 
 pub struct GridClient {
     http: reqwest::Client,
@@ -50,6 +48,38 @@ pub enum FetchError {
         elapsed_s: f64,
         last: String,
     },
+    /// Cannot happen with serde_json (a page that parses typed is valid JSON); kept as an
+    /// error rather than a panic.
+    #[error("page {0} parsed as typed objects but not as JSON values: {1}")]
+    Unreadable(String, String),
+}
+
+/// A page of the bulk feed as parsed: typed when all its interval and day objects fit the
+/// contract (the body is kept, to be read as values if the validator refuses any of them),
+/// else as JSON values.
+pub enum BulkPage {
+    Typed { page: TypedBulkPage, body: Vec<u8> },
+    Values(RawBulkPage),
+}
+
+/// A response body as the client parses it.
+trait FromBody: Sized {
+    fn from_body(body: Vec<u8>) -> serde_json::Result<Self>;
+}
+
+impl FromBody for RawHistory {
+    fn from_body(body: Vec<u8>) -> serde_json::Result<Self> {
+        serde_json::from_slice(&body)
+    }
+}
+
+impl FromBody for BulkPage {
+    fn from_body(body: Vec<u8>) -> serde_json::Result<Self> {
+        match serde_json::from_slice::<TypedBulkPage>(&body) {
+            Ok(page) => Ok(BulkPage::Typed { page, body }),
+            Err(_) => serde_json::from_slice(&body).map(BulkPage::Values),
+        }
+    }
 }
 
 enum Attempt<T> {
@@ -84,7 +114,7 @@ impl GridClient {
         &self,
         cursor: Option<&str>,
         limit: u32,
-    ) -> Result<RawBulkPage, FetchError> {
+    ) -> Result<BulkPage, FetchError> {
         let mut query = vec![("limit", limit.to_string())];
         if let Some(c) = cursor {
             query.push(("cursor", c.to_string()));
@@ -109,7 +139,7 @@ impl GridClient {
         self.get(&path, &query).await
     }
 
-    async fn get<T: DeserializeOwned>(
+    async fn get<T: FromBody>(
         &self,
         path: &str,
         query: &[(&str, String)],
@@ -151,7 +181,7 @@ impl GridClient {
         }
     }
 
-    async fn attempt<T: DeserializeOwned>(
+    async fn attempt<T: FromBody>(
         &self,
         path: &str,
         query: &[(&str, String)],
@@ -219,9 +249,10 @@ impl GridClient {
             }
             Err(e) => return Attempt::Retry(format!("body not received: {}", describe(&e)), None),
         };
-        match serde_json::from_slice::<T>(&body) {
+        let bytes = body.len();
+        match T::from_body(body) {
             Ok(v) => Attempt::Done(v),
-            Err(e) => Attempt::Retry(format!("broken page ({} bytes): {e}", body.len()), None),
+            Err(e) => Attempt::Retry(format!("broken page ({bytes} bytes): {e}"), None),
         }
     }
 

@@ -13,8 +13,8 @@ use chrono::{DateTime, NaiveDate};
 use chrono_tz::Tz;
 use serde_json::Value;
 
-use super::api::ObjectKind;
-use super::client::{FetchError, GridClient};
+use super::api::{ObjectKind, RawBulkPage};
+use super::client::{BulkPage, FetchError, GridClient};
 use super::validate::{kind_of_source, Validator};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -95,28 +95,67 @@ fn fetch_failed(e: FetchError) -> Error {
     Error::Grid(e.to_string())
 }
 
-/// Feeds a delivery's objects, in their received order, through the validator.
-fn validate_all(v: &Validator, seq: &mut i64, sets: [(&[Value], ObjectKind); 3]) -> Received {
-    let mut out = Received::default();
-    for (objects, kind) in sets {
-        for raw in objects {
-            if v.is_erased(raw) {
-                out.left_out_erased += 1;
-                *seq += 1;
-                continue;
-            }
-            match kind {
-                ObjectKind::Interval => v.interval(raw, *seq, &mut out),
-                ObjectKind::Day => v.day(raw, *seq, &mut out),
-                ObjectKind::Rejection => v.rejection(raw, *seq, &mut out),
-            }
-            *seq += 1;
-        }
-    }
-    out
+/// A page of the bulk feed after validation: its objects are rows or rejections now, and its
+/// JSON is freed.
+struct CheckedPage {
+    next_cursor: String,
+    has_more: bool,
+    objects: usize,
+    /// The `delivery_seq` of its first object, and the one after its last.
+    seq_from: i64,
+    seq_to: i64,
+    received: Received,
 }
 
 impl GridIngest<'_> {
+    /// Validates `page`, asked with `cursor`, numbering its objects from `seq_from`.
+    fn check_page(
+        &self,
+        page: BulkPage,
+        cursor: Option<&str>,
+        seq_from: i64,
+    ) -> std::result::Result<CheckedPage, FetchError> {
+        let v = self.validator(cursor.unwrap_or(""));
+        let mut seq = seq_from;
+        let page = match page {
+            BulkPage::Typed { page, body } => match v.typed_page(&page, &mut seq) {
+                Some(received) => {
+                    return Ok(CheckedPage {
+                        objects: page.intervals.len() + page.days.len() + page.rejections.len(),
+                        next_cursor: page.next_cursor,
+                        has_more: page.has_more,
+                        seq_from,
+                        seq_to: seq,
+                        received,
+                    })
+                }
+                // Some object is refused: the page is read as values, to keep each refused
+                // object as it came.
+                None => serde_json::from_slice::<RawBulkPage>(&body).map_err(|e| {
+                    let at = cursor.unwrap_or("(start of the feed)").to_string();
+                    FetchError::Unreadable(at, e.to_string())
+                })?,
+            },
+            BulkPage::Values(page) => page,
+        };
+        let received = v.values(
+            &mut seq,
+            [
+                (&page.intervals, ObjectKind::Interval),
+                (&page.days, ObjectKind::Day),
+                (&page.rejections, ObjectKind::Rejection),
+            ],
+        );
+        Ok(CheckedPage {
+            objects: page.intervals.len() + page.days.len() + page.rejections.len(),
+            next_cursor: page.next_cursor,
+            has_more: page.has_more,
+            seq_from,
+            seq_to: seq,
+            received,
+        })
+    }
+
     fn state(&self) -> Result<GridState> {
         Ok(self.lake.read_state(STATE_NAME)?.unwrap_or_default())
     }
@@ -154,12 +193,12 @@ impl GridIngest<'_> {
         // Pages taken at a reduced limit: after a few the limit may grow again.
         let mut small_pages = 0;
         std::thread::scope(|scope| -> Result<()> {
-            // A page fetched ahead: the cursor and limit it was asked with, its fetch, and what
-            // stops that fetch when dropped (every way out of the loop drops it, so no exit
-            // waits for a request it will not use).
+            // A page fetched (and validated) ahead: the cursor and limit it was asked with, its
+            // fetch, and what stops that fetch when dropped (every way out of the loop drops it,
+            // so no exit waits for a request it will not use).
             type Fetching<'s> = std::thread::ScopedJoinHandle<
                 's,
-                Option<std::result::Result<super::api::RawBulkPage, FetchError>>,
+                Option<std::result::Result<CheckedPage, FetchError>>,
             >;
             let mut ahead: Option<(Option<String>, u32, Fetching<'_>, Stop)> = None;
             loop {
@@ -175,11 +214,18 @@ impl GridIngest<'_> {
                     }
                     _ => None,
                 };
+                // Its objects were numbered on from this page's: used only if they still are.
+                let seq_from = state.next_delivery_seq;
                 let fetched = match fetched_ahead {
+                    Some(Ok(page)) if page.seq_from != seq_from => None,
+                    other => other,
+                };
+                let fetched = match fetched {
                     Some(page) => page,
                     None => self
                         .rt
-                        .block_on(self.client.bulk_page(asked.as_deref(), limit)),
+                        .block_on(self.client.bulk_page(asked.as_deref(), limit))
+                        .and_then(|page| self.check_page(page, asked.as_deref(), seq_from)),
                 };
                 let page = match fetched {
                     Ok(page) => page,
@@ -205,7 +251,7 @@ impl GridIngest<'_> {
                         small_pages = 0;
                     }
                 }
-                let objects = page.intervals.len() + page.days.len() + page.rejections.len();
+                let objects = page.objects;
                 // An opaque cursor is short; one of megabytes would ride along in every row.
                 if page.next_cursor.len() > MAX_CURSOR_BYTES {
                     return Err(Error::Grid(format!(
@@ -222,33 +268,26 @@ impl GridIngest<'_> {
                 } else {
                     Some(page.next_cursor.clone())
                 };
-                // The next page is fetched (and parsed) on another thread while this one is
-                // validated and stored. Its cursor is stored only with its own rows, after these:
-                // if this page fails, the page fetched ahead is stopped and dropped unread.
+                // The next page is fetched, parsed and validated on another thread while this one
+                // is stored. Its cursor is stored only with its own rows, after these: if this
+                // page fails, the page fetched ahead is stopped and dropped unstored.
                 if page.has_more && !repeated && started.elapsed() < self.deadline {
                     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
                     let fetch = next_cursor.clone();
+                    let seq_next = page.seq_to;
                     let fetching = scope.spawn(move || {
-                        self.rt.block_on(async {
+                        let page = self.rt.block_on(async {
                             tokio::select! {
                                 page = self.client.bulk_page(fetch.as_deref(), limit) => Some(page),
                                 _ = stopped => None,
                             }
-                        })
+                        })?;
+                        Some(page.and_then(|p| self.check_page(p, fetch.as_deref(), seq_next)))
                     });
                     ahead = Some((next_cursor.clone(), limit, fetching, stop));
                 }
-                let v = self.validator(asked.as_deref().unwrap_or(""));
-                let mut seq = state.next_delivery_seq;
-                let received = validate_all(
-                    &v,
-                    &mut seq,
-                    [
-                        (&page.intervals, ObjectKind::Interval),
-                        (&page.days, ObjectKind::Day),
-                        (&page.rejections, ObjectKind::Rejection),
-                    ],
-                );
+                let received = page.received;
+                let seq = page.seq_to;
                 report.pages += 1;
                 report.objects += objects;
                 report.readings_in += received.reading_count();
@@ -351,8 +390,7 @@ impl GridIngest<'_> {
                     }
                     Err(e) => return Err(fetch_failed(e)),
                 };
-                let r = validate_all(
-                    &v,
+                let r = v.values(
                     &mut seq,
                     [
                         (&resp.intervals, ObjectKind::Interval),
@@ -444,8 +482,7 @@ pub fn replay_rejected(
                 };
                 let s = if seq.is_null(i) { 0 } else { seq.value(i) };
                 let mut seq_var = s;
-                let r = validate_all(
-                    &v,
+                let r = v.values(
                     &mut seq_var,
                     [(std::slice::from_ref(&raw), kind), (&[], kind), (&[], kind)],
                 );

@@ -4,13 +4,16 @@
 //! connection's capacity) belong to the interval computation, not here.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::api::{DayObject, IntervalObject, ObjectKind, RejectionObject};
+use super::api::{
+    DayObject, IntervalObject, Item, ObjectKind, RejectionObject, TypedBulkPage, TypedItem,
+};
 use crate::domain::energy::{register_to_wh, EnergyUnit};
 use crate::domain::time::{
     implausible_day, is_quarter_hour, local_date, local_date_of_interval_end, parse_rfc3339_utc,
@@ -21,6 +24,71 @@ use crate::received::{GridDay, GridReading, Received, Rejected};
 use crate::registry::Registry;
 
 pub const QUALITIES: &[&str] = &["measured", "estimated", "derived"];
+
+/// Why an object or an item is refused: its reason code and detail.
+struct Refusal {
+    reason: &'static str,
+    detail: String,
+    /// The `rejected` row keeps only the object's header (no consent: not even the readings).
+    header_only: bool,
+}
+
+impl Refusal {
+    fn new(reason: &'static str, detail: String) -> Self {
+        Refusal {
+            reason,
+            detail,
+            header_only: false,
+        }
+    }
+}
+
+/// What the item checks read of an item, parsed as values or typed.
+trait ItemFields {
+    fn time(&self) -> Option<DateTime<Utc>>;
+    /// `t` as received, for a refusal's detail.
+    fn time_text(&self) -> String;
+    fn registers(&self) -> (Option<f64>, Option<f64>);
+    /// `r180` and `r280` as received, for a refusal's detail.
+    fn registers_text(&self) -> (String, String);
+    fn quality(&self) -> &str;
+}
+
+impl ItemFields for Item {
+    fn time(&self) -> Option<DateTime<Utc>> {
+        parse_rfc3339_utc(&self.t)
+    }
+    fn time_text(&self) -> String {
+        self.t.clone()
+    }
+    fn registers(&self) -> (Option<f64>, Option<f64>) {
+        (self.r180.as_f64(), self.r280.as_f64())
+    }
+    fn registers_text(&self) -> (String, String) {
+        (self.r180.to_string(), self.r280.to_string())
+    }
+    fn quality(&self) -> &str {
+        &self.quality
+    }
+}
+
+impl ItemFields for TypedItem {
+    fn time(&self) -> Option<DateTime<Utc>> {
+        Some(self.t)
+    }
+    fn time_text(&self) -> String {
+        self.t.to_rfc3339()
+    }
+    fn registers(&self) -> (Option<f64>, Option<f64>) {
+        (Some(self.r180), Some(self.r280))
+    }
+    fn registers_text(&self) -> (String, String) {
+        (self.r180.to_string(), self.r280.to_string())
+    }
+    fn quality(&self) -> &str {
+        self.quality.name()
+    }
+}
 
 /// The objects that carry registers of one EAN for one day in one unit.
 trait RegisterObject: for<'de> Deserialize<'de> {
@@ -104,103 +172,72 @@ impl Validator<'_> {
         });
     }
 
-    /// Common object checks: the EAN's shape and registry membership, and the date. Returns
-    /// the query date when the object may proceed.
-    fn check_object(
-        &self,
-        out: &mut Received,
-        kind: ObjectKind,
-        raw: &Value,
-        ean: &str,
-        query_date: &str,
-        seq: i64,
-    ) -> Option<NaiveDate> {
+    /// The object-level checks: the EAN's shape and registry membership, and the date.
+    /// Returns the query date when the object may proceed.
+    fn object_date(&self, ean: &str, query_date: &str) -> Result<NaiveDate, Refusal> {
         if let Err(e) = Ean::parse(ean) {
-            self.reject(
-                out,
-                (kind, seq),
-                ean,
-                "bad_ean",
-                e.to_string(),
-                raw.to_string(),
-            );
-            return None;
+            return Err(Refusal::new("bad_ean", e.to_string()));
         }
         let Some(conn) = self.registry.connection(ean) else {
             let detail = format!("EAN {ean} is not in the registry");
-            self.reject(
-                out,
-                (kind, seq),
-                ean,
-                "unknown_ean",
-                detail,
-                raw.to_string(),
-            );
-            return None;
+            return Err(Refusal::new("unknown_ean", detail));
         };
         let Ok(date) = query_date.parse::<NaiveDate>() else {
             let detail = format!("query_date `{query_date}` is not a date (YYYY-MM-DD)");
-            self.reject(out, (kind, seq), ean, "bad_date", detail, raw.to_string());
-            return None;
+            return Err(Refusal::new("bad_date", detail));
         };
         if let Some(why) = implausible_day(date, conn.member_from, self.days_before_member) {
             let detail = format!("query_date {date} {why}");
-            self.reject(
-                out,
-                (kind, seq),
-                ean,
-                "implausible_time",
-                detail,
-                raw.to_string(),
-            );
-            return None;
+            return Err(Refusal::new("implausible_time", detail));
         }
         // Only what the holder authorised is kept; of the rest not even the readings.
         if !conn.consents_to(date) {
             let detail = format!("no consent covers {date} for {ean}");
-            let header = json!({"ean": ean, "meter_id": raw.get("meter_id"),
-                "query_date": query_date, "unit": raw.get("unit"), "readings": "left out"});
-            self.reject(
-                out,
-                (kind, seq),
-                ean,
-                "no_consent",
-                detail,
-                header.to_string(),
-            );
-            return None;
+            return Err(Refusal {
+                header_only: true,
+                ..Refusal::new("no_consent", detail)
+            });
         }
         // Local midnight of `date` lies after now exactly when `date` is after today.
         if date > local_date(self.now, self.tz) {
             let detail = format!("query_date {date} lies in the future");
-            self.reject(
-                out,
-                (kind, seq),
-                ean,
-                "future_time",
-                detail,
-                raw.to_string(),
-            );
-            return None;
+            return Err(Refusal::new("future_time", detail));
         }
-        Some(date)
+        Ok(date)
     }
 
-    fn unit(
+    fn unit_of(unit: &str) -> Result<EnergyUnit, Refusal> {
+        EnergyUnit::parse(unit)
+            .ok_or_else(|| Refusal::new("bad_unit", format!("unit `{unit}` is neither kWh nor Wh")))
+    }
+
+    /// The object-level checks of an object read as a value; a refusal becomes its
+    /// `rejected` row (with the whole object as payload, or only its header when no consent
+    /// covers it).
+    fn check_object(
         &self,
         out: &mut Received,
-        kind: ObjectKind,
+        (kind, seq): (ObjectKind, i64),
         raw: &Value,
-        ean: &str,
-        unit: &str,
-        seq: i64,
-    ) -> Option<EnergyUnit> {
-        let u = EnergyUnit::parse(unit);
-        if u.is_none() {
-            let detail = format!("unit `{unit}` is neither kWh nor Wh");
-            self.reject(out, (kind, seq), ean, "bad_unit", detail, raw.to_string());
+        (ean, query_date, unit): (&str, &str, &str),
+    ) -> Option<(NaiveDate, EnergyUnit)> {
+        let checked = self
+            .object_date(ean, query_date)
+            .and_then(|date| Ok((date, Self::unit_of(unit)?)));
+        match checked {
+            Ok(ok) => Some(ok),
+            Err(r) => {
+                let payload = if r.header_only {
+                    json!({"ean": ean, "meter_id": raw.get("meter_id"),
+                        "query_date": query_date, "unit": raw.get("unit"), "readings": "left out"})
+                    .to_string()
+                } else {
+                    raw.to_string()
+                };
+                self.reject(out, (kind, seq), ean, r.reason, r.detail, payload);
+                None
+            }
         }
-        u
     }
 
     fn malformed(
@@ -242,10 +279,106 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let (ean, query_date, unit) = obj.header();
-        let date = self.check_object(out, kind, raw, ean, query_date, seq)?;
-        let unit = self.unit(out, kind, raw, ean, unit, seq)?;
+        let (date, unit) = self.check_object(out, (kind, seq), raw, obj.header())?;
         Some((obj, date, unit))
+    }
+
+    /// One item's time and registers in Wh, or why it is refused. `seen` holds the times of
+    /// the object's items before it.
+    fn check_item(
+        &self,
+        item: &impl ItemFields,
+        (date, unit): (NaiveDate, EnergyUnit),
+        seen: &mut HashSet<DateTime<Utc>>,
+        meter_id: &str,
+    ) -> Result<(DateTime<Utc>, i64, i64), Refusal> {
+        let Some(t) = item.time() else {
+            let detail = format!(
+                "t `{}` is not an RFC 3339 time with offset",
+                item.time_text()
+            );
+            return Err(Refusal::new("bad_time", detail));
+        };
+        if !is_quarter_hour(t) {
+            let detail = format!("t {} is not on a quarter-hour", item.time_text());
+            return Err(Refusal::new("not_quarter_hour", detail));
+        }
+        if t > self.now {
+            let detail = format!("t {} lies in the future", item.time_text());
+            return Err(Refusal::new("future_time", detail));
+        }
+        if local_date_of_interval_end(t, self.tz) != date {
+            let detail = format!(
+                "t {} does not close a quarter-hour of {date}",
+                item.time_text()
+            );
+            return Err(Refusal::new("outside_day", detail));
+        }
+        let (r180, r280) = item.registers();
+        let import = r180.and_then(|v| register_to_wh(v, unit));
+        let export = r280.and_then(|v| register_to_wh(v, unit));
+        let (Some(import_wh), Some(export_wh)) = (import, export) else {
+            let (r180, r280) = item.registers_text();
+            let detail = format!("r180 {r180} / r280 {r280} must be non-negative numbers");
+            return Err(Refusal::new("bad_value", detail));
+        };
+        if !QUALITIES.contains(&item.quality()) {
+            let detail = format!(
+                "quality `{}` is not one of {}",
+                item.quality(),
+                QUALITIES.join(", ")
+            );
+            return Err(Refusal::new("bad_quality", detail));
+        }
+        if !seen.insert(t) {
+            let detail = format!("t {} appears twice for meter {meter_id}", item.time_text());
+            return Err(Refusal::new("duplicate_time", detail));
+        }
+        Ok((t, import_wh, export_wh))
+    }
+
+    /// The rows of an interval object's items. A refused item goes to `refused`, which says
+    /// whether to go on (`false`: no rows at all).
+    fn interval_rows<'i, I: ItemFields>(
+        &self,
+        (ean, meter_id): (&str, &str),
+        items: &'i [I],
+        (date, unit, seq): (NaiveDate, EnergyUnit, i64),
+        mut refused: impl FnMut(&'i I, Refusal) -> bool,
+    ) -> Option<Vec<GridReading>> {
+        let mut rows = Vec::with_capacity(items.len());
+        let mut seen = HashSet::with_capacity(items.len());
+        // Shared by the object's rows: one allocation per text and object, not per reading.
+        let (ean_text, meter_text): (Arc<str>, Arc<str>) = (ean.into(), meter_id.into());
+        let cursor: Arc<str> = self.cursor.as_str().into();
+        let mut quality: Option<Arc<str>> = None;
+        for item in items {
+            let (t, import_wh, export_wh) =
+                match self.check_item(item, (date, unit), &mut seen, meter_id) {
+                    Ok(ok) => ok,
+                    Err(r) => match refused(item, r) {
+                        true => continue,
+                        false => return None,
+                    },
+                };
+            let quality = match &quality {
+                Some(q) if **q == *item.quality() => q.clone(),
+                _ => quality.insert(item.quality().into()).clone(),
+            };
+            rows.push(GridReading {
+                ean: ean_text.clone(),
+                meter_id: meter_text.clone(),
+                t_us: t.timestamp_micros(),
+                import_wh,
+                export_wh,
+                quality,
+                received_at_us: self.received_at.timestamp_micros(),
+                delivery_seq: seq,
+                cursor: cursor.clone(),
+                date,
+            });
+        }
+        Some(rows)
     }
 
     pub fn interval(&self, raw: &Value, seq: i64, out: &mut Received) {
@@ -253,109 +386,46 @@ impl Validator<'_> {
         let Some((obj, date, unit)) = self.admit::<IntervalObject>(raw, kind, seq, out) else {
             return;
         };
-        let mut rows = Vec::with_capacity(obj.items.len());
-        let mut seen = HashSet::with_capacity(obj.items.len());
-        for item in &obj.items {
-            let item_payload = || {
-                json!({"ean": obj.ean, "meter_id": obj.meter_id, "query_date": obj.query_date,
-                       "unit": obj.unit, "item": item})
-                .to_string()
-            };
-            let mut bad = |reason: &str, detail: String| {
-                self.reject(out, (kind, seq), &obj.ean, reason, detail, item_payload());
-            };
-            let Some(t) = parse_rfc3339_utc(&item.t) else {
-                bad(
-                    "bad_time",
-                    format!("t `{}` is not an RFC 3339 time with offset", item.t),
-                );
-                continue;
-            };
-            if !is_quarter_hour(t) {
-                bad(
-                    "not_quarter_hour",
-                    format!("t {} is not on a quarter-hour", item.t),
-                );
-                continue;
-            }
-            if t > self.now {
-                bad("future_time", format!("t {} lies in the future", item.t));
-                continue;
-            }
-            if local_date_of_interval_end(t, self.tz) != date {
-                bad(
-                    "outside_day",
-                    format!("t {} does not close a quarter-hour of {date}", item.t),
-                );
-                continue;
-            }
-            let import = item.r180.as_f64().and_then(|v| register_to_wh(v, unit));
-            let export = item.r280.as_f64().and_then(|v| register_to_wh(v, unit));
-            let (Some(import_wh), Some(export_wh)) = (import, export) else {
-                bad(
-                    "bad_value",
-                    format!(
-                        "r180 {} / r280 {} must be non-negative numbers",
-                        item.r180, item.r280
-                    ),
-                );
-                continue;
-            };
-            if !QUALITIES.contains(&item.quality.as_str()) {
-                bad(
-                    "bad_quality",
-                    format!(
-                        "quality `{}` is not one of {}",
-                        item.quality,
-                        QUALITIES.join(", ")
-                    ),
-                );
-                continue;
-            }
-            if !seen.insert(t) {
-                bad(
-                    "duplicate_time",
-                    format!("t {} appears twice for meter {}", item.t, obj.meter_id),
-                );
-                continue;
-            }
-            rows.push(GridReading {
-                ean: obj.ean.clone(),
-                meter_id: obj.meter_id.clone(),
-                t_us: t.timestamp_micros(),
-                import_wh,
-                export_wh,
-                quality: item.quality.clone(),
-                received_at_us: self.received_at.timestamp_micros(),
-                delivery_seq: seq,
-                cursor: self.cursor.clone(),
-                date,
-            });
+        let mut refused = Vec::new();
+        let rows = self.interval_rows(
+            (&obj.ean, &obj.meter_id),
+            &obj.items,
+            (date, unit, seq),
+            |item, r| {
+                refused.push((item, r));
+                true
+            },
+        );
+        for (item, r) in refused {
+            let payload = json!({"ean": obj.ean, "meter_id": obj.meter_id,
+                "query_date": obj.query_date, "unit": obj.unit, "item": item});
+            self.reject(
+                out,
+                (kind, seq),
+                &obj.ean,
+                r.reason,
+                r.detail,
+                payload.to_string(),
+            );
         }
-        out.reading_objects.push(rows);
+        out.reading_objects.push(rows.unwrap_or_default());
     }
 
-    pub fn day(&self, raw: &Value, seq: i64, out: &mut Received) {
-        let kind = ObjectKind::Day;
-        let Some((obj, date, unit)) = self.admit::<DayObject>(raw, kind, seq, out) else {
-            return;
-        };
+    /// A day object's row, or why it is refused.
+    fn day_row(
+        &self,
+        obj: DayObject,
+        (date, unit, seq): (NaiveDate, EnergyUnit, i64),
+    ) -> Result<GridDay, Refusal> {
         let regs: Vec<Option<i64>> = [&obj.r181, &obj.r182, &obj.r281, &obj.r282]
             .iter()
             .map(|v| v.as_f64().and_then(|x| register_to_wh(x, unit)))
             .collect();
         let [Some(i1), Some(i2), Some(e1), Some(e2)] = regs[..] else {
             let detail = "r181/r182/r281/r282 must be non-negative numbers".to_string();
-            return self.reject(
-                out,
-                (kind, seq),
-                &obj.ean,
-                "bad_value",
-                detail,
-                raw.to_string(),
-            );
+            return Err(Refusal::new("bad_value", detail));
         };
-        out.days.push(GridDay {
+        Ok(GridDay {
             ean: obj.ean,
             meter_id: obj.meter_id,
             date,
@@ -366,7 +436,88 @@ impl Validator<'_> {
             received_at_us: self.received_at.timestamp_micros(),
             delivery_seq: seq,
             cursor: self.cursor.clone(),
-        });
+        })
+    }
+
+    pub fn day(&self, raw: &Value, seq: i64, out: &mut Received) {
+        let kind = ObjectKind::Day;
+        let Some((obj, date, unit)) = self.admit::<DayObject>(raw, kind, seq, out) else {
+            return;
+        };
+        let ean = obj.ean.clone();
+        match self.day_row(obj, (date, unit, seq)) {
+            Ok(row) => out.days.push(row),
+            Err(r) => self.reject(out, (kind, seq), &ean, r.reason, r.detail, raw.to_string()),
+        }
+    }
+
+    /// Feeds a delivery's objects (a page or a history response read as values), in their
+    /// received order, through the checks, numbering them on from `seq`.
+    pub fn values(&self, seq: &mut i64, sets: [(&[Value], ObjectKind); 3]) -> Received {
+        let mut out = Received::default();
+        for (objects, kind) in sets {
+            for raw in objects {
+                if self.is_erased(raw) {
+                    out.left_out_erased += 1;
+                    *seq += 1;
+                    continue;
+                }
+                match kind {
+                    ObjectKind::Interval => self.interval(raw, *seq, &mut out),
+                    ObjectKind::Day => self.day(raw, *seq, &mut out),
+                    ObjectKind::Rejection => self.rejection(raw, *seq, &mut out),
+                }
+                *seq += 1;
+            }
+        }
+        out
+    }
+
+    /// The rows of a page parsed typed, numbering its objects on from `seq`; `None` (and `seq`
+    /// untouched) when any interval or day object would be refused: the caller then validates
+    /// the page as values, which records each refusal with its payload. Otherwise the rows are
+    /// those [`Self::values`] gives.
+    pub fn typed_page(&self, page: &TypedBulkPage, seq: &mut i64) -> Option<Received> {
+        let mut out = Received::default();
+        let mut next = *seq;
+        let erased = |ean: &str| self.erased.is_some_and(|e| e.contains(ean.trim()));
+        for obj in &page.intervals {
+            if erased(&obj.ean) {
+                out.left_out_erased += 1;
+            } else {
+                let date = self.object_date(&obj.ean, &obj.query_date).ok()?;
+                let unit = Self::unit_of(&obj.unit).ok()?;
+                let rows = self.interval_rows(
+                    (&obj.ean, &obj.meter_id),
+                    &obj.items,
+                    (date, unit, next),
+                    |_, _| false,
+                )?;
+                out.reading_objects.push(rows);
+            }
+            next += 1;
+        }
+        for obj in &page.days {
+            if erased(&obj.ean) {
+                out.left_out_erased += 1;
+            } else {
+                let date = self.object_date(&obj.ean, &obj.query_date).ok()?;
+                let unit = Self::unit_of(&obj.unit).ok()?;
+                out.days
+                    .push(self.day_row(obj.clone(), (date, unit, next)).ok()?);
+            }
+            next += 1;
+        }
+        for raw in &page.rejections {
+            if self.is_erased(raw) {
+                out.left_out_erased += 1;
+            } else {
+                self.rejection(raw, next, &mut out);
+            }
+            next += 1;
+        }
+        *seq = next;
+        Some(out)
     }
 
     /// The service's own refusal to deliver an EAN/day is kept in `rejected` as
@@ -383,5 +534,136 @@ impl Validator<'_> {
             obj.query_date, obj.ean, obj.text
         );
         self.reject(out, (kind, seq), &obj.ean, &reason, detail, raw.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::fake::synth;
+    use crate::sources::grid::api::RawBulkPage;
+
+    const TZ: Tz = chrono_tz::Europe::Amsterdam;
+
+    /// A page of 4 connections × 2 days as the fake service sends it, with `edit` applied to
+    /// its JSON, and the validator's registry.
+    fn page(edit: impl Fn(&mut Value)) -> (String, Registry, Vec<String>) {
+        let (registry, mut meters) = synth::cooperative(4);
+        let (mut intervals, mut days) = (Vec::new(), Vec::new());
+        for date in synth::dates_ending(NaiveDate::from_ymd_opt(2026, 3, 29).unwrap(), 2) {
+            for m in meters.iter_mut() {
+                days.push(synth::day_registers(m, date));
+                intervals.push(synth::day_intervals(m, date, TZ, 7));
+            }
+        }
+        let eans = meters.iter().map(|m| m.ean.clone()).collect::<Vec<_>>();
+        let rejection = json!({"ean": eans[3], "query_date": "2026-03-28", "code": "NO_DATA", "text": "meter offline"});
+        let mut page = json!({"next_cursor": "c-2", "has_more": false, "intervals": intervals,
+            "days": days, "rejections": [rejection]});
+        edit(&mut page);
+        (page.to_string(), registry, eans)
+    }
+
+    fn validator<'a>(registry: &'a Registry, erased: &'a Erased) -> Validator<'a> {
+        let now = Utc.with_ymd_and_hms(2026, 3, 30, 8, 0, 0).unwrap();
+        Validator {
+            registry,
+            now,
+            tz: TZ,
+            received_at: now,
+            cursor: "c-1".into(),
+            days_before_member: 30,
+            erased: Some(erased),
+        }
+    }
+
+    fn as_values(v: &Validator, text: &str, seq: &mut i64) -> Received {
+        let raw: RawBulkPage = serde_json::from_str(text).unwrap();
+        v.values(
+            seq,
+            [
+                (&raw.intervals, ObjectKind::Interval),
+                (&raw.days, ObjectKind::Day),
+                (&raw.rejections, ObjectKind::Rejection),
+            ],
+        )
+    }
+
+    /// The typed path gives the rows, rejections, counts and numbering the values path gives:
+    /// over a DST day (92 quarter-hours), with an erased participant, a service rejection, an
+    /// item of another quality and an object in Wh.
+    #[test]
+    fn a_page_read_typed_gives_what_it_gives_read_as_values() {
+        let (text, registry, eans) = page(|p| {
+            p["intervals"][0]["items"][5]["quality"] = json!("estimated");
+            p["intervals"][1]["unit"] = json!("Wh");
+            for item in p["intervals"][1]["items"].as_array_mut().unwrap() {
+                for r in ["r180", "r280"] {
+                    item[r] = json!((item[r].as_f64().unwrap() * 1000.0).round());
+                }
+            }
+        });
+        let mut erased = Erased::default();
+        erased.add(&eans[2]);
+        let v = validator(&registry, &erased);
+        let page: TypedBulkPage = serde_json::from_str(&text).unwrap();
+        let (mut seq_typed, mut seq_values) = (100, 100);
+        let typed = v
+            .typed_page(&page, &mut seq_typed)
+            .expect("nothing refused");
+        let values = as_values(&v, &text, &mut seq_values);
+        // 8 interval, 8 day and 1 rejection objects; 2 + 2 of them about the erased one.
+        assert_eq!((seq_typed, seq_values), (117, 117));
+        assert_eq!(typed.left_out_erased, 4);
+        // 2026-03-29 is the spring-forward day: 92 quarter-hours, the day before 96.
+        assert_eq!(typed.reading_count(), 3 * (92 + 96));
+        assert_eq!(typed.days.len(), 6);
+        assert_eq!(typed.rejected.len(), 1);
+        assert_eq!(typed.rejected[0].reason, "service_no_data");
+        assert_eq!(&*typed.reading_objects[0][5].quality, "estimated");
+        assert_eq!(format!("{typed:?}"), format!("{values:?}"));
+    }
+
+    /// One refused item makes the typed path give up (numbering untouched): the values path
+    /// then keeps that item as a rejection and the object's other rows.
+    #[test]
+    fn a_refused_item_sends_the_page_to_the_values_path() {
+        let (text, registry, _) = page(|p| {
+            p["intervals"][0]["items"][7]["t"] = json!("2026-03-28T23:55:00+01:00");
+        });
+        let erased = Erased::default();
+        let v = validator(&registry, &erased);
+        let page: TypedBulkPage = serde_json::from_str(&text).unwrap();
+        let mut seq = 100;
+        assert!(v.typed_page(&page, &mut seq).is_none());
+        assert_eq!(seq, 100);
+        let values = as_values(&v, &text, &mut seq);
+        assert_eq!(values.rejected.len(), 2);
+        assert_eq!(values.rejected[0].reason, "not_quarter_hour");
+        assert_eq!(values.reading_objects[0].len(), 95);
+        assert_eq!(values.reading_count(), 4 * (92 + 96) - 1);
+    }
+
+    /// What the typed parse does not take (a quality it does not know, a register as text,
+    /// a time without offset) fails it, so the page is read as values and refused there.
+    #[test]
+    fn what_does_not_fit_the_typed_objects_fails_their_parse() {
+        for (field, value) in [
+            ("quality", json!("Measured")),
+            ("r180", json!("12.5")),
+            ("t", json!("2026-03-28T01:00:00")),
+        ] {
+            let (text, ..) = page(|p| p["intervals"][2]["items"][0][field] = value.clone());
+            assert!(
+                serde_json::from_str::<TypedBulkPage>(&text).is_err(),
+                "{field}"
+            );
+            assert!(
+                serde_json::from_str::<RawBulkPage>(&text).is_ok(),
+                "{field}"
+            );
+        }
     }
 }
