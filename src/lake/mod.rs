@@ -290,11 +290,17 @@ pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
             Err(e) => return Err(Error::lake(&d, e)),
         };
         for entry in entries {
-            let path = entry?.path();
-            if path.is_dir() {
-                todo.push(path);
+            let entry = entry?;
+            // The type readdir gave (no stat per file: a year of a table is thousands of
+            // files); a symbolic link is followed, as `Path::is_dir` does.
+            let is_dir = match entry.file_type() {
+                Ok(t) if !t.is_symlink() => t.is_dir(),
+                _ => entry.path().is_dir(),
+            };
+            if is_dir {
+                todo.push(entry.path());
             } else {
-                out.push(path);
+                out.push(entry.path());
             }
         }
     }

@@ -216,18 +216,33 @@ impl Regime {
     /// The regime in force on 1 January of `year`, from `data/tariffs/net-metering-nl.csv`.
     pub fn of_year(year: i32) -> Regime {
         let day = NaiveDate::from_ymd_opt(year, 1, 1).expect("valid year");
-        let mut reader = csv::Reader::from_reader(BUILTIN_REGIMES.as_bytes());
-        for rec in reader.records().flatten() {
-            let from = rec.get(0).and_then(|s| s.parse::<NaiveDate>().ok());
-            let until = rec.get(1).and_then(|s| s.parse::<NaiveDate>().ok());
-            if from.is_none_or(|f| day >= f) && until.is_none_or(|u| day <= u) {
-                return match rec.get(2) {
-                    Some("no_netting") => Regime::NoNetting,
-                    _ => Regime::Netting,
-                };
-            }
-        }
-        Regime::NoNetting
+        Self::periods()
+            .iter()
+            .find(|(from, until, _)| {
+                from.is_none_or(|f| day >= f) && until.is_none_or(|u| day <= u)
+            })
+            .map_or(Regime::NoNetting, |&(_, _, regime)| regime)
+    }
+
+    /// The periods of `data/tariffs/net-metering-nl.csv`, read once (asked per cable and year).
+    fn periods() -> &'static [(Option<NaiveDate>, Option<NaiveDate>, Regime)] {
+        static PERIODS: std::sync::OnceLock<Vec<(Option<NaiveDate>, Option<NaiveDate>, Regime)>> =
+            std::sync::OnceLock::new();
+        PERIODS.get_or_init(|| {
+            let mut reader = csv::Reader::from_reader(BUILTIN_REGIMES.as_bytes());
+            reader
+                .records()
+                .flatten()
+                .map(|rec| {
+                    let date = |i: usize| rec.get(i).and_then(|s| s.parse::<NaiveDate>().ok());
+                    let regime = match rec.get(2) {
+                        Some("no_netting") => Regime::NoNetting,
+                        _ => Regime::Netting,
+                    };
+                    (date(0), date(1), regime)
+                })
+                .collect()
+        })
     }
 }
 
