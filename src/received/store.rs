@@ -20,7 +20,8 @@ use crate::lake::schema::{
 };
 use crate::lake::{Lake, Txn};
 
-type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
+/// Seeded per process (some names come from the network), and fast on integer keys.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The winning (highest `delivery_seq`) values per key of what the lake holds, loaded lazily
 /// per partition date, and updated as rows are staged.

@@ -151,7 +151,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn grid_pages_and_their_validation_never_panic() {
-    use vaten::sources::grid::api::RawBulkPage;
+    use vaten::sources::grid::api::{ObjectKind, RawBulkPage, TypedBulkPage};
     use vaten::sources::grid::validate::Validator;
     let reg = registry(&[EAN_A, EAN_C]);
     let now = "2026-11-26T10:00:00Z".parse().unwrap();
@@ -165,6 +165,25 @@ fn grid_pages_and_their_validation_never_panic() {
         erased: None,
     };
     fuzz("grid", &corpus("fuzz-corpus/grid"), |bytes| {
+        // Differential: a page the typed path takes must read as values, and give what they
+        // give (the ingest reads a page as values when the typed path refuses anything).
+        if let Ok(typed) = serde_json::from_slice::<TypedBulkPage>(bytes) {
+            let raw = serde_json::from_slice::<RawBulkPage>(bytes)
+                .expect("a page that parses typed parses as values");
+            let (mut a, mut b) = (0, 0);
+            if let Some(fast) = v.typed_page(&typed, &mut a) {
+                let slow = v.values(
+                    &mut b,
+                    [
+                        (&raw.intervals, ObjectKind::Interval),
+                        (&raw.days, ObjectKind::Day),
+                        (&raw.rejections, ObjectKind::Rejection),
+                    ],
+                );
+                assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+                assert_eq!(a, b);
+            }
+        }
         if let Ok(page) = serde_json::from_slice::<RawBulkPage>(bytes) {
             let mut out = vaten::received::Received::default();
             for (i, o) in page.intervals.iter().enumerate() {

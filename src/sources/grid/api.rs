@@ -26,12 +26,15 @@ pub struct RawBulkPage {
 }
 
 /// A page of the bulk feed whose interval and day objects all parsed as the contract says.
+/// The typed objects take no field they do not know: serde skips an unknown field without the
+/// checks a JSON value gets (UTF-8, depth, number range), so a page with one is read as values.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TypedBulkPage {
     pub next_cursor: String,
     pub has_more: bool,
     pub intervals: Vec<TypedInterval>,
-    pub days: Vec<DayObject>,
+    pub days: Vec<TypedDay>,
     /// Always rejected rows, whose payload is the object as received.
     pub rejections: Vec<Value>,
 }
@@ -39,6 +42,7 @@ pub struct TypedBulkPage {
 /// An interval object whose items all carry a valid time, numeric registers and a known
 /// quality (anything else fails the typed parse, and the page is read as values).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TypedInterval {
     pub ean: String,
     pub meter_id: String,
@@ -48,18 +52,47 @@ pub struct TypedInterval {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TypedItem {
     #[serde(deserialize_with = "rfc3339")]
     pub t: DateTime<Utc>,
     pub r180: f64,
     pub r280: f64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "quality")]
     pub quality: Quality,
 }
 
+/// A day object with no field the contract does not name (see [`TypedBulkPage`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypedDay {
+    pub ean: String,
+    pub meter_id: String,
+    pub query_date: String,
+    pub unit: String,
+    pub r181: Value,
+    pub r182: Value,
+    pub r281: Value,
+    pub r282: Value,
+}
+
+impl From<TypedDay> for DayObject {
+    fn from(d: TypedDay) -> Self {
+        DayObject {
+            ean: d.ean,
+            meter_id: d.meter_id,
+            query_date: d.query_date,
+            unit: d.unit,
+            r181: d.r181,
+            r182: d.r182,
+            r281: d.r281,
+            r282: d.r282,
+        }
+    }
+}
+
 /// The qualities the contract knows (`validate::QUALITIES`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Quality {
     #[default]
     Measured,
@@ -75,6 +108,27 @@ impl Quality {
             Quality::Derived => "derived",
         }
     }
+}
+
+/// A quality, only as one of the three texts (serde's enum form would also take
+/// `{"estimated": null}`, which the values path refuses).
+fn quality<'de, D: Deserializer<'de>>(d: D) -> Result<Quality, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Quality;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("measured, estimated or derived")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            match s {
+                "measured" => Ok(Quality::Measured),
+                "estimated" => Ok(Quality::Estimated),
+                "derived" => Ok(Quality::Derived),
+                _ => Err(E::custom("not a quality the contract knows")),
+            }
+        }
+    }
+    d.deserialize_str(Visitor)
 }
 
 /// An RFC 3339 time with offset, as `validate` reads `t`.

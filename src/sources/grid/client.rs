@@ -48,8 +48,8 @@ pub enum FetchError {
         elapsed_s: f64,
         last: String,
     },
-    /// Cannot happen with serde_json (a page that parses typed is valid JSON); kept as an
-    /// error rather than a panic.
+    /// Should not happen: a typed page has no field its types do not parse, and they parse as
+    /// JSON values do. Kept as an error rather than a panic.
     #[error("page {0} parsed as typed objects but not as JSON values: {1}")]
     Unreadable(String, String),
 }

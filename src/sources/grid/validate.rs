@@ -142,8 +142,13 @@ pub struct Validator<'a> {
 impl Validator<'_> {
     /// Whether `raw` is about an erased participant (see [`Erased`]).
     pub fn is_erased(&self, raw: &Value) -> bool {
-        // However the EAN came (a number, with spaces), it is recognised.
-        self.erased.is_some_and(|e| match raw.get("ean") {
+        // However the EAN came (a number, with spaces, first of an object sent as an array, as
+        // serde reads one), it is recognised.
+        let ean = match raw {
+            Value::Array(fields) => fields.first(),
+            _ => raw.get("ean"),
+        };
+        self.erased.is_some_and(|e| match ean {
             Some(Value::String(ean)) => e.contains(ean.trim()),
             Some(Value::Number(n)) => e.contains(&n.to_string()),
             _ => false,
@@ -503,8 +508,8 @@ impl Validator<'_> {
             } else {
                 let date = self.object_date(&obj.ean, &obj.query_date).ok()?;
                 let unit = Self::unit_of(&obj.unit).ok()?;
-                out.days
-                    .push(self.day_row(obj.clone(), (date, unit, next)).ok()?);
+                let row = self.day_row(obj.clone().into(), (date, unit, next));
+                out.days.push(row.ok()?);
             }
             next += 1;
         }
@@ -608,10 +613,10 @@ mod tests {
         let mut erased = Erased::default();
         erased.add(&eans[2]);
         let v = validator(&registry, &erased);
-        let page: TypedBulkPage = serde_json::from_str(&text).unwrap();
+        let parsed: TypedBulkPage = serde_json::from_str(&text).unwrap();
         let (mut seq_typed, mut seq_values) = (100, 100);
         let typed = v
-            .typed_page(&page, &mut seq_typed)
+            .typed_page(&parsed, &mut seq_typed)
             .expect("nothing refused");
         let values = as_values(&v, &text, &mut seq_values);
         // 8 interval, 8 day and 1 rejection objects; 2 + 2 of them about the erased one.
@@ -624,6 +629,18 @@ mod tests {
         assert_eq!(typed.rejected[0].reason, "service_no_data");
         assert_eq!(&*typed.reading_objects[0][5].quality, "estimated");
         assert_eq!(format!("{typed:?}"), format!("{values:?}"));
+        // The object sent in Wh gives the Wh the same object gives in kWh.
+        let (kwh_text, ..) = page(|_| {});
+        let kwh: TypedBulkPage = serde_json::from_str(&kwh_text).unwrap();
+        let kwh = v.typed_page(&kwh, &mut 0).expect("nothing refused");
+        let wh = |r: &Received| -> Vec<(i64, i64)> {
+            r.reading_objects[1]
+                .iter()
+                .map(|g| (g.import_wh, g.export_wh))
+                .collect()
+        };
+        assert_eq!(wh(&typed).len(), 96);
+        assert_eq!(wh(&typed), wh(&kwh));
     }
 
     /// One refused item makes the typed path give up (numbering untouched): the values path
@@ -646,24 +663,45 @@ mod tests {
         assert_eq!(values.reading_count(), 4 * (92 + 96) - 1);
     }
 
-    /// What the typed parse does not take (a quality it does not know, a register as text,
-    /// a time without offset) fails it, so the page is read as values and refused there.
+    /// What the typed parse does not take (a quality it does not know or in serde's enum
+    /// form, a register as text, a time without offset, a field the contract does not name)
+    /// fails it, so the page is read as values: refused there, or (an unknown field) ignored.
     #[test]
     fn what_does_not_fit_the_typed_objects_fails_their_parse() {
-        for (field, value) in [
-            ("quality", json!("Measured")),
-            ("r180", json!("12.5")),
-            ("t", json!("2026-03-28T01:00:00")),
-        ] {
-            let (text, ..) = page(|p| p["intervals"][2]["items"][0][field] = value.clone());
+        let edits: [(&str, fn(&mut Value)); 7] = [
+            ("quality", |p| {
+                p["intervals"][2]["items"][0]["quality"] = json!("Measured")
+            }),
+            ("enum form", |p| {
+                p["intervals"][2]["items"][0]["quality"] = json!({"estimated": null})
+            }),
+            ("r180", |p| {
+                p["intervals"][2]["items"][0]["r180"] = json!("12.5")
+            }),
+            ("t", |p| {
+                p["intervals"][2]["items"][0]["t"] = json!("2026-03-28T01:00:00")
+            }),
+            ("item field", |p| {
+                p["intervals"][2]["items"][0]["note"] = json!(1)
+            }),
+            ("day field", |p| p["days"][1]["note"] = json!("x")),
+            ("page field", |p| p["note"] = json!([])),
+        ];
+        let erased = Erased::default();
+        for (what, edit) in edits {
+            let (text, registry, _) = page(edit);
             assert!(
                 serde_json::from_str::<TypedBulkPage>(&text).is_err(),
-                "{field}"
+                "{what}"
             );
-            assert!(
-                serde_json::from_str::<RawBulkPage>(&text).is_ok(),
-                "{field}"
-            );
+            let v = validator(&registry, &erased);
+            let values = as_values(&v, &text, &mut 0);
+            // Each edit but the unknown fields refuses one thing (an item; the whole object
+            // when its quality is not even text); every other reading is kept.
+            let refused = usize::from(!what.ends_with("field"));
+            assert_eq!(values.rejected.len(), 1 + refused, "{what}");
+            let expected = 4 * (92 + 96) - if what == "enum form" { 96 } else { refused };
+            assert_eq!(values.reading_count(), expected, "{what}");
         }
     }
 }
