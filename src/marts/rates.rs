@@ -196,6 +196,9 @@ impl Rates {
     }
 }
 
+/// A regime's first and last day (open when `None`).
+type Period = (Option<NaiveDate>, Option<NaiveDate>, Regime);
+
 /// The net-metering regime of a year.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Regime {
@@ -225,9 +228,8 @@ impl Regime {
     }
 
     /// The periods of `data/tariffs/net-metering-nl.csv`, read once (asked per cable and year).
-    fn periods() -> &'static [(Option<NaiveDate>, Option<NaiveDate>, Regime)] {
-        static PERIODS: std::sync::OnceLock<Vec<(Option<NaiveDate>, Option<NaiveDate>, Regime)>> =
-            std::sync::OnceLock::new();
+    fn periods() -> &'static [Period] {
+        static PERIODS: std::sync::OnceLock<Vec<Period>> = std::sync::OnceLock::new();
         PERIODS.get_or_init(|| {
             let mut reader = csv::Reader::from_reader(BUILTIN_REGIMES.as_bytes());
             reader

@@ -668,7 +668,8 @@ mod tests {
     /// fails it, so the page is read as values: refused there, or (an unknown field) ignored.
     #[test]
     fn what_does_not_fit_the_typed_objects_fails_their_parse() {
-        let edits: [(&str, fn(&mut Value)); 7] = [
+        type Edit = (&'static str, fn(&mut Value));
+        let edits: [Edit; 7] = [
             ("quality", |p| {
                 p["intervals"][2]["items"][0]["quality"] = json!("Measured")
             }),
