@@ -6,8 +6,9 @@
 //!   each object on its own, so one object that does not fit is rejected with its payload
 //!   without losing the rest of the page.
 //!
-//! Both give the same rows (see `Validator::typed_page`). (`RawValue` would need serde_json's
-//! `raw_value` feature, which rebuilds all of Polars.)
+//! Both give the same rows (see `Validator::typed_page`). A refused object's payload is the
+//! value written back by serde_json (`raw_value`, which axum already enables, could keep the
+//! exact text; not used yet).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};

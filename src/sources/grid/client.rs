@@ -77,7 +77,10 @@ impl FromBody for BulkPage {
     fn from_body(body: Vec<u8>) -> serde_json::Result<Self> {
         match serde_json::from_slice::<TypedBulkPage>(&body) {
             Ok(page) => Ok(BulkPage::Typed { page, body }),
-            Err(_) => serde_json::from_slice(&body).map(BulkPage::Values),
+            Err(e) => {
+                tracing::debug!("bulk page read as JSON values: {e}");
+                serde_json::from_slice(&body).map(BulkPage::Values)
+            }
         }
     }
 }

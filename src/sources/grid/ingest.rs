@@ -45,6 +45,8 @@ pub struct IngestReport {
     pub stopped_early: Option<String>,
     /// Objects about erased participants, left out.
     pub left_out_erased: usize,
+    /// Bulk pages read the slower way, as JSON values (see `api`).
+    pub pages_as_values: usize,
 }
 
 impl IngestReport {
@@ -54,6 +56,12 @@ impl IngestReport {
             "{} pages, {} objects, {} readings received; stored {} readings, {} day registers, {} rejected; {} readings repeated what was stored",
             self.pages, self.objects, self.readings_in, s.readings, s.days, s.rejected, s.readings_repeated
         );
+        if self.pages_as_values > 0 {
+            m += &format!(
+                "; {} page(s) read the slower way, as JSON values (-v says why)",
+                self.pages_as_values
+            );
+        }
         if self.left_out_erased > 0 {
             m += &format!(
                 "; {} object(s) about erased participants left out",
@@ -105,6 +113,8 @@ struct CheckedPage {
     seq_from: i64,
     seq_to: i64,
     received: Received,
+    /// Read as JSON values (the typed parse failed, or something in it was refused).
+    as_values: bool,
 }
 
 impl GridIngest<'_> {
@@ -118,8 +128,8 @@ impl GridIngest<'_> {
         let v = self.validator(cursor.unwrap_or(""));
         let mut seq = seq_from;
         let page = match page {
-            BulkPage::Typed { page, body } => match v.typed_page(&page, &mut seq) {
-                Some(received) => {
+            BulkPage::Typed { page, body } => {
+                if let Some(received) = v.typed_page(&page, &mut seq) {
                     return Ok(CheckedPage {
                         objects: page.intervals.len() + page.days.len() + page.rejections.len(),
                         next_cursor: page.next_cursor,
@@ -127,15 +137,18 @@ impl GridIngest<'_> {
                         seq_from,
                         seq_to: seq,
                         received,
-                    })
+                        as_values: false,
+                    });
                 }
-                // Some object is refused: the page is read as values, to keep each refused
-                // object as it came.
-                None => serde_json::from_slice::<RawBulkPage>(&body).map_err(|e| {
+                // Something is refused: the page is read as values, to keep each refused
+                // object as it came (the typed page freed first).
+                drop(page);
+                tracing::debug!("bulk page read as JSON values: something in it is refused");
+                serde_json::from_slice::<RawBulkPage>(&body).map_err(|e| {
                     let at = cursor.unwrap_or("(start of the feed)").to_string();
                     FetchError::Unreadable(at, e.to_string())
-                })?,
-            },
+                })?
+            }
             BulkPage::Values(page) => page,
         };
         let received = v.values(
@@ -153,6 +166,7 @@ impl GridIngest<'_> {
             seq_from,
             seq_to: seq,
             received,
+            as_values: true,
         })
     }
 
@@ -289,6 +303,7 @@ impl GridIngest<'_> {
                 let received = page.received;
                 let seq = page.seq_to;
                 report.pages += 1;
+                report.pages_as_values += usize::from(page.as_values);
                 report.objects += objects;
                 report.readings_in += received.reading_count();
                 report.left_out_erased += received.left_out_erased;
