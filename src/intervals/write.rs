@@ -238,7 +238,12 @@ pub fn transform(
             .as_ref()
             .and_then(|s| s.sealed_before)
             .map(|d| i64::from(chrono::Datelike::year(&d))),
-        files: DerivedFiles::list(lake)?,
+        // Only the days some cable recomputes are replaced: the earliest window's start
+        // (none for a full recompute, which removes everything).
+        files: DerivedFiles::list(
+            lake,
+            windows.values().map(|w| w.map(|w| w.from)).min().flatten(),
+        )?,
     };
     let today = local_date(now, tz);
     for batch in batches(windows, registry, today) {
@@ -634,10 +639,12 @@ struct Carried {
 struct DerivedFiles(Vec<(&'static str, TaggedFiles)>);
 
 impl DerivedFiles {
-    fn list(lake: &Lake) -> Result<Self> {
+    /// With `from`, the days before it of the tables partitioned by day are left out (a
+    /// nightly run replaces a few days; a year of them is tens of thousands of files).
+    fn list(lake: &Lake, from: Option<NaiveDate>) -> Result<Self> {
         let mut out = Vec::new();
         for spec in DERIVED {
-            out.push((spec.name, lake.files_by_tag(spec)?));
+            out.push((spec.name, lake.files_by_tag(spec, from)?));
         }
         Ok(DerivedFiles(out))
     }
@@ -703,6 +710,11 @@ fn carried_tax_rows(cable: &str, carried: &Carried) -> Result<Option<RecordBatch
 /// The columns of `spec` in the types the lake writer takes, plus `year` from `date`: frames
 /// read back from files and freshly computed ones stack.
 fn normalized(df: &DataFrame, spec: &TableSpec) -> Result<DataFrame> {
+    Ok(normalize(df.clone().lazy(), spec).collect()?)
+}
+
+/// The table's columns, in its order and types, and `year` (as [`normalized`], lazily).
+fn normalize(lf: LazyFrame, spec: &TableSpec) -> LazyFrame {
     let cols: Vec<Expr> = spec
         .columns
         .iter()
@@ -717,28 +729,23 @@ fn normalized(df: &DataFrame, spec: &TableSpec) -> Result<DataFrame> {
             col(c.name).cast(ty)
         })
         .collect();
-    Ok(df
-        .clone()
-        .lazy()
-        .select(cols)
+    lf.select(cols)
         .with_column(col("date").dt().year().alias("year"))
-        .collect()?)
 }
 
 /// The rows of a daily file (one cable, one year) outside the recomputed days.
 fn read_outside(file: &Path, spec: &TableSpec, w: Window) -> Result<DataFrame> {
-    let df = LazyFrame::scan_parquet(
+    let scan = LazyFrame::scan_parquet(
         PlRefPath::new(file.display().to_string()),
         ScanArgsParquet::default(),
-    )?
-    .collect()?;
-    let df = normalized(&df, spec)?;
+    )?;
     let inside = col("date").gt_eq(lit(w.from));
     let inside = match w.to {
         Some(to) => inside.and(col("date").lt_eq(lit(to))),
         None => inside,
     };
-    Ok(df.lazy().filter(inside.not()).collect()?)
+    // One query (Polars plans each; a nightly run reads two such files per cable).
+    Ok(normalize(scan, spec).filter(inside.not()).collect()?)
 }
 
 /// Kept old rows and new rows of a daily table, sorted; `None` when there are none.

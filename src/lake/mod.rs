@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
+use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -230,11 +231,25 @@ impl Lake {
 
     /// The files of a table by tag (as [`file_tag`] writes it; untagged files are left out),
     /// each with the partition value it sits in (`None` for an unpartitioned table): one
-    /// listing answers for every cable.
-    pub fn files_by_tag(&self, spec: &TableSpec) -> Result<TaggedFiles> {
+    /// listing answers for every cable. With `from`, a table partitioned by day leaves out
+    /// the partitions of days before it (a folder whose name is no day is kept).
+    pub fn files_by_tag(&self, spec: &TableSpec, from: Option<NaiveDate>) -> Result<TaggedFiles> {
         let key = format!("{}=", spec.partitioning.key());
+        let before_from = |dir: &Path| {
+            let day = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix(key.as_str()))
+                .and_then(|d| d.parse::<NaiveDate>().ok());
+            spec.partitioning == Partitioning::Date && from.zip(day).is_some_and(|(f, d)| d < f)
+        };
+        let mut files: Vec<PathBuf> = files_under_pruned(&self.table_dir(spec), &before_from)?
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect();
+        files.sort();
         let mut out = TaggedFiles::default();
-        for f in self.files(spec, None)? {
+        for f in files {
             let Some(tag) = f.file_name().and_then(|n| {
                 n.to_string_lossy()
                     .split_once('~')
@@ -281,6 +296,11 @@ fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Every file below `dir`, at any depth (none when `dir` does not exist).
 pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    files_under_pruned(dir, &|_| false)
+}
+
+/// As [`files_under`], not looking into the folders `prune` names.
+fn files_under_pruned(dir: &Path, prune: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
@@ -298,7 +318,10 @@ pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
                 _ => entry.path().is_dir(),
             };
             if is_dir {
-                todo.push(entry.path());
+                let path = entry.path();
+                if !prune(&path) {
+                    todo.push(path);
+                }
             } else {
                 out.push(entry.path());
             }
