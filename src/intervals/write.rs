@@ -631,7 +631,9 @@ struct Carried {
     sealed_year: Option<i64>,
     /// The derived tables' files by cable as the transform began: listed once, not once per
     /// cable (a year of 40 cables is tens of thousands of files). Nothing is published
-    /// before the commit, so the listing holds throughout.
+    /// before the commit, so the listing holds throughout. Partial: of the tables
+    /// partitioned by day, only the days from the earliest window's start on (see
+    /// [`DerivedFiles::list`]).
     files: DerivedFiles,
 }
 

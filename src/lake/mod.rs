@@ -232,18 +232,21 @@ impl Lake {
     /// The files of a table by tag (as [`file_tag`] writes it; untagged files are left out),
     /// each with the partition value it sits in (`None` for an unpartitioned table): one
     /// listing answers for every cable. With `from`, a table partitioned by day leaves out
-    /// the partitions of days before it (a folder whose name is no day is kept).
+    /// its partitions of days before it (only folders `date=<day>` right under the table;
+    /// a folder whose name is no day is kept).
     pub fn files_by_tag(&self, spec: &TableSpec, from: Option<NaiveDate>) -> Result<TaggedFiles> {
         let key = format!("{}=", spec.partitioning.key());
+        let table = self.table_dir(spec);
         let before_from = |dir: &Path| {
-            let day = dir
-                .file_name()
+            let day = (dir.parent() == Some(table.as_path()))
+                .then(|| dir.file_name())
+                .flatten()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_prefix(key.as_str()))
                 .and_then(|d| d.parse::<NaiveDate>().ok());
             spec.partitioning == Partitioning::Date && from.zip(day).is_some_and(|(f, d)| d < f)
         };
-        let mut files: Vec<PathBuf> = files_under_pruned(&self.table_dir(spec), &before_from)?
+        let mut files: Vec<PathBuf> = files_under_pruned(&table, &before_from)?
             .into_iter()
             .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
             .collect();
@@ -353,4 +356,56 @@ pub fn file_tag(tag: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::schema::{CONSUMPTION_DAILY, INTERVALS};
+    use super::*;
+
+    /// With `from`, only the day partitions right under a table and before `from` are left
+    /// out; odd folders, files at the top, nested folders and other tables are all listed.
+    #[test]
+    fn files_by_tag_leaves_out_only_the_days_before_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [
+            "intervals/date=2026-11-18/K1~a.parquet",
+            "intervals/date=2026-11-19/K1~b.parquet",
+            "intervals/date=2026-11-20/K2~c.parquet",
+            "intervals/date=junk/K1~d.parquet",
+            "intervals/K1~e.parquet",
+            "intervals/date=2026-11-20/date=2026-11-01/K1~f.parquet",
+            "intervals/date=2026-11-18/notes.txt",
+            "consumption_daily/year=2025/K1~g.parquet",
+        ];
+        for f in files {
+            let path = dir.path().join(f);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"").unwrap();
+        }
+        let lake = Lake::open_read(dir.path());
+        let names = |spec: &TableSpec, from: Option<&str>, tag: &str| -> Vec<String> {
+            let from = from.map(|d| d.parse::<NaiveDate>().unwrap());
+            let listed = lake.files_by_tag(spec, from).unwrap();
+            listed
+                .of(tag)
+                .iter()
+                .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        let from = Some("2026-11-19");
+        assert_eq!(
+            names(&INTERVALS, None, "K1"),
+            ["e", "a", "b", "f", "d"].map(|n| format!("K1~{n}.parquet"))
+        );
+        assert_eq!(
+            names(&INTERVALS, from, "K1"),
+            ["e", "b", "f", "d"].map(|n| format!("K1~{n}.parquet"))
+        );
+        assert_eq!(names(&INTERVALS, from, "K2"), ["K2~c.parquet"]);
+        assert_eq!(
+            names(&CONSUMPTION_DAILY, Some("2026-11-19"), "K1"),
+            ["K1~g.parquet"]
+        );
+    }
 }
