@@ -164,6 +164,15 @@ impl Validator<'_> {
         detail: String,
         payload: String,
     ) {
+        // An erased participant's EAN is kept nowhere, whatever field of the object it came in
+        // (a key spelled otherwise, a service rejection): such a rejection is left out.
+        if [key, &detail, &payload]
+            .iter()
+            .any(|t| self.names_erased(t))
+        {
+            out.left_out_erased += 1;
+            return;
+        }
         out.rejected.push(Rejected {
             source: source_name(kind).to_string(),
             received_at_us: self.received_at.timestamp_micros(),
@@ -175,6 +184,15 @@ impl Validator<'_> {
             cursor: Some(self.cursor.clone()),
             date: local_date(self.received_at, self.tz),
         });
+    }
+
+    /// Whether `text` holds an erased participant's EAN: a run of exactly 18 digits.
+    fn names_erased(&self, text: &str) -> bool {
+        let Some(erased) = self.erased.filter(|e| !e.is_empty()) else {
+            return false;
+        };
+        text.split(|c: char| !c.is_ascii_digit())
+            .any(|run| run.len() == 18 && erased.contains(run))
     }
 
     /// The object-level checks: the EAN's shape and registry membership, and the date.
@@ -681,6 +699,32 @@ mod tests {
         assert_eq!(typed.reading_objects[0].len(), 96);
         assert_eq!(&*typed.reading_objects[0][0].ean, eans[1]);
         assert_eq!(format!("{typed:?}"), format!("{values:?}"));
+    }
+
+    /// An erased participant's EAN is kept in no rejection, whatever field it comes in: an
+    /// object that names it under another key is left out, not stored as malformed.
+    #[test]
+    fn a_rejection_naming_an_erased_ean_is_left_out() {
+        let (text, registry, eans) = page(|p| {
+            let obj = p["intervals"][0].as_object_mut().unwrap();
+            let ean = obj.remove("ean").unwrap();
+            obj.insert("EAN".into(), ean.clone());
+            p["rejections"][0] = json!({"EAN": ean, "query_date": "2026-03-28", "code": "NO_DATA"});
+        });
+        let mut erased = Erased::default();
+        erased.add(&eans[0]);
+        let v = validator(&registry, &erased);
+        let values = as_values(&v, &text, &mut 0);
+        let named = |r: &Rejected| {
+            [&r.key, &r.detail, &r.payload]
+                .iter()
+                .any(|t| t.contains(&eans[0]))
+        };
+        assert_eq!(values.rejected.iter().filter(|r| named(r)).count(), 0);
+        assert!(values.rejected.is_empty());
+        // Meter 0's other interval and two day objects, and the two under another key.
+        assert_eq!(values.left_out_erased, 5);
+        assert_eq!(values.reading_count(), 3 * (96 + 92));
     }
 
     /// One refused item makes the typed path give up (numbering untouched): the values path
