@@ -447,6 +447,9 @@ pub fn replay_rejected(
 ) -> Result<IngestReport> {
     let mut report = IngestReport::default();
     let mut received = Received::default();
+    // Rows of erased participants went with them; a row that names one elsewhere (in its
+    // payload) is left out again rather than stored with it.
+    let erased = Erased::load(lake)?;
     // Files that lose replayed rows: (path, every batch's remaining rows).
     let mut rewrites: BTreeMap<String, (std::path::PathBuf, Vec<RecordBatch>)> = BTreeMap::new();
     let mut replayed_ids = HashSet::new();
@@ -492,8 +495,7 @@ pub fn replay_rejected(
                         cursor.value(i).to_string()
                     },
                     days_before_member,
-                    // Rejected rows of erased participants were erased with them.
-                    erased: None,
+                    erased: Some(&erased),
                 };
                 let s = if seq.is_null(i) { 0 } else { seq.value(i) };
                 let mut seq_var = s;

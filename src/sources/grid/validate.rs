@@ -25,6 +25,30 @@ use crate::registry::Registry;
 
 pub const QUALITIES: &[&str] = &["measured", "estimated", "derived"];
 
+/// `text` with every erased EAN in it (a run of exactly 18 digits) replaced by `[erased]`.
+fn redact_eans(text: &str, erased: &Erased) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() == 18 && erased.contains(run) {
+            out.push_str("[erased]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
 /// Why an object or an item is refused: its reason code and detail.
 struct Refusal {
     reason: &'static str,
@@ -164,15 +188,24 @@ impl Validator<'_> {
         detail: String,
         payload: String,
     ) {
-        // An erased participant's EAN is kept nowhere, whatever field of the object it came in
-        // (a key spelled otherwise, a service rejection): such a rejection is left out.
-        if [key, &detail, &payload]
-            .iter()
-            .any(|t| self.names_erased(t))
-        {
-            out.left_out_erased += 1;
-            return;
-        }
+        // An erased participant's EAN is kept nowhere, whatever field it came in. A rejection
+        // about them (keyed by their EAN, or by none: an object that names them under a key
+        // spelled otherwise) is left out; one about another connection that mentions them
+        // keeps its row with their EAN replaced by `[erased]`.
+        let (detail, payload) = match self.erased.filter(|e| !e.is_empty()) {
+            Some(erased) if [&detail, &payload].iter().any(|t| self.names_erased(t)) => {
+                if key.trim().is_empty() || self.names_erased(key) {
+                    out.left_out_erased += 1;
+                    return;
+                }
+                (redact_eans(&detail, erased), redact_eans(&payload, erased))
+            }
+            _ if self.names_erased(key) => {
+                out.left_out_erased += 1;
+                return;
+            }
+            _ => (detail, payload),
+        };
         out.rejected.push(Rejected {
             source: source_name(kind).to_string(),
             received_at_us: self.received_at.timestamp_micros(),
@@ -702,7 +735,8 @@ mod tests {
     }
 
     /// An erased participant's EAN is kept in no rejection, whatever field it comes in: an
-    /// object that names it under another key is left out, not stored as malformed.
+    /// object that names it under another key is left out, not stored as malformed; another
+    /// connection's rejection that mentions it is kept with the EAN redacted.
     #[test]
     fn a_rejection_naming_an_erased_ean_is_left_out() {
         let (text, registry, eans) = page(|p| {
@@ -710,6 +744,11 @@ mod tests {
             let ean = obj.remove("ean").unwrap();
             obj.insert("EAN".into(), ean.clone());
             p["rejections"][0] = json!({"EAN": ean, "query_date": "2026-03-28", "code": "NO_DATA"});
+            // Another connection's rejection that mentions them keeps its row, without them.
+            let text = format!("meter moved from {}", ean.as_str().unwrap());
+            let other = json!({"ean": p["intervals"][1]["ean"], "query_date": "2026-03-28",
+                "code": "NO_DATA", "text": text});
+            p["rejections"].as_array_mut().unwrap().push(other);
         });
         let mut erased = Erased::default();
         erased.add(&eans[0]);
@@ -721,7 +760,16 @@ mod tests {
                 .any(|t| t.contains(&eans[0]))
         };
         assert_eq!(values.rejected.iter().filter(|r| named(r)).count(), 0);
-        assert!(values.rejected.is_empty());
+        assert_eq!(values.rejected.len(), 1);
+        assert_eq!(values.rejected[0].key, eans[1]);
+        let expected = format!(
+            "grid operator could not deliver 2026-03-28 for {}: meter moved from [erased]",
+            eans[1]
+        );
+        assert_eq!(values.rejected[0].detail, expected);
+        assert!(values.rejected[0]
+            .payload
+            .contains("meter moved from [erased]"));
         // Meter 0's other interval and two day objects, and the two under another key.
         assert_eq!(values.left_out_erased, 5);
         assert_eq!(values.reading_count(), 3 * (96 + 92));
