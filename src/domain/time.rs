@@ -69,6 +69,9 @@ pub fn quarter_hour_ends(date: NaiveDate, tz: Tz) -> Vec<DateTime<Utc>> {
     out
 }
 
+/// Day 0 of Arrow's and Polars' `Date` columns (days since the Unix epoch).
+pub const EPOCH_DAY: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+
 /// Microseconds since the Unix epoch, the unit of every timestamp in the lake.
 pub fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()

@@ -205,7 +205,7 @@ pub fn compute(
     // Grid readings that count, plus the daily tariff registers as readings at local midnight
     // (quality `derived`) where no reading stands at that time: they split long holes per day
     // and fill days whose quarter-hours expired.
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    let epoch = crate::domain::time::EPOCH_DAY;
     let mut anchors = Vec::new();
     for ((ean, day), (meter, imp, exp)) in day_registers(lake, since.map(|s| s.1))? {
         if !by_ean.contains_key(ean.as_str()) {

@@ -294,7 +294,7 @@ fn readings(
             .select([col(key), col(meter), col("date").cast(DataType::Date)])
             .collect()?;
         let dates = df.column("date")?.cast(&DataType::Int32)?;
-        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+        let epoch = crate::domain::time::EPOCH_DAY;
         let t: Vec<Option<i64>> = dates
             .i32()?
             .iter()

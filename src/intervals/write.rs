@@ -781,9 +781,8 @@ fn stage_15m(
     cable_15m: &DataFrame,
     cable: &str,
 ) -> Result<()> {
-    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
     for (d, part) in split_by(cable_15m, col("date"))? {
-        let day = epoch + chrono::Duration::days(i64::from(d));
+        let day = crate::domain::time::EPOCH_DAY + chrono::Duration::days(i64::from(d));
         lake.stage_tagged(
             txn,
             &CABLE_BALANCE_15M,

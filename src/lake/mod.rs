@@ -170,10 +170,7 @@ impl Lake {
                 .join(format!("{}={p}", spec.partitioning.key())),
             None => self.table_dir(spec),
         };
-        let mut out = Vec::new();
-        collect_parquet(&dir, &mut out)?;
-        out.sort();
-        Ok(out)
+        parquet_under(&dir, &|_| false)
     }
 
     /// Stages `batch` as a new file of `spec` (in partition `partition` when the table is
@@ -246,13 +243,8 @@ impl Lake {
                 .and_then(|d| d.parse::<NaiveDate>().ok());
             spec.partitioning == Partitioning::Date && from.zip(day).is_some_and(|(f, d)| d < f)
         };
-        let mut files: Vec<PathBuf> = files_under_pruned(&table, &before_from)?
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-            .collect();
-        files.sort();
         let mut out = TaggedFiles::default();
-        for f in files {
+        for f in parquet_under(&table, &before_from)? {
             let Some(tag) = f.file_name().and_then(|n| {
                 n.to_string_lossy()
                     .split_once('~')
@@ -288,13 +280,14 @@ impl Lake {
     }
 }
 
-fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    out.extend(
-        files_under(dir)?
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "parquet")),
-    );
-    Ok(())
+/// The Parquet files below `dir`, sorted, not looking into the folders `prune` names.
+fn parquet_under(dir: &Path, prune: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = files_under_pruned(dir, prune)?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// Every file below `dir`, at any depth (none when `dir` does not exist).

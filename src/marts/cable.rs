@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDate;
 use polars::prelude::*;
 
 use crate::error::Result;
@@ -158,7 +157,7 @@ pub fn cable_balance(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    let epoch = crate::domain::time::EPOCH_DAY;
     for i in 0..n {
         let (c, s, d) = (
             cable_col.get(i).unwrap_or(""),

@@ -4,13 +4,12 @@
 use chrono::NaiveDate;
 use polars::prelude::*;
 
+use crate::domain::time::EPOCH_DAY as EPOCH;
 use crate::error::Result;
 use crate::intervals::compute::IntervalRow;
 use crate::intervals::days::day_registers;
 use crate::intervals::series::Quality;
 use crate::lake::Lake;
-
-const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
 
 fn days_since_epoch(d: NaiveDate) -> i32 {
     (d - EPOCH).num_days() as i32

@@ -127,46 +127,46 @@ impl GridIngest<'_> {
     ) -> std::result::Result<CheckedPage, FetchError> {
         let v = self.validator(cursor.unwrap_or(""));
         let mut seq = seq_from;
-        let page = match page {
-            BulkPage::Typed { page, body } => {
-                if let Some(received) = v.typed_page(&page, &mut seq) {
-                    return Ok(CheckedPage {
-                        objects: page.intervals.len() + page.days.len() + page.rejections.len(),
-                        next_cursor: page.next_cursor,
-                        has_more: page.has_more,
-                        seq_from,
-                        seq_to: seq,
-                        received,
-                        as_values: false,
-                    });
-                }
-                // Something is refused: the page is read as values, to keep each refused
-                // object as it came (the typed page freed first).
-                drop(page);
-                tracing::debug!("bulk page read as JSON values: something in it is refused");
-                serde_json::from_slice::<RawBulkPage>(&body).map_err(|e| {
-                    let at = cursor.unwrap_or("(start of the feed)").to_string();
-                    FetchError::Unreadable(at, e.to_string())
-                })?
-            }
-            BulkPage::Values(page) => page,
+        let values = |page: RawBulkPage, seq: &mut i64| {
+            let objects = page.intervals.len() + page.days.len() + page.rejections.len();
+            let received = v.values(
+                seq,
+                [
+                    (&page.intervals, ObjectKind::Interval),
+                    (&page.days, ObjectKind::Day),
+                    (&page.rejections, ObjectKind::Rejection),
+                ],
+            );
+            (page.next_cursor, page.has_more, objects, received, true)
         };
-        let received = v.values(
-            &mut seq,
-            [
-                (&page.intervals, ObjectKind::Interval),
-                (&page.days, ObjectKind::Day),
-                (&page.rejections, ObjectKind::Rejection),
-            ],
-        );
+        let (next_cursor, has_more, objects, received, as_values) = match page {
+            BulkPage::Typed { page, body } => match v.typed_page(&page, &mut seq) {
+                Some(received) => {
+                    let objects = page.intervals.len() + page.days.len() + page.rejections.len();
+                    (page.next_cursor, page.has_more, objects, received, false)
+                }
+                None => {
+                    // Something is refused: the page is read as values, to keep each refused
+                    // object as it came (the typed page freed first).
+                    drop(page);
+                    tracing::debug!("bulk page read as JSON values: something in it is refused");
+                    let raw = serde_json::from_slice::<RawBulkPage>(&body).map_err(|e| {
+                        let at = cursor.unwrap_or("(start of the feed)").to_string();
+                        FetchError::Unreadable(at, e.to_string())
+                    })?;
+                    values(raw, &mut seq)
+                }
+            },
+            BulkPage::Values(page) => values(page, &mut seq),
+        };
         Ok(CheckedPage {
-            objects: page.intervals.len() + page.days.len() + page.rejections.len(),
-            next_cursor: page.next_cursor,
-            has_more: page.has_more,
+            next_cursor,
+            has_more,
+            objects,
             seq_from,
             seq_to: seq,
             received,
-            as_values: true,
+            as_values,
         })
     }
 
