@@ -372,6 +372,14 @@ pub fn import_export(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let lake = ctx.open_lake("import")?;
+    // An erased participant stays erased: their meter's export is refused, not stored again
+    // (the registry may still list them until the board removes the line).
+    if Erased::load(&lake)?.contains(ean) {
+        return Err(Error::Usage(format!(
+            "EAN {ean} belongs to an erased participant (vaten erase); their data is not \
+             stored again: remove the connection from connections.csv"
+        )));
+    }
     run_job(&lake, "import", ctx.clock, |lake| {
         let mut state: GridState = lake
             .read_state(grid_ingest::STATE_NAME)?

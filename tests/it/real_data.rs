@@ -73,6 +73,34 @@ fn homewizard_export_imports_and_transforms() {
 }
 
 #[test]
+fn an_erased_participants_export_is_not_imported_again() {
+    // P0 (EAN_A) has been erased, and is still in the registry (the board has not removed the
+    // line yet): importing their meter's export would store their data again.
+    let env = Env::new(&registry(&[EAN_A, EAN_B]));
+    assert_ok(&env.vaten("2026-11-20T10:00:00Z", &["erase", "--participant", "P0"]));
+    let file = fixture("meter-exports/homewizard_2022-09_15min_elec.csv");
+    let out = env.vaten(
+        "2026-11-20T10:00:00Z",
+        &["import", "--format", "homewizard", &file, "--ean", EAN_A],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("erased"), "{}", stderr(&out));
+    let rows = lake_rows(&env.lake());
+    assert!(
+        rows.values().flatten().all(|r| !r.contains(EAN_A)),
+        "nothing of the erased participant is stored"
+    );
+    // Someone else's export still goes in.
+    assert_ok(&env.vaten(
+        "2026-11-20T10:00:00Z",
+        &["import", "--format", "homewizard", &file, "--ean", EAN_B],
+    ));
+    assert!(lake_rows(&env.lake())["grid_readings"]
+        .iter()
+        .any(|r| r.contains(EAN_B)));
+}
+
+#[test]
 fn dsmr_reader_export_has_its_dst_days() {
     let env = Env::new(&registry(&[EAN_A]));
     let file = fixture("meter-exports/dsmrreader-data-export-hour.csv");
