@@ -61,13 +61,19 @@ pub struct FakeInstallations {
 
 impl FakeInstallations {
     pub fn spawn() -> std::io::Result<Self> {
+        Self::spawn_on(0)
+    }
+
+    /// As [`FakeInstallations::spawn`], listening on `port` (0: any free port). A fixed port
+    /// keeps the installations' URLs, and so the registry, the same from one run to the next.
+    pub fn spawn_on(port: u16) -> std::io::Result<Self> {
         let state: Shared = Arc::new(Mutex::new(HashMap::new()));
         // A port nobody listens on: an installation that is switched off.
         let dead_addr = std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?;
         let app = Router::new()
             .route("/{id}/v1/readings", get(readings))
             .with_state(state.clone());
-        let server = super::LocalServer::start("fake-installations", 0, app)?;
+        let server = super::LocalServer::start("fake-installations", port, app)?;
         Ok(FakeInstallations {
             addr: server.addr,
             dead_addr,

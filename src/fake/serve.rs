@@ -50,13 +50,29 @@ pub struct FakeGridArgs {
 
 #[derive(Debug, Args)]
 pub struct FakeInstallationsArgs {
+    /// Installations of a generated cooperative (ignored with --registry).
     #[arg(long, default_value_t = 200)]
     pub count: usize,
+    /// Give installations to two of every three connections of this registry (e.g. the one
+    /// `vaten fake-grid` wrote) instead of generating a cooperative.
+    #[arg(long, value_name = "DIR")]
+    pub registry: Option<PathBuf>,
     #[arg(long, default_value_t = 1)]
     pub days: u32,
-    /// Last day of readings (UTC day; default: yesterday).
+    /// Last day of readings (Europe/Amsterdam day; default: yesterday).
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub end: Option<NaiveDate>,
+    /// Serve only the days after the first K: registers and sequence numbers continue where
+    /// those ended, as if the installations had been read all along...
+    #[arg(long, default_value_t = 0)]
+    pub skip_days: u32,
+    /// ...and of those at most N (an installation keeps 30 × 96 readings: 29 days always fit).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=31))]
+    pub only_days: Option<u32>,
+    /// Listen on this port (0: any free one). A fixed port keeps the registry's URLs the same
+    /// from one run to the next.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
     /// Write the matching registry (connections.csv, cables.csv) here.
     #[arg(long)]
     pub registry_out: PathBuf,
@@ -113,17 +129,48 @@ pub fn serve_fake_installations(args: &FakeInstallationsArgs) -> Result<()> {
     let end = args
         .end
         .unwrap_or_else(|| local_date(Utc::now(), AMSTERDAM).pred_opt().expect("date"));
-    let first_end = crate::domain::time::local_midnight_utc(end, chrono_tz::UTC)
-        - chrono::Duration::days(i64::from(args.days) - 1)
-        + chrono::Duration::minutes(15);
-    let fake = FakeInstallations::spawn()?;
-    let (mut registry, _) = cooperative(args.count);
+    // Whole Europe/Amsterdam days, as the fake grid operator serves them (92, 96 or 100
+    // quarter-hours each): the first reading closes the first quarter-hour of the first day.
+    let skip = args.skip_days.min(args.days);
+    let served = args
+        .only_days
+        .map_or(args.days - skip, |n| n.min(args.days - skip));
+    let day = |k: u32| {
+        let date = end - chrono::Duration::days(i64::from(args.days) - 1 - i64::from(k));
+        crate::domain::time::local_midnight_utc(date, AMSTERDAM)
+    };
+    let quarters = |from: u32, to: u32| ((day(to) - day(from)).num_minutes() / 15) as usize;
+    let first_end = |k: u32| day(k) + chrono::Duration::minutes(15);
+    if quarters(skip, skip + served) > super::installations::KEPT {
+        // As a real one, an installation keeps the latest 30 × 96 readings: the oldest go.
+        tracing::warn!("an installation keeps 30 × 96 readings: the oldest of the days asked go");
+    }
+    let fake = FakeInstallations::spawn_on(args.port)?;
+    let (mut registry, with_installation): (_, Box<dyn Fn(usize) -> bool>) = match &args.registry {
+        Some(dir) => (
+            crate::registry::Registry::load(dir)?,
+            Box::new(|i| i % 3 != 2),
+        ),
+        None => (cooperative(args.count).0, Box::new(|_| true)),
+    };
     let mut tokens = String::from("[tokens]\n");
     for (i, c) in registry.connections.iter_mut().enumerate() {
+        if !with_installation(i) {
+            continue;
+        }
         let id = format!("inst-{i:04}");
         let token = uuid::Uuid::new_v4().simple().to_string();
         fake.add(&id, c.ean.as_str(), &token, &format!("SDM120-{i:07}"));
-        fake.produce(&id, first_end, 96 * args.days as usize, i as u64);
+        // The skipped days turn the registers and the numbering on; the installation then
+        // holds only the days served.
+        fake.produce(&id, first_end(0), quarters(0, skip), i as u64);
+        fake.reset(&id);
+        fake.produce(
+            &id,
+            first_end(skip),
+            quarters(skip, skip + served),
+            i as u64,
+        );
         c.installation = Some(Installation {
             id: id.clone(),
             url: fake.url(&id),

@@ -4,7 +4,11 @@
 # against DuckDB on the lake's intervals (tests/bench/analyst_queries.sh), then the nightly
 # incremental transform of one more day. Every ratio is printed only after DuckDB's answer was
 # found equal to vaten's. A year of generated feed does not fit in memory as JSON, so the fake grid operator
-# serves it in chunks of 30 days (each continuing the registers of the one before).
+# serves it in chunks of 29 days (each continuing the registers of the one before; an
+# installation keeps 30 × 96 readings, and a day can have 100 quarter-hours).
+# Two of every three connections have an installation (`vaten fake-installations --registry`),
+# whose production, battery and voltage readings are pulled in the same chunks; INSTALLATIONS=0
+# leaves them out (grid readings only, as before 2026-11-30).
 # Usage: tests/bench/transform_year.sh [CONNECTIONS] [DAYS] [CABLES]   (builds the release binary first)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,10 +17,50 @@ days=${2:-365}
 cables=${3:-3}
 NO_SERVE=1
 . tests/bench/fake_grid.sh
+inst_server=""
+trap '[ -n "$server" ] && kill $server 2>/dev/null; [ -n "$inst_server" ] && kill $inst_server 2>/dev/null; if [ -n "${KEEP_WORK:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi' EXIT
+# One port for every chunk's installations: their URLs, and so the registry, stay the same.
+inst_port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# serve_installations SKIP ONLY TOTAL END: as `serve`, for the installations of the registry
+# the fake grid operator just wrote (it writes the registry back with them).
+serve_installations() {
+  if [ -n "$inst_server" ]; then kill "$inst_server" 2>/dev/null || true; wait "$inst_server" 2>/dev/null || true; fi
+  rm -f "$work/inst_url"
+  "$bin" fake-installations --registry "$work/registry" --registry-out "$work/registry" \
+    --tokens-out "$work/tokens.toml" --port "$inst_port" \
+    --days "$3" --end "$4" --skip-days "$1" --only-days "$2" > "$work/inst_url" 2>/dev/null &
+  inst_server=$!
+  for _ in $(seq 3000); do
+    [ -s "$work/inst_url" ] && break
+    kill -0 "$inst_server" 2>/dev/null || { echo "fake installations exited" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -s "$work/inst_url" ] || { echo "fake installations did not start" >&2; exit 1; }
+  cat >> "$work/vaten.toml" <<TOML
+[installations]
+tokens_file = "tokens.toml"
+concurrency = 16
+timeout_s = 60
+TOML
+}
 # serve SKIP ONLY TOTAL END: the days SKIP+1..SKIP+ONLY of the TOTAL days ending END.
-serve() { serve_grid --days "$3" --end "$4" --skip-days "$1" --only-days "$2" --cables "$cables"; }
-for ((skip = 0; skip < days; skip += 30)); do
-  serve "$skip" 30 "$days" 2026-11-20
+serve() {
+  serve_grid --days "$3" --end "$4" --skip-days "$1" --only-days "$2" --cables "$cables"
+  if [ "${INSTALLATIONS:-1}" != 0 ]; then serve_installations "$@"; fi
+}
+# ingest_installations: one pass (its cursors go on from chunk to chunk, as in operation).
+ingest_installations() {
+  [ "${INSTALLATIONS:-1}" != 0 ] || return 0
+  /usr/bin/time -f '%e %M' -o "$work/time_inst" "$bin" --config "$work/vaten.toml" --now "$1" ingest installations 2> "$work/inst.log" \
+    || { tail -3 "$work/inst.log"; exit 1; }
+  read -r secs kib < "$work/time_inst"
+  got=$(grep -o '[0-9]* readings received' "$work/inst.log" | tail -1 | cut -d' ' -f1)
+  inst_readings=$(( ${inst_readings:-0} + got ))
+  inst_secs=$("$py" -c "print(${inst_secs:-0} + $secs)")
+  inst_kib=$(( kib > ${inst_kib:-0} ? kib : ${inst_kib:-0} ))
+}
+for ((skip = 0; skip < days; skip += 29)); do
+  serve "$skip" 29 "$days" 2026-11-20
   # Each chunk is a new feed: its cursor starts afresh (a benchmark shortcut, not an operation).
   rm -f "$work/lake/_state/grid.json"
   /usr/bin/time -f '%e %M' -o "$work/time_ingest" "$bin" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z ingest grid 2> "$work/ingest.log" \
@@ -27,6 +71,7 @@ for ((skip = 0; skip < days; skip += 30)); do
   ingest_readings=$(( ${ingest_readings:-0} + got ))
   ingest_secs=$("$py" -c "print(${ingest_secs:-0} + $secs)")
   ingest_kib=$(( kib > ${ingest_kib:-0} ? kib : ${ingest_kib:-0} ))
+  ingest_installations 2026-11-21T10:00:00Z
 done
 # BASELINE_BIN=path also times another build's full recompute on the same files first.
 if [ -n "${BASELINE_BIN:-}" ]; then
@@ -52,10 +97,11 @@ con = duckdb.connect()
 n, diff = con.execute('''
   WITH d AS (SELECT * FROM read_parquet('$work/duck_daily.parquet')
              WHERE date > (SELECT min(date) FROM read_parquet('$work/duck_daily.parquet'))),
-       v AS (SELECT ean, date, l_wh, t_wh
+       v AS (SELECT ean, date, l_wh, t_wh, p_wh, v_wh
              FROM read_parquet('$work/lake/consumption_daily/*/*.parquet', hive_partitioning = true)
              WHERE date > (SELECT min(date) FROM read_parquet('$work/duck_daily.parquet')))
-  SELECT count(*), count(*) FILTER (WHERE d.l_wh IS DISTINCT FROM v.l_wh OR d.t_wh IS DISTINCT FROM v.t_wh)
+  SELECT count(*), count(*) FILTER (WHERE d.l_wh IS DISTINCT FROM v.l_wh OR d.t_wh IS DISTINCT FROM v.t_wh
+                                       OR d.p_wh IS DISTINCT FROM v.p_wh OR d.v_wh IS DISTINCT FROM v.v_wh)
   FROM d FULL JOIN v USING (ean, date)''').fetchone()
 print(f"daily sums compared: {n} connection-days, {diff} differ")
 sys.exit(1 if diff or not n else 0)
@@ -85,9 +131,11 @@ serve "$days" 1 $((days + 1)) 2026-11-21
 rm -f "$work/lake/_state/grid.json"
 "$bin" --config "$work/vaten.toml" --now 2026-11-22T10:00:00Z ingest grid 2> "$work/ingest.log" \
   || { tail -3 "$work/ingest.log"; exit 1; }
+ingest_installations 2026-11-22T10:00:00Z
 /usr/bin/time -f '%e %M' -o "$work/time_inc" "$bin" --config "$work/vaten.toml" --now 2026-11-22T10:00:00Z transform 2> "$work/log_inc"
 read -r i_secs i_kib < "$work/time_inc"
 echo "connections=$connections cables=$cables days=$days intervals=$intervals"
+[ "${INSTALLATIONS:-1}" != 0 ] && echo "installation ingest (incl. the nightly day): readings=$inst_readings wall_s=$inst_secs readings_per_s=$("$py" -c "print(int($inst_readings / $inst_secs))") peak_rss_mib=$((inst_kib / 1024))"
 echo "grid ingest: readings=$ingest_readings wall_s=$ingest_secs readings_per_s=$("$py" -c "print(int($ingest_readings / $ingest_secs))") peak_rss_mib=$((ingest_kib / 1024))"
 [ -n "${BASELINE_BIN:-}" ] && echo "baseline transform (full): wall_s=$b_secs peak_rss_mib=$((b_kib / 1024))"
 echo "vaten transform (full): wall_s=$v_secs peak_rss_mib=$((v_kib / 1024))"
