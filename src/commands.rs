@@ -373,11 +373,13 @@ pub fn import_export(
         .unwrap_or_default();
     let lake = ctx.open_lake("import")?;
     // An erased participant stays erased: their meter's export is refused, not stored again
-    // (the registry may still list them until the board removes the line).
+    // (the registry may still list them until the board removes the line). The erased set
+    // is read under the write lock `open_lake` took: no erasure can finish in between. It
+    // holds EANs: as for the grid operator's feed, a later occupant of an erased participant's
+    // house is not received either (docs/operations.md).
     if Erased::load(&lake)?.contains(ean) {
         return Err(Error::Usage(format!(
-            "EAN {ean} belongs to an erased participant (vaten erase); their data is not \
-             stored again: remove the connection from connections.csv"
+            "EAN {ean} was erased (vaten erase): nothing of it is stored again"
         )));
     }
     run_job(&lake, "import", ctx.clock, |lake| {

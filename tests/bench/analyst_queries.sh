@@ -3,7 +3,7 @@
 # on the same files, cold (the first run after the files were written) and warm (the median of
 # three more runs). Before a ratio is printed, vaten's answer must equal DuckDB's, row for row.
 # Needs: bin, work, py (see fake_grid.sh). Sets: queries_same (empty when an answer differed).
-year_from=$("$py" -c "import duckdb; print(duckdb.connect().execute(\"SELECT max(date) - INTERVAL 364 DAY FROM read_parquet('$work/lake/intervals/*/*.parquet', hive_partitioning = true)\").fetchone()[0].date())")
+year_from=$("$py" -c "import duckdb; print(duckdb.connect().execute('SET enable_progress_bar = false').execute(\"SELECT max(date) - INTERVAL 364 DAY FROM read_parquet('$work/lake/intervals/*/*.parquet', hive_partitioning = true)\").fetchone()[0].date())")
 # A whole calendar month inside the year: the third month starting after the year's first day.
 read -r month_from month_to < <("$py" -c "
 import datetime as dt
@@ -11,7 +11,7 @@ d = dt.date.fromisoformat('$year_from').replace(day=1)
 m = (d + dt.timedelta(days=62)).replace(day=1)
 n = (m + dt.timedelta(days=32)).replace(day=1)
 print(m, n - dt.timedelta(days=1))")
-cable=$("$py" -c "import duckdb; print(duckdb.connect().execute(\"SELECT min(cable_id) FROM read_parquet('$work/lake/intervals/*/*.parquet', hive_partitioning = true)\").fetchone()[0])")
+cable=$("$py" -c "import duckdb; print(duckdb.connect().execute('SET enable_progress_bar = false').execute(\"SELECT min(cable_id) FROM read_parquet('$work/lake/intervals/*/*.parquet', hive_partitioning = true)\").fetchone()[0])")
 names=(daily_sums_of_a_year cable_quarter_hours_of_a_month top_10_peaks_of_a_year)
 sqls=(
   "SELECT ean, date, sum(l_wh) AS l_wh, sum(t_wh) AS t_wh, sum(v_wh) AS v_wh FROM intervals WHERE date >= '$year_from' GROUP BY ean, date"
@@ -21,7 +21,7 @@ sqls=(
 cat > "$work/duck_query.py" <<PY
 import duckdb, sys, time
 import pyarrow  # loaded before the clock starts: the answer is handed over as Arrow
-con = duckdb.connect()
+con = duckdb.connect().execute('SET enable_progress_bar = false')
 con.execute("SET threads = 2")
 con.execute("CREATE VIEW intervals AS SELECT * FROM read_parquet('$work/lake/intervals/*/*.parquet', hive_partitioning = true)")
 t = time.monotonic()
@@ -31,7 +31,7 @@ print(round(time.monotonic() - t, 3))
 PY
 cat > "$work/same_query.py" <<PY
 import duckdb, sys
-con = duckdb.connect()
+con = duckdb.connect().execute('SET enable_progress_bar = false')
 con.execute("CREATE VIEW intervals AS SELECT * FROM read_parquet('$work/lake/intervals/*/*.parquet', hive_partitioning = true)")
 con.execute(f"CREATE TABLE d AS {sys.argv[1]}")
 con.execute("CREATE TABLE v AS SELECT * FROM read_parquet('$work/query_out.parquet')")
@@ -50,7 +50,7 @@ for i in 0 1 2; do
     /usr/bin/time -f '%e %M' -o "$work/time_q" "$bin" --config "$work/vaten.toml" query --format parquet --output "$work/query_out.parquet" "$sql" 2> "$work/log_q" \
       || { tail -3 "$work/log_q"; exit 1; }
     read -r secs kib < "$work/time_q"
-    v_times+=("$secs"); [ "$run" = 1 ] && v_kib=$kib
+    v_times+=("$secs"); [ "$run" = 1 ] && q_kib=$kib
     d_times+=("$("$py" "$work/duck_query.py" "$sql")")
   done
   if ! same=$("$py" "$work/same_query.py" "$sql"); then
@@ -59,5 +59,5 @@ for i in 0 1 2; do
     continue
   fi
   warm_v=$(median "${v_times[@]:1}"); warm_d=$(median "${d_times[@]:1}")
-  query_lines+=("${names[$i]}: $same; vaten cold ${v_times[0]} s warm $warm_v s (peak $((v_kib / 1024)) MiB); duckdb cold ${d_times[0]} s warm $warm_d s; ratio cold $("$py" -c "print(round(${v_times[0]} / ${d_times[0]}, 2))") warm $("$py" -c "print(round($warm_v / $warm_d, 2))")")
+  query_lines+=("${names[$i]}: $same; vaten cold ${v_times[0]} s warm $warm_v s (peak $((q_kib / 1024)) MiB); duckdb cold ${d_times[0]} s warm $warm_d s; ratio cold $("$py" -c "print(round(${v_times[0]} / ${d_times[0]}, 2))") warm $("$py" -c "print(round($warm_v / $warm_d, 2))")")
 done

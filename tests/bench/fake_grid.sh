@@ -11,7 +11,7 @@ py=${CARGO_TARGET_DIR:-target}/tmp/python-env/bin/python3
 [ -x "$py" ] || py=python3
 work=$(mktemp -d)
 server=""
-trap '[ -n "$server" ] && kill $server 2>/dev/null; rm -rf "$work"' EXIT
+trap '{ [ -z "$server" ] || kill $server 2>/dev/null; } || true; rm -rf "$work"' EXIT
 export VATEN_GRID_API_KEY="bench-$$"
 
 serve_grid() {

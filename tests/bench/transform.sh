@@ -14,7 +14,7 @@ read -r v_secs v_kib < "$work/time_vaten"
 intervals=$(grep -o 'intervals: [0-9]* quarter-hours' "$work/log" | grep -o '[0-9]*')
 cat > "$work/duck.py" <<PY
 import duckdb, glob
-con = duckdb.connect()
+con = duckdb.connect().execute('SET enable_progress_bar = false')
 con.execute("SET threads TO 2")
 lake = "$work/lake"
 # P per quarter-hour from the installations' production registers, as L and T from the

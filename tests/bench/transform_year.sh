@@ -18,7 +18,7 @@ cables=${3:-3}
 NO_SERVE=1
 . tests/bench/fake_grid.sh
 inst_server=""
-trap '[ -n "$server" ] && kill $server 2>/dev/null; [ -n "$inst_server" ] && kill $inst_server 2>/dev/null; if [ -n "${KEEP_WORK:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi' EXIT
+trap '{ [ -z "$server" ] || kill $server 2>/dev/null; [ -z "$inst_server" ] || kill $inst_server 2>/dev/null; } || true; if [ -n "${KEEP_WORK:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi' EXIT
 # One port for every chunk's installations: their URLs, and so the registry, stay the same.
 inst_port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 # serve_installations SKIP ONLY TOTAL END: as `serve`, for the installations of the registry
@@ -93,7 +93,7 @@ read -r d_secs d_kib < "$work/time_duck"
 # register at midnight, which DuckDB's SQL (differences of consecutive readings) has not.
 cat > "$work/same.py" <<PY
 import duckdb, sys
-con = duckdb.connect()
+con = duckdb.connect().execute('SET enable_progress_bar = false')
 n, diff = con.execute('''
   WITH d AS (SELECT * FROM read_parquet('$work/duck_daily.parquet')
              WHERE date > (SELECT min(date) FROM read_parquet('$work/duck_daily.parquet'))),
@@ -104,14 +104,26 @@ n, diff = con.execute('''
                                        OR d.p_wh IS DISTINCT FROM v.p_wh OR d.v_wh IS DISTINCT FROM v.v_wh)
   FROM d FULL JOIN v USING (ean, date)''').fetchone()
 print(f"daily sums compared: {n} connection-days, {diff} differ")
-sys.exit(1 if diff or not n else 0)
+# And quarter-hour by quarter-hour (a P shifted within a day would leave its sums alone).
+q, qdiff = con.execute('''
+  WITH d AS (SELECT ean, interval_start, l_wh, t_wh, p_wh, v_wh
+             FROM read_parquet('$work/duck_intervals/*/*.parquet', hive_partitioning = true)
+             WHERE date > (SELECT min(date) FROM read_parquet('$work/duck_daily.parquet'))),
+       v AS (SELECT ean, interval_start, l_wh, t_wh, p_wh, v_wh
+             FROM read_parquet('$work/lake/intervals/*/*.parquet', hive_partitioning = true)
+             WHERE date > (SELECT min(date) FROM read_parquet('$work/duck_daily.parquet')))
+  SELECT count(*), count(*) FILTER (WHERE d.l_wh IS DISTINCT FROM v.l_wh OR d.t_wh IS DISTINCT FROM v.t_wh
+                                       OR d.p_wh IS DISTINCT FROM v.p_wh OR d.v_wh IS DISTINCT FROM v.v_wh)
+  FROM d FULL JOIN v USING (ean, interval_start)''').fetchone()
+print(f"quarter-hours compared: {q}, {qdiff} differ")
+sys.exit(1 if diff or qdiff or not n or not q else 0)
 PY
 same=yes
 "$py" "$work/same.py" || same=""
 if [ -n "${BASELINE_BIN:-}" ]; then
   cat > "$work/same_base.py" <<PY
 import duckdb, sys
-con = duckdb.connect()
+con = duckdb.connect().execute('SET enable_progress_bar = false')
 bad = 0
 for t in ["consumption_daily", "cable_balance_daily", "tax_base_yearly"]:
     a = f"read_parquet('$work/base_{t}/**/*.parquet', hive_partitioning = true)"
