@@ -22,6 +22,7 @@ use super::plan::{
     anchors, current_inputs, fingerprint, plan, Plan, Scope, TransformState, Window,
 };
 use super::series::StepProblem;
+use super::spill::{spill, BatchKeys, RECEIVED_READS};
 use crate::clock::Clock;
 use crate::domain::time::{from_micros, local_date, micros};
 use crate::error::Result;
@@ -29,8 +30,8 @@ use crate::lake::convert::to_batch;
 use crate::lake::parquet_io::read_all;
 use crate::lake::schema::ColType;
 use crate::lake::schema::{
-    CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, GRID_DAYS, GRID_READINGS,
-    INSTALLATION_READINGS, INTERVALS, TAX_BASE_YEARLY,
+    CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, INSTALLATION_READINGS, INTERVALS,
+    TAX_BASE_YEARLY,
 };
 use crate::lake::Lake;
 use crate::lake::{TableSpec, TaggedFiles};
@@ -246,7 +247,30 @@ pub fn transform(
         )?,
     };
     let today = local_date(now, tz);
-    for batch in batches(windows, registry, today) {
+    let batches = batches(windows, registry, today);
+    // A full recompute of several batches reads the received tables once, not once per batch.
+    let whole = |batch: &Vec<(String, Option<Window>)>| batch.iter().all(|(_, w)| w.is_none());
+    let spilled = if batches.len() > 1
+        && batches.iter().all(whole)
+        && std::env::var_os("VATEN_NO_SPILL").is_none()
+    {
+        let keys: Vec<BatchKeys> = batches
+            .iter()
+            .map(|b| batch_keys(registry, &b.iter().map(|(c, _)| c.as_str()).collect()))
+            .collect();
+        let spilled = spill(lake, &mut txn, &keys)?.map(|s| (s, keys));
+        if spilled.is_some() {
+            tracing::debug!(
+                batches = batches.len(),
+                "received tables read once, set aside by batch"
+            );
+        }
+        lap("received tables read");
+        spilled
+    } else {
+        None
+    };
+    for (b, batch) in batches.into_iter().enumerate() {
         // The received tables are read once for a group of cables, not once per cable (each
         // such read goes through every file, or every recent one). Whatever happens, the held
         // rows go with the batch.
@@ -256,7 +280,9 @@ pub fn transform(
         // through the whole history.
         let since = batch_anchors(lake, registry, tz, &batch)?;
         lap("anchored");
-        if batch.len() > 1 && batch.iter().all(|(_, w)| w.is_none()) {
+        if let Some((spilled, keys)) = &spilled {
+            spilled.hold(lake, b, &keys[b])?;
+        } else if batch.len() > 1 && whole(&batch) {
             prefetch_received(lake, registry, &cables, None)?;
         } else if batch.len() > 1 && since.len() == batch.len() {
             // Every reader of a held table filters on its own days; a cable whose reads go
@@ -312,7 +338,8 @@ pub fn transform(
 use super::plan::TRANSFORM_STATE as STATE;
 
 /// The connections whose received rows a full recompute holds in memory at once: a year of
-/// 100 connections is a few hundred MB.
+/// 100 connections is a few hundred MB. A connection with an installation counts twice (see
+/// `Registry::series_per_cable`).
 const PREFETCH_CONNECTIONS: usize = 100;
 
 /// The most days a batch is sized for (a full recompute counts as this many).
@@ -326,7 +353,7 @@ fn batches(
     registry: &Registry,
     today: NaiveDate,
 ) -> Vec<Vec<(String, Option<Window>)>> {
-    let size = registry.connections_per_cable();
+    let size = registry.series_per_cable();
     let days = |w: &Option<Window>| -> usize {
         w.map_or(YEAR_DAYS, |w| {
             // The window's days and the lookback before them.
@@ -361,7 +388,7 @@ fn held_within_budget<'a>(
     today: NaiveDate,
     tz: Tz,
 ) -> (BTreeSet<&'a str>, NaiveDate) {
-    let size = registry.connections_per_cable();
+    let size = registry.series_per_cable();
     let mut from: Vec<(NaiveDate, &str)> = since
         .iter()
         .map(|(cable, (a, w))| {
@@ -426,15 +453,9 @@ impl Drop for Held<'_> {
     }
 }
 
-/// Holds in memory the received rows of the connections on `cables`: the columns the
-/// intervals stage and the cable balance read (`compute`, `day_registers`, `voltages`).
-/// With `from`, only the partitions from that day on.
-fn prefetch_received(
-    lake: &Lake,
-    registry: &Registry,
-    cables: &BTreeSet<&str>,
-    from: Option<NaiveDate>,
-) -> Result<()> {
+/// Per received table (see [`RECEIVED_READS`]): the keys of the connections on `cables`, by
+/// cable (EANs; installation ids for the installations' readings).
+fn batch_keys(registry: &Registry, cables: &BTreeSet<&str>) -> BatchKeys {
     let mut eans: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut installations: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for cable in cables {
@@ -454,54 +475,32 @@ fn prefetch_received(
         m.into_iter().map(|(c, k)| (c.to_string(), k)).collect()
     };
     let (eans, installations) = (groups(eans), groups(installations));
-    lake.prefetch(
-        &GRID_READINGS,
-        "ean",
-        &eans,
-        &[
-            "ean",
-            "meter_id",
-            "t",
-            "delivery_seq",
-            "import_wh",
-            "export_wh",
-            "quality",
-        ],
-        from,
-    )?;
-    lake.prefetch(
-        &GRID_DAYS,
-        "ean",
-        &eans,
-        &[
-            "ean",
-            "meter_id",
-            "delivery_seq",
-            "import_t1_wh",
-            "import_t2_wh",
-            "export_t1_wh",
-            "export_t2_wh",
-        ],
-        from,
-    )?;
-    lake.prefetch(
-        &INSTALLATION_READINGS,
-        "installation_id",
-        &installations,
-        &[
-            "installation_id",
-            "p_meter",
-            "t",
-            "seq",
-            "p_wh",
-            "battery_charge_wh",
-            "battery_discharge_wh",
-            "voltage_avg_v",
-            "voltage_min_v",
-            "voltage_max_v",
-        ],
-        from,
-    )
+    RECEIVED_READS
+        .iter()
+        .map(|(spec, _, _)| {
+            if spec.name == INSTALLATION_READINGS.name {
+                installations.clone()
+            } else {
+                eans.clone()
+            }
+        })
+        .collect()
+}
+
+/// Holds in memory the received rows of the connections on `cables`: the columns the
+/// intervals stage and the cable balance read. With `from`, only the partitions from that day
+/// on.
+fn prefetch_received(
+    lake: &Lake,
+    registry: &Registry,
+    cables: &BTreeSet<&str>,
+    from: Option<NaiveDate>,
+) -> Result<()> {
+    let keys = batch_keys(registry, cables);
+    for ((spec, key, columns), groups) in RECEIVED_READS.iter().zip(&keys) {
+        lake.prefetch(spec, key, groups, columns, from)?;
+    }
+    Ok(())
 }
 
 /// The tables this stage writes.

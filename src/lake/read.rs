@@ -81,29 +81,21 @@ impl Lake {
             .filter(col(key).is_in(wanted, false))
             .select(cols)
             .collect()?;
-        // Each row to its group in one pass (files sorted by key repeat the previous key).
-        let group_of: std::collections::HashMap<&str, usize> = groups
-            .iter()
-            .enumerate()
-            .flat_map(|(g, (_, k))| k.iter().map(move |k| (k.as_str(), g)))
-            .collect();
-        let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); groups.len()];
-        let mut last: Option<(&str, Option<usize>)> = None;
-        for (i, k) in df.column(key)?.str()?.iter().enumerate() {
-            let k = k.unwrap_or("");
-            let g = match last {
-                Some((l, g)) if l == k => g,
-                _ => group_of.get(k).copied(),
-            };
-            last = Some((k, g));
-            if let Some(g) = g {
-                rows[g].push(i as IdxSize);
-            }
-        }
+        self.hold(spec, key, groups, &df)
+    }
+
+    /// Holds `df` (rows of `spec`, as [`Lake::prefetch`] reads them) split by group; rows of
+    /// no group's keys are left out.
+    pub fn hold(
+        &self,
+        spec: &'static TableSpec,
+        key: &str,
+        groups: &[(String, Vec<String>)],
+        df: &DataFrame,
+    ) -> Result<()> {
         let mut split = std::collections::HashMap::new();
-        for ((name, _), rows) in groups.iter().zip(rows) {
-            let idx = IdxCa::from_vec("rows".into(), rows);
-            split.insert(name.clone(), df.take(&idx)?);
+        for ((name, _), part) in groups.iter().zip(split_by_group(df, key, groups)?) {
+            split.insert(name.clone(), part);
         }
         self.prefetched
             .lock()
@@ -130,6 +122,37 @@ impl Lake {
             None => Ok(DataFrame::empty()),
         }
     }
+}
+
+/// The rows of `df` whose `key` is one of a group's keys, one frame per group (in the order
+/// of `groups`), each in the order of `df`. One pass: files sorted by key repeat the previous
+/// key, so most rows need no lookup.
+pub fn split_by_group(
+    df: &DataFrame,
+    key: &str,
+    groups: &[(String, Vec<String>)],
+) -> Result<Vec<DataFrame>> {
+    let group_of: std::collections::HashMap<&str, usize> = groups
+        .iter()
+        .enumerate()
+        .flat_map(|(g, (_, k))| k.iter().map(move |k| (k.as_str(), g)))
+        .collect();
+    let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); groups.len()];
+    let mut last: Option<(&str, Option<usize>)> = None;
+    for (i, k) in df.column(key)?.str()?.iter().enumerate() {
+        let k = k.unwrap_or("");
+        let g = match last {
+            Some((l, g)) if l == k => g,
+            _ => group_of.get(k).copied(),
+        };
+        last = Some((k, g));
+        if let Some(g) = g {
+            rows[g].push(i as IdxSize);
+        }
+    }
+    rows.into_iter()
+        .map(|rows| Ok(df.take(&IdxCa::from_vec("rows".into(), rows))?))
+        .collect()
 }
 
 #[cfg(test)]

@@ -579,3 +579,110 @@ fn cable_voltages_come_from_members_one_value_per_installation() {
         );
     }
 }
+
+/// A full recompute of a cooperative larger than one batch of cables (over 100 connections,
+/// some with an installation) reads the received tables once and sets each batch's rows aside.
+/// Its derived tables equal those of every batch reading the files itself (`VATEN_NO_SPILL`,
+/// the path the other tests check by hand), and each connection's L and T over the two days
+/// equal the difference of its registers (the generator's own, not vaten's).
+#[test]
+fn a_full_recompute_in_batches_reads_the_received_tables_once() {
+    use polars::prelude::{col, DataType, IntoLazy};
+    use vaten::domain::time::{local_midnight_utc, AMSTERDAM};
+    use vaten::fake::synth::{cooperative_on, dates_ending, feed};
+    let fake = FakeInstallations::spawn().unwrap();
+    // 120 connections on each of two cables: one cable per batch.
+    let (reg, mut meters) = cooperative_on(240, 2);
+    let start = meters.clone();
+    let dates = dates_ending("2026-11-19".parse().unwrap(), 2);
+    let mut conns = reg.connections.clone();
+    let mut tokens = Vec::new();
+    for i in [0, 3, 121, 239] {
+        let id = format!("inst-{i}");
+        fake.add(&id, conns[i].ean.as_str(), "tok", &format!("SDM-{i}"));
+        let first_end = local_midnight_utc(dates[0], AMSTERDAM) + chrono::Duration::minutes(15);
+        fake.produce(&id, first_end, 2 * 96, i as u64);
+        conns[i].installation = Some(Installation {
+            id: id.clone(),
+            url: fake.url(&id),
+        });
+        tokens.push(id);
+    }
+    let reg = vaten::registry::Registry::new(conns, reg.cables);
+    let env = Env::new(&reg);
+    let pairs: Vec<(&str, &str)> = tokens.iter().map(|id| (id.as_str(), "tok")).collect();
+    env.with_tokens(&pairs);
+    env.server.push(feed(&mut meters, &dates, AMSTERDAM, 7));
+    let now = "2026-11-20T10:00:00Z";
+    assert_ok(&env.vaten(now, &["ingest", "grid"]));
+    assert_ok(&env.vaten(now, &["ingest", "installations"]));
+
+    let each_reads = env
+        .command(now, &["transform", "--full"])
+        .env("VATEN_NO_SPILL", "1")
+        .output()
+        .unwrap();
+    assert_ok(&each_reads);
+    let expected = lake_rows(&env.lake());
+    let once = env.vaten(now, &["-v", "transform", "--full"]);
+    assert_ok(&once);
+    assert!(
+        stderr(&once).contains("read once"),
+        "the received tables were set aside by batch: {}",
+        stderr(&once)
+    );
+    let got = lake_rows(&env.lake());
+    for table in [
+        "intervals",
+        "consumption_daily",
+        "tax_base_yearly",
+        "cable_balance_15m",
+        "cable_balance_daily",
+        "rejected",
+    ] {
+        assert!(
+            !expected[table].is_empty() || table == "rejected",
+            "{table}"
+        );
+        assert_eq!(got[table], expected[table], "{table}");
+    }
+    // Σ L and Σ T per connection: the registers' growth over the two days.
+    let intervals = env
+        .lake()
+        .read_table(&vaten::lake::schema::INTERVALS)
+        .unwrap();
+    let sums = intervals
+        .lazy()
+        .group_by([col("ean")])
+        .agg([
+            col("l_wh").sum(),
+            col("t_wh").sum(),
+            col("p_wh").count().alias("p_n"),
+        ])
+        .collect()
+        .unwrap();
+    assert_eq!(sums.height(), 240);
+    let (e, l, t) = (
+        sums.column("ean").unwrap().str().unwrap(),
+        sums.column("l_wh").unwrap().i64().unwrap(),
+        sums.column("t_wh").unwrap().i64().unwrap(),
+    );
+    for i in 0..sums.height() {
+        let ean = e.get(i).unwrap();
+        let (m0, m1) = (
+            start.iter().find(|m| m.ean == ean).unwrap(),
+            meters.iter().find(|m| m.ean == ean).unwrap(),
+        );
+        assert_eq!(l.get(i), Some(m1.import_wh - m0.import_wh), "{ean}");
+        assert_eq!(t.get(i), Some(m1.export_wh - m0.export_wh), "{ean}");
+    }
+    // The installations' production reached their connections (all but the first quarter).
+    let with_p = sums.column("p_n").unwrap().cast(&DataType::Int64).unwrap();
+    let with_p: Vec<i64> = with_p
+        .i64()
+        .unwrap()
+        .into_no_null_iter()
+        .filter(|n| *n > 0)
+        .collect();
+    assert_eq!(with_p, vec![2 * 96 - 1; 4]);
+}

@@ -1,0 +1,175 @@
+//! A full recompute holds the received rows of one batch of cables at a time (memory bounded by
+//! the batch, not the cooperative). Reading them per batch would read every received file once
+//! per batch: a year of 1,000 connections in batches of 100 is the whole year read ten times.
+//! Instead the received tables are read once, a range of days at a time, and each batch's rows
+//! are set aside in files of its own (uncompressed Parquet in the change's staging folder, gone
+//! with it whatever happens); a batch then reads only its own rows back.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::PathBuf;
+
+use polars::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::lake::read::split_by_group;
+use crate::lake::schema::{GRID_DAYS, GRID_READINGS, INSTALLATION_READINGS};
+use crate::lake::{Lake, TableSpec, Txn};
+
+/// The received tables a batch holds: the table, its key column, and the columns the
+/// intervals stage and the cable balance read (`compute`, `day_registers`, `voltages`).
+pub const RECEIVED_READS: [(&TableSpec, &str, &[&str]); 3] = [
+    (
+        &GRID_READINGS,
+        "ean",
+        &[
+            "ean",
+            "meter_id",
+            "t",
+            "delivery_seq",
+            "import_wh",
+            "export_wh",
+            "quality",
+        ],
+    ),
+    (
+        &GRID_DAYS,
+        "ean",
+        &[
+            "ean",
+            "meter_id",
+            "delivery_seq",
+            "import_t1_wh",
+            "import_t2_wh",
+            "export_t1_wh",
+            "export_t2_wh",
+        ],
+    ),
+    (
+        &INSTALLATION_READINGS,
+        "installation_id",
+        &[
+            "installation_id",
+            "p_meter",
+            "t",
+            "seq",
+            "p_wh",
+            "battery_charge_wh",
+            "battery_discharge_wh",
+            "voltage_avg_v",
+            "voltage_min_v",
+            "voltage_max_v",
+        ],
+    ),
+];
+
+/// Days of a received table read at once while setting rows aside: a month of 1,000
+/// connections' readings is a few hundred MB.
+const DAYS_AT_ONCE: usize = 30;
+
+/// Per batch, per received table: the files holding that batch's rows, in the order read.
+pub struct Spilled {
+    files: Vec<BTreeMap<&'static str, Vec<PathBuf>>>,
+}
+
+/// Keys of one batch per received table: (group name, its keys) as [`Lake::prefetch`] takes
+/// them, one entry per table of [`RECEIVED_READS`].
+pub type BatchKeys = Vec<Vec<(String, Vec<String>)>>;
+
+/// Reads each received table once and sets each batch's rows aside. `batches[b][i]` are batch
+/// `b`'s groups for table `RECEIVED_READS[i]`. `None` when a received file lies outside a day
+/// partition (a hand-made lake): the batches then read the files themselves.
+pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option<Spilled>> {
+    for (spec, _, _) in RECEIVED_READS {
+        let outside = lake
+            .files(spec, None)?
+            .iter()
+            .any(|f| super::plan::partition_date(&lake.rel(f)).is_none());
+        if outside {
+            return Ok(None);
+        }
+    }
+    let dir = txn.staging_path("spill");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::lake(&dir, e))?;
+    let mut files: Vec<BTreeMap<&'static str, Vec<PathBuf>>> = vec![BTreeMap::new(); batches.len()];
+    for (i, (spec, key, columns)) in RECEIVED_READS.iter().enumerate() {
+        // Every batch's keys as one group each: a row goes to the batch that holds its key.
+        let by_batch: Vec<(String, Vec<String>)> = batches
+            .iter()
+            .enumerate()
+            .map(|(b, keys)| {
+                let all = keys[i]
+                    .iter()
+                    .flat_map(|(_, k)| k.iter().cloned())
+                    .collect();
+                (b.to_string(), all)
+            })
+            .collect();
+        let days: Vec<chrono::NaiveDate> = {
+            let mut d: Vec<_> = lake
+                .files(spec, None)?
+                .iter()
+                .filter_map(|f| super::plan::partition_date(&lake.rel(f)))
+                .collect();
+            d.dedup();
+            d
+        };
+        for (n, range) in days.chunks(DAYS_AT_ONCE).enumerate() {
+            let (Some(first), Some(last)) = (range.first(), range.last()) else {
+                continue;
+            };
+            let Some(lf) = lake.scan(spec)? else {
+                break;
+            };
+            let part = spec.partitioning.key();
+            let mut cols: Vec<Expr> = columns.iter().map(|c| col(*c)).collect();
+            cols.push(col(part));
+            // On the partition key: the scan opens only these days' files.
+            let date = col(part).cast(DataType::Date);
+            let df = lf
+                .filter(date.clone().gt_eq(lit(*first)).and(date.lt_eq(lit(*last))))
+                .select(cols)
+                .collect()?;
+            for (b, mut rows) in split_by_group(&df, key, &by_batch)?.into_iter().enumerate() {
+                // An empty first part too: a batch without rows of a table holds an empty
+                // frame of it, as a prefetch does (its scans then read no file).
+                if rows.height() == 0 && files[b].contains_key(spec.name) {
+                    continue;
+                }
+                let path = dir.join(format!("{}-{b}-{n}.parquet", spec.name));
+                let file = File::create(&path).map_err(|e| Error::lake(&path, e))?;
+                ParquetWriter::new(file)
+                    .with_compression(ParquetCompression::Uncompressed)
+                    .finish(&mut rows)?;
+                files[b].entry(spec.name).or_default().push(path);
+            }
+        }
+    }
+    Ok(Some(Spilled { files }))
+}
+
+impl Spilled {
+    /// Holds batch `b`'s received rows as [`Lake::prefetch`] would have read them.
+    pub fn hold(&self, lake: &Lake, b: usize, keys: &BatchKeys) -> Result<()> {
+        for (i, (spec, key, _)) in RECEIVED_READS.iter().enumerate() {
+            let Some(paths) = self.files.get(b).and_then(|f| f.get(spec.name)) else {
+                continue;
+            };
+            let mut df: Option<DataFrame> = None;
+            for p in paths {
+                let file = File::open(p).map_err(|e| Error::lake(p, e))?;
+                let part = ParquetReader::new(file).finish()?;
+                match &mut df {
+                    Some(df) => {
+                        df.vstack_mut(&part)?;
+                    }
+                    None => df = Some(part),
+                }
+            }
+            if let Some(df) = df {
+                lake.hold(spec, key, &keys[i], &df)?;
+            }
+        }
+        Ok(())
+    }
+}
