@@ -179,8 +179,7 @@ impl Registry {
         Registry::new(connections, self.cables.clone())
     }
 
-    /// Per cable in use, its number of connections.
-    /// Per cable: its connections, counting one with an installation twice (the
+    /// Per cable in use: its connections, counting one with an installation twice (the
     /// installation's readings are about as many again). What the transform holds in memory
     /// for a batch of cables grows with this.
     pub fn series_per_cable(&self) -> BTreeMap<&str, usize> {

@@ -3,7 +3,9 @@
 //! per batch: a year of 1,000 connections in batches of 100 is the whole year read ten times.
 //! Instead the received tables are read once, a range of days at a time, and each batch's rows
 //! are set aside in files of its own (uncompressed Parquet in the change's staging folder, gone
-//! with it whatever happens); a batch then reads only its own rows back.
+//! with it whatever happens); a batch then reads only its own rows back, and deletes them. The
+//! disk this takes at most is an uncompressed copy of the received columns the stage reads
+//! (several times their zstd size).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -63,9 +65,10 @@ pub const RECEIVED_READS: [(&TableSpec, &str, &[&str]); 3] = [
     ),
 ];
 
-/// Days of a received table read at once while setting rows aside: a month of 1,000
-/// connections' readings is a few hundred MB.
-const DAYS_AT_ONCE: usize = 30;
+/// Rows of a received table read at once while setting rows aside (held twice while they are
+/// split): some 3 million rows of a few hundred MB, whatever the cooperative's size. A month
+/// at most.
+const ROWS_AT_ONCE: usize = 3_000_000;
 
 /// Per batch, per received table: the files holding that batch's rows, in the order read.
 pub struct Spilled {
@@ -114,7 +117,10 @@ pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option
             d.dedup();
             d
         };
-        for (n, range) in days.chunks(DAYS_AT_ONCE).enumerate() {
+        // A day of a table holds about 96 rows per key (fewer for the day registers).
+        let keys: usize = by_batch.iter().map(|(_, k)| k.len()).sum();
+        let days_at_once = (ROWS_AT_ONCE / (96 * keys.max(1))).clamp(1, 31);
+        for (n, range) in days.chunks(days_at_once).enumerate() {
             let (Some(first), Some(last)) = (range.first(), range.last()) else {
                 continue;
             };
@@ -126,8 +132,14 @@ pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option
             cols.push(col(part));
             // On the partition key: the scan opens only these days' files.
             let date = col(part).cast(DataType::Date);
+            let held: Vec<&str> = by_batch
+                .iter()
+                .flat_map(|(_, k)| k.iter().map(String::as_str))
+                .collect();
+            let held = lit(Series::new("held".into(), held)).implode(false);
             let df = lf
                 .filter(date.clone().gt_eq(lit(*first)).and(date.lt_eq(lit(*last))))
+                .filter(col(*key).is_in(held, false))
                 .select(cols)
                 .collect()?;
             for (b, mut rows) in split_by_group(&df, key, &by_batch)?.into_iter().enumerate() {
@@ -159,6 +171,8 @@ impl Spilled {
             for p in paths {
                 let file = File::open(p).map_err(|e| Error::lake(p, e))?;
                 let part = ParquetReader::new(file).finish()?;
+                // Read once: the disk it took goes back now, not at the commit.
+                std::fs::remove_file(p).map_err(|e| Error::lake(p, e))?;
                 match &mut df {
                     Some(df) => {
                         df.vstack_mut(&part)?;

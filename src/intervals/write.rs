@@ -248,21 +248,35 @@ pub fn transform(
     };
     let today = local_date(now, tz);
     let batches = batches(windows, registry, today);
-    // A full recompute of several batches reads the received tables once, not once per batch.
+    // A full recompute of several batches of cables reads the received tables once, not once
+    // per batch. A cable alone in its batch (one too large to hold) still reads its own files,
+    // a day range at a time through its scans: it gets no keys, so nothing of it is set aside.
     let whole = |batch: &Vec<(String, Option<Window>)>| batch.iter().all(|(_, w)| w.is_none());
-    let spilled = if batches.len() > 1
-        && batches.iter().all(whole)
+    let held = |batch: &Vec<(String, Option<Window>)>| batch.len() > 1 && whole(batch);
+    let spilled = if batches.iter().all(whole)
+        && batches.iter().filter(|b| held(b)).count() > 1
         && std::env::var_os("VATEN_NO_SPILL").is_none()
     {
         let keys: Vec<BatchKeys> = batches
             .iter()
-            .map(|b| batch_keys(registry, &b.iter().map(|(c, _)| c.as_str()).collect()))
+            .map(|b| {
+                let cables = if held(b) {
+                    b.iter().map(|(c, _)| c.as_str()).collect()
+                } else {
+                    BTreeSet::new()
+                };
+                batch_keys(registry, &cables)
+            })
             .collect();
+        let keys_n = keys
+            .iter()
+            .filter(|k| k.iter().any(|g| !g.is_empty()))
+            .count();
         let spilled = spill(lake, &mut txn, &keys)?.map(|s| (s, keys));
         if spilled.is_some() {
             tracing::debug!(
-                batches = batches.len(),
-                "received tables read once, set aside by batch"
+                "received tables read once, set aside for {} batches",
+                keys_n
             );
         }
         lap("received tables read");
@@ -280,9 +294,9 @@ pub fn transform(
         // through the whole history.
         let since = batch_anchors(lake, registry, tz, &batch)?;
         lap("anchored");
-        if let Some((spilled, keys)) = &spilled {
+        if let (Some((spilled, keys)), true) = (&spilled, held(&batch)) {
             spilled.hold(lake, b, &keys[b])?;
-        } else if batch.len() > 1 && whole(&batch) {
+        } else if held(&batch) {
             prefetch_received(lake, registry, &cables, None)?;
         } else if batch.len() > 1 && since.len() == batch.len() {
             // Every reader of a held table filters on its own days; a cable whose reads go
