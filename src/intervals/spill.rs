@@ -119,7 +119,13 @@ pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option
         };
         // A day of a table holds about 96 rows per key (fewer for the day registers).
         let keys: usize = by_batch.iter().map(|(_, k)| k.len()).sum();
-        let days_at_once = (ROWS_AT_ONCE / (96 * keys.max(1))).clamp(1, 31);
+        // `VATEN_SPILL_ROWS` (tests only) makes the ranges smaller: a day each at 1.
+        let rows_at_once = std::env::var("VATEN_SPILL_ROWS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(ROWS_AT_ONCE);
+        let days_at_once = (rows_at_once / (96 * keys.max(1))).clamp(1, 31);
         for (n, range) in days.chunks(days_at_once).enumerate() {
             let (Some(first), Some(last)) = (range.first(), range.last()) else {
                 continue;
