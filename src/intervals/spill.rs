@@ -83,15 +83,25 @@ pub type BatchKeys = Vec<Vec<(String, Vec<String>)>>;
 /// `b`'s groups for table `RECEIVED_READS[i]`. `None` when a received file lies outside a day
 /// partition (a hand-made lake): the batches then read the files themselves.
 pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option<Spilled>> {
+    // Each table's days, from one listing (sorted: day folders sort as dates do).
+    let mut days_of: Vec<Vec<chrono::NaiveDate>> = Vec::new();
     for (spec, _, _) in RECEIVED_READS {
-        let outside = lake
-            .files(spec, None)?
-            .iter()
-            .any(|f| super::plan::partition_date(&lake.rel(f)).is_none());
-        if outside {
-            return Ok(None);
+        let mut days = Vec::new();
+        for f in lake.files(spec, None)? {
+            match super::plan::partition_date(&lake.rel(&f)) {
+                Some(d) => days.push(d),
+                None => return Ok(None),
+            }
         }
+        days.dedup();
+        days_of.push(days);
     }
+    // `VATEN_SPILL_ROWS` (tests only) makes the ranges smaller: a day each at 1.
+    let rows_at_once = std::env::var("VATEN_SPILL_ROWS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(ROWS_AT_ONCE);
     let dir = txn.staging_path("spill");
     std::fs::create_dir_all(&dir).map_err(|e| Error::lake(&dir, e))?;
     let mut files: Vec<BTreeMap<&'static str, Vec<PathBuf>>> = vec![BTreeMap::new(); batches.len()];
@@ -108,45 +118,31 @@ pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option
                 (b.to_string(), all)
             })
             .collect();
-        let days: Vec<chrono::NaiveDate> = {
-            let mut d: Vec<_> = lake
-                .files(spec, None)?
-                .iter()
-                .filter_map(|f| super::plan::partition_date(&lake.rel(f)))
-                .collect();
-            d.dedup();
-            d
+        let Some(lf) = lake.scan(spec)? else {
+            continue;
         };
         // A day of a table holds about 96 rows per key (fewer for the day registers).
         let keys: usize = by_batch.iter().map(|(_, k)| k.len()).sum();
-        // `VATEN_SPILL_ROWS` (tests only) makes the ranges smaller: a day each at 1.
-        let rows_at_once = std::env::var("VATEN_SPILL_ROWS")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(ROWS_AT_ONCE);
         let days_at_once = (rows_at_once / (96 * keys.max(1))).clamp(1, 31);
-        for (n, range) in days.chunks(days_at_once).enumerate() {
+        let part = spec.partitioning.key();
+        let mut cols: Vec<Expr> = columns.iter().map(|c| col(*c)).collect();
+        cols.push(col(part));
+        let held: Vec<&str> = by_batch
+            .iter()
+            .flat_map(|(_, k)| k.iter().map(String::as_str))
+            .collect();
+        let held = lit(Series::new("held".into(), held)).implode(false);
+        for (n, range) in days_of[i].chunks(days_at_once).enumerate() {
             let (Some(first), Some(last)) = (range.first(), range.last()) else {
                 continue;
             };
-            let Some(lf) = lake.scan(spec)? else {
-                break;
-            };
-            let part = spec.partitioning.key();
-            let mut cols: Vec<Expr> = columns.iter().map(|c| col(*c)).collect();
-            cols.push(col(part));
             // On the partition key: the scan opens only these days' files.
             let date = col(part).cast(DataType::Date);
-            let held: Vec<&str> = by_batch
-                .iter()
-                .flat_map(|(_, k)| k.iter().map(String::as_str))
-                .collect();
-            let held = lit(Series::new("held".into(), held)).implode(false);
             let df = lf
+                .clone()
                 .filter(date.clone().gt_eq(lit(*first)).and(date.lt_eq(lit(*last))))
-                .filter(col(*key).is_in(held, false))
-                .select(cols)
+                .filter(col(*key).is_in(held.clone(), false))
+                .select(cols.clone())
                 .collect()?;
             for (b, mut rows) in split_by_group(&df, key, &by_batch)?.into_iter().enumerate() {
                 // An empty first part too: a batch without rows of a table holds an empty

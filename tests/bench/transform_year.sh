@@ -94,27 +94,22 @@ read -r d_secs d_kib < "$work/time_duck"
 cat > "$work/same.py" <<PY
 import duckdb, sys
 con = duckdb.connect().execute('SET enable_progress_bar = false')
-n, diff = con.execute('''
-  WITH d AS (SELECT * FROM read_parquet('$work/duck_daily.parquet')
-             WHERE date > (SELECT min(date) FROM read_parquet('$work/duck_daily.parquet'))),
-       v AS (SELECT ean, date, l_wh, t_wh, p_wh, v_wh
-             FROM read_parquet('$work/lake/consumption_daily/*/*.parquet', hive_partitioning = true)
-             WHERE date > (SELECT min(date) FROM read_parquet('$work/duck_daily.parquet')))
-  SELECT count(*), count(*) FILTER (WHERE d.l_wh IS DISTINCT FROM v.l_wh OR d.t_wh IS DISTINCT FROM v.t_wh
-                                       OR d.p_wh IS DISTINCT FROM v.p_wh OR d.v_wh IS DISTINCT FROM v.v_wh)
-  FROM d FULL JOIN v USING (ean, date)''').fetchone()
+first = "(SELECT min(date) FROM read_parquet('$work/duck_daily.parquet'))"
+def compare(duck, lake, key):
+    """Rows of DuckDB's and vaten's tables after the first day, and how many differ in L, T, P or V."""
+    cols = f"{key}, l_wh, t_wh, p_wh, v_wh"
+    return con.execute(f'''
+      WITH d AS (SELECT {cols} FROM {duck} WHERE date > {first}),
+           v AS (SELECT {cols} FROM read_parquet('$work/lake/{lake}/*/*.parquet', hive_partitioning = true)
+                 WHERE date > {first})
+      SELECT count(*), count(*) FILTER (WHERE d.l_wh IS DISTINCT FROM v.l_wh OR d.t_wh IS DISTINCT FROM v.t_wh
+                                           OR d.p_wh IS DISTINCT FROM v.p_wh OR d.v_wh IS DISTINCT FROM v.v_wh)
+      FROM d FULL JOIN v USING ({key})''').fetchone()
+n, diff = compare("read_parquet('$work/duck_daily.parquet')", "consumption_daily", "ean, date")
 print(f"daily sums compared: {n} connection-days, {diff} differ")
 # And quarter-hour by quarter-hour (a P shifted within a day would leave its sums alone).
-q, qdiff = con.execute('''
-  WITH d AS (SELECT ean, interval_start, l_wh, t_wh, p_wh, v_wh
-             FROM read_parquet('$work/duck_intervals/*/*.parquet', hive_partitioning = true)
-             WHERE date > (SELECT min(date) FROM read_parquet('$work/duck_daily.parquet'))),
-       v AS (SELECT ean, interval_start, l_wh, t_wh, p_wh, v_wh
-             FROM read_parquet('$work/lake/intervals/*/*.parquet', hive_partitioning = true)
-             WHERE date > (SELECT min(date) FROM read_parquet('$work/duck_daily.parquet')))
-  SELECT count(*), count(*) FILTER (WHERE d.l_wh IS DISTINCT FROM v.l_wh OR d.t_wh IS DISTINCT FROM v.t_wh
-                                       OR d.p_wh IS DISTINCT FROM v.p_wh OR d.v_wh IS DISTINCT FROM v.v_wh)
-  FROM d FULL JOIN v USING (ean, interval_start)''').fetchone()
+q, qdiff = compare("read_parquet('$work/duck_intervals/*/*.parquet', hive_partitioning = true)",
+                   "intervals", "ean, interval_start")
 print(f"quarter-hours compared: {q}, {qdiff} differ")
 sys.exit(1 if diff or qdiff or not n or not q else 0)
 PY
