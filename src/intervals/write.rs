@@ -113,21 +113,34 @@ fn rejection(p: &Problem, now: chrono::DateTime<chrono::Utc>, tz: Tz) -> Rejecte
 /// Stages a frame with a `year` column as one file per year partition, tagged with `cable`.
 fn stage_by_year(
     lake: &Lake,
-    txn: &mut crate::lake::Txn,
+    txn: &SharedTxn,
     df: &DataFrame,
     spec: &crate::lake::TableSpec,
     cable: &str,
 ) -> Result<()> {
     for (year, part) in split_by(df, col("year"))? {
+        let batch = to_batch(&part, spec)?;
         lake.stage_tagged(
-            txn,
+            &mut locked(txn),
             spec,
             Some(&year.to_string()),
             Some(cable),
-            &to_batch(&part, spec)?,
+            &batch,
         )?;
     }
     Ok(())
+}
+
+/// The change the workers computing cables side by side share: each holds it only to hand
+/// over a finished file (encoded and written by the change's writer threads) or to name an
+/// old one to remove.
+type SharedTxn<'a> = std::sync::Mutex<&'a mut crate::lake::Txn>;
+
+fn locked<'a, 'b>(txn: &'b SharedTxn<'a>) -> std::sync::MutexGuard<'b, &'a mut crate::lake::Txn> {
+    // A worker that panicked holding it takes the whole transform down with it (the scope
+    // propagates the panic); the lock itself is never the reason to fail.
+    txn.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The rows of `df` per value of `key` (an integer or date expression), in key order; rows
@@ -229,9 +242,9 @@ pub fn transform(
         }
     };
     report.cables = windows.len();
-    // One cable at a time: every derived table of a cable depends only on its connections,
-    // so memory is bounded by the largest cable (or a group of small ones), not the
-    // cooperative.
+    // Cable by cable (two side by side, see `side_by_side`): every derived table of a cable
+    // depends only on its connections, so memory is bounded by the largest cables (or a group
+    // of small ones), not the cooperative.
     let mut problems = Vec::new();
     let carried = Carried {
         erased: Erased::load(lake)?,
@@ -307,21 +320,31 @@ pub fn transform(
             }
         }
         lap("read");
-        for (cable, _) in batch {
+        let shared = std::sync::Mutex::new(&mut txn);
+        let done = side_by_side(&batch, |cable| {
             let sub = registry.on_cables(|c| c == cable);
-            lake.focus(Some(&cable));
+            let mut counts = TransformReport::default();
+            lake.focus(Some(cable));
             let done = transform_cable(
                 lake,
-                &mut txn,
+                &shared,
                 &sub,
-                &cable,
-                since.get(&cable).copied(),
+                cable,
+                since.get(cable).copied(),
                 rates,
                 tz,
                 &carried,
-                &mut report,
+                &mut counts,
             );
-            problems.extend(done?);
+            lake.focus(None);
+            done.map(|problems| (problems, counts))
+        });
+        for done in done {
+            let (found, counts) = done?;
+            problems.extend(found);
+            report.intervals += counts.intervals;
+            report.days += counts.days;
+            report.missing += counts.missing;
         }
     }
     let received = Received {
@@ -350,6 +373,58 @@ pub fn transform(
 }
 
 use super::plan::TRANSFORM_STATE as STATE;
+
+/// How many cables of a batch are computed at once. Each holds its cable's frames, so memory
+/// grows with it; two keep both cores of a small server busy (with the change's writer
+/// threads encoding files meanwhile) within the memory a full recompute is allowed.
+/// `VATEN_CABLE_WORKERS` (a number from 1) overrides it, so a benchmark or a test can compare
+/// with one cable at a time.
+fn cable_workers() -> usize {
+    std::env::var("VATEN_CABLE_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(2)))
+}
+
+/// Runs `work` for every cable of `batch`, [`cable_workers`] cables at a time, and gives each
+/// cable's outcome in the batch's order, so problems and the first error come out as one
+/// cable at a time would give them. After an error no further cable is started; the outcomes
+/// end at the last cable started.
+fn side_by_side<T: Send>(
+    batch: &[(String, Option<Window>)],
+    work: impl Fn(&str) -> Result<T> + Sync,
+) -> Vec<Result<T>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let outcomes: Vec<std::sync::Mutex<Option<Result<T>>>> =
+        batch.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
+    std::thread::scope(|s| {
+        for _ in 0..cable_workers().min(batch.len()) {
+            s.spawn(|| {
+                // Cables are taken in order, so every cable before one taken has been taken.
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((cable, _)) = batch.get(i) else {
+                        break;
+                    };
+                    let out = work(cable);
+                    failed.fetch_or(out.is_err(), Ordering::Relaxed);
+                    *outcomes[i]
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(out);
+                }
+            });
+        }
+    });
+    outcomes
+        .into_iter()
+        .map_while(|o| {
+            o.into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
+        .collect()
+}
 
 /// The connections whose received rows a full recompute holds in memory at once: a year of
 /// 100 connections is a few hundred MB. A connection with an installation counts twice (see
@@ -531,7 +606,7 @@ const DERIVED: [&TableSpec; 5] = [
 #[allow(clippy::too_many_arguments)]
 fn transform_cable(
     lake: &Lake,
-    txn: &mut crate::lake::Txn,
+    txn: &SharedTxn,
     registry: &Registry,
     cable: &str,
     since: Option<(i64, Window)>,
@@ -561,7 +636,7 @@ fn transform_cable(
             for (f, part) in carried.files.of(spec).of(cable) {
                 let day = part.as_ref().and_then(|p| p.parse::<NaiveDate>().ok());
                 if day.is_none_or(|d| w.contains(d)) {
-                    txn.remove(lake.rel(f));
+                    locked(txn).remove(lake.rel(f));
                 }
             }
         }
@@ -571,11 +646,11 @@ fn transform_cable(
         ] {
             for (f, _) in carried.files.of(spec).of(cable) {
                 keep.push(read_outside(f, spec, w)?);
-                txn.remove(lake.rel(f));
+                locked(txn).remove(lake.rel(f));
             }
         }
         for (f, _) in carried.files.of(&TAX_BASE_YEARLY).of(cable) {
-            txn.remove(lake.rel(f));
+            locked(txn).remove(lake.rel(f));
         }
     }
     let (daily, cable_daily, cable_15m) = if rows.is_empty() {
@@ -592,12 +667,13 @@ fn transform_cable(
         (Some(daily), Some(cable_daily), Some(cable_15m))
     };
     for (date, part) in by_date(rows, |r| r.date) {
+        let day = batch(&part, registry);
         lake.stage_tagged(
-            txn,
+            &mut locked(txn),
             &INTERVALS,
             Some(&date.to_string()),
             Some(cable),
-            &batch(&part, registry),
+            &day,
         )?;
     }
     lap("intervals staged");
@@ -613,17 +689,18 @@ fn transform_cable(
                 .collect()?;
         }
         if yearly.height() > 0 {
+            let batch = to_batch(&yearly, &TAX_BASE_YEARLY)?;
             lake.stage_tagged(
-                txn,
+                &mut locked(txn),
                 &TAX_BASE_YEARLY,
                 None,
                 Some(cable),
-                &to_batch(&yearly, &TAX_BASE_YEARLY)?,
+                &batch,
             )?;
         }
     }
     if let Some(kept) = kept_tax {
-        lake.stage_tagged(txn, &TAX_BASE_YEARLY, None, Some(cable), &kept)?;
+        lake.stage_tagged(&mut locked(txn), &TAX_BASE_YEARLY, None, Some(cable), &kept)?;
     }
     if let Some(cable_daily) = &cable_daily {
         stage_by_year(lake, txn, cable_daily, &CABLE_BALANCE_DAILY, cable)?;
@@ -788,20 +865,16 @@ fn merged(
     ))
 }
 
-fn stage_15m(
-    lake: &Lake,
-    txn: &mut crate::lake::Txn,
-    cable_15m: &DataFrame,
-    cable: &str,
-) -> Result<()> {
+fn stage_15m(lake: &Lake, txn: &SharedTxn, cable_15m: &DataFrame, cable: &str) -> Result<()> {
     for (d, part) in split_by(cable_15m, col("date"))? {
         let day = crate::domain::time::EPOCH_DAY + chrono::Duration::days(i64::from(d));
+        let batch = to_batch(&part, &CABLE_BALANCE_15M)?;
         lake.stage_tagged(
-            txn,
+            &mut locked(txn),
             &CABLE_BALANCE_15M,
             Some(&day.to_string()),
             Some(cable),
-            &to_batch(&part, &CABLE_BALANCE_15M)?,
+            &batch,
         )?;
     }
     Ok(())

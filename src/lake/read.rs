@@ -6,13 +6,13 @@ use polars::prelude::*;
 use super::{Lake, TableSpec};
 use crate::error::Result;
 
-/// Tables whose rows for some keys are held in memory, split by group (a cable), and the group
-/// scans answer for now.
+/// Tables whose rows for some keys are held in memory, split by group (a cable), and per thread
+/// the group its scans answer for now (the transform computes cables side by side).
 #[derive(Default)]
 pub struct Held {
     /// Table name → group → that group's rows (every group of the prefetch has a frame).
     tables: std::collections::HashMap<&'static str, std::collections::HashMap<String, DataFrame>>,
-    focus: Option<String>,
+    focus: std::collections::HashMap<std::thread::ThreadId, String>,
 }
 
 pub type Prefetched = std::sync::Mutex<Held>;
@@ -24,7 +24,10 @@ impl Lake {
     pub fn scan(&self, spec: &TableSpec) -> Result<Option<LazyFrame>> {
         let held = {
             let held = self.prefetched.lock().expect("prefetched");
-            match (held.tables.get(spec.name), &held.focus) {
+            match (
+                held.tables.get(spec.name),
+                held.focus.get(&std::thread::current().id()),
+            ) {
                 (Some(groups), Some(focus)) => groups.get(focus).cloned(),
                 _ => None,
             }
@@ -105,9 +108,15 @@ impl Lake {
         Ok(())
     }
 
-    /// Scans of prefetched tables answer with `group`'s rows (none: they read the files).
+    /// Scans of prefetched tables on this thread answer with `group`'s rows (none: they read
+    /// the files). Other threads keep their own focus.
     pub fn focus(&self, group: Option<&str>) {
-        self.prefetched.lock().expect("prefetched").focus = group.map(str::to_string);
+        let mut held = self.prefetched.lock().expect("prefetched");
+        let me = std::thread::current().id();
+        match group {
+            Some(g) => held.focus.insert(me, g.to_string()),
+            None => held.focus.remove(&me),
+        };
     }
 
     /// Scans read the files again.
@@ -223,6 +232,21 @@ mod tests {
         assert_eq!(eans_of(&lake), ["a", "a"], "K1's rows from the 2nd");
         lake.focus(Some("K2"));
         assert_eq!(eans_of(&lake), ["b", "b"]);
+        // Each thread its own focus (the transform computes cables side by side); a thread
+        // without one reads the files.
+        lake.focus(Some("K1"));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert_eq!(eans_of(&lake).len(), 9, "no focus on this thread yet");
+                lake.focus(Some("K2"));
+                assert_eq!(eans_of(&lake), ["b", "b"]);
+            });
+        });
+        assert_eq!(
+            eans_of(&lake),
+            ["a", "a"],
+            "this thread's focus is still K1"
+        );
         // A cable of the batch left out of the prefetch reads the files: every row.
         lake.focus(Some("K3"));
         assert_eq!(eans_of(&lake).len(), 9);

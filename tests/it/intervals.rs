@@ -582,8 +582,9 @@ fn cable_voltages_come_from_members_one_value_per_installation() {
 
 /// A full recompute of a cooperative larger than one batch of cables (over 100 connections,
 /// some with an installation; three batches of several cables) reads the received tables once
-/// and sets each batch's rows aside. Its derived tables equal those of every batch reading the
-/// files itself (`VATEN_NO_SPILL`), and each connection's L and T over the two days equal the
+/// and sets each batch's rows aside, and computes a batch's cables two at a time. Its derived
+/// tables equal those of every batch reading the files itself (`VATEN_NO_SPILL`) one cable at a
+/// time (`VATEN_CABLE_WORKERS=1`), and each connection's L and T over the two days equal the
 /// difference of its registers (the generator's own, not vaten's). The rows are set aside a
 /// day at a time here (`VATEN_SPILL_ROWS`); the year benchmark (`tests/bench/transform_year.sh`)
 /// compares a year of it, in ranges of about 3 million rows, with DuckDB.
@@ -619,18 +620,22 @@ fn a_full_recompute_in_batches_reads_the_received_tables_once() {
     assert_ok(&env.vaten(now, &["ingest", "grid"]));
     assert_ok(&env.vaten(now, &["ingest", "installations"]));
 
+    // One cable at a time, each batch reading the received files itself.
     let each_reads = env
         .command(now, &["transform", "--full"])
         .env("VATEN_NO_SPILL", "1")
+        .env("VATEN_CABLE_WORKERS", "1")
         .output()
         .unwrap();
     assert_ok(&each_reads);
     let expected = lake_rows(&env.lake());
-    // A day at a time: the batches' rows come from several ranges, stacked.
+    // A day at a time: the batches' rows come from several ranges, stacked; and the cables of
+    // a batch computed two at a time, each seeing only its own held rows.
     let once = env
         .command(now, &["-v", "transform", "--full"])
         .env_remove("VATEN_NO_SPILL")
         .env("VATEN_SPILL_ROWS", "1")
+        .env("VATEN_CABLE_WORKERS", "2")
         .output()
         .unwrap();
     assert_ok(&once);
