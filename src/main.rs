@@ -7,11 +7,12 @@ fn main() -> std::process::ExitCode {
 /// core), and memory freed in one arena is not reused by another. The transform computes two
 /// cables side by side among Polars' threads and the lake's writer threads: with glibc's
 /// default a full recompute of a year peaked at 1.68 GB instead of 1.21 GB with two arenas,
-/// for the same time (`docs/benchmarks.md`). `MALLOC_ARENA_MAX` in the environment still
-/// decides.
+/// for the same time (`docs/benchmarks.md`). `MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max`
+/// in `GLIBC_TUNABLES`, in the environment still decides.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_malloc_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+    let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() && !tuned {
         // SAFETY: mallopt only sets a parameter of the allocator; this runs first thing in
         // main, before any other thread exists.
         unsafe {

@@ -321,7 +321,7 @@ pub fn transform(
         }
         lap("read");
         let shared = std::sync::Mutex::new(&mut txn);
-        let done = side_by_side(&batch, |cable| {
+        let done = side_by_side(&batch, cable_workers(), |cable| {
             let sub = registry.on_cables(|c| c == cable);
             let mut counts = TransformReport::default();
             lake.focus(Some(cable));
@@ -387,20 +387,23 @@ fn cable_workers() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(2)))
 }
 
-/// Runs `work` for every cable of `batch`, [`cable_workers`] cables at a time, and gives each
-/// cable's outcome in the batch's order, so problems and the first error come out as one
-/// cable at a time would give them. After an error no further cable is started; the outcomes
-/// end at the last cable started.
+/// Runs `work` for every cable of `batch`, `workers` cables at a time, and gives each
+/// cable's outcome in the batch's order up to the first error, so problems and the first
+/// error come out as one cable at a time would give them. After an error or a panic no
+/// further cable is started; a panic is raised again here, with its own message, unless an
+/// error came before it in the batch's order.
 fn side_by_side<T: Send>(
     batch: &[(String, Option<Window>)],
+    workers: usize,
     work: impl Fn(&str) -> Result<T> + Sync,
 ) -> Vec<Result<T>> {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let outcomes: Vec<std::sync::Mutex<Option<Result<T>>>> =
+    type Outcome<T> = std::thread::Result<Result<T>>;
+    let outcomes: Vec<std::sync::Mutex<Option<Outcome<T>>>> =
         batch.iter().map(|_| std::sync::Mutex::new(None)).collect();
     let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
     std::thread::scope(|s| {
-        for _ in 0..cable_workers().min(batch.len()) {
+        for _ in 0..workers.clamp(1, batch.len().max(1)) {
             s.spawn(|| {
                 // Cables are taken in order, so every cable before one taken has been taken.
                 while !failed.load(Ordering::Relaxed) {
@@ -408,8 +411,9 @@ fn side_by_side<T: Send>(
                     let Some((cable, _)) = batch.get(i) else {
                         break;
                     };
-                    let out = work(cable);
-                    failed.fetch_or(out.is_err(), Ordering::Relaxed);
+                    let out =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(cable)));
+                    failed.fetch_or(!matches!(out, Ok(Ok(_))), Ordering::Relaxed);
                     *outcomes[i]
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(out);
@@ -417,13 +421,23 @@ fn side_by_side<T: Send>(
             });
         }
     });
-    outcomes
-        .into_iter()
-        .map_while(|o| {
-            o.into_inner()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        })
-        .collect()
+    let mut out = Vec::new();
+    for outcome in outcomes.into_iter().map_while(|o| {
+        o.into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }) {
+        match outcome {
+            Ok(done) => {
+                let stop = done.is_err();
+                out.push(done);
+                if stop {
+                    break;
+                }
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+    out
 }
 
 /// The connections whose received rows a full recompute holds in memory at once: a year of
@@ -883,6 +897,59 @@ fn stage_15m(lake: &Lake, txn: &SharedTxn, cable_15m: &DataFrame, cable: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cables(n: usize) -> Vec<(String, Option<Window>)> {
+        (0..n).map(|i| (format!("K{i}"), None)).collect()
+    }
+
+    #[test]
+    fn cables_side_by_side_come_out_in_the_batch_order_up_to_the_first_error() {
+        let batch = cables(9);
+        let names: Vec<String> = side_by_side(&batch, 2, |c| Ok(c.to_string()))
+            .into_iter()
+            .map(|d| d.unwrap())
+            .collect();
+        let expected: Vec<&str> = batch.iter().map(|(c, _)| c.as_str()).collect();
+        assert_eq!(names, expected, "every cable once, in order");
+        // K4 fails: K0..K3 done, then K4's error, nothing after it (K5 may have run).
+        let done = side_by_side(&batch, 2, |c| {
+            if c == "K4" {
+                Err(crate::error::Error::Internal("K4 failed".into()))
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(done.len(), 5);
+        assert!(done[..4].iter().all(|d| d.is_ok()));
+        assert!(done[4]
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .contains("K4 failed"));
+        // An error before a panic in the batch's order is what one cable at a time meets.
+        let done = side_by_side(&batch, 2, |c| match c {
+            "K1" => Err(crate::error::Error::Internal("K1 failed".into())),
+            "K2" => panic!("K2 broke"),
+            _ => Ok(()),
+        });
+        assert_eq!(done.len(), 2);
+        assert!(done[1].is_err());
+    }
+
+    #[test]
+    fn a_panic_while_computing_a_cable_is_raised_again_with_its_own_message() {
+        let batch = cables(4);
+        let caught = std::panic::catch_unwind(|| {
+            side_by_side(&batch, 2, |c| {
+                if c == "K2" {
+                    panic!("cable K2 broke");
+                }
+                Ok(())
+            })
+        });
+        let payload = caught.expect_err("the panic reaches the caller");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"cable K2 broke"));
+    }
     use crate::domain::ean::Ean;
 
     /// A registry with `sizes[i]` connections on cable `K{i+1}`.

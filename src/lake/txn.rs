@@ -40,6 +40,9 @@ pub struct Txn {
     /// Parquet files being encoded and written on a thread of their own (see
     /// [`Txn::write_in_background`]).
     background: Option<Background>,
+    /// The background threads stopped at an error: nothing more is written, in the background
+    /// or here (the change will not be committed).
+    writing_failed: bool,
 }
 
 /// A staged Parquet file to write: where, for which table, which rows.
@@ -171,6 +174,7 @@ impl Txn {
             removals: Vec::new(),
             counter: 0,
             background: None,
+            writing_failed: false,
         })
     }
 
@@ -192,6 +196,11 @@ impl Txn {
         spec: &TableSpec,
         batch: &RecordBatch,
     ) -> Result<()> {
+        if self.writing_failed {
+            return Err(Error::Internal(
+                "an earlier staged file could not be written".into(),
+            ));
+        }
         let Some(background) = &self.background else {
             return write_sorted(staged, spec, batch);
         };
@@ -202,6 +211,7 @@ impl Txn {
                 .is_ok();
         if !queued {
             // A thread stopped at an error: that error, and nothing more is written.
+            self.writing_failed = true;
             self.background.take().expect("running").finish()?;
             return Err(Error::Internal(
                 "the threads writing staged files stopped without an error".into(),
@@ -212,6 +222,11 @@ impl Txn {
 
     /// Waits for the background threads, if any.
     fn finish_writing(&mut self) -> Result<()> {
+        if self.writing_failed {
+            return Err(Error::Internal(
+                "an earlier staged file could not be written".into(),
+            ));
+        }
         match self.background.take() {
             Some(b) => b.finish(),
             None => Ok(()),

@@ -217,7 +217,11 @@ impl Env {
             .arg("--now")
             .arg(now)
             .args(args);
+        // Two cables at a time on any machine (the default on two cores): every test of the
+        // transform, incremental runs included, goes through the side-by-side path; a test
+        // that wants one cable at a time says so.
         cmd.env(KEY_ENV, API_KEY)
+            .env("VATEN_CABLE_WORKERS", "2")
             .env_remove("VATEN_CONFIG")
             .env_remove("VATEN_NOW");
         if self.bucket.is_some() {
