@@ -6,7 +6,7 @@ fn main() -> std::process::ExitCode {
 /// glibc gives threads that allocate at the same time arenas of their own (up to eight per
 /// core), and memory freed in one arena is not reused by another. The transform computes two
 /// cables side by side among Polars' threads and the lake's writer threads: with glibc's
-/// default a full recompute of a year peaked at 1.68 GB instead of 1.21 GB with two arenas,
+/// default a full recompute of a year peaked at 1,678 MiB instead of 1,206 MiB with two arenas,
 /// for the same time (`docs/benchmarks.md`). `MALLOC_ARENA_MAX`, or `glibc.malloc.arena_max`
 /// in `GLIBC_TUNABLES`, in the environment still decides.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -137,8 +137,8 @@ fn stage_by_year(
 type SharedTxn<'a> = std::sync::Mutex<&'a mut crate::lake::Txn>;
 
 fn locked<'a, 'b>(txn: &'b SharedTxn<'a>) -> std::sync::MutexGuard<'b, &'a mut crate::lake::Txn> {
-    // A worker that panicked holding it takes the whole transform down with it (the scope
-    // propagates the panic); the lock itself is never the reason to fail.
+    // A worker that panicked holding it fails the transform (`side_by_side` raises the panic
+    // again, or the error of an earlier cable); the lock itself is never the reason to fail.
     txn.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -40,9 +40,10 @@ pub struct Txn {
     /// Parquet files being encoded and written on a thread of their own (see
     /// [`Txn::write_in_background`]).
     background: Option<Background>,
-    /// The background threads stopped at an error: nothing more is written, in the background
-    /// or here (the change will not be committed).
-    writing_failed: bool,
+    /// The error a background thread stopped at: nothing more is written, in the background
+    /// or here, and every later write and the commit fail with it (the change will not be
+    /// committed; with two cables computed at a time, either may be the one to meet it).
+    writing_failed: Option<String>,
 }
 
 /// A staged Parquet file to write: where, for which table, which rows.
@@ -174,7 +175,7 @@ impl Txn {
             removals: Vec::new(),
             counter: 0,
             background: None,
-            writing_failed: false,
+            writing_failed: None,
         })
     }
 
@@ -196,10 +197,9 @@ impl Txn {
         spec: &TableSpec,
         batch: &RecordBatch,
     ) -> Result<()> {
-        if self.writing_failed {
-            return Err(Error::Internal(
-                "an earlier staged file could not be written".into(),
-            ));
+        if let Some(failed) = &self.writing_failed {
+            // The same words as the first time (a full disk, with its file).
+            return Err(Error::Io(std::io::Error::other(failed.clone())));
         }
         let Some(background) = &self.background else {
             return write_sorted(staged, spec, batch);
@@ -211,21 +211,22 @@ impl Txn {
                 .is_ok();
         if !queued {
             // A thread stopped at an error: that error, and nothing more is written.
-            self.writing_failed = true;
-            self.background.take().expect("running").finish()?;
-            return Err(Error::Internal(
-                "the threads writing staged files stopped without an error".into(),
-            ));
+            let stopped = self.background.take().expect("running").finish();
+            let failed = match &stopped {
+                Err(e) => e.to_string(),
+                Ok(()) => "the threads writing staged files stopped without an error".into(),
+            };
+            self.writing_failed = Some(failed.clone());
+            return Err(stopped.err().unwrap_or(Error::Internal(failed)));
         }
         Ok(())
     }
 
     /// Waits for the background threads, if any.
     fn finish_writing(&mut self) -> Result<()> {
-        if self.writing_failed {
-            return Err(Error::Internal(
-                "an earlier staged file could not be written".into(),
-            ));
+        if let Some(failed) = &self.writing_failed {
+            // The same words as the first time (a full disk, with its file).
+            return Err(Error::Io(std::io::Error::other(failed.clone())));
         }
         match self.background.take() {
             Some(b) => b.finish(),
@@ -676,6 +677,16 @@ mod tests {
         }
         let e = failed.expect("a write after the failure reports it");
         assert!(e.to_string().contains("no-such-change"), "{e}");
+        // Every later write (the other cable computed at the same time) and the commit fail
+        // with the same error, and nothing more is written, not even here.
+        let staged = txn.staging_path("parquet");
+        let again = txn
+            .write_parquet(&staged, &KEYS, &keys(vec![3]))
+            .expect_err("still failed");
+        assert_eq!(again.to_string(), e.to_string());
+        assert!(!staged.exists(), "not written after the failure");
+        let commit = txn.commit().expect_err("the change fails");
+        assert_eq!(commit.to_string(), e.to_string());
     }
 
     #[test]

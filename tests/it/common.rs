@@ -217,9 +217,9 @@ impl Env {
             .arg("--now")
             .arg(now)
             .args(args);
-        // Two cables at a time on any machine (the default on two cores): every test of the
-        // transform, incremental runs included, goes through the side-by-side path; a test
-        // that wants one cable at a time says so.
+        // Two cables at a time on any machine (the default on two cores): every transform run
+        // through `Env`, incremental runs included, goes through the side-by-side path; a
+        // test that wants one cable at a time says so.
         cmd.env(KEY_ENV, API_KEY)
             .env("VATEN_CABLE_WORKERS", "2")
             .env_remove("VATEN_CONFIG")
