@@ -44,6 +44,10 @@ const SERIES_GROUPS: [&[&TableSpec]; 2] =
 /// at the whole history only when that was not enough.
 pub(super) const LOOKBACK_DAYS: i64 = 7;
 
+/// How far back the search for the reading before new data looks first: a nightly run's
+/// meters nearly all have one the day before (a week, then the whole history, for the rest).
+const FIRST_LOOKBACK_DAYS: i64 = 1;
+
 /// What `vaten transform` was asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -343,22 +347,21 @@ fn previous(lake: &Lake, group: &[&TableSpec], new: &ByKey, tz: Tz) -> Result<By
         return Ok(HashMap::new());
     }
     let (key, _) = series_columns(group[0]);
-    let keys: Vec<String> = new.keys().cloned().collect();
-    let earliest = new.values().min().copied().unwrap_or_default();
-    let frame = || -> Result<DataFrame> {
-        let (k, t): (Vec<&str>, Vec<i64>) = new.iter().map(|(k, t)| (k.as_str(), *t)).unzip();
-        Ok(DataFrame::new_infer_height(vec![
-            Column::new(key.into(), k),
-            Column::new("t_new".into(), t),
-        ])?)
-    };
-    let query = |since: Option<NaiveDate>| -> Result<ByKey> {
-        let Some(lf) = group_readings(lake, group, &keys, since, tz)? else {
+    // Keys whose latest reading before their new one lies in the scanned days: that reading
+    // is the latest of all history too (every older one is older still).
+    let query = |keys: &[String], since: Option<NaiveDate>| -> Result<ByKey> {
+        let Some(lf) = group_readings(lake, group, keys, since, tz)? else {
             return Ok(HashMap::new());
         };
+        let (k, t): (Vec<&str>, Vec<i64>) =
+            keys.iter().map(|k| (k.as_str(), new[k.as_str()])).unzip();
+        let frame = DataFrame::new_infer_height(vec![
+            Column::new(key.into(), k),
+            Column::new("t_new".into(), t),
+        ])?;
         let df = lf
             .join(
-                frame()?.lazy(),
+                frame.lazy(),
                 [col(key)],
                 [col(key)],
                 JoinArgs::new(JoinType::Inner),
@@ -376,10 +379,25 @@ fn previous(lake: &Lake, group: &[&TableSpec], new: &ByKey, tz: Tz) -> Result<By
             .filter_map(|i| Some((k.get(i)?.to_string(), t.get(i)?)))
             .collect())
     };
-    let since = local_date(from_micros(earliest), tz) - Duration::days(LOOKBACK_DAYS);
-    let mut found = query(Some(since))?;
-    if new.keys().any(|k| !found.contains_key(k)) {
-        found = query(None)?;
+    let earliest = new.values().min().copied().unwrap_or_default();
+    let first_day = local_date(from_micros(earliest), tz);
+    // The day before first (a nightly run: nearly every meter read then), then a week, then
+    // the whole history, each for the keys still without an answer: the scans read few days.
+    let mut found: ByKey = HashMap::new();
+    for since in [
+        Some(first_day - Duration::days(FIRST_LOOKBACK_DAYS)),
+        Some(first_day - Duration::days(LOOKBACK_DAYS)),
+        None,
+    ] {
+        let missing: Vec<String> = new
+            .keys()
+            .filter(|k| !found.contains_key(*k))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        found.extend(query(&missing, since)?);
     }
     Ok(new
         .iter()
@@ -412,6 +430,14 @@ fn dirty(
         let w = out.entry(cable).or_insert(Window { from, to: None });
         w.from = w.from.min(from);
     };
+    let started = std::time::Instant::now();
+    let lap = |what: &str, group: &str| {
+        tracing::debug!(
+            group,
+            "planning {what}: {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+    };
     for group in SERIES_GROUPS {
         let installations = group[0].name == INSTALLATION_READINGS.name;
         // The earliest new reading per key over every table of the group.
@@ -433,7 +459,9 @@ fn dirty(
                 cable_of_ean.contains_key(k.as_str())
             }
         });
+        lap("earliest new readings", group[0].name);
         let before = previous(lake, group, &earliest, tz)?;
+        lap("readings before them", group[0].name);
         if !installations {
             for (ean, t) in &before {
                 dirty_from(ean, *t);
@@ -453,6 +481,7 @@ fn dirty(
         for (ean, t) in previous(lake, SERIES_GROUPS[0], &grid_at, tz)? {
             dirty_from(&ean, t);
         }
+        lap("grid readings before them", group[0].name);
     }
     Ok(out)
 }

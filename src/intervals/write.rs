@@ -204,8 +204,10 @@ pub fn transform(
         |what: &str| tracing::debug!("transform {what}: {:.2} s", started.elapsed().as_secs_f64());
     let mut report = TransformReport::default();
     let inputs = current_inputs(lake)?;
+    lap("inputs listed");
     let fingerprint = fingerprint(registry, rates);
     let state: Option<TransformState> = lake.read_state(STATE)?;
+    lap("state read");
     let plan = plan(
         lake,
         registry,
