@@ -197,10 +197,7 @@ impl Txn {
         spec: &TableSpec,
         batch: &RecordBatch,
     ) -> Result<()> {
-        if let Some(failed) = &self.writing_failed {
-            // The same words as the first time (a full disk, with its file).
-            return Err(Error::Io(std::io::Error::other(failed.clone())));
-        }
+        self.not_failed()?;
         let Some(background) = &self.background else {
             return write_sorted(staged, spec, batch);
         };
@@ -222,12 +219,18 @@ impl Txn {
         Ok(())
     }
 
+    /// The error the background threads stopped at, if they did: in the same words as the
+    /// first time (a full disk, with its file).
+    fn not_failed(&self) -> Result<()> {
+        match &self.writing_failed {
+            Some(failed) => Err(Error::Io(std::io::Error::other(failed.clone()))),
+            None => Ok(()),
+        }
+    }
+
     /// Waits for the background threads, if any.
     fn finish_writing(&mut self) -> Result<()> {
-        if let Some(failed) = &self.writing_failed {
-            // The same words as the first time (a full disk, with its file).
-            return Err(Error::Io(std::io::Error::other(failed.clone())));
-        }
+        self.not_failed()?;
         match self.background.take() {
             Some(b) => b.finish(),
             None => Ok(()),

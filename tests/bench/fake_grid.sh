@@ -14,6 +14,17 @@ server=""
 trap '{ [ -z "$server" ] || kill $server 2>/dev/null; } || true; rm -rf "$work"' EXIT
 export VATEN_GRID_API_KEY="bench-$$"
 
+# wait_for_url FILE PID WHAT TENTHS: until the server PID (WHAT, for the message) has written
+# its URL to FILE, at most TENTHS tenths of a second; exits the script if it stops or never does.
+wait_for_url() {
+  for _ in $(seq "$4"); do
+    [ -s "$1" ] && return 0
+    kill -0 "$2" 2>/dev/null || { echo "$3 exited" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -s "$1" ] || { echo "$3 did not start" >&2; exit 1; }
+}
+
 serve_grid() {
   if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
   rm -f "$work/url"
@@ -21,12 +32,7 @@ serve_grid() {
     --release-file "$work/release" "$@" > "$work/url" 2>/dev/null &
   server=$!
   # Generating many days for 1,000 connections takes a while: wait up to 10 minutes.
-  for _ in $(seq 6000); do
-    [ -s "$work/url" ] && break
-    kill -0 "$server" 2>/dev/null || { echo "fake grid operator exited" >&2; exit 1; }
-    sleep 0.1
-  done
-  [ -s "$work/url" ] || { echo "fake grid operator did not start" >&2; exit 1; }
+  wait_for_url "$work/url" "$server" "fake grid operator" 6000
   cat > "$work/vaten.toml" <<TOML
 lake = "lake"
 registry = "registry"

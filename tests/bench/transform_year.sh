@@ -30,12 +30,7 @@ serve_installations() {
     --tokens-out "$work/tokens.toml" --port "$inst_port" \
     --days "$3" --end "$4" --skip-days "$1" --only-days "$2" > "$work/inst_url" 2>/dev/null &
   inst_server=$!
-  for _ in $(seq 3000); do
-    [ -s "$work/inst_url" ] && break
-    kill -0 "$inst_server" 2>/dev/null || { echo "fake installations exited" >&2; exit 1; }
-    sleep 0.1
-  done
-  [ -s "$work/inst_url" ] || { echo "fake installations did not start" >&2; exit 1; }
+  wait_for_url "$work/inst_url" "$inst_server" "fake installations" 3000
   cat >> "$work/vaten.toml" <<TOML
 [installations]
 tokens_file = "tokens.toml"
@@ -48,13 +43,18 @@ serve() {
   serve_grid --days "$3" --end "$4" --skip-days "$1" --only-days "$2" --cables "$cables"
   if [ "${INSTALLATIONS:-1}" != 0 ]; then serve_installations "$@"; fi
 }
+# timed_ingest SOURCE NOW LOG: `vaten ingest SOURCE` under /usr/bin/time; sets secs, kib and
+# got (the readings it received).
+timed_ingest() {
+  /usr/bin/time -f '%e %M' -o "$work/time_$1" "$bin" --config "$work/vaten.toml" --now "$2" ingest "$1" 2> "$3" \
+    || { tail -3 "$3"; exit 1; }
+  read -r secs kib < "$work/time_$1"
+  got=$(grep -o '[0-9]* readings received' "$3" | tail -1 | cut -d' ' -f1)
+}
 # ingest_installations: one pass (its cursors go on from chunk to chunk, as in operation).
 ingest_installations() {
   [ "${INSTALLATIONS:-1}" != 0 ] || return 0
-  /usr/bin/time -f '%e %M' -o "$work/time_inst" "$bin" --config "$work/vaten.toml" --now "$1" ingest installations 2> "$work/inst.log" \
-    || { tail -3 "$work/inst.log"; exit 1; }
-  read -r secs kib < "$work/time_inst"
-  got=$(grep -o '[0-9]* readings received' "$work/inst.log" | tail -1 | cut -d' ' -f1)
+  timed_ingest installations "$1" "$work/inst.log"
   inst_readings=$(( ${inst_readings:-0} + got ))
   inst_secs=$("$py" -c "print(${inst_secs:-0} + $secs)")
   inst_kib=$(( kib > ${inst_kib:-0} ? kib : ${inst_kib:-0} ))
@@ -63,11 +63,8 @@ for ((skip = 0; skip < days; skip += 29)); do
   serve "$skip" 29 "$days" 2026-11-20
   # Each chunk is a new feed: its cursor starts afresh (a benchmark shortcut, not an operation).
   rm -f "$work/lake/_state/grid.json"
-  /usr/bin/time -f '%e %M' -o "$work/time_ingest" "$bin" --config "$work/vaten.toml" --now 2026-11-21T10:00:00Z ingest grid 2> "$work/ingest.log" \
-    || { tail -3 "$work/ingest.log"; exit 1; }
   # The ingest's rate over all chunks: readings received / wall time, and its peak memory.
-  read -r secs kib < "$work/time_ingest"
-  got=$(grep -o '[0-9]* readings received' "$work/ingest.log" | tail -1 | cut -d' ' -f1)
+  timed_ingest grid 2026-11-21T10:00:00Z "$work/ingest.log"
   ingest_readings=$(( ${ingest_readings:-0} + got ))
   ingest_secs=$("$py" -c "print(${ingest_secs:-0} + $secs)")
   ingest_kib=$(( kib > ${ingest_kib:-0} ? kib : ${ingest_kib:-0} ))
