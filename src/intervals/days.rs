@@ -16,7 +16,7 @@ pub type DayRegisters = HashMap<(String, i32), (String, i64, i64)>;
 /// With `since`, only the days from then on.
 pub fn day_registers(lake: &Lake, since: Option<chrono::NaiveDate>) -> Result<DayRegisters> {
     let mut out = HashMap::new();
-    let Some(mut lf) = lake.scan(&GRID_DAYS)? else {
+    let Some(mut lf) = lake.scan_from(&GRID_DAYS, since)? else {
         return Ok(out);
     };
     if let Some(since) = since {

@@ -80,7 +80,7 @@ pub fn load(
     since: Option<(i64, NaiveDate)>,
     extra: Vec<Extra>,
 ) -> Result<Readings> {
-    let df = match lake.scan(spec)? {
+    let df = match lake.scan_from(spec, since.map(|(_, first_partition)| first_partition))? {
         None => DataFrame::empty(),
         Some(lf) => {
             let wanted = lit(Series::new("wanted".into(), only)).implode(false);

@@ -282,7 +282,7 @@ fn readings(
     since: Option<NaiveDate>,
     tz: Tz,
 ) -> Result<Option<LazyFrame>> {
-    let Some(lf) = lake.scan(spec)? else {
+    let Some(lf) = lake.scan_from(spec, since)? else {
         return Ok(None);
     };
     let (key, meter) = series_columns(spec);
@@ -501,67 +501,20 @@ fn running_at(readings: LazyFrame, (key, meter): (&str, &str), start: i64) -> La
         .filter(col("last").gt(lit(start)))
 }
 
-/// The start of the readings a cable's recompute from `from` must read: the earliest, over the
-/// cable's series still running at `from`'s start, of their last reading at or before it (in
-/// any table of the series' group).
+/// The start of the readings a recompute from `from` must read: the earliest, over the
+/// series still running at `from`'s start, of their last reading at or before it (in any
+/// table of the series' group). See [`anchors`], taken over every cable of `registry`.
 pub fn anchor(lake: &Lake, registry: &Registry, tz: Tz, from: NaiveDate) -> Result<i64> {
     let start = micros(local_midnight_utc(from, tz));
-    let eans: Vec<String> = registry
-        .connections
-        .iter()
-        .map(|c| c.ean.as_str().to_string())
-        .collect();
-    let insts: Vec<String> = registry
-        .installations()
-        .map(|(id, _)| id.to_string())
-        .collect();
-    let mut anchor = start;
-    for group in SERIES_GROUPS {
-        let keys = if group[0].name == INSTALLATION_READINGS.name {
-            &insts
-        } else {
-            &eans
-        };
-        if keys.is_empty() {
-            continue;
-        }
-        let (key, meter) = series_columns(group[0]);
-        let query = |since: Option<NaiveDate>| -> Result<Option<(Option<i64>, bool)>> {
-            let Some(lf) = group_readings(lake, group, keys, since, tz)? else {
-                return Ok(None);
-            };
-            let df = running_at(lf, (key, meter), start)
-                .select([
-                    col("before").min().alias("anchor"),
-                    col("before").null_count().alias("unanchored"),
-                ])
-                .collect()?;
-            let a = df.column("anchor")?.cast(&DataType::Int64)?.i64()?.get(0);
-            let unanchored = df
-                .column("unanchored")?
-                .cast(&DataType::Int64)?
-                .i64()?
-                .get(0)
-                .unwrap_or(0)
-                > 0;
-            Ok(Some((a, unanchored)))
-        };
-        let since = from - Duration::days(LOOKBACK_DAYS);
-        let mut result = query(Some(since))?;
-        // A series running at `start` without a reading in the lookback may have one earlier.
-        if result.is_some_and(|(_, unanchored)| unanchored) {
-            result = query(None)?;
-        }
-        if let Some((Some(a), _)) = result {
-            anchor = anchor.min(a);
-        }
-    }
-    Ok(anchor)
+    Ok(anchors(lake, registry, tz, from)?
+        .into_values()
+        .fold(start, i64::min))
 }
 
-/// [`anchor`] for every cable of `registry` at once, all recomputed from `from`: one scan per
-/// series group instead of one per cable. A cable with a series that has no reading in the
-/// lookback gets [`anchor`]'s own answer (which may look through the whole history).
+/// Per cable of `registry`, all recomputed from `from`: where its readings start, the earliest
+/// over the cable's series still running at `from`'s start of their last reading at or before
+/// it (or that start, when none has one). One scan per series group and lookback, not one per
+/// cable.
 pub fn anchors(
     lake: &Lake,
     registry: &Registry,
@@ -583,49 +536,55 @@ pub fn anchors(
         .installations()
         .map(|(id, c)| (id.to_string(), c.cable_id.as_str()))
         .collect();
-    let mut unanchored: BTreeSet<&str> = BTreeSet::new();
+    let mut through_history = 0;
     for group in SERIES_GROUPS {
         let owner = if group[0].name == INSTALLATION_READINGS.name {
             &cable_of_inst
         } else {
             &cable_of_ean
         };
-        let keys: Vec<String> = owner.keys().cloned().collect();
-        if keys.is_empty() {
-            continue;
-        }
         let (key, meter) = series_columns(group[0]);
-        let since = from - Duration::days(LOOKBACK_DAYS);
-        let Some(lf) = group_readings(lake, group, &keys, Some(since), tz)? else {
-            continue;
-        };
-        // The same per-series figures as `anchor`'s query, then taken per cable.
-        let df = running_at(lf, (key, meter), start)
-            .select([col(key), col("before").cast(DataType::Int64)])
-            .collect()?;
-        let (k, before) = (df.column(key)?.str()?, df.column("before")?.i64()?);
-        for (k, before) in k.iter().zip(before.iter()) {
-            let Some(cable) = k.and_then(|k| owner.get(k)) else {
-                continue;
+        let mut missing: Vec<String> = owner.keys().cloned().collect();
+        // The day before first (nearly every series has a reading then), then a week, then
+        // the whole history, each time for the series still without one. Whether a series
+        // runs past the start does not depend on how far back a scan looks, and a reading
+        // found in fewer days is the latest of all history (every older one is older still).
+        for since in [
+            Some(from - Duration::days(FIRST_LOOKBACK_DAYS)),
+            Some(from - Duration::days(LOOKBACK_DAYS)),
+            None,
+        ] {
+            if missing.is_empty() {
+                break;
+            }
+            if since.is_none() {
+                through_history += missing.len();
+            }
+            let Some(lf) = group_readings(lake, group, &missing, since, tz)? else {
+                break;
             };
-            match before {
-                Some(b) => {
-                    let a = out.entry(cable.to_string()).or_insert(start);
-                    *a = (*a).min(b);
-                }
-                None => {
-                    unanchored.insert(cable);
+            let df = running_at(lf, (key, meter), start)
+                .select([col(key), col("before").cast(DataType::Int64)])
+                .collect()?;
+            let (k, before) = (df.column(key)?.str()?, df.column("before")?.i64()?);
+            let mut unanchored: BTreeSet<String> = BTreeSet::new();
+            for (k, before) in k.iter().zip(before.iter()) {
+                let Some((k, cable)) = k.and_then(|k| Some((k, owner.get(k)?))) else {
+                    continue;
+                };
+                match before {
+                    Some(b) => {
+                        let a = out.entry(cable.to_string()).or_insert(start);
+                        *a = (*a).min(b);
+                    }
+                    None => {
+                        unanchored.insert(k.to_string());
+                    }
                 }
             }
+            missing = unanchored.into_iter().collect();
         }
     }
-    tracing::debug!(
-        cables = unanchored.len(),
-        "anchored through the whole history"
-    );
-    for cable in unanchored {
-        let sub = registry.on_cables(|c| c == cable);
-        out.insert(cable.to_string(), anchor(lake, &sub, tz, from)?);
-    }
+    tracing::debug!(keys = through_history, "anchored through the whole history");
     Ok(out)
 }

@@ -118,9 +118,6 @@ pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option
                 (b.to_string(), all)
             })
             .collect();
-        let Some(lf) = lake.scan(spec)? else {
-            continue;
-        };
         // A day of a table holds about 96 rows per key (fewer for the day registers).
         let keys: usize = by_batch.iter().map(|(_, k)| k.len()).sum();
         let days_at_once = (rows_at_once / (96 * keys.max(1))).clamp(1, 31);
@@ -136,10 +133,13 @@ pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option
             let (Some(first), Some(last)) = (range.first(), range.last()) else {
                 continue;
             };
-            // On the partition key: the scan opens only these days' files.
+            // On the partition key: the scan opens only these days' files (and is handed
+            // no earlier one).
+            let Some(lf) = lake.scan_from(spec, Some(*first))? else {
+                continue;
+            };
             let date = col(part).cast(DataType::Date);
             let df = lf
-                .clone()
                 .filter(date.clone().gt_eq(lit(*first)).and(date.lt_eq(lit(*last))))
                 .filter(col(*key).is_in(held.clone(), false))
                 .select(cols.clone())

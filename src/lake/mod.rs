@@ -173,6 +173,24 @@ impl Lake {
         parquet_under(&dir, &|_| false)
     }
 
+    /// Parquet files of a table, sorted; with `from`, a table partitioned by day leaves out its
+    /// partitions of days before it without listing them (only folders `date=<day>` right
+    /// under the table; a folder whose name is no day is kept).
+    pub fn files_from(&self, spec: &TableSpec, from: Option<NaiveDate>) -> Result<Vec<PathBuf>> {
+        let key = format!("{}=", spec.partitioning.key());
+        let table = self.table_dir(spec);
+        let before_from = |dir: &Path| {
+            let day = (dir.parent() == Some(table.as_path()))
+                .then(|| dir.file_name())
+                .flatten()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix(key.as_str()))
+                .and_then(|d| d.parse::<NaiveDate>().ok());
+            spec.partitioning == Partitioning::Date && from.zip(day).is_some_and(|(f, d)| d < f)
+        };
+        parquet_under(&table, &before_from)
+    }
+
     /// Stages `batch` as a new file of `spec` (in partition `partition` when the table is
     /// partitioned) in `txn`; returns the file's path relative to the lake root.
     pub fn stage_batch(
@@ -228,23 +246,11 @@ impl Lake {
 
     /// The files of a table by tag (as [`file_tag`] writes it; untagged files are left out),
     /// each with the partition value it sits in (`None` for an unpartitioned table): one
-    /// listing answers for every cable. With `from`, a table partitioned by day leaves out
-    /// its partitions of days before it (only folders `date=<day>` right under the table;
-    /// a folder whose name is no day is kept).
+    /// listing answers for every cable. With `from`, as [`Lake::files_from`].
     pub fn files_by_tag(&self, spec: &TableSpec, from: Option<NaiveDate>) -> Result<TaggedFiles> {
         let key = format!("{}=", spec.partitioning.key());
-        let table = self.table_dir(spec);
-        let before_from = |dir: &Path| {
-            let day = (dir.parent() == Some(table.as_path()))
-                .then(|| dir.file_name())
-                .flatten()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix(key.as_str()))
-                .and_then(|d| d.parse::<NaiveDate>().ok());
-            spec.partitioning == Partitioning::Date && from.zip(day).is_some_and(|(f, d)| d < f)
-        };
         let mut out = TaggedFiles::default();
-        for f in parquet_under(&table, &before_from)? {
+        for f in self.files_from(spec, from)? {
             let Some(tag) = f.file_name().and_then(|n| {
                 n.to_string_lossy()
                     .split_once('~')
@@ -288,6 +294,33 @@ fn parquet_under(dir: &Path, prune: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBu
         .collect();
     out.sort();
     Ok(out)
+}
+
+/// Whether some Parquet file lies below `dir` (stops at the first: a year of a table is
+/// thousands of files).
+fn any_parquet_under(dir: &Path) -> Result<bool> {
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::lake(&d, e)),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let is_dir = match entry.file_type() {
+                Ok(t) if !t.is_symlink() => t.is_dir(),
+                _ => path.is_dir(),
+            };
+            if is_dir {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// Every file below `dir`, at any depth (none when `dir` does not exist).

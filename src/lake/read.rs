@@ -17,34 +17,72 @@ pub struct Held {
 
 pub type Prefetched = std::sync::Mutex<Held>;
 
+/// Partition folders (`date=…`) become columns.
+fn hive_args() -> ScanArgsParquet {
+    ScanArgsParquet {
+        hive_options: HiveOptions::new_enabled(),
+        ..Default::default()
+    }
+}
+
 impl Lake {
     /// A lazy scan over every file of a table, partition keys included as columns; `None`
     /// when the table has no files yet. While the table is prefetched, the rows held for the
     /// group in focus (see [`Lake::focus`]).
     pub fn scan(&self, spec: &TableSpec) -> Result<Option<LazyFrame>> {
-        let held = {
-            let held = self.prefetched.lock().expect("prefetched");
-            match (
-                held.tables.get(spec.name),
-                held.focus.get(&std::thread::current().id()),
-            ) {
-                (Some(groups), Some(focus)) => groups.get(focus).cloned(),
-                _ => None,
-            }
-        };
-        if let Some(df) = held {
+        if let Some(df) = self.held_rows(spec) {
             return Ok(Some(df.lazy()));
         }
-        if self.files(spec, None)?.is_empty() {
+        if !super::any_parquet_under(&self.table_dir(spec))? {
             return Ok(None);
         }
         let dir = self.table_dir(spec);
-        let args = ScanArgsParquet {
-            hive_options: HiveOptions::new_enabled(),
-            ..Default::default()
-        };
         let path = PlRefPath::new(format!("{}/", dir.display()));
-        Ok(Some(LazyFrame::scan_parquet(path, args)?))
+        Ok(Some(LazyFrame::scan_parquet(path, hive_args())?))
+    }
+
+    /// As [`Lake::scan`], and a table partitioned by day may leave out its partitions of days
+    /// before `from`: Polars is handed the files of the later days, so neither the listing
+    /// nor the scan looks at a year of older files (thousands, each listed and inspected).
+    /// The caller still filters on the partition key: a prefetched table's held rows, and
+    /// the fallback below, cover every day.
+    pub fn scan_from(
+        &self,
+        spec: &TableSpec,
+        from: Option<chrono::NaiveDate>,
+    ) -> Result<Option<LazyFrame>> {
+        let from = from.filter(|_| spec.partitioning == super::Partitioning::Date);
+        // Polars reads every `name=value` folder in a listed file's path as a partition
+        // column: the lake's own path must have none.
+        let plain_root = !self.root().to_string_lossy().contains('=');
+        if from.is_none() || !plain_root || self.held_rows(spec).is_some() {
+            return self.scan(spec);
+        }
+        let files = self.files_from(spec, from)?;
+        if files.is_empty() {
+            // Nothing that recent: the whole table answers (an older reading may be wanted).
+            return self.scan(spec);
+        }
+        let paths = files
+            .iter()
+            .map(|f| PlRefPath::try_from_path(f))
+            .collect::<PolarsResult<Vec<_>>>()?;
+        Ok(Some(LazyFrame::scan_parquet_files(
+            paths.into_iter().collect(),
+            hive_args(),
+        )?))
+    }
+
+    /// The rows held for `spec` for this thread's group in focus, if any.
+    fn held_rows(&self, spec: &TableSpec) -> Option<DataFrame> {
+        let held = self.prefetched.lock().expect("prefetched");
+        match (
+            held.tables.get(spec.name),
+            held.focus.get(&std::thread::current().id()),
+        ) {
+            (Some(groups), Some(focus)) => groups.get(focus).cloned(),
+            _ => None,
+        }
     }
 
     /// Reads once the rows of `spec` whose `key` is one of the groups' keys (the `columns`
@@ -62,7 +100,7 @@ impl Lake {
         columns: &[&str],
         from: Option<chrono::NaiveDate>,
     ) -> Result<()> {
-        let Some(mut lf) = self.scan(spec)? else {
+        let Some(mut lf) = self.scan_from(spec, from)? else {
             return Ok(());
         };
         if let Some(from) = from {
@@ -201,6 +239,98 @@ mod tests {
             .iter()
             .map(|e| e.unwrap().to_string())
             .collect()
+    }
+
+    /// Stages readings of "a", "b" and "c" on 1, 2 and 3 October in a lake at `root`.
+    fn three_days(root: &std::path::Path) -> Lake {
+        let lake = Lake::open_for_write(root, "test", std::time::Duration::ZERO).unwrap();
+        let mut txn = lake.begin().unwrap();
+        for day in [1, 2, 3] {
+            let rows: Vec<GridReading> = ["a", "b", "c"].iter().map(|e| reading(e, day)).collect();
+            let date = rows[0].date.to_string();
+            lake.stage_batch(
+                &mut txn,
+                &GRID_READINGS,
+                Some(&date),
+                &readings_batch(&rows, "r"),
+            )
+            .unwrap();
+        }
+        txn.commit().unwrap();
+        lake
+    }
+
+    /// The days (as `date` partition values) and columns a scan answers with.
+    fn days_and_columns(lf: LazyFrame) -> (Vec<String>, Vec<String>) {
+        let df = lf
+            .sort(["date", "ean"], SortMultipleOptions::default())
+            .collect()
+            .unwrap();
+        let days = df
+            .column("date")
+            .unwrap()
+            .cast(&DataType::String)
+            .unwrap()
+            .str()
+            .unwrap()
+            .iter()
+            .map(|d| d.unwrap().to_string())
+            .collect();
+        let columns = df
+            .get_column_names()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        (days, columns)
+    }
+
+    #[test]
+    fn a_scan_from_a_day_is_handed_that_days_files_and_later_with_the_same_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = three_days(dir.path());
+        let from = chrono::NaiveDate::from_ymd_opt(2026, 10, 2);
+        let (all_days, all_columns) = days_and_columns(lake.scan(&GRID_READINGS).unwrap().unwrap());
+        assert_eq!(all_days.len(), 9);
+        let (days, columns) =
+            days_and_columns(lake.scan_from(&GRID_READINGS, from).unwrap().unwrap());
+        assert_eq!(
+            days,
+            ["2026-10-02"; 3]
+                .iter()
+                .chain(&["2026-10-03"; 3])
+                .copied()
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            columns, all_columns,
+            "the partition key a column as in a whole scan"
+        );
+        let date = |lf: LazyFrame| {
+            lf.select([col("date")]).collect().unwrap()["date"]
+                .dtype()
+                .clone()
+        };
+        assert_eq!(
+            date(lake.scan_from(&GRID_READINGS, from).unwrap().unwrap()),
+            date(lake.scan(&GRID_READINGS).unwrap().unwrap())
+        );
+        // Nothing that recent: the whole table (an older reading may be what is looked for).
+        let later = chrono::NaiveDate::from_ymd_opt(2026, 10, 4);
+        let (days, _) = days_and_columns(lake.scan_from(&GRID_READINGS, later).unwrap().unwrap());
+        assert_eq!(days, all_days);
+    }
+
+    #[test]
+    fn a_lake_whose_own_path_looks_like_a_partition_is_scanned_whole() {
+        // Polars would read `x=1` in each listed file's path as one more partition column.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("x=1").join("lake");
+        let lake = three_days(&root);
+        let from = chrono::NaiveDate::from_ymd_opt(2026, 10, 2);
+        let (days, columns) =
+            days_and_columns(lake.scan_from(&GRID_READINGS, from).unwrap().unwrap());
+        assert!(!columns.iter().any(|c| c == "x"), "{columns:?}");
+        assert_eq!(days.len(), 9, "every day: the caller filters on the date");
     }
 
     #[test]

@@ -27,12 +27,14 @@ fn voltages(
     first_start: Option<i64>,
 ) -> Result<Voltages> {
     let mut out: Voltages = HashMap::new();
-    let Some(mut lf) = lake.scan(&INSTALLATION_READINGS)? else {
+    // Partitions are local days, never before the UTC day: one day of margin skips files.
+    let day = first_start.map(|first| {
+        crate::domain::time::from_micros(first).date_naive() - chrono::Duration::days(1)
+    });
+    let Some(mut lf) = lake.scan_from(&INSTALLATION_READINGS, day)? else {
         return Ok(out);
     };
-    if let Some(first) = first_start {
-        // Partitions are local days, never before the UTC day: one day of margin skips files.
-        let day = crate::domain::time::from_micros(first).date_naive() - chrono::Duration::days(1);
+    if let (Some(first), Some(day)) = (first_start, day) {
         lf = lf
             .filter(col("date").cast(DataType::Date).gt_eq(lit(day)))
             .filter(col("t").cast(DataType::Int64).gt(lit(first)));
