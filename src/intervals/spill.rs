@@ -118,6 +118,12 @@ pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option
                 (b.to_string(), all)
             })
             .collect();
+        // One scan of the whole table, its days chosen by the partition filter below: handing
+        // each range the files from its first day on (`Lake::scan_from`) measured slower
+        // (a year's full recompute set its received tables aside in 29-32 s, not 19-25 s).
+        let Some(lf) = lake.scan(spec)? else {
+            continue;
+        };
         // A day of a table holds about 96 rows per key (fewer for the day registers).
         let keys: usize = by_batch.iter().map(|(_, k)| k.len()).sum();
         let days_at_once = (rows_at_once / (96 * keys.max(1))).clamp(1, 31);
@@ -133,13 +139,10 @@ pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option
             let (Some(first), Some(last)) = (range.first(), range.last()) else {
                 continue;
             };
-            // On the partition key: the scan opens only these days' files (and is handed
-            // no earlier one).
-            let Some(lf) = lake.scan_from(spec, Some(*first))? else {
-                continue;
-            };
+            // On the partition key: the scan opens only these days' files.
             let date = col(part).cast(DataType::Date);
             let df = lf
+                .clone()
                 .filter(date.clone().gt_eq(lit(*first)).and(date.lt_eq(lit(*last))))
                 .filter(col(*key).is_in(held.clone(), false))
                 .select(cols.clone())
