@@ -63,13 +63,20 @@ impl Lake {
             // Nothing that recent: the whole table answers (an older reading may be wanted).
             return self.scan(spec);
         }
+        // As a folder scan does, an empty file is left out (one `stat` per recent file).
         let paths = files
             .iter()
+            .filter(|f| std::fs::metadata(f).map_or(true, |m| m.len() > 0))
             .map(|f| PlRefPath::try_from_path(f))
             .collect::<PolarsResult<Vec<_>>>()?;
+        // Each path names one file: `[`, `*` or `?` in the lake's path is no pattern.
+        let args = ScanArgsParquet {
+            glob: false,
+            ..hive_args()
+        };
         Ok(Some(LazyFrame::scan_parquet_files(
             paths.into_iter().collect(),
-            hive_args(),
+            args,
         )?))
     }
 
@@ -331,6 +338,48 @@ mod tests {
             days_and_columns(lake.scan_from(&GRID_READINGS, from).unwrap().unwrap());
         assert!(!columns.iter().any(|c| c == "x"), "{columns:?}");
         assert_eq!(days.len(), 9, "every day: the caller filters on the date");
+    }
+
+    #[test]
+    fn a_lake_whose_path_has_pattern_characters_is_read_as_written() {
+        // `lake[1]` as a pattern would match `lake1`: a lake beside it, read in its place.
+        let dir = tempfile::tempdir().unwrap();
+        let lake = three_days(&dir.path().join("lake[1]"));
+        let other = three_days(&dir.path().join("lake1"));
+        let mut txn = other.begin().unwrap();
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 10, 3).unwrap();
+        let rows = vec![reading("z", 3)];
+        other
+            .stage_batch(
+                &mut txn,
+                &GRID_READINGS,
+                Some(&date.to_string()),
+                &readings_batch(&rows, "r"),
+            )
+            .unwrap();
+        txn.commit().unwrap();
+        let from = chrono::NaiveDate::from_ymd_opt(2026, 10, 2);
+        let lf = lake.scan_from(&GRID_READINGS, from).unwrap().unwrap();
+        let eans = lf
+            .select([col("ean")])
+            .sort(["ean"], SortMultipleOptions::default())
+            .collect()
+            .unwrap();
+        let eans: Vec<&str> = eans["ean"].str().unwrap().iter().flatten().collect();
+        assert_eq!(eans, ["a", "a", "b", "b", "c", "c"]);
+    }
+
+    #[test]
+    fn an_empty_file_among_recent_days_is_left_out_as_a_folder_scan_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = three_days(dir.path());
+        let day = lake.table_dir(&GRID_READINGS).join("date=2026-10-03");
+        std::fs::write(day.join("empty.parquet"), b"").unwrap();
+        let from = chrono::NaiveDate::from_ymd_opt(2026, 10, 2);
+        let (days, _) = days_and_columns(lake.scan(&GRID_READINGS).unwrap().unwrap());
+        assert_eq!(days.len(), 9);
+        let (days, _) = days_and_columns(lake.scan_from(&GRID_READINGS, from).unwrap().unwrap());
+        assert_eq!(days.len(), 6);
     }
 
     #[test]
