@@ -438,6 +438,11 @@ fn dirty(
             started.elapsed().as_secs_f64()
         );
     };
+    // Per EAN, the time whose reading before it starts the grid's recompute: its earliest
+    // new grid reading, or just after an installation's reading before its new ones. One
+    // search answers both: the reading before a time never moves back as the time grows, so
+    // the reading before the earlier time is the earlier of the two answers.
+    let mut grid_new: ByKey = HashMap::new();
     for group in SERIES_GROUPS {
         let installations = group[0].name == INSTALLATION_READINGS.name;
         // The earliest new reading per key over every table of the group.
@@ -460,29 +465,29 @@ fn dirty(
             }
         });
         lap("earliest new readings", group[0].name);
-        let before = previous(lake, group, &earliest, tz)?;
-        lap("readings before them", group[0].name);
         if !installations {
-            for (ean, t) in &before {
-                dirty_from(ean, *t);
+            for (ean, t) in earliest {
+                let e = grid_new.entry(ean).or_insert(t);
+                *e = (*e).min(t);
             }
             continue;
         }
+        let before = previous(lake, group, &earliest, tz)?;
+        lap("readings before them", group[0].name);
         // Production and battery discharge shape the fed-back energy of the connection's
         // derived grid days: a grid hole that spans the installation's changed quarter-hours
         // is spread anew from its start, the last grid reading at or before them.
-        let mut grid_at: ByKey = HashMap::new();
         for (inst, t) in &before {
             let ean = ean_of_inst[inst.as_str()];
             dirty_from(ean, *t);
-            let e = grid_at.entry(ean.to_string()).or_insert(t + 1);
+            let e = grid_new.entry(ean.to_string()).or_insert(t + 1);
             *e = (*e).min(t + 1);
         }
-        for (ean, t) in previous(lake, SERIES_GROUPS[0], &grid_at, tz)? {
-            dirty_from(&ean, t);
-        }
-        lap("grid readings before them", group[0].name);
     }
+    for (ean, t) in previous(lake, SERIES_GROUPS[0], &grid_new, tz)? {
+        dirty_from(&ean, t);
+    }
+    lap("grid readings before them", SERIES_GROUPS[0][0].name);
     Ok(out)
 }
 
