@@ -299,28 +299,12 @@ fn parquet_under(dir: &Path, prune: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBu
 /// Whether some Parquet file lies below `dir` (stops at the first: a year of a table is
 /// thousands of files).
 fn any_parquet_under(dir: &Path) -> Result<bool> {
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let entries = match std::fs::read_dir(&d) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::lake(&d, e)),
-        };
-        for entry in entries {
-            let entry = entry?;
-            let path = entry.path();
-            let is_dir = match entry.file_type() {
-                Ok(t) if !t.is_symlink() => t.is_dir(),
-                _ => path.is_dir(),
-            };
-            if is_dir {
-                todo.push(path);
-            } else if path.extension().is_some_and(|e| e == "parquet") {
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
+    let mut found = false;
+    walk_files(dir, &|_| false, &mut |f| {
+        found = f.extension().is_some_and(|e| e == "parquet");
+        found
+    })?;
+    Ok(found)
 }
 
 /// Every file below `dir`, at any depth (none when `dir` does not exist).
@@ -331,6 +315,20 @@ pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
 /// As [`files_under`], not looking into the folders `prune` names.
 fn files_under_pruned(dir: &Path, prune: &dyn Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
+    walk_files(dir, prune, &mut |f| {
+        out.push(f);
+        false
+    })?;
+    Ok(out)
+}
+
+/// Hands every file below `dir` to `visit` until it answers `true` (stop), not looking into
+/// the folders `prune` names.
+fn walk_files(
+    dir: &Path,
+    prune: &dyn Fn(&Path) -> bool,
+    visit: &mut dyn FnMut(PathBuf) -> bool,
+) -> Result<()> {
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
         let entries = match std::fs::read_dir(&d) {
@@ -340,23 +338,23 @@ fn files_under_pruned(dir: &Path, prune: &dyn Fn(&Path) -> bool) -> Result<Vec<P
         };
         for entry in entries {
             let entry = entry?;
+            let path = entry.path();
             // The type readdir gave (no stat per file: a year of a table is thousands of
             // files); a symbolic link is followed, as `Path::is_dir` does.
             let is_dir = match entry.file_type() {
                 Ok(t) if !t.is_symlink() => t.is_dir(),
-                _ => entry.path().is_dir(),
+                _ => path.is_dir(),
             };
             if is_dir {
-                let path = entry.path();
                 if !prune(&path) {
                     todo.push(path);
                 }
-            } else {
-                out.push(entry.path());
+            } else if visit(path) {
+                return Ok(());
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// A table's files by tag: see [`Lake::files_by_tag`].
