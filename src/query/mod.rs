@@ -12,6 +12,8 @@ use crate::error::{Error, Result};
 use crate::lake::schema::ALL_TABLES;
 use crate::lake::Lake;
 
+mod top_n;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// A table for people (all rows).
@@ -40,8 +42,20 @@ pub fn run(lake: &Lake, sql: &str) -> Result<DataFrame> {
                 .to_string(),
         )
     };
-    let lf = ctx.execute(sql).map_err(one_line)?;
-    collect(lf).map_err(one_line)
+    answer(&mut ctx, sql).map_err(one_line)
+}
+
+/// Runs `sql` in `ctx`, narrowed first where it is a top N (see `top_n`). Should the narrowed
+/// query fail where the first pass did not, the query runs as written.
+fn answer(ctx: &mut SQLContext, sql: &str) -> PolarsResult<DataFrame> {
+    if let Some(narrowed) = top_n::narrowed(ctx, sql) {
+        tracing::debug!("top N narrowed to: {narrowed}");
+        match ctx.execute(&narrowed).and_then(collect) {
+            Ok(df) => return Ok(df),
+            Err(e) => tracing::debug!("the narrowed query failed ({e}); running it as written"),
+        }
+    }
+    collect(ctx.execute(sql)?)
 }
 
 /// Runs a query on Polars' streaming engine (a year's top 10 then never holds the year in
