@@ -164,19 +164,15 @@ fn nth_best(keys: &DataFrame, n: u64, descending: bool) -> Option<i128> {
         return None;
     }
     let series = column.as_materialized_series();
-    if series.dtype().is_signed_integer() {
-        let ints = series.cast(&DataType::Int64).ok()?;
-        let ints = ints.i64().ok()?;
-        let worst = if descending { ints.min() } else { ints.max() };
-        worst.map(i128::from)
-    } else if series.dtype().is_unsigned_integer() {
-        let ints = series.cast(&DataType::UInt64).ok()?;
-        let ints = ints.u64().ok()?;
-        let worst = if descending { ints.min() } else { ints.max() };
-        worst.map(i128::from)
-    } else {
-        None
+    if !series.dtype().is_integer() {
+        return None;
     }
+    let worst = if descending {
+        series.min_reduce()
+    } else {
+        series.max_reduce()
+    };
+    worst.ok()?.value().extract::<i128>()
 }
 
 #[cfg(test)]
