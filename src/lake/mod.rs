@@ -17,6 +17,7 @@ pub mod read;
 pub mod remote;
 pub mod runs;
 pub mod schema;
+pub mod stats;
 pub mod txn;
 
 use std::path::{Path, PathBuf};

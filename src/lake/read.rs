@@ -25,6 +25,22 @@ fn hive_args() -> ScanArgsParquet {
     }
 }
 
+/// A scan of exactly `files`, partition keys as columns (typed by `partition_types` if given).
+fn listed_scan(
+    files: &[std::path::PathBuf],
+    partition_types: Option<SchemaRef>,
+) -> PolarsResult<LazyFrame> {
+    let paths = files
+        .iter()
+        .map(|f| PlRefPath::try_from_path(f))
+        .collect::<PolarsResult<Vec<_>>>()?;
+    let mut args = hive_args();
+    // Each path names one file: `[`, `*` or `?` in the lake's path is no pattern.
+    args.glob = false;
+    args.hive_options.schema = partition_types;
+    LazyFrame::scan_parquet_files(paths.into_iter().collect(), args)
+}
+
 impl Lake {
     /// A lazy scan over every file of a table, partition keys included as columns; `None`
     /// when the table has no files yet. While the table is prefetched, the rows held for the
@@ -67,20 +83,26 @@ impl Lake {
             return self.scan(spec);
         }
         // As a folder scan does, an empty file is left out (one `stat` per recent file).
-        let paths = files
-            .iter()
+        let files: Vec<std::path::PathBuf> = files
+            .into_iter()
             .filter(|f| std::fs::metadata(f).map_or(true, |m| m.len() > 0))
-            .map(|f| PlRefPath::try_from_path(f))
-            .collect::<PolarsResult<Vec<_>>>()?;
-        // Each path names one file: `[`, `*` or `?` in the lake's path is no pattern.
-        let args = ScanArgsParquet {
-            glob: false,
-            ..hive_args()
-        };
-        Ok(Some(LazyFrame::scan_parquet_files(
-            paths.into_iter().collect(),
-            args,
-        )?))
+            .collect();
+        Ok(Some(listed_scan(&files, None)?))
+    }
+
+    /// A scan of exactly `files` (of one table, from the lake's own listing, none empty), the
+    /// partition keys as columns of the types `partition_types` gives (as Polars infers them
+    /// when `None`). `None` when the lake's own path has a `name=value` folder, which Polars
+    /// would read as one more partition column of every file.
+    pub fn scan_files(
+        &self,
+        files: &[std::path::PathBuf],
+        partition_types: Option<SchemaRef>,
+    ) -> Result<Option<LazyFrame>> {
+        if self.root().to_string_lossy().contains('=') {
+            return Ok(None);
+        }
+        Ok(Some(listed_scan(files, partition_types)?))
     }
 
     /// The rows held for `spec` for this thread's group in focus, if any.

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::lake::schema::ALL_TABLES;
 use crate::lake::Lake;
 
+mod top_files;
 mod top_n;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,12 +43,24 @@ pub fn run(lake: &Lake, sql: &str) -> Result<DataFrame> {
                 .to_string(),
         )
     };
-    answer(&mut ctx, sql).map_err(one_line)
+    answer(Some(lake), &mut ctx, sql).map_err(one_line)
 }
 
-/// Runs `sql` in `ctx`, narrowed first where it is a top N (see `top_n`). Should the narrowed
-/// query fail where the first pass did not, the query runs as written.
-fn answer(ctx: &mut SQLContext, sql: &str) -> PolarsResult<DataFrame> {
+/// Runs `sql` in `ctx`, narrowed first where it is a top N: to the files that can hold the
+/// answer (`top_files`, from the lake's footers), or else by a first pass over the key
+/// (`top_n`). Should a narrowed query fail, the next way is tried, and last the query as
+/// written.
+fn answer(lake: Option<&Lake>, ctx: &mut SQLContext, sql: &str) -> PolarsResult<DataFrame> {
+    if let Some(found) = lake.and_then(|lake| top_files::narrowed(lake, ctx, sql)) {
+        let (read, of) = found.files;
+        tracing::debug!("top N from {read} of {of} files: {}", found.sql);
+        match top_files::run(found) {
+            Ok(df) => return Ok(df),
+            Err(e) => {
+                tracing::debug!("the query on the files that can hold its answer failed ({e})")
+            }
+        }
+    }
     if let Some(narrowed) = top_n::narrowed(ctx, sql) {
         tracing::debug!("top N narrowed to: {narrowed}");
         match ctx.execute(&narrowed).and_then(collect) {

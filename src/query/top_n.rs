@@ -30,13 +30,7 @@ const MOST_ROWS: u64 = 100_000;
 /// `sql` with the filter added, or `None` when the query is not a plain top N over integer
 /// keys, or its first pass fails (the query then runs as written and reports its own error).
 pub(super) fn narrowed(ctx: &mut SQLContext, sql: &str) -> Option<String> {
-    let mut statements = Parser::parse_sql(&GenericDialect, sql).ok()?;
-    if statements.len() != 1 {
-        return None;
-    }
-    let Some(Statement::Query(mut query)) = statements.pop() else {
-        return None;
-    };
+    let mut query = one_query(sql)?;
     let (first, n) = top_n_shape(&query)?;
     let descending = first.options.asc == Some(false);
     // The first pass: the same rows, only the key, ordered by the key alone.
@@ -55,8 +49,31 @@ pub(super) fn narrowed(ctx: &mut SQLContext, sql: &str) -> Option<String> {
     }
     let keys = super::collect(lf).ok()?;
     let threshold = nth_best(&keys, n, descending)?;
+    with_bound(&mut query, &first.expr, threshold, descending)?;
+    Some(query.to_string())
+}
+
+/// The one query `sql` holds, parsed (`None` for several statements or another kind).
+pub(super) fn one_query(sql: &str) -> Option<Box<Query>> {
+    let mut statements = Parser::parse_sql(&GenericDialect, sql).ok()?;
+    if statements.len() != 1 {
+        return None;
+    }
+    match statements.pop() {
+        Some(Statement::Query(query)) => Some(query),
+        _ => None,
+    }
+}
+
+/// Adds `key >= threshold` (`<=` when ascending) to the `WHERE` of `query`, a plain select.
+pub(super) fn with_bound(
+    query: &mut Query,
+    key: &Expr,
+    threshold: i128,
+    descending: bool,
+) -> Option<()> {
     let keep = Expr::BinaryOp {
-        left: Box::new(first.expr.clone()),
+        left: Box::new(key.clone()),
         op: if descending {
             BinaryOperator::GtEq
         } else {
@@ -77,12 +94,12 @@ pub(super) fn narrowed(ctx: &mut SQLContext, sql: &str) -> Option<String> {
         },
         None => keep,
     });
-    Some(query.to_string())
+    Some(())
 }
 
 /// The first ORDER BY term and N, when `query` is a plain `SELECT columns FROM table [WHERE …]
 /// ORDER BY column … LIMIT N`.
-fn top_n_shape(query: &Query) -> Option<(OrderByExpr, u64)> {
+pub(super) fn top_n_shape(query: &Query) -> Option<(OrderByExpr, u64)> {
     let plain_query = query.with.is_none()
         && query.fetch.is_none()
         && query.locks.is_empty()
@@ -189,7 +206,7 @@ mod tests {
     }
 
     fn ids(ctx: &mut SQLContext, sql: &str) -> Vec<i64> {
-        let df = super::super::answer(ctx, sql).unwrap();
+        let df = super::super::answer(None, ctx, sql).unwrap();
         df.column("id")
             .unwrap()
             .i64()
@@ -292,7 +309,7 @@ mod tests {
                     );
                     narrowed_count += narrowed(&mut ctx, &sql).is_some() as usize;
                     let written = super::super::collect(ctx.execute(&sql).unwrap()).unwrap();
-                    let answered = super::super::answer(&mut ctx, &sql).unwrap();
+                    let answered = super::super::answer(None, &mut ctx, &sql).unwrap();
                     // The narrowed query itself runs (`answer` would fall back if it failed).
                     if let Some(n) = narrowed(&mut ctx, &sql) {
                         let direct = super::super::collect(ctx.execute(&n).unwrap()).unwrap();

@@ -1,0 +1,269 @@
+//! What each file's footer says about one integer column, without reading the column: the
+//! smallest and largest value. A query uses it to leave out files that cannot hold what it asks
+//! for (`query::top_files`): a year of `intervals` is 14,640 files, and opening each one to
+//! read a column costs more than the answer.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use parquet::basic::{ConvertedType, IntType, LogicalType, Type as PhysicalType};
+use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::file::statistics::Statistics;
+
+use super::{Lake, Partitioning, TableSpec};
+
+/// One file of a table and the range of one column in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRange {
+    pub path: PathBuf,
+    /// The partition folder's value as written (`2026-11-25` of `date=2026-11-25`); `None` for
+    /// a table without partitions.
+    pub partition: Option<String>,
+    /// The smallest and largest value of the column; `None` when the file holds no rows.
+    pub range: Option<(i64, i64)>,
+}
+
+impl Lake {
+    /// Every file a scan of `spec` reads, with the range of `column` from its footer. `None`
+    /// when any file cannot say for certain: an unreadable footer, a row group whose
+    /// statistics are missing, inexact or count nulls, a column that is not a signed integer,
+    /// a file not laid out as `<table>/<key>=<value>/<file>.parquet` (or `<table>/<file>.parquet`
+    /// for a table without partitions), a value Polars would decode (`%`), or a file of
+    /// another kind (a folder scan refuses the table then). Empty files are left out, as a
+    /// folder scan leaves them out.
+    pub fn column_ranges(&self, spec: &TableSpec, column: &str) -> Option<Vec<FileRange>> {
+        let table = self.table_dir(spec);
+        let files = super::files_under(&table).ok()?;
+        // Two threads at most: the footers are small, and the query after this needs the cores.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+        let chunk = files.len().div_ceil(threads).max(1);
+        let parts: Vec<Option<Vec<FileRange>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .chunks(chunk)
+                .map(|part| {
+                    let table = &table;
+                    scope.spawn(move || {
+                        let mut out = Vec::with_capacity(part.len());
+                        for path in part {
+                            if let Some(file) = file_range(table, spec, path, column)? {
+                                out.push(file);
+                            }
+                        }
+                        Some(out)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().ok().flatten())
+                .collect()
+        });
+        let mut all = Vec::with_capacity(files.len());
+        for part in parts {
+            all.extend(part?);
+        }
+        Some(all)
+    }
+}
+
+/// The range of `column` in the file at `path` (below `table`): `Some(None)` for an empty file
+/// (a scan leaves it out), `None` when the file cannot say for certain.
+fn file_range(
+    table: &Path,
+    spec: &TableSpec,
+    path: &Path,
+    column: &str,
+) -> Option<Option<FileRange>> {
+    let file = File::open(path).ok()?;
+    if file.metadata().ok()?.len() == 0 {
+        return Some(None);
+    }
+    if path.extension().is_none_or(|e| e != "parquet") {
+        return None;
+    }
+    let partition = partition_value(table, spec, path)?;
+    let meta = ParquetMetaDataReader::new().parse_and_finish(&file).ok()?;
+    let schema = meta.file_metadata().schema_descr();
+    let index = (0..schema.num_columns()).find(|&i| schema.column(i).path().parts() == [column])?;
+    let descr = schema.column(index);
+    let signed = matches!(
+        descr.physical_type(),
+        PhysicalType::INT32 | PhysicalType::INT64
+    ) && matches!(
+        descr.logical_type_ref(),
+        None | Some(LogicalType::Integer(IntType {
+            is_signed: true,
+            ..
+        }))
+    ) && matches!(
+        descr.converted_type(),
+        ConvertedType::NONE
+            | ConvertedType::INT_8
+            | ConvertedType::INT_16
+            | ConvertedType::INT_32
+            | ConvertedType::INT_64
+    );
+    if !signed {
+        return None;
+    }
+    let mut range: Option<(i64, i64)> = None;
+    for group in meta.row_groups() {
+        if group.num_rows() == 0 {
+            continue;
+        }
+        let stats = group.column(index).statistics()?;
+        if stats.null_count_opt() != Some(0) {
+            return None;
+        }
+        let (low, high) = match stats {
+            Statistics::Int32(s) if s.min_is_exact() && s.max_is_exact() => {
+                (i64::from(*s.min_opt()?), i64::from(*s.max_opt()?))
+            }
+            Statistics::Int64(s) if s.min_is_exact() && s.max_is_exact() => {
+                (*s.min_opt()?, *s.max_opt()?)
+            }
+            _ => return None,
+        };
+        range = Some(range.map_or((low, high), |(l, h)| (l.min(low), h.max(high))));
+    }
+    Some(Some(FileRange {
+        path: path.to_path_buf(),
+        partition,
+        range,
+    }))
+}
+
+/// The partition value of a file at `path`, checked against the table's layout: `Some(None)`
+/// for a table without partitions, `None` for a file not where the layout puts it.
+fn partition_value(table: &Path, spec: &TableSpec, path: &Path) -> Option<Option<String>> {
+    let parts: Vec<&str> = path
+        .strip_prefix(table)
+        .ok()?
+        .iter()
+        .map(|p| p.to_str())
+        .collect::<Option<_>>()?;
+    match (spec.partitioning, parts.as_slice()) {
+        (Partitioning::None, [name]) if !name.contains('=') => Some(None),
+        (Partitioning::Date | Partitioning::Year, [folder, name]) if !name.contains('=') => {
+            let value = folder
+                .strip_prefix(spec.partitioning.key())?
+                .strip_prefix('=')?;
+            // Polars decodes `%xx` and reads this one as null: neither is a value as written.
+            let plain =
+                !value.is_empty() && !value.contains('%') && value != "__HIVE_DEFAULT_PARTITION__";
+            plain.then(|| Some(value.to_string()))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lake::schema::GRID_READINGS;
+    use crate::received::rows::{readings_batch, GridReading};
+
+    fn reading(ean: &str, day: u32, import_wh: i64) -> GridReading {
+        GridReading {
+            ean: ean.into(),
+            meter_id: "M".into(),
+            t_us: i64::from(day) * 86_400_000_000,
+            import_wh,
+            export_wh: 0,
+            quality: "measured".into(),
+            received_at_us: 0,
+            delivery_seq: 1,
+            cursor: "c".into(),
+            date: chrono::NaiveDate::from_ymd_opt(2026, 10, day).unwrap(),
+        }
+    }
+
+    /// Two files on 1 October (imports 5, 9 and -3, 2) and one on 2 October (7).
+    fn lake(root: &Path) -> Lake {
+        let lake = Lake::open_for_write(root, "test", std::time::Duration::ZERO).unwrap();
+        let mut txn = lake.begin().unwrap();
+        for rows in [
+            vec![reading("a", 1, 5), reading("b", 1, 9)],
+            vec![reading("c", 1, -3), reading("d", 1, 2)],
+            vec![reading("a", 2, 7)],
+        ] {
+            let date = rows[0].date.to_string();
+            lake.stage_batch(
+                &mut txn,
+                &GRID_READINGS,
+                Some(&date),
+                &readings_batch(&rows, "r"),
+            )
+            .unwrap();
+        }
+        txn.commit().unwrap();
+        lake
+    }
+
+    fn ranges(lake: &Lake) -> Option<Vec<(String, (i64, i64))>> {
+        let mut out: Vec<_> = lake
+            .column_ranges(&GRID_READINGS, "import_wh")?
+            .into_iter()
+            .map(|f| (f.partition.unwrap(), f.range.unwrap()))
+            .collect();
+        out.sort();
+        Some(out)
+    }
+
+    #[test]
+    fn each_files_range_comes_from_its_footer() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = lake(dir.path());
+        let expected = vec![
+            ("2026-10-01".to_string(), (-3, 2)),
+            ("2026-10-01".to_string(), (5, 9)),
+            ("2026-10-02".to_string(), (7, 7)),
+        ];
+        assert_eq!(ranges(&lake), Some(expected));
+        // An empty file is left out, as a folder scan leaves it out.
+        let day = lake.table_dir(&GRID_READINGS).join("date=2026-10-02");
+        std::fs::write(day.join("empty.parquet"), b"").unwrap();
+        assert_eq!(ranges(&lake).map(|r| r.len()), Some(3));
+    }
+
+    #[test]
+    fn a_file_that_cannot_say_for_certain_makes_the_answer_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = lake(dir.path());
+        // A text column, and a column no file has.
+        assert!(lake.column_ranges(&GRID_READINGS, "ean").is_none());
+        assert!(lake.column_ranges(&GRID_READINGS, "nothing").is_none());
+        let day = lake.table_dir(&GRID_READINGS).join("date=2026-10-02");
+        // A file that is no Parquet file.
+        std::fs::write(day.join("broken.parquet"), b"not parquet").unwrap();
+        assert!(ranges(&lake).is_none());
+        std::fs::remove_file(day.join("broken.parquet")).unwrap();
+        assert!(ranges(&lake).is_some());
+        // A file a level deeper than the layout puts files (in a folder that looks right).
+        let deeper = day.join("date=2026-10-02");
+        std::fs::create_dir(&deeper).unwrap();
+        let one = lake.files(&GRID_READINGS, Some("2026-10-01")).unwrap();
+        std::fs::copy(&one[0], deeper.join("copy.parquet")).unwrap();
+        assert!(ranges(&lake).is_none());
+        std::fs::remove_dir_all(&deeper).unwrap();
+        // A file whose column holds a null (its statistics count it).
+        let nulls = day.join("nulls.parquet");
+        let values = arrow::array::Int64Array::from(vec![Some(1), None]);
+        let batch = arrow::array::RecordBatch::try_from_iter([(
+            "import_wh",
+            std::sync::Arc::new(values) as arrow::array::ArrayRef,
+        )])
+        .unwrap();
+        let file = File::create(&nulls).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        assert!(ranges(&lake).is_none());
+        std::fs::remove_file(&nulls).unwrap();
+        // A partition value Polars would decode.
+        let encoded = lake.table_dir(&GRID_READINGS).join("date=2026%2D10%2D03");
+        std::fs::create_dir(&encoded).unwrap();
+        std::fs::copy(&one[0], encoded.join("copy.parquet")).unwrap();
+        assert!(ranges(&lake).is_none());
+    }
+}
