@@ -26,18 +26,20 @@ pub struct FileRange {
 impl Lake {
     /// Every file a scan of `spec` reads, with the range of `column` from its footer. `None`
     /// when any file cannot say for certain: an unreadable footer, a row group whose
-    /// statistics are missing, inexact or count nulls, a column that is not a signed integer,
-    /// a file not laid out as `<table>/<key>=<value>/<file>.parquet` (or `<table>/<file>.parquet`
-    /// for a table without partitions), a value Polars would decode (`%`), or a file of
-    /// another kind (a folder scan refuses the table then). Empty files are left out, as a
-    /// folder scan leaves them out.
+    /// statistics are missing or count nulls, a column stored as anything but a signed
+    /// integer, files whose schemas differ (a scan of some of them could then answer where a
+    /// scan of all refuses), a file not laid out as `<table>/<key>=<value>/<file>.parquet` (or
+    /// `<table>/<file>.parquet` for a table without partitions), a value Polars would decode
+    /// (`%`), or a file of another kind (a folder scan refuses the table then). What has a size
+    /// of 0 is left out unopened, as a folder scan leaves it out. (For integers the Parquet
+    /// reader takes a footer's minimum and maximum as exact; the caller checks what it gets.)
     pub fn column_ranges(&self, spec: &TableSpec, column: &str) -> Option<Vec<FileRange>> {
         let table = self.table_dir(spec);
         let files = super::files_under(&table).ok()?;
         // Two threads at most: the footers are small, and the query after this needs the cores.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
         let chunk = files.len().div_ceil(threads).max(1);
-        let parts: Vec<Option<Vec<FileRange>>> = std::thread::scope(|scope| {
+        let parts: Vec<Option<Vec<(FileRange, Fingerprint)>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = files
                 .chunks(chunk)
                 .map(|part| {
@@ -59,28 +61,47 @@ impl Lake {
                 .collect()
         });
         let mut all = Vec::with_capacity(files.len());
+        let mut first: Option<Fingerprint> = None;
         for part in parts {
-            all.extend(part?);
+            for (file, fingerprint) in part? {
+                match &first {
+                    None => first = Some(fingerprint),
+                    Some(f) if *f == fingerprint => {}
+                    Some(_) => return None,
+                }
+                all.push(file);
+            }
         }
         Some(all)
     }
 }
 
-/// The range of `column` in the file at `path` (below `table`): `Some(None)` for an empty file
-/// (a scan leaves it out), `None` when the file cannot say for certain.
+/// What a scan takes from a file's schema: its Parquet columns and the Arrow types written
+/// beside them.
+#[derive(PartialEq)]
+struct Fingerprint {
+    columns: parquet::schema::types::TypePtr,
+    arrow: Option<String>,
+}
+
+/// The range of `column` in the file at `path` (below `table`) and the file's schema:
+/// `Some(None)` for an empty file (a scan leaves it out), `None` when the file cannot say for
+/// certain.
 fn file_range(
     table: &Path,
     spec: &TableSpec,
     path: &Path,
     column: &str,
-) -> Option<Option<FileRange>> {
-    let file = File::open(path).ok()?;
-    if file.metadata().ok()?.len() == 0 {
+) -> Option<Option<(FileRange, Fingerprint)>> {
+    // Before opening: a pipe has a size of 0, and opening it would wait for a writer.
+    let about = std::fs::metadata(path).ok()?;
+    if about.len() == 0 {
         return Some(None);
     }
-    if path.extension().is_none_or(|e| e != "parquet") {
+    if !about.is_file() || path.extension().is_none_or(|e| e != "parquet") {
         return None;
     }
+    let file = File::open(path).ok()?;
     let partition = partition_value(table, spec, path)?;
     let meta = ParquetMetaDataReader::new().parse_and_finish(&file).ok()?;
     let schema = meta.file_metadata().schema_descr();
@@ -116,21 +137,26 @@ fn file_range(
             return None;
         }
         let (low, high) = match stats {
-            Statistics::Int32(s) if s.min_is_exact() && s.max_is_exact() => {
-                (i64::from(*s.min_opt()?), i64::from(*s.max_opt()?))
-            }
-            Statistics::Int64(s) if s.min_is_exact() && s.max_is_exact() => {
-                (*s.min_opt()?, *s.max_opt()?)
-            }
+            Statistics::Int32(s) => (i64::from(*s.min_opt()?), i64::from(*s.max_opt()?)),
+            Statistics::Int64(s) => (*s.min_opt()?, *s.max_opt()?),
             _ => return None,
         };
         range = Some(range.map_or((low, high), |(l, h)| (l.min(low), h.max(high))));
     }
-    Some(Some(FileRange {
+    let fingerprint = Fingerprint {
+        columns: schema.root_schema_ptr(),
+        arrow: meta
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|e| e.key == "ARROW:schema"))
+            .and_then(|e| e.value.clone()),
+    };
+    let file = FileRange {
         path: path.to_path_buf(),
         partition,
         range,
-    }))
+    };
+    Some(Some((file, fingerprint)))
 }
 
 /// The partition value of a file at `path`, checked against the table's layout: `Some(None)`
@@ -246,24 +272,78 @@ mod tests {
         std::fs::copy(&one[0], deeper.join("copy.parquet")).unwrap();
         assert!(ranges(&lake).is_none());
         std::fs::remove_dir_all(&deeper).unwrap();
-        // A file whose column holds a null (its statistics count it).
-        let nulls = day.join("nulls.parquet");
-        let values = arrow::array::Int64Array::from(vec![Some(1), None]);
-        let batch = arrow::array::RecordBatch::try_from_iter([(
-            "import_wh",
-            std::sync::Arc::new(values) as arrow::array::ArrayRef,
-        )])
-        .unwrap();
-        let file = File::create(&nulls).unwrap();
-        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
-        assert!(ranges(&lake).is_none());
-        std::fs::remove_file(&nulls).unwrap();
         // A partition value Polars would decode.
         let encoded = lake.table_dir(&GRID_READINGS).join("date=2026%2D10%2D03");
         std::fs::create_dir(&encoded).unwrap();
         std::fs::copy(&one[0], encoded.join("copy.parquet")).unwrap();
         assert!(ranges(&lake).is_none());
+    }
+
+    /// Writes column `k` (nullable) to `path` in row groups of at most `rows_per_group`.
+    fn write_k(path: &Path, values: arrow::array::ArrayRef, rows_per_group: usize) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let batch =
+            arrow::array::RecordBatch::try_from_iter_with_nullable([("k", values, true)]).unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_max_row_group_row_count(Some(rows_per_group))
+            .build();
+        let file = File::create(path).unwrap();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+
+    fn int32(values: &[Option<i32>]) -> arrow::array::ArrayRef {
+        std::sync::Arc::new(arrow::array::Int32Array::from(values.to_vec()))
+    }
+
+    fn k_ranges(lake: &Lake) -> Option<Vec<(i64, i64)>> {
+        let mut out: Vec<_> = lake
+            .column_ranges(&GRID_READINGS, "k")?
+            .into_iter()
+            .map(|f| f.range.unwrap())
+            .collect();
+        out.sort();
+        Some(out)
+    }
+
+    #[test]
+    fn row_groups_nulls_types_and_schemas_as_other_writers_leave_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open_for_write(dir.path(), "test", std::time::Duration::ZERO).unwrap();
+        let day = lake.table_dir(&GRID_READINGS).join("date=2026-10-01");
+        // Three values in row groups of two: the range spans both groups.
+        write_k(
+            &day.join("a.parquet"),
+            int32(&[Some(3), Some(8), Some(-4)]),
+            2,
+        );
+        write_k(&day.join("b.parquet"), int32(&[Some(5)]), 2);
+        assert_eq!(k_ranges(&lake), Some(vec![(-4, 8), (5, 5)]));
+        // A pipe has a size of 0: left out unopened (opening it would wait for a writer).
+        let pipe = std::ffi::CString::new(day.join("pipe.parquet").to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo only creates the file.
+        assert_eq!(unsafe { libc::mkfifo(pipe.as_ptr(), 0o600) }, 0);
+        assert_eq!(k_ranges(&lake).map(|r| r.len()), Some(2));
+        // A null beside a value in the first row group: its statistics count it.
+        let nulls = day.join("nulls.parquet");
+        write_k(&nulls, int32(&[Some(1), None, Some(2)]), 2);
+        assert!(k_ranges(&lake).is_none());
+        std::fs::remove_file(&nulls).unwrap();
+        // Another schema: 64-bit where the others are 32-bit.
+        let wide = day.join("wide.parquet");
+        let values = arrow::array::Int64Array::from(vec![Some(1_i64)]);
+        write_k(&wide, std::sync::Arc::new(values), 2);
+        assert!(k_ranges(&lake).is_none());
+        std::fs::remove_file(&wide).unwrap();
+        assert!(k_ranges(&lake).is_some());
+        // An unsigned column (its statistics are ordered unsigned), alone in a table.
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open_for_write(dir.path(), "test", std::time::Duration::ZERO).unwrap();
+        let day = lake.table_dir(&GRID_READINGS).join("date=2026-10-01");
+        let values = arrow::array::UInt32Array::from(vec![Some(1_u32), Some(u32::MAX)]);
+        write_k(&day.join("u.parquet"), std::sync::Arc::new(values), 2);
+        assert!(k_ranges(&lake).is_none());
     }
 }

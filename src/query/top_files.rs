@@ -15,8 +15,12 @@
 //! (compared with constants, `AND`, `OR`, `NOT`, `BETWEEN`, `IN`, `IS NULL`), whose value is
 //! the same for every row of a file. It is evaluated by Polars on one row per file, with the
 //! partition key typed as the table's scan types it. Anything else, a file whose footer cannot
-//! say for certain (see `Lake::column_ranges`), or fewer than N files with rows, and the
-//! query goes on to `top_n` (a first pass over the key) or runs as written.
+//! say for certain (see `Lake::column_ranges`; files of differing schemas among them), or fewer
+//! than N files with rows, and the query goes on to `top_n` (a first pass over the key) or
+//! runs as written. So does a narrowed query that returns fewer than N rows: a footer may state
+//! a maximum above its file's largest key (the format allows it), and then the bound was too
+//! high. N rows back are the answer: every row with a key as good as the bound is in a
+//! candidate file.
 
 use polars::prelude::*;
 use polars::sql::SQLContext;
@@ -33,6 +37,8 @@ pub(super) struct Narrowed {
     pub scan: LazyFrame,
     /// The query with the bound on its key added.
     pub sql: String,
+    /// How many rows the query asks for (N).
+    pub rows: usize,
     /// How many files the scan reads, of how many the table has.
     pub files: (usize, usize),
 }
@@ -65,17 +71,21 @@ pub(super) fn narrowed(lake: &Lake, ctx: &mut SQLContext, sql: &str) -> Option<N
             return None;
         }
     }
+    // The types as the table's registered scan has them: the key must be read as an integer
+    // (not, say, a duration stored as one), and the partition key is typed as it is typed.
+    let schema = ctx
+        .execute(&format!("SELECT * FROM {}", spec.name))
+        .ok()?
+        .collect_schema()
+        .ok()?;
+    if !schema.get(&key.value)?.is_integer() {
+        return None;
+    }
     let files = lake.column_ranges(spec, &key.value)?;
     let all_files = files.len();
-    // The partition key's type as the table's registered scan has it.
     let partition_types = if spec.partitioning == Partitioning::None {
         None
     } else {
-        let schema = ctx
-            .execute(&format!("SELECT * FROM {}", spec.name))
-            .ok()?
-            .collect_schema()
-            .ok()?;
         let dtype = schema.get(partition_key)?.clone();
         Some(Arc::new(Schema::from_iter([Field::new(
             partition_key.into(),
@@ -105,7 +115,7 @@ pub(super) fn narrowed(lake: &Lake, ctx: &mut SQLContext, sql: &str) -> Option<N
         best.reverse();
     }
     let bound = best[n - 1].0;
-    let candidates: Vec<std::path::PathBuf> = best
+    let mut candidates: Vec<std::path::PathBuf> = best
         .iter()
         .filter(|&&(value, _)| {
             if descending {
@@ -116,22 +126,31 @@ pub(super) fn narrowed(lake: &Lake, ctx: &mut SQLContext, sql: &str) -> Option<N
         })
         .map(|&(_, i)| files[i].path.clone())
         .collect();
+    // In the folder scan's order.
+    candidates.sort();
     super::top_n::with_bound(&mut query, &first.expr, i128::from(bound), descending)?;
     let scan = lake.scan_files(&candidates, partition_types).ok()??;
     Some(Narrowed {
         table: spec.name,
         scan,
         sql: query.to_string(),
+        rows: n,
         files: (candidates.len(), all_files),
     })
 }
 
 /// Runs a narrowed query: its one table (the `WHERE` names no other) as the candidates' scan.
+/// Fewer than N rows is an error: a footer overstated its files' keys (the format allows a
+/// maximum above the largest value), and the query must run another way. N rows, each with a
+/// key as good as the bound, are the answer: every row that good lies in a candidate file.
 pub(super) fn run(found: Narrowed) -> PolarsResult<DataFrame> {
-    let candidates = SQLContext::new();
+    let mut candidates = SQLContext::new();
     candidates.register(found.table, found.scan);
-    let mut candidates = candidates;
-    super::collect(candidates.execute(&found.sql)?)
+    let df = super::collect(candidates.execute(&found.sql)?)?;
+    if df.height() < found.rows {
+        polars_bail!(ComputeError: "the files chosen by their footers hold fewer rows than asked for");
+    }
+    Ok(df)
 }
 
 /// Whether `filter` names no column but `partition_key`, compared only with constants.
@@ -320,8 +339,10 @@ mod tests {
             "SELECT * FROM grid_readings ORDER BY import_wh DESC LIMIT 6",
             // Only a name of the one-row-per-file frame, no column of the table.
             "SELECT * FROM grid_readings WHERE __vaten_file < 3 ORDER BY import_wh DESC LIMIT 1",
-            // The key is the partition key.
+            // The key is the partition key (no footer has it either).
             "SELECT * FROM grid_readings ORDER BY date DESC LIMIT 1",
+            // A later term worked out over the rows kept.
+            "SELECT * FROM grid_readings ORDER BY import_wh DESC, ean = max(ean), ean LIMIT 1",
         ] {
             assert!(narrowed(&lake, &mut ctx, sql).is_none(), "{sql}");
         }
@@ -378,5 +399,59 @@ mod tests {
         }
         // 16 of the 18 have at least as many files with rows on their days as their limit.
         assert_eq!(narrowed_count, 16);
+    }
+
+    /// One row per file decides which files a filter on the partition key keeps, with the key
+    /// typed as the scan types it: years as integers (as text, '2' sorts after '10'), days as
+    /// dates.
+    #[test]
+    fn a_filter_on_the_partition_key_keeps_whole_files() {
+        let file = |partition: &str| crate::lake::stats::FileRange {
+            path: partition.into(),
+            partition: Some(partition.into()),
+            range: Some((0, 0)),
+        };
+        let years = [file("2"), file("10"), file("2026")];
+        let types = |name: &str, dtype| {
+            Some(Arc::new(Schema::from_iter([Field::new(
+                name.into(),
+                dtype,
+            )])))
+        };
+        let filter = |sql: &str| {
+            let query = super::super::top_n::one_query(sql).unwrap();
+            let SetExpr::Select(select) = *query.body else {
+                panic!()
+            };
+            select.selection.unwrap()
+        };
+        let where_ = filter("SELECT * FROM t WHERE year >= 10 AND NOT year IN (2026)");
+        let kept = files_kept(&years, Some(&where_), "t", &types("year", DataType::Int64));
+        assert_eq!(kept, Some(vec![1]));
+        let days = [file("2026-09-30"), file("2026-10-01")];
+        let where_ = filter("SELECT * FROM t WHERE date BETWEEN '2026-10-01' AND '2026-10-31'");
+        let kept = files_kept(&days, Some(&where_), "t", &types("date", DataType::Date));
+        assert_eq!(kept, Some(vec![1]));
+        // A folder name that is no day: not narrowed.
+        let odd = [file("2026-13-01")];
+        assert_eq!(
+            files_kept(&odd, Some(&where_), "t", &types("date", DataType::Date)),
+            None
+        );
+    }
+
+    #[test]
+    fn fewer_rows_than_asked_for_from_the_candidates_is_an_error_not_an_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = five_files(dir.path());
+        let mut ctx = context(&lake);
+        let sql = "SELECT import_wh FROM grid_readings ORDER BY import_wh DESC LIMIT 2";
+        let mut found = narrowed(&lake, &mut ctx, sql).unwrap();
+        // As if a footer had overstated its maximum: the bound lets one row through.
+        found.sql = found.sql.replace(">= 40", ">= 41");
+        assert!(run(found).is_err());
+        // And the query is still answered (by the first pass over the key): 50 and 40.
+        let answer = super::super::answer(Some(&lake), &mut ctx, sql).unwrap();
+        assert_eq!(imports(&answer), [50, 40]);
     }
 }

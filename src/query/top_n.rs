@@ -13,7 +13,8 @@
 //! N keys (nulls sorted first) or fewer than N rows leave the query as it was, as does any
 //! shape where rows are combined, renamed or multiplied before the ORDER BY (GROUP BY,
 //! DISTINCT, joins, aliases, window clauses, OFFSET): only a plain select of a table's columns
-//! is narrowed.
+//! ordered by columns is narrowed. (A later ORDER BY term such as `x = max(x)` would be worked
+//! out over the narrowed rows and could reorder the rows tied on the key.)
 
 use polars::prelude::*;
 use polars::sql::SQLContext;
@@ -150,10 +151,12 @@ pub(super) fn top_n_shape(query: &Query) -> Option<(OrderByExpr, u64)> {
         return None;
     };
     let first = terms.first()?;
-    if order_by.interpolate.is_some()
-        || first.with_fill.is_some()
-        || !matches!(first.expr, Expr::Identifier(_))
-    {
+    // Every term a column: an aggregate or window (`max(x)`, `count(*) OVER …`) in a later
+    // term is worked out over the rows the query keeps, which narrowing changes.
+    let plain_terms = terms
+        .iter()
+        .all(|t| t.with_fill.is_none() && matches!(t.expr, Expr::Identifier(_)));
+    if order_by.interpolate.is_some() || !plain_terms {
         return None;
     }
     let Some(LimitClause::LimitOffset {
@@ -272,6 +275,8 @@ mod tests {
             "SELECT id AS v, v AS id FROM t ORDER BY v DESC LIMIT 2",
             "SELECT id, v FROM t ORDER BY v DESC LIMIT 2 OFFSET 1",
             "SELECT id, v FROM t ORDER BY v + 1 DESC LIMIT 2",
+            // A later term worked out over the rows kept: `max(id)` is 8 over all rows.
+            "SELECT id, v FROM t ORDER BY v DESC, id = max(id) DESC, id LIMIT 1",
             "SELECT id, g FROM t ORDER BY g DESC LIMIT 2",
             "SELECT id, v FROM t ORDER BY v DESC LIMIT 9",
             "SELECT a.id FROM t a JOIN t b ON a.id = b.id ORDER BY a.v DESC LIMIT 2",
