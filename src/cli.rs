@@ -532,6 +532,7 @@ fn dispatch(cli: Cli) -> Result<()> {
             format,
             output,
         } => {
+            crate::query::set_polars_environment(*format);
             let config = Config::load(&config_path(&cli))?;
             if let Some(out) = output {
                 crate::query::refuse_inside_lake(out, &config.lake)?;

@@ -148,8 +148,13 @@ fn file_range(
         arrow: meta
             .file_metadata()
             .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|e| e.key == "ARROW:schema"))
-            .and_then(|e| e.value.clone()),
+            // Of several, Polars reads the last one with a value.
+            .and_then(|kv| {
+                kv.iter()
+                    .rev()
+                    .filter(|e| e.key == "ARROW:schema")
+                    .find_map(|e| e.value.clone())
+            }),
     };
     let file = FileRange {
         path: path.to_path_buf(),
@@ -281,6 +286,16 @@ mod tests {
 
     /// Writes column `k` (nullable) to `path` in row groups of at most `rows_per_group`.
     fn write_k(path: &Path, values: arrow::array::ArrayRef, rows_per_group: usize) {
+        write_k_then(path, values, rows_per_group, None);
+    }
+
+    /// As `write_k`, with a second `ARROW:schema` entry after the writer's own, when given.
+    fn write_k_then(
+        path: &Path,
+        values: arrow::array::ArrayRef,
+        rows_per_group: usize,
+        arrow_schema: Option<String>,
+    ) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let batch =
             arrow::array::RecordBatch::try_from_iter_with_nullable([("k", values, true)]).unwrap();
@@ -291,6 +306,12 @@ mod tests {
         let mut writer =
             parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
         writer.write(&batch).unwrap();
+        if let Some(value) = arrow_schema {
+            writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+                "ARROW:schema".into(),
+                value,
+            ));
+        }
         writer.close().unwrap();
     }
 
@@ -325,7 +346,15 @@ mod tests {
         let pipe = std::ffi::CString::new(day.join("pipe.parquet").to_str().unwrap()).unwrap();
         // SAFETY: a valid C string; mkfifo only creates the file.
         assert_eq!(unsafe { libc::mkfifo(pipe.as_ptr(), 0o600) }, 0);
-        assert_eq!(k_ranges(&lake).map(|r| r.len()), Some(2));
+        // In a thread of its own, so that a reader stuck on the pipe fails the test instead
+        // of hanging it.
+        let (sent, answer) = std::sync::mpsc::channel();
+        let root = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let _ = sent.send(k_ranges(&Lake::open_read(&root)).map(|r| r.len()));
+        });
+        let within = answer.recv_timeout(std::time::Duration::from_secs(60));
+        assert_eq!(within, Ok(Some(2)), "the pipe was opened");
         // A null beside a value in the first row group: its statistics count it.
         let nulls = day.join("nulls.parquet");
         write_k(&nulls, int32(&[Some(1), None, Some(2)]), 2);
@@ -338,6 +367,33 @@ mod tests {
         assert!(k_ranges(&lake).is_none());
         std::fs::remove_file(&wide).unwrap();
         assert!(k_ranges(&lake).is_some());
+        // The same Parquet column (INT64) read as another Arrow type, a duration, is another
+        // schema. Of two `ARROW:schema` entries the last one counts, as Polars reads it: a
+        // 64-bit file that ends with a duration's schema agrees with a duration file, and not
+        // with a file of plain 64-bit integers.
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open_for_write(dir.path(), "test", std::time::Duration::ZERO).unwrap();
+        let day = lake.table_dir(&GRID_READINGS).join("date=2026-10-01");
+        let int64 = || -> arrow::array::ArrayRef {
+            std::sync::Arc::new(arrow::array::Int64Array::from(vec![Some(4_i64)]))
+        };
+        let as_duration =
+            parquet::arrow::encode_arrow_schema(&arrow::datatypes::Schema::new(vec![
+                arrow::datatypes::Field::new(
+                    "k",
+                    arrow::datatypes::DataType::Duration(arrow::datatypes::TimeUnit::Microsecond),
+                    true,
+                ),
+            ]));
+        write_k_then(&day.join("a.parquet"), int64(), 2, Some(as_duration));
+        let micros: arrow::array::ArrayRef = std::sync::Arc::new(
+            arrow::array::DurationMicrosecondArray::from(vec![Some(1_i64)]),
+        );
+        write_k(&day.join("b.parquet"), micros, 2);
+        assert_eq!(k_ranges(&lake), Some(vec![(1, 1), (4, 4)]));
+        std::fs::remove_file(day.join("b.parquet")).unwrap();
+        write_k(&day.join("c.parquet"), int64(), 2);
+        assert!(k_ranges(&lake).is_none());
         // An unsigned column (its statistics are ordered unsigned), alone in a table.
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open_for_write(dir.path(), "test", std::time::Duration::ZERO).unwrap();

@@ -28,7 +28,6 @@ pub enum Format {
 
 /// Runs `sql` over every table the lake has.
 pub fn run(lake: &Lake, sql: &str) -> Result<DataFrame> {
-    one_reading_thread();
     let mut ctx = SQLContext::new();
     for spec in ALL_TABLES {
         if let Some(lf) = lake.scan(spec)? {
@@ -47,16 +46,24 @@ pub fn run(lake: &Lake, sql: &str) -> Result<DataFrame> {
     answer(Some(lake), &mut ctx, sql).map_err(one_line)
 }
 
-/// Polars reads files on a runtime of its own with as many threads as it computes on. On two
-/// cores a year's daily sums (14,640 files) ran 6 % faster with one reading thread, with less
-/// system time (`docs/benchmarks.md`); the transform gained nothing, so only queries ask for
-/// it. The environment still decides. Polars makes that runtime on its first read, after this.
-fn one_reading_thread() {
-    const KNOB: &str = "POLARS_ASYNC_THREAD_COUNT";
-    if std::env::var_os(KNOB).is_none() {
-        // SAFETY of set_var: a query starts no thread of its own before this, and Polars'
-        // threads are made later.
-        std::env::set_var(KNOB, "1");
+/// Sets what Polars reads from the environment, for a `vaten query` process. Call it first,
+/// before the configuration is read or the lake opened: changing the environment is only sound
+/// while no other thread can read it, and a lake on object storage starts a runtime's threads.
+pub fn set_polars_environment(format: Format) {
+    // SAFETY of set_var (here and below): the process has no thread besides this one yet.
+    // Polars reads files on a runtime of its own with as many threads as it computes on. On
+    // two cores a year's daily sums (14,640 files) ran 6 % faster with one reading thread,
+    // with less system time (`docs/benchmarks.md`); the transform gained nothing, so only
+    // queries ask for it. The environment still decides.
+    const READING_THREADS: &str = "POLARS_ASYNC_THREAD_COUNT";
+    if std::env::var_os(READING_THREADS).is_none() {
+        std::env::set_var(READING_THREADS, "1");
+    }
+    if format == Format::Table {
+        // Polars' table printer reads its limits from the environment; a negative limit
+        // shows every row and every column, as `Format::Table` promises.
+        std::env::set_var("POLARS_FMT_MAX_ROWS", "-1");
+        std::env::set_var("POLARS_FMT_MAX_COLS", "-1");
     }
 }
 
@@ -161,7 +168,9 @@ pub fn refuse_inside_lake(out: &Path, lake: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes the result in `format` to `out` (standard output when `None`).
+/// Writes the result in `format` to `out` (standard output when `None`). A table shows every
+/// row and column only after `set_polars_environment(Format::Table)` (Polars' printer reads
+/// its limits from the environment).
 pub fn write(df: &mut DataFrame, format: Format, out: Option<&Path>) -> Result<()> {
     let mut sink: Box<dyn Write> = match out {
         Some(p) => Box::new(
@@ -171,10 +180,7 @@ pub fn write(df: &mut DataFrame, format: Format, out: Option<&Path>) -> Result<(
     };
     match format {
         Format::Table => {
-            // Polars' table printer reads its limits from the environment; show every row.
-            // SAFETY of set_var: this runs before any other thread reads the environment.
-            std::env::set_var("POLARS_FMT_MAX_ROWS", df.height().max(1).to_string());
-            std::env::set_var("POLARS_FMT_MAX_COLS", df.width().max(1).to_string());
+            // Every row and column: `set_polars_environment` lifted the printer's limits.
             writeln!(sink, "{df}")?;
         }
         Format::Csv => CsvWriter::new(&mut sink).finish(df)?,

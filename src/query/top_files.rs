@@ -3,13 +3,16 @@
 //! `intervals` otherwise opens all 14,640 files at least once; Polars spends ~2 s on that
 //! before it reads a value.
 //!
-//! Why the answer cannot change (descending; ascending is the mirror image): every file's
-//! footer gives the largest key among its rows. Let m be the N-th largest of these maxima over
-//! the files the `WHERE` keeps. Those N files hold, each, a row with key m or more, so the
-//! N-th best key T of the answer is at least m, and every row of the answer has a key of at
-//! least T. A file whose largest key is below m holds no such row, and is left out; the query
-//! runs over the rest with `key >= m` added, which keeps every row of the answer. Rows tied on
-//! every ORDER BY term may come in any order, as in any SQL engine.
+//! Why the answer cannot change (descending; ascending is the mirror image): a file's footer
+//! gives a maximum no row of the file exceeds (the format lets it overstate, never
+//! understate). Let m be the N-th largest of these maxima over the files the `WHERE` keeps. A
+//! file whose maximum is below m holds no row with a key of m or more, so every such row lies
+//! in the other files, and the query runs over those with `key >= m` added (`key <= m`
+//! ascending). If N rows or more have a key of m or more, the top N are among them, and the
+//! answer is the query's answer. Exact footers guarantee that (the N files with the largest
+//! maxima each hold a row with key m or more); should fewer than N rows come back, a footer
+//! overstated, and the query goes on without the footers (see below). Rows tied on every
+//! ORDER BY term may come in any order, as in any SQL engine.
 //!
 //! That needs a `WHERE` that decides a whole file at once: it may name only the partition key
 //! (compared with constants, `AND`, `OR`, `NOT`, `BETWEEN`, `IN`, `IS NULL`), whose value is
@@ -17,10 +20,7 @@
 //! partition key typed as the table's scan types it. Anything else, a file whose footer cannot
 //! say for certain (see `Lake::column_ranges`; files of differing schemas among them), or fewer
 //! than N files with rows, and the query goes on to `top_n` (a first pass over the key) or
-//! runs as written. So does a narrowed query that returns fewer than N rows: a footer may state
-//! a maximum above its file's largest key (the format allows it), and then the bound was too
-//! high. N rows back are the answer: every row with a key as good as the bound is in a
-//! candidate file.
+//! runs as written. So does a narrowed query that returns fewer than N rows.
 
 use polars::prelude::*;
 use polars::sql::SQLContext;
@@ -71,14 +71,15 @@ pub(super) fn narrowed(lake: &Lake, ctx: &mut SQLContext, sql: &str) -> Option<N
             return None;
         }
     }
-    // The types as the table's registered scan has them: the key must be read as an integer
-    // (not, say, a duration stored as one), and the partition key is typed as it is typed.
+    // The types as the table's registered scan has them: the key must be read as a signed
+    // integer (not, say, a duration stored as one, nor an unsigned integer whose Parquet
+    // statistics were kept as signed), and the partition key is typed as it is typed.
     let schema = ctx
         .execute(&format!("SELECT * FROM {}", spec.name))
         .ok()?
         .collect_schema()
         .ok()?;
-    if !schema.get(&key.value)?.is_integer() {
+    if !schema.get(&key.value)?.is_signed_integer() {
         return None;
     }
     let files = lake.column_ranges(spec, &key.value)?;
@@ -351,6 +352,23 @@ mod tests {
             "SELECT * FROM grid_readings WHERE import_wh < 40 ORDER BY import_wh DESC LIMIT 1";
         let answer = super::super::answer(Some(&lake), &mut ctx, sql).unwrap();
         assert_eq!(imports(&answer), [30]);
+    }
+
+    #[test]
+    fn a_key_the_scan_reads_as_no_signed_integer_is_not_narrowed_by_footers() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = five_files(dir.path());
+        let sql = "SELECT * FROM grid_readings ORDER BY import_wh DESC LIMIT 1";
+        assert!(narrowed(&lake, &mut context(&lake), sql).is_some());
+        // The footers hold signed statistics; a scan that reads the column as unsigned (or
+        // as a float) orders it otherwise, so they must not narrow it.
+        for dtype in [DataType::UInt64, DataType::Float64] {
+            let mut ctx = SQLContext::new();
+            let scan = lake.scan(&GRID_READINGS).unwrap().unwrap();
+            let cast = scan.with_column(col("import_wh").cast(dtype.clone()));
+            ctx.register("grid_readings", cast);
+            assert!(narrowed(&lake, &mut ctx, sql).is_none(), "{dtype}");
+        }
     }
 
     /// Files of random sizes and keys over five days (many ties), both directions, limits

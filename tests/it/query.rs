@@ -26,6 +26,31 @@ fn sql_over_the_lake_in_every_format() {
         "d,n\n2026-10-25,100\n2026-10-26,96\n"
     );
 
+    // The table for people shows every row and every column: all 196 readings (Polars' own
+    // printer stops at 10 rows and 8 columns unless told otherwise), and all ten columns.
+    let out = env.vaten(
+        "2026-10-28T10:00:00Z",
+        &["query", "SELECT t FROM grid_readings ORDER BY t"],
+    );
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.contains("2026-10-2")).count(),
+        196
+    );
+    assert!(!text.contains('…'), "{text}");
+    let columns: Vec<String> = (1..=10).map(|i| format!("{i} AS c{i}")).collect();
+    let sql = format!("SELECT {}", columns.join(", "));
+    let out = env.vaten(
+        "2026-10-28T10:00:00Z",
+        &["query", "--format", "table", &sql],
+    );
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for i in 1..=10 {
+        assert!(text.contains(&format!(" c{i} ")), "c{i} missing: {text}");
+    }
+
     // Tables join; JSON lines for machines.
     let sql = "SELECT i.ean, count(*) AS quarters FROM intervals i JOIN consumption_daily c ON i.ean = c.ean AND i.date = c.date GROUP BY i.ean ORDER BY i.ean";
     let out = env.vaten("2026-10-28T10:00:00Z", &["query", "--format", "json", sql]);
