@@ -137,7 +137,8 @@ rm -f "$work/lake/_state/grid.json"
   || { tail -3 "$work/ingest.log"; exit 1; }
 ingest_installations 2026-11-22T10:00:00Z
 # KEEP_WORK also keeps the lake as the nightly run finds it, to time other builds' nightly runs on.
-if [ -n "${KEEP_WORK:-}" ]; then cp -a "$work/lake" "$work/lake_before_nightly"; fi
+# (`sync`: the copy's writeback must not fall into the timed run.)
+if [ -n "${KEEP_WORK:-}" ]; then cp -a "$work/lake" "$work/lake_before_nightly"; sync; fi
 /usr/bin/time -f '%e %M' -o "$work/time_inc" "$bin" --config "$work/vaten.toml" --now 2026-11-22T10:00:00Z transform 2> "$work/log_inc"
 read -r i_secs i_kib < "$work/time_inc"
 echo "connections=$connections cables=$cables days=$days intervals=$intervals"
