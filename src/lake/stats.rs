@@ -34,8 +34,7 @@ impl Lake {
     /// of 0 is left out unopened, as a folder scan leaves it out. (For integers the Parquet
     /// reader takes a footer's minimum and maximum as exact; the caller checks what it gets.)
     pub fn column_ranges(&self, spec: &TableSpec, column: &str) -> Option<Vec<FileRange>> {
-        let table = self.table_dir(spec);
-        let files = super::files_under(&table).ok()?;
+        let files = self.partition_files(spec)?;
         // Two threads at most: the footers are small, and the query after this needs the cores.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
         let chunk = files.len().div_ceil(threads).max(1);
@@ -43,15 +42,10 @@ impl Lake {
             let handles: Vec<_> = files
                 .chunks(chunk)
                 .map(|part| {
-                    let table = &table;
                     scope.spawn(move || {
-                        let mut out = Vec::with_capacity(part.len());
-                        for path in part {
-                            if let Some(file) = file_range(table, spec, path, column)? {
-                                out.push(file);
-                            }
-                        }
-                        Some(out)
+                        part.iter()
+                            .map(|(path, partition)| file_range(path, partition, column))
+                            .collect::<Option<Vec<_>>>()
                     })
                 })
                 .collect();
@@ -74,6 +68,30 @@ impl Lake {
         }
         Some(all)
     }
+
+    /// Every file a scan of `spec` reads, with its partition value (as [`FileRange`] has it),
+    /// sorted by path (the files of a partition are neighbours). `None` for a file not where
+    /// the layout puts it, a value Polars would decode, or a file of another kind (a folder
+    /// scan refuses the table then). What has a size of 0 is left out unopened, as a folder
+    /// scan leaves it out.
+    pub fn partition_files(&self, spec: &TableSpec) -> Option<Vec<(PathBuf, Option<String>)>> {
+        let table = self.table_dir(spec);
+        let mut out = Vec::new();
+        for path in super::files_under(&table).ok()? {
+            // Before anything else: a pipe has a size of 0, and opening it would wait.
+            let about = std::fs::metadata(&path).ok()?;
+            if about.len() == 0 {
+                continue;
+            }
+            if !about.is_file() || path.extension().is_none_or(|e| e != "parquet") {
+                return None;
+            }
+            let partition = partition_value(&table, spec, &path)?;
+            out.push((path, partition));
+        }
+        out.sort();
+        Some(out)
+    }
 }
 
 /// What a scan takes from a file's schema: its Parquet columns and the Arrow types written
@@ -84,25 +102,15 @@ struct Fingerprint {
     arrow: Option<String>,
 }
 
-/// The range of `column` in the file at `path` (below `table`) and the file's schema:
-/// `Some(None)` for an empty file (a scan leaves it out), `None` when the file cannot say for
+/// The range of `column` in the file at `path` (one of [`Lake::partition_files`], which checked
+/// what it is and where it lies) and the file's schema: `None` when the file cannot say for
 /// certain.
 fn file_range(
-    table: &Path,
-    spec: &TableSpec,
     path: &Path,
+    partition: &Option<String>,
     column: &str,
-) -> Option<Option<(FileRange, Fingerprint)>> {
-    // Before opening: a pipe has a size of 0, and opening it would wait for a writer.
-    let about = std::fs::metadata(path).ok()?;
-    if about.len() == 0 {
-        return Some(None);
-    }
-    if !about.is_file() || path.extension().is_none_or(|e| e != "parquet") {
-        return None;
-    }
+) -> Option<(FileRange, Fingerprint)> {
     let file = File::open(path).ok()?;
-    let partition = partition_value(table, spec, path)?;
     let meta = ParquetMetaDataReader::new().parse_and_finish(&file).ok()?;
     let schema = meta.file_metadata().schema_descr();
     let index = (0..schema.num_columns()).find(|&i| schema.column(i).path().parts() == [column])?;
@@ -158,10 +166,10 @@ fn file_range(
     };
     let file = FileRange {
         path: path.to_path_buf(),
-        partition,
+        partition: partition.clone(),
         range,
     };
-    Some(Some((file, fingerprint)))
+    Some((file, fingerprint))
 }
 
 /// The partition value of a file at `path`, checked against the table's layout: `Some(None)`

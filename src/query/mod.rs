@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::lake::schema::ALL_TABLES;
 use crate::lake::Lake;
 
+mod partition_groups;
 mod top_files;
 mod top_n;
 
@@ -67,11 +68,27 @@ pub fn set_polars_environment(format: Format) {
     }
 }
 
-/// Runs `sql` in `ctx`, narrowed first where it is a top N: to the files that can hold the
-/// answer (`top_files`, from the lake's footers), or else by a first pass over the key
-/// (`top_n`). Should a narrowed query fail, the next way is tried, and last the query as
-/// written.
+/// Runs `sql` in `ctx`: sums grouped by keys that include the partition key file by file
+/// (`partition_groups`); a top N narrowed first to the files that can hold the answer
+/// (`top_files`, from the lake's footers), or else by a first pass over the key (`top_n`).
+/// Should one of these ways fail, the next is tried, and last the query as written.
 fn answer(lake: Option<&Lake>, ctx: &mut SQLContext, sql: &str) -> PolarsResult<DataFrame> {
+    if let Some(plan) = lake.and_then(|lake| partition_groups::planned(lake, ctx, sql)) {
+        tracing::debug!(
+            "sums grouped by partition, file by file: {} of {} files",
+            plan.files(),
+            plan.all_files
+        );
+        match partition_groups::run(plan) {
+            Ok(df) => return Ok(df),
+            Err(partition_groups::Failed::Overflow(what)) => {
+                polars_bail!(ComputeError: "{what}")
+            }
+            Err(partition_groups::Failed::Other(e)) => {
+                tracing::debug!("summing file by file failed ({e}); running it as written")
+            }
+        }
+    }
     if let Some(found) = lake.and_then(|lake| top_files::narrowed(lake, ctx, sql)) {
         let (read, of) = found.files;
         tracing::debug!("top N from {read} of {of} files: {}", found.sql);
@@ -90,6 +107,30 @@ fn answer(lake: Option<&Lake>, ctx: &mut SQLContext, sql: &str) -> PolarsResult<
         }
     }
     collect(ctx.execute(sql)?)
+}
+
+/// Runs `f`, catching a panic on this thread without printing it: a hostile file may make a
+/// Parquet reader panic, and that is an answer (the query then runs another way), not a
+/// defect to report. The process's panic hook is wrapped once, never swapped per call, so
+/// other threads' panics are printed as before.
+fn unprinted<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    use std::cell::Cell;
+    thread_local! {
+        static QUIET: Cell<bool> = const { Cell::new(false) };
+    }
+    static WRAPPED: std::sync::Once = std::sync::Once::new();
+    WRAPPED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+    let before = QUIET.with(|q| q.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(before));
+    result
 }
 
 /// Runs a query on Polars' streaming engine (a year's top 10 then never holds the year in

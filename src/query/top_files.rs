@@ -17,10 +17,12 @@
 //! That needs a `WHERE` that decides a whole file at once: it may name only the partition key
 //! (compared with constants, `AND`, `OR`, `NOT`, `BETWEEN`, `IN`, `IS NULL`), whose value is
 //! the same for every row of a file. It is evaluated by Polars on one row per file, with the
-//! partition key typed as the table's scan types it. Anything else, a file whose footer cannot
-//! say for certain (see `Lake::column_ranges`; files of differing schemas among them), or fewer
-//! than N files with rows, and the query goes on to `top_n` (a first pass over the key) or
-//! runs as written. So does a narrowed query that returns fewer than N rows.
+//! partition key typed as the table's scan types it (a folder whose value, once typed, does not
+//! read back as its text, such as `date=2026-10-1`, is not decided). Anything else, a file
+//! whose footer cannot say for certain (see `Lake::column_ranges`; files of differing schemas
+//! among them), or fewer than N files with rows, and the query goes on to `top_n` (a first
+//! pass over the key) or runs as written. So does a narrowed query that returns fewer than N
+//! rows.
 
 use polars::prelude::*;
 use polars::sql::SQLContext;
@@ -51,14 +53,7 @@ pub(super) fn narrowed(lake: &Lake, ctx: &mut SQLContext, sql: &str) -> Option<N
     let SetExpr::Select(select) = query.body.as_ref() else {
         return None;
     };
-    let TableFactor::Table { name, .. } = &select.from.first()?.relation else {
-        return None;
-    };
-    let [table_name] = name.0.as_slice() else {
-        return None;
-    };
-    let table_name = table_name.as_ident()?.value.as_str();
-    let spec = ALL_TABLES.iter().find(|t| t.name == table_name)?;
+    let (spec, schema) = lake_table(select, ctx)?;
     let Expr::Identifier(key) = &first.expr else {
         return None;
     };
@@ -71,14 +66,8 @@ pub(super) fn narrowed(lake: &Lake, ctx: &mut SQLContext, sql: &str) -> Option<N
             return None;
         }
     }
-    // The types as the table's registered scan has them: the key must be read as a signed
-    // integer (not, say, a duration stored as one, nor an unsigned integer whose Parquet
-    // statistics were kept as signed), and the partition key is typed as it is typed.
-    let schema = ctx
-        .execute(&format!("SELECT * FROM {}", spec.name))
-        .ok()?
-        .collect_schema()
-        .ok()?;
+    // The key must be read as a signed integer (not, say, a duration stored as one, nor an
+    // unsigned integer whose Parquet statistics were kept as signed).
     if !schema.get(&key.value)?.is_signed_integer() {
         return None;
     }
@@ -93,12 +82,8 @@ pub(super) fn narrowed(lake: &Lake, ctx: &mut SQLContext, sql: &str) -> Option<N
             dtype,
         )])))
     };
-    let kept = files_kept(
-        &files,
-        select.selection.as_ref(),
-        spec.name,
-        &partition_types,
-    )?;
+    let partitions: Vec<Option<&str>> = files.iter().map(|f| f.partition.as_deref()).collect();
+    let kept = files_kept(&partitions, select.selection.as_ref(), spec, &schema)?;
     // Each kept file's best key: its largest (descending) or its smallest.
     let mut best: Vec<(i64, usize)> = kept
         .iter()
@@ -155,7 +140,7 @@ pub(super) fn run(found: Narrowed) -> PolarsResult<DataFrame> {
 }
 
 /// Whether `filter` names no column but `partition_key`, compared only with constants.
-fn on_partition_only(filter: &Expr, partition_key: &str) -> bool {
+pub(super) fn on_partition_only(filter: &Expr, partition_key: &str) -> bool {
     let is_key = |e: &Expr| matches!(e, Expr::Identifier(id) if id.value == partition_key);
     let constant = |e: &Expr| matches!(e, Expr::Value(_) | Expr::TypedString { .. });
     let recurse = |e: &Expr| on_partition_only(e, partition_key);
@@ -186,33 +171,46 @@ fn on_partition_only(filter: &Expr, partition_key: &str) -> bool {
     }
 }
 
+/// The lake's table a plain select reads (one table, named by one identifier), and the
+/// schema its registered scan has: the types the query sees, the partition key's among them.
+pub(super) fn lake_table(
+    select: &sqlparser::ast::Select,
+    ctx: &mut SQLContext,
+) -> Option<(&'static crate::lake::TableSpec, Schema)> {
+    let TableFactor::Table { name, .. } = &select.from.first()?.relation else {
+        return None;
+    };
+    let [table_name] = name.0.as_slice() else {
+        return None;
+    };
+    let table_name = table_name.as_ident()?.value.as_str();
+    let spec = ALL_TABLES.iter().find(|t| t.name == table_name)?;
+    let schema = ctx
+        .execute(&format!("SELECT * FROM {}", spec.name))
+        .ok()?
+        .collect_schema()
+        .ok()?;
+    Some((spec, schema.as_ref().clone()))
+}
+
 /// The indices of the files whose rows `filter` keeps, evaluated by Polars on one row per
-/// file: the partition value typed as `partition_types` says (every file, without a filter).
-fn files_kept(
-    files: &[crate::lake::stats::FileRange],
+/// file (`partitions` holds each file's partition value), the partition key typed as `schema`
+/// (the table's scan) types it. Every file without a filter.
+pub(super) fn files_kept(
+    partitions: &[Option<&str>],
     filter: Option<&Expr>,
-    table: &str,
-    partition_types: &Option<SchemaRef>,
+    spec: &crate::lake::TableSpec,
+    schema: &Schema,
 ) -> Option<Vec<usize>> {
     let Some(filter) = filter else {
-        return Some((0..files.len()).collect());
+        return Some((0..partitions.len()).collect());
     };
-    let (name, dtype) = partition_types.as_ref()?.iter().next()?;
-    let values: Vec<&str> = files
-        .iter()
-        .map(|f| f.partition.as_deref())
-        .collect::<Option<_>>()?;
-    let typed = if dtype == &DataType::Date {
-        // A day as its folder names it (Polars' cast from text to a date is deprecated).
-        let days: Vec<chrono::NaiveDate> = values
-            .iter()
-            .map(|v| chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
-            .collect::<Option<_>>()?;
-        Series::new(name.clone(), days)
-    } else {
-        Series::new(name.clone(), values).strict_cast(dtype).ok()?
-    };
-    let index: Vec<u32> = (0..u32::try_from(files.len()).ok()?).collect();
+    let table = spec.name;
+    let name = spec.partitioning.key();
+    let dtype = schema.get(name)?;
+    let values: Vec<&str> = partitions.iter().copied().collect::<Option<_>>()?;
+    let typed = partition_series(name.into(), &values, dtype)?;
+    let index: Vec<u32> = (0..u32::try_from(values.len()).ok()?).collect();
     let frame = DataFrame::new_infer_height(vec![
         typed.into_column(),
         Column::new("__vaten_file".into(), index),
@@ -226,7 +224,39 @@ fn files_kept(
         .collect()
         .ok()?;
     let kept = kept.column("__vaten_file").ok()?.u32().ok()?;
-    Some(kept.into_no_null_iter().map(|i| i as usize).collect())
+    // In the files' order, whatever order the filter returns them in.
+    let mut kept: Vec<usize> = kept.into_no_null_iter().map(|i| i as usize).collect();
+    kept.sort_unstable();
+    Some(kept)
+}
+
+/// Partition values as folders name them, typed as the table's scan types its partition key.
+/// `None` for a value whose typed form does not read back as the folder's text: `date=2025-1-5`
+/// and `year=02025` are days and years Polars reads, but equal to `2025-01-05` and `2025`, and
+/// a group-by over them would merge what folders keep apart.
+pub(super) fn partition_series(
+    name: PlSmallStr,
+    values: &[&str],
+    dtype: &DataType,
+) -> Option<Series> {
+    let typed = if dtype == &DataType::Date {
+        // A day as its folder names it (Polars' cast from text to a date is deprecated).
+        let days: Vec<chrono::NaiveDate> = values
+            .iter()
+            .map(|v| chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").ok())
+            .collect::<Option<_>>()?;
+        Series::new(name, days)
+    } else {
+        Series::new(name, values).strict_cast(dtype).ok()?
+    };
+    let back = typed.cast(&DataType::String).ok()?;
+    let back = back.str().ok()?;
+    let same = back.len() == values.len()
+        && back
+            .iter()
+            .zip(values)
+            .all(|(typed, folder)| typed == Some(*folder));
+    same.then_some(typed)
 }
 
 #[cfg(test)]
@@ -424,18 +454,9 @@ mod tests {
     /// dates.
     #[test]
     fn a_filter_on_the_partition_key_keeps_whole_files() {
-        let file = |partition: &str| crate::lake::stats::FileRange {
-            path: partition.into(),
-            partition: Some(partition.into()),
-            range: Some((0, 0)),
-        };
-        let years = [file("2"), file("10"), file("2026")];
-        let types = |name: &str, dtype| {
-            Some(Arc::new(Schema::from_iter([Field::new(
-                name.into(),
-                dtype,
-            )])))
-        };
+        use crate::lake::schema::{CABLE_BALANCE_DAILY, INTERVALS};
+        let years = [Some("2"), Some("10"), Some("2026")];
+        let types = |name: &str, dtype| Schema::from_iter([Field::new(name.into(), dtype)]);
         let filter = |sql: &str| {
             let query = super::super::top_n::one_query(sql).unwrap();
             let SetExpr::Select(select) = *query.body else {
@@ -443,17 +464,27 @@ mod tests {
             };
             select.selection.unwrap()
         };
+        let yearly = (&CABLE_BALANCE_DAILY, types("year", DataType::Int64));
         let where_ = filter("SELECT * FROM t WHERE year >= 10 AND NOT year IN (2026)");
-        let kept = files_kept(&years, Some(&where_), "t", &types("year", DataType::Int64));
+        let kept = files_kept(&years, Some(&where_), yearly.0, &yearly.1);
         assert_eq!(kept, Some(vec![1]));
-        let days = [file("2026-09-30"), file("2026-10-01")];
+        let daily = (&INTERVALS, types("date", DataType::Date));
+        let days = [Some("2026-09-30"), Some("2026-10-01")];
         let where_ = filter("SELECT * FROM t WHERE date BETWEEN '2026-10-01' AND '2026-10-31'");
-        let kept = files_kept(&days, Some(&where_), "t", &types("date", DataType::Date));
+        let kept = files_kept(&days, Some(&where_), daily.0, &daily.1);
         assert_eq!(kept, Some(vec![1]));
-        // A folder name that is no day: not narrowed.
-        let odd = [file("2026-13-01")];
+        // A folder name that is no day, or a day or year written otherwise than the typed
+        // value reads back: not narrowed.
+        for odd in ["2026-13-01", "2026-10-1"] {
+            assert_eq!(
+                files_kept(&[Some(odd)], Some(&where_), daily.0, &daily.1),
+                None,
+                "{odd}"
+            );
+        }
+        let where_ = filter("SELECT * FROM t WHERE year >= 10");
         assert_eq!(
-            files_kept(&odd, Some(&where_), "t", &types("date", DataType::Date)),
+            files_kept(&[Some("02026")], Some(&where_), yearly.0, &yearly.1),
             None
         );
     }

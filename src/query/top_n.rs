@@ -19,8 +19,8 @@
 use polars::prelude::*;
 use polars::sql::SQLContext;
 use sqlparser::ast::{
-    BinaryOperator, Expr, GroupByExpr, LimitClause, OrderByExpr, OrderByKind, Query, SelectItem,
-    SetExpr, Statement, TableFactor, Value,
+    BinaryOperator, Expr, GroupByExpr, LimitClause, OrderByExpr, OrderByKind, Query, Select,
+    SelectItem, SetExpr, Statement, TableFactor, Value,
 };
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
@@ -101,22 +101,9 @@ pub(super) fn with_bound(
 /// The first ORDER BY term and N, when `query` is a plain `SELECT columns FROM table [WHERE …]
 /// ORDER BY column … LIMIT N`.
 pub(super) fn top_n_shape(query: &Query) -> Option<(OrderByExpr, u64)> {
-    let plain_query = query.with.is_none()
-        && query.fetch.is_none()
-        && query.locks.is_empty()
-        && query.for_clause.is_none()
-        && query.settings.is_none()
-        && query.format_clause.is_none()
-        && query.pipe_operators.is_empty();
-    let SetExpr::Select(select) = query.body.as_ref() else {
-        return None;
-    };
+    let select = plain_select(query)?;
     let no_grouping = matches!(&select.group_by,
         GroupByExpr::Expressions(keys, modifiers) if keys.is_empty() && modifiers.is_empty());
-    let one_table = matches!(select.from.as_slice(),
-        [from] if from.joins.is_empty()
-            // A table, not a table function: a source such as a pipe can be read only once.
-            && matches!(from.relation, TableFactor::Table { args: None, .. }));
     // Columns as they are: no alias or expression the ORDER BY could mean instead of a column.
     let plain_columns = select.projection.iter().all(|item| match item {
         SelectItem::UnnamedExpr(Expr::Identifier(_)) => true,
@@ -130,20 +117,7 @@ pub(super) fn top_n_shape(query: &Query) -> Option<(OrderByExpr, u64)> {
         }
         _ => false,
     });
-    let plain_select = select.distinct.is_none()
-        && select.top.is_none()
-        && select.into.is_none()
-        && select.exclude.is_none()
-        && select.lateral_views.is_empty()
-        && select.connect_by.is_empty()
-        && select.cluster_by.is_empty()
-        && select.distribute_by.is_empty()
-        && select.sort_by.is_empty()
-        && select.having.is_none()
-        && select.named_window.is_empty()
-        && select.qualify.is_none()
-        && select.value_table_mode.is_none();
-    if !(plain_query && no_grouping && one_table && plain_columns && plain_select) {
+    if !(no_grouping && plain_columns && select.having.is_none()) {
         return None;
     }
     let order_by = query.order_by.as_ref()?;
@@ -172,6 +146,53 @@ pub(super) fn top_n_shape(query: &Query) -> Option<(OrderByExpr, u64)> {
     };
     let n: u64 = digits.parse().ok()?;
     (limit_by.is_empty() && (1..=MOST_ROWS).contains(&n)).then(|| (first.clone(), n))
+}
+
+/// The one `SELECT` of `query` when it reads one table (no join, no table function) and has
+/// none of the clauses that combine, multiply or hide rows besides `WHERE`, `GROUP BY`,
+/// `HAVING`, `ORDER BY` and `LIMIT` (which each caller checks itself).
+pub(super) fn plain_select(query: &Query) -> Option<&Select> {
+    let plain_query = query.with.is_none()
+        && query.fetch.is_none()
+        && query.locks.is_empty()
+        && query.for_clause.is_none()
+        && query.settings.is_none()
+        && query.format_clause.is_none()
+        && query.pipe_operators.is_empty();
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return None;
+    };
+    let one_table = matches!(select.from.as_slice(),
+        [from] if from.joins.is_empty()
+            // A table, not a table function (a source such as a pipe can be read only once),
+            // with nothing that samples or picks its rows: Polars refuses those clauses, and a
+            // query answered without Polars must refuse them too.
+            && matches!(&from.relation, TableFactor::Table {
+                args: None,
+                with_hints,
+                version: None,
+                with_ordinality: false,
+                partitions,
+                json_path: None,
+                sample: None,
+                index_hints,
+                ..
+            } if with_hints.is_empty() && partitions.is_empty() && index_hints.is_empty()));
+    let plain = select.distinct.is_none()
+        && select.top.is_none()
+        && select.into.is_none()
+        && select.exclude.is_none()
+        && select.prewhere.is_none()
+        && select.select_modifiers.is_none()
+        && select.lateral_views.is_empty()
+        && select.connect_by.is_empty()
+        && select.cluster_by.is_empty()
+        && select.distribute_by.is_empty()
+        && select.sort_by.is_empty()
+        && select.named_window.is_empty()
+        && select.qualify.is_none()
+        && select.value_table_mode.is_none();
+    (plain_query && one_table && plain).then_some(select.as_ref())
 }
 
 /// The N-th best of the first pass's keys (the worst of them): `None` unless there are N

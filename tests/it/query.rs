@@ -62,6 +62,48 @@ fn sql_over_the_lake_in_every_format() {
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["ean"], EAN_B);
 
+    // An analyst's daily sums, answered file by file (`query::partition_groups`, `-vv` says
+    // so), equal DuckDB's over the same files: nulls where a connection has no P at all.
+    let sql = "SELECT ean, date, sum(l_wh) AS l, sum(t_wh) AS t, sum(p_wh) AS p, \
+               sum(v_wh) AS v FROM intervals WHERE date >= '2026-10-25' GROUP BY ean, date";
+    let out = env.vaten(
+        "2026-10-28T10:00:00Z",
+        &["-vv", "query", "--format", "csv", sql],
+    );
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("sums grouped by partition, file by file"),
+        "{}",
+        stderr(&out)
+    );
+    let mut ours: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(String::from)
+        .collect();
+    ours.sort();
+    let files = format!(
+        "read_parquet('{}/intervals/*/*.parquet', hive_partitioning = true)",
+        env.readable_dir().display()
+    );
+    let out = std::process::Command::new(crate::tools::python())
+        .args([
+            "-c",
+            "import duckdb, sys; [print(','.join('' if v is None else str(v) for v in r)) \
+             for r in duckdb.sql(sys.argv[1]).fetchall()]",
+            &sql.replace("FROM intervals", &format!("FROM {files}")),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    theirs.sort();
+    assert!(ours.len() >= 2, "{ours:?}");
+    assert_eq!(ours, theirs);
+
     // Output into the lake is refused (it would be read as part of a table, or overwrite one),
     // also through `..`; the table stays as it was.
     let before = files_below(&env.lake_dir());
