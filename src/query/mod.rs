@@ -114,23 +114,30 @@ fn answer(lake: Option<&Lake>, ctx: &mut SQLContext, sql: &str) -> PolarsResult<
 /// defect to report. The process's panic hook is wrapped once, never swapped per call, so
 /// other threads' panics are printed as before.
 fn unprinted<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
-    use std::cell::Cell;
-    thread_local! {
-        static QUIET: Cell<bool> = const { Cell::new(false) };
-    }
-    static WRAPPED: std::sync::Once = std::sync::Once::new();
-    WRAPPED.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(Cell::get) {
-                previous(info)
-            }
-        }));
-    });
+    wrap_panic_hook();
     let before = QUIET.with(|q| q.replace(true));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     QUIET.with(|q| q.set(before));
     result
+}
+
+thread_local! {
+    /// Whether a panic on this thread goes unprinted (see [`unprinted`]).
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Wraps the process's panic hook once so that it prints nothing on a [`QUIET`] thread. Called
+/// before `collect` swaps the hook too, so the wrap never happens inside that swap.
+fn wrap_panic_hook() {
+    static WRAPPED: std::sync::Once = std::sync::Once::new();
+    WRAPPED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info)
+            }
+        }));
+    });
 }
 
 /// Runs a query on Polars' streaming engine (a year's top 10 then never holds the year in
@@ -139,6 +146,7 @@ fn unprinted<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
 fn collect(lf: LazyFrame) -> PolarsResult<DataFrame> {
     let streaming = lf.clone();
     // The engine's panic is an answer here, not a defect: nothing of it is printed.
+    wrap_panic_hook();
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let streamed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {

@@ -353,9 +353,6 @@ fn add_sums(sums: &mut [Option<i128>], more: &[Option<i128>]) {
 struct Interned {
     numbers: HashMap<Box<str>, u32>,
     texts: Vec<Option<Box<str>>>,
-    /// The number given last: the files are sorted by their keys, so a row's text is mostly
-    /// the row before's, found without hashing.
-    last: u32,
 }
 
 impl Interned {
@@ -365,23 +362,15 @@ impl Interned {
         if self.texts.is_empty() {
             self.texts.push(None);
         }
-        if self.texts.get(self.last as usize).map(Option::as_deref) == Some(text) {
-            return Some(self.last);
-        }
         let Some(text) = text else {
-            self.last = 0;
             return Some(0);
         };
-        let n = match self.numbers.get(text) {
-            Some(&n) => n,
-            None => {
-                let n = u32::try_from(self.texts.len()).ok()?;
-                self.numbers.insert(text.into(), n);
-                self.texts.push(Some(text.into()));
-                n
-            }
-        };
-        self.last = n;
+        if let Some(&n) = self.numbers.get(text) {
+            return Some(n);
+        }
+        let n = u32::try_from(self.texts.len()).ok()?;
+        self.numbers.insert(text.into(), n);
+        self.texts.push(Some(text.into()));
         Some(n)
     }
 
@@ -421,6 +410,11 @@ fn file_groups(path: &std::path::Path, plan: &Planned) -> Result<Vec<Group>, Fai
         .iter()
         .map(|k| df.column(k)?.i64())
         .collect::<PolarsResult<_>>()?;
+    // Every column as long as the frame, else a row's key and sums would come apart.
+    let height = df.height();
+    if texts.iter().any(|c| c.len() != height) || ints.iter().any(|c| c.len() != height) {
+        return Err(failed(&"columns of unequal length").into());
+    }
     let mut key_iters: Vec<_> = texts.iter().map(|c| c.iter()).collect();
     let mut sum_iters: Vec<_> = ints.iter().map(|c| c.iter()).collect();
     let mut interned: Vec<Interned> = plan.keys.iter().map(|_| Interned::default()).collect();
@@ -428,20 +422,35 @@ fn file_groups(path: &std::path::Path, plan: &Planned) -> Result<Vec<Group>, Fai
     let mut index: HashMap<Vec<u32>, usize> = HashMap::default();
     let mut numbers_of: Vec<Vec<u32>> = Vec::new();
     let mut row_numbers: Vec<u32> = vec![0; plan.keys.len()];
+    // The row before's texts and group: the files are sorted by their keys, so a row mostly
+    // continues the last group, known by comparing its texts (first by address: a decoded
+    // dictionary hands out the same text again) without numbering or hashing them.
+    let mut previous: Vec<Option<&str>> = vec![None; plan.keys.len()];
     let mut last: Option<usize> = None;
-    for _ in 0..df.height() {
-        for ((slot, it), names) in row_numbers
+    for _ in 0..height {
+        let mut changed = last.is_none();
+        for (((slot, it), names), before) in row_numbers
             .iter_mut()
             .zip(&mut key_iters)
             .zip(&mut interned)
+            .zip(&mut previous)
         {
-            *slot = names
-                .number(it.next().flatten())
-                .ok_or_else(|| failed(&"too many distinct keys"))?;
+            let text = it.next().flatten();
+            let same = match (text, *before) {
+                (None, None) => true,
+                (Some(a), Some(b)) => (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b,
+                _ => false,
+            };
+            if !same || last.is_none() {
+                *slot = names
+                    .number(text)
+                    .ok_or_else(|| failed(&"too many distinct keys"))?;
+                *before = text;
+                changed = true;
+            }
         }
-        // The files are sorted by their keys: a row mostly continues the last group.
         let g = match last {
-            Some(g) if numbers_of[g] == row_numbers => g,
+            Some(g) if !changed => g,
             _ => match index.get(row_numbers.as_slice()) {
                 Some(&g) => g,
                 None => {
