@@ -349,19 +349,23 @@ fn add_sums(sums: &mut [Option<i128>], more: &[Option<i128>]) {
 
 /// The texts of one key column of a file, each given a number once (0 for null): a row's
 /// group is then found by its numbers, without a string made per row.
-#[derive(Default)]
 struct Interned {
     numbers: HashMap<Box<str>, u32>,
+    /// The text of each number; number 0 is null.
     texts: Vec<Option<Box<str>>>,
 }
 
 impl Interned {
+    fn new() -> Self {
+        Interned {
+            numbers: HashMap::default(),
+            texts: vec![None],
+        }
+    }
+
     /// The number of `text`; `None` past 2^32 distinct texts (no file of the lake has that
     /// many, and two texts must never share a number).
     fn number(&mut self, text: Option<&str>) -> Option<u32> {
-        if self.texts.is_empty() {
-            self.texts.push(None);
-        }
         let Some(text) = text else {
             return Some(0);
         };
@@ -417,7 +421,7 @@ fn file_groups(path: &std::path::Path, plan: &Planned) -> Result<Vec<Group>, Fai
     }
     let mut key_iters: Vec<_> = texts.iter().map(|c| c.iter()).collect();
     let mut sum_iters: Vec<_> = ints.iter().map(|c| c.iter()).collect();
-    let mut interned: Vec<Interned> = plan.keys.iter().map(|_| Interned::default()).collect();
+    let mut interned: Vec<Interned> = plan.keys.iter().map(|_| Interned::new()).collect();
     let mut sums_of: Vec<Vec<Option<i128>>> = Vec::new();
     let mut index: HashMap<Vec<u32>, usize> = HashMap::default();
     let mut numbers_of: Vec<Vec<u32>> = Vec::new();
