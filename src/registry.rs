@@ -179,18 +179,6 @@ impl Registry {
         Registry::new(connections, self.cables.clone())
     }
 
-    /// Per cable in use: its connections, counting one with an installation twice (the
-    /// installation's readings are about as many again). What the transform holds in memory
-    /// for a batch of cables grows with this.
-    pub fn series_per_cable(&self) -> BTreeMap<&str, usize> {
-        let mut size = BTreeMap::new();
-        for c in &self.connections {
-            *size.entry(c.cable_id.as_str()).or_default() +=
-                1 + usize::from(c.installation.is_some());
-        }
-        size
-    }
-
     /// The cables that have connections, sorted.
     pub fn cables_in_use(&self) -> std::collections::BTreeSet<String> {
         self.connections

@@ -7,6 +7,7 @@ pub mod plan;
 pub mod series;
 pub mod spill;
 pub mod spread;
+pub mod units;
 pub mod write;
 
 pub use plan::Scope;

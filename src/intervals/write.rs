@@ -23,6 +23,7 @@ use super::plan::{
 };
 use super::series::StepProblem;
 use super::spill::{spill, BatchKeys, RECEIVED_READS};
+use super::units::{batch_keys, batches, held_within_budget, side_by_side, workers, Unit};
 use crate::clock::Clock;
 use crate::domain::time::{from_micros, local_date, micros};
 use crate::error::Result;
@@ -30,12 +31,11 @@ use crate::lake::convert::to_batch;
 use crate::lake::parquet_io::read_all;
 use crate::lake::schema::ColType;
 use crate::lake::schema::{
-    CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, INSTALLATION_READINGS, INTERVALS,
-    TAX_BASE_YEARLY,
+    CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, INTERVALS, TAX_BASE_YEARLY,
 };
 use crate::lake::Lake;
 use crate::lake::{TableSpec, TaggedFiles};
-use crate::marts::cable::cable_balance;
+use crate::marts::cable::{balance_part, cable_balance, BalancePart};
 use crate::marts::daily::{consumption_daily, intervals_frame, Ids};
 use crate::marts::rates::Rates;
 use crate::marts::yearly::tax_base_yearly;
@@ -263,11 +263,12 @@ pub fn transform(
     };
     let today = local_date(now, tz);
     let batches = batches(windows, registry, today);
-    // A full recompute of several batches of cables reads the received tables once, not once
-    // per batch. A cable alone in its batch (one too large to hold) still reads its own files,
-    // a day range at a time through its scans: it gets no keys, so nothing of it is set aside.
-    let whole = |batch: &Vec<(String, Option<Window>)>| batch.iter().all(|(_, w)| w.is_none());
-    let held = |batch: &Vec<(String, Option<Window>)>| batch.len() > 1 && whole(batch);
+    // A full recompute of several batches reads the received tables once, not once per batch.
+    // A unit alone in its batch (a cable too large to hold with another, computed whole) still
+    // reads its own files, a day range at a time through its scans: it gets no keys, so nothing
+    // of it is set aside.
+    let whole = |batch: &Vec<Unit>| batch.iter().all(|u| u.window.is_none());
+    let held = |batch: &Vec<Unit>| batch.len() > 1 && whole(batch);
     let spilled = if batches.iter().all(whole)
         && batches.iter().filter(|b| held(b)).count() > 1
         && std::env::var_os("VATEN_NO_SPILL").is_none()
@@ -275,12 +276,12 @@ pub fn transform(
         let keys: Vec<BatchKeys> = batches
             .iter()
             .map(|b| {
-                let cables = if held(b) {
-                    b.iter().map(|(c, _)| c.as_str()).collect()
+                let units: Vec<&Unit> = if held(b) {
+                    b.iter().collect()
                 } else {
-                    BTreeSet::new()
+                    Vec::new()
                 };
-                batch_keys(registry, &cables)
+                batch_keys(&units)
             })
             .collect();
         let keys_n = keys
@@ -299,50 +300,100 @@ pub fn transform(
     } else {
         None
     };
+    let groups = batches.iter().flatten().filter(|u| u.part.1 > 1);
+    let (large, groups) = (groups.clone().filter(|u| u.last()).count(), groups.count());
+    if groups > 0 {
+        tracing::debug!("{large} large cables computed in {groups} groups of connections");
+    }
+    // Per windowed cable: where its readings start. A cable in groups is anchored once.
+    let mut anchored: BTreeMap<String, (i64, Window)> = BTreeMap::new();
+    // The groups of a cable done so far, until its last one is.
+    let mut parts: Vec<UnitOut> = Vec::new();
     for (b, batch) in batches.into_iter().enumerate() {
-        // The received tables are read once for a group of cables, not once per cable (each
-        // such read goes through every file, or every recent one). Whatever happens, the held
-        // rows go with the batch.
+        // The received tables are read once for a batch, not once per unit (each such read
+        // goes through every file, or every recent one). Whatever happens, the held rows go
+        // with the batch.
         let _held = Held(lake);
-        let cables: BTreeSet<&str> = batch.iter().map(|(c, _)| c.as_str()).collect();
         // The recomputed days' anchors first, while nothing is held: an anchor may look
         // through the whole history.
-        let since = batch_anchors(lake, registry, tz, &batch)?;
+        let mut todo: Vec<(String, Option<Window>)> = Vec::new();
+        for u in &batch {
+            let new = u.window.is_some() && !anchored.contains_key(&u.cable);
+            if new && todo.last().is_none_or(|(c, _)| *c != u.cable) {
+                todo.push((u.cable.clone(), u.window));
+            }
+        }
+        anchored.extend(batch_anchors(lake, registry, tz, &todo)?);
         lap("anchored");
         if let (Some((spilled, keys)), true) = (&spilled, held(&batch)) {
             spilled.hold(lake, b, &keys[b])?;
         } else if held(&batch) {
-            prefetch_received(lake, registry, &cables, None)?;
-        } else if batch.len() > 1 && since.len() == batch.len() {
-            // Every reader of a held table filters on its own days; a cable whose reads go
+            prefetch_received(lake, &batch.iter().collect::<Vec<_>>(), None)?;
+        } else if batch.len() > 1 && batch.iter().all(|u| u.window.is_some()) {
+            // Every reader of a held table filters on its own days; a unit whose reads go
             // back further than the others' is left to read its files.
-            let (held, from) = held_within_budget(&since, registry, today, tz);
-            if held.len() > 1 {
-                prefetch_received(lake, registry, &held, Some(from))?;
+            let (names, from) = held_within_budget(&batch, &anchored, today, tz);
+            if names.len() > 1 {
+                let units: Vec<&Unit> = batch
+                    .iter()
+                    .filter(|u| names.contains(u.name.as_str()))
+                    .collect();
+                prefetch_received(lake, &units, Some(from))?;
             }
         }
         lap("read");
         let shared = std::sync::Mutex::new(&mut txn);
-        let done = side_by_side(&batch, cable_workers(), |cable| {
-            let sub = registry.on_cables(|c| c == cable);
-            let mut counts = TransformReport::default();
-            lake.focus(Some(cable));
-            let done = transform_cable(
-                lake,
-                &shared,
-                &sub,
-                cable,
-                since.get(cable).copied(),
-                rates,
-                tz,
-                &carried,
-                &mut counts,
-            );
+        let done = side_by_side(&batch, workers(), |unit| {
+            lake.focus(Some(&unit.name));
+            let since = anchored.get(&unit.cable).copied();
+            let out = compute_unit(lake, &shared, unit, since, tz);
             lake.focus(None);
-            done.map(|problems| (problems, counts))
+            // A cable computed whole is finished here, beside the other worker's.
+            match out? {
+                out if unit.part.1 == 1 => {
+                    let cable = registry.on_cables(|c| c == unit.cable);
+                    let done = Done::Finished(finish_cable(
+                        lake,
+                        &shared,
+                        &cable,
+                        &unit.cable,
+                        unit.window,
+                        rates,
+                        &carried,
+                        vec![out],
+                    )?);
+                    Ok(done)
+                }
+                out => Ok(Done::Part(out)),
+            }
         });
+        let mut outs = Vec::new();
         for done in done {
-            let (found, counts) = done?;
+            outs.push(done?);
+        }
+        for (unit, done) in batch.iter().zip(outs) {
+            let finished = match done {
+                Done::Finished(f) => f,
+                Done::Part(out) => {
+                    parts.push(out);
+                    if !unit.last() {
+                        continue;
+                    }
+                    // The cable's last group: its marts from all of them.
+                    let cable = registry.on_cables(|c| c == unit.cable);
+                    finish_cable(
+                        lake,
+                        &shared,
+                        &cable,
+                        &unit.cable,
+                        unit.window,
+                        rates,
+                        &carried,
+                        std::mem::take(&mut parts),
+                    )?
+                }
+            };
+            let (found, counts) = finished;
             problems.extend(found);
             report.intervals += counts.intervals;
             report.days += counts.days;
@@ -375,148 +426,6 @@ pub fn transform(
 }
 
 use super::plan::TRANSFORM_STATE as STATE;
-
-/// How many cables of a batch are computed at once. Each holds its cable's frames, so memory
-/// grows with it; two keep both cores of a small server busy (with the change's writer
-/// threads encoding files meanwhile) within the memory a full recompute is allowed.
-/// `VATEN_CABLE_WORKERS` (a number from 1) overrides it, so a benchmark or a test can compare
-/// with one cable at a time.
-fn cable_workers() -> usize {
-    std::env::var("VATEN_CABLE_WORKERS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(2)))
-}
-
-/// Runs `work` for every cable of `batch`, `workers` cables at a time, and gives each
-/// cable's outcome in the batch's order up to the first error, so problems and the first
-/// error come out as one cable at a time would give them. After an error or a panic no
-/// further cable is started; a panic is raised again here, with its own message, unless an
-/// error came before it in the batch's order.
-fn side_by_side<T: Send>(
-    batch: &[(String, Option<Window>)],
-    workers: usize,
-    work: impl Fn(&str) -> Result<T> + Sync,
-) -> Vec<Result<T>> {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    type Outcome<T> = std::thread::Result<Result<T>>;
-    let outcomes: Vec<std::sync::Mutex<Option<Outcome<T>>>> =
-        batch.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
-    std::thread::scope(|s| {
-        for _ in 0..workers.clamp(1, batch.len().max(1)) {
-            s.spawn(|| {
-                // Cables are taken in order, so every cable before one taken has been taken.
-                while !failed.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((cable, _)) = batch.get(i) else {
-                        break;
-                    };
-                    let out =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(cable)));
-                    failed.fetch_or(!matches!(out, Ok(Ok(_))), Ordering::Relaxed);
-                    *outcomes[i]
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(out);
-                }
-            });
-        }
-    });
-    let mut out = Vec::new();
-    for outcome in outcomes.into_iter().map_while(|o| {
-        o.into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }) {
-        match outcome {
-            Ok(done) => {
-                let stop = done.is_err();
-                out.push(done);
-                if stop {
-                    break;
-                }
-            }
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    }
-    out
-}
-
-/// The connections whose received rows a full recompute holds in memory at once: a year of
-/// 100 connections is a few hundred MB. A connection with an installation counts twice (see
-/// `Registry::series_per_cable`).
-const PREFETCH_CONNECTIONS: usize = 100;
-
-/// The most days a batch is sized for (a full recompute counts as this many).
-const YEAR_DAYS: usize = 366;
-
-/// The cables in groups of at most [`PREFETCH_CONNECTIONS`] connections' years of readings (a
-/// larger cable alone), in order: a full recompute holds up to 100 connections at once, a
-/// nightly run (a few days) every cable.
-fn batches(
-    windows: BTreeMap<String, Option<Window>>,
-    registry: &Registry,
-    today: NaiveDate,
-) -> Vec<Vec<(String, Option<Window>)>> {
-    let size = registry.series_per_cable();
-    let days = |w: &Option<Window>| -> usize {
-        w.map_or(YEAR_DAYS, |w| {
-            // The window's days and the lookback before them.
-            let to = w.to.unwrap_or(today).max(w.from);
-            let n = (to - w.from).num_days() + 1 + super::plan::LOOKBACK_DAYS + 2;
-            usize::try_from(n).unwrap_or(YEAR_DAYS).min(YEAR_DAYS)
-        })
-    };
-    let mut out: Vec<Vec<(String, Option<Window>)>> = Vec::new();
-    let mut held = 0;
-    for (cable, window) in windows {
-        let n = size.get(cable.as_str()).copied().unwrap_or(0) * days(&window);
-        if out.is_empty() || held + n > PREFETCH_CONNECTIONS * YEAR_DAYS {
-            out.push(Vec::new());
-            held = 0;
-        }
-        held += n;
-        out.last_mut().expect("pushed").push((cable, window));
-    }
-    out
-}
-
-/// The windowed cables whose received rows are held together, and from which day: the earliest
-/// day any of their reads asks for (a day before its anchor's, two before its window, see
-/// `compute` and `voltages`). Cables are taken from the most recent first while the rows held
-/// (connections × days up to `today`) stay within [`PREFETCH_CONNECTIONS`] connection-years: a
-/// cable with late data from long ago, or an anchor far back, does not make the batch hold every
-/// cable's history.
-fn held_within_budget<'a>(
-    since: &'a BTreeMap<String, (i64, Window)>,
-    registry: &Registry,
-    today: NaiveDate,
-    tz: Tz,
-) -> (BTreeSet<&'a str>, NaiveDate) {
-    let size = registry.series_per_cable();
-    let mut from: Vec<(NaiveDate, &str)> = since
-        .iter()
-        .map(|(cable, (a, w))| {
-            let day = (local_date(from_micros(*a), tz) - chrono::Duration::days(1))
-                .min(w.from - chrono::Duration::days(2));
-            (day, cable.as_str())
-        })
-        .collect();
-    from.sort_by(|a, b| b.cmp(a));
-    let mut held = BTreeSet::new();
-    let (mut connections, mut earliest) = (0, today);
-    for (day, cable) in from {
-        let days = usize::try_from((today - day).num_days().max(0) + 1).unwrap_or(usize::MAX);
-        let n = connections + size.get(cable).copied().unwrap_or(0);
-        if n.saturating_mul(days) > PREFETCH_CONNECTIONS * YEAR_DAYS {
-            break;
-        }
-        held.insert(cable);
-        connections = n;
-        earliest = earliest.min(day);
-    }
-    (held, earliest)
-}
 
 /// Per windowed cable of `batch`: where its readings start (see [`anchors`]) and its window.
 /// Cables sharing a window are anchored together (one scan per table, not one per cable).
@@ -558,50 +467,10 @@ impl Drop for Held<'_> {
     }
 }
 
-/// Per received table (see [`RECEIVED_READS`]): the keys of the connections on `cables`, by
-/// cable (EANs; installation ids for the installations' readings).
-fn batch_keys(registry: &Registry, cables: &BTreeSet<&str>) -> BatchKeys {
-    let mut eans: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    let mut installations: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for cable in cables {
-        eans.insert(cable, Vec::new());
-        installations.insert(cable, Vec::new());
-    }
-    for c in &registry.connections {
-        let cable = c.cable_id.as_str();
-        if let Some(keys) = eans.get_mut(cable) {
-            keys.push(c.ean.as_str().to_string());
-        }
-        if let (Some(keys), Some(i)) = (installations.get_mut(cable), &c.installation) {
-            keys.push(i.id.clone());
-        }
-    }
-    let groups = |m: BTreeMap<&str, Vec<String>>| -> Vec<(String, Vec<String>)> {
-        m.into_iter().map(|(c, k)| (c.to_string(), k)).collect()
-    };
-    let (eans, installations) = (groups(eans), groups(installations));
-    RECEIVED_READS
-        .iter()
-        .map(|(spec, _, _)| {
-            if spec.name == INSTALLATION_READINGS.name {
-                installations.clone()
-            } else {
-                eans.clone()
-            }
-        })
-        .collect()
-}
-
-/// Holds in memory the received rows of the connections on `cables`: the columns the
-/// intervals stage and the cable balance read. With `from`, only the partitions from that day
-/// on.
-fn prefetch_received(
-    lake: &Lake,
-    registry: &Registry,
-    cables: &BTreeSet<&str>,
-    from: Option<NaiveDate>,
-) -> Result<()> {
-    let keys = batch_keys(registry, cables);
+/// Holds in memory the received rows of `units`' connections: the columns the intervals stage
+/// and the cable balance read. With `from`, only the partitions from that day on.
+fn prefetch_received(lake: &Lake, units: &[&Unit], from: Option<NaiveDate>) -> Result<()> {
+    let keys = batch_keys(units);
     for ((spec, key, columns), groups) in RECEIVED_READS.iter().zip(&keys) {
         lake.prefetch(spec, key, groups, columns, from)?;
     }
@@ -617,33 +486,96 @@ const DERIVED: [&TableSpec; 5] = [
     &CABLE_BALANCE_DAILY,
 ];
 
-/// Computes and stages every derived table for the connections of `registry` (one cable), for
-/// the days of `window` (all when `None`; the caller then removed every old file).
+/// What a worker hands back for a unit: a whole cable finished, or a group's part.
+enum Done {
+    Finished((Vec<Problem>, TransformReport)),
+    Part(UnitOut),
+}
+
+/// What computing a unit gives besides its `intervals` files: its rejections and counts, and
+/// for its cable's marts its daily rows and its part of the cable balance (none without rows).
+struct UnitOut {
+    problems: Vec<Problem>,
+    counts: TransformReport,
+    daily: Option<DataFrame>,
+    balance: Option<BalancePart>,
+}
+
+/// Computes a unit's quarter-hours over `since`'s window (all days when `None`) and stages its
+/// `intervals` files; the marts it hands back.
+fn compute_unit(
+    lake: &Lake,
+    txn: &SharedTxn,
+    unit: &Unit,
+    since: Option<(i64, Window)>,
+    tz: Tz,
+) -> Result<UnitOut> {
+    let clock = std::time::Instant::now();
+    let name = unit.name.as_str();
+    let lap = |what: &str| tracing::debug!(name, "{what}: {:.2} s", clock.elapsed().as_secs_f64());
+    let registry = &unit.registry;
+    let (rows, problems) = compute(lake, registry, tz, since)?;
+    lap("computed");
+    let mut counts = TransformReport {
+        intervals: rows.len(),
+        ..Default::default()
+    };
+    counts.missing = rows
+        .iter()
+        .filter(|r| r.l_wh.is_none() || (r.p_quality.is_some() && r.p_wh.is_none()))
+        .count();
+    let (daily, balance) = if rows.is_empty() {
+        (None, None)
+    } else {
+        let frame = intervals_frame(&rows)?;
+        let ids = Ids::of(registry);
+        lap("frame");
+        let daily = consumption_daily(lake, &frame, &ids)?;
+        lap("daily");
+        counts.days = daily.height();
+        let part = balance_part(lake, &frame, registry, &unit.cable)?;
+        lap("cable balance");
+        (Some(daily), Some(part))
+    };
+    for (date, part) in by_date(rows, |r| r.date) {
+        let day = batch(&part, registry);
+        lake.stage_tagged(
+            &mut locked(txn),
+            &INTERVALS,
+            Some(&date.to_string()),
+            Some(&unit.cable),
+            &day,
+        )?;
+    }
+    lap("intervals staged");
+    Ok(UnitOut {
+        problems,
+        counts,
+        daily,
+        balance,
+    })
+}
+
+/// Finishes a cable from its units' outs (one for a cable computed whole): replaces its old
+/// files of the recomputed days (of `window`; all when `None`, the caller then removed every
+/// old file) and stages its daily, yearly and cable tables. `registry` holds the cable's
+/// connections.
 #[allow(clippy::too_many_arguments)]
-fn transform_cable(
+fn finish_cable(
     lake: &Lake,
     txn: &SharedTxn,
     registry: &Registry,
     cable: &str,
-    since: Option<(i64, Window)>,
+    window: Option<Window>,
     rates: &Rates,
-    tz: Tz,
     carried: &Carried,
-    report: &mut TransformReport,
-) -> Result<Vec<Problem>> {
-    let window = since.map(|(_, w)| w);
+    outs: Vec<UnitOut>,
+) -> Result<(Vec<Problem>, TransformReport)> {
     let clock = std::time::Instant::now();
     let lap = |what: &str| tracing::debug!(cable, "{what}: {:.2} s", clock.elapsed().as_secs_f64());
     // Read before the old files are replaced (a full recompute has already staged their removal,
     // but they are still there until the commit).
     let kept_tax = carried_tax_rows(cable, carried)?;
-    let (rows, problems) = compute(lake, registry, tz, since)?;
-    lap("computed");
-    report.intervals += rows.len();
-    report.missing += rows
-        .iter()
-        .filter(|r| r.l_wh.is_none() || (r.p_quality.is_some() && r.p_wh.is_none()))
-        .count();
     // The days recomputed: replace the cable's files of those days.
     let mut old_daily = Vec::new();
     let mut old_cable_daily = Vec::new();
@@ -669,30 +601,29 @@ fn transform_cable(
             locked(txn).remove(lake.rel(f));
         }
     }
-    let (daily, cable_daily, cable_15m) = if rows.is_empty() {
-        (None, None, None)
-    } else {
-        let frame = intervals_frame(&rows)?;
-        let ids = Ids::of(registry);
-        lap("frame");
-        let daily = consumption_daily(lake, &frame, &ids)?;
-        lap("daily");
-        report.days += daily.height();
-        let (cable_15m, cable_daily) = cable_balance(lake, &frame, registry, cable)?;
-        lap("cable balance");
-        (Some(daily), Some(cable_daily), Some(cable_15m))
-    };
-    for (date, part) in by_date(rows, |r| r.date) {
-        let day = batch(&part, registry);
-        lake.stage_tagged(
-            &mut locked(txn),
-            &INTERVALS,
-            Some(&date.to_string()),
-            Some(cable),
-            &day,
-        )?;
+    let (mut problems, mut counts) = (Vec::new(), TransformReport::default());
+    let (mut daily, mut balance): (Option<DataFrame>, Vec<BalancePart>) = (None, Vec::new());
+    for out in outs {
+        problems.extend(out.problems);
+        counts.intervals += out.counts.intervals;
+        counts.days += out.counts.days;
+        counts.missing += out.counts.missing;
+        match (&mut daily, out.daily) {
+            (Some(all), Some(d)) => {
+                all.vstack_mut(&d)?;
+            }
+            (None, d) => daily = d,
+            (Some(_), None) => {}
+        }
+        balance.extend(out.balance);
     }
-    lap("intervals staged");
+    let (cable_15m, cable_daily) = if balance.is_empty() {
+        (None, None)
+    } else {
+        let (q, d) = cable_balance(balance, registry, cable)?;
+        (Some(q), Some(d))
+    };
+    lap("cable balance");
     let daily = merged(old_daily, daily, &CONSUMPTION_DAILY)?;
     let cable_daily = merged(old_cable_daily, cable_daily, &CABLE_BALANCE_DAILY)?;
     if let Some(daily) = &daily {
@@ -725,7 +656,7 @@ fn transform_cable(
         stage_15m(lake, txn, &cable_15m, cable)?;
     }
     lap("marts staged");
-    Ok(problems)
+    Ok((problems, counts))
 }
 
 /// What a recompute carries over instead of computing (read once per transform).
@@ -894,110 +825,4 @@ fn stage_15m(lake: &Lake, txn: &SharedTxn, cable_15m: &DataFrame, cable: &str) -
         )?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cables(n: usize) -> Vec<(String, Option<Window>)> {
-        (0..n).map(|i| (format!("K{i}"), None)).collect()
-    }
-
-    #[test]
-    fn cables_side_by_side_come_out_in_the_batch_order_up_to_the_first_error() {
-        let batch = cables(9);
-        let names: Vec<String> = side_by_side(&batch, 2, |c| Ok(c.to_string()))
-            .into_iter()
-            .map(|d| d.unwrap())
-            .collect();
-        let expected: Vec<&str> = batch.iter().map(|(c, _)| c.as_str()).collect();
-        assert_eq!(names, expected, "every cable once, in order");
-        // K4 fails: K0..K3 done, then K4's error, nothing after it (K5 may have run).
-        let done = side_by_side(&batch, 2, |c| {
-            if c == "K4" {
-                Err(crate::error::Error::Internal("K4 failed".into()))
-            } else {
-                Ok(())
-            }
-        });
-        assert_eq!(done.len(), 5);
-        assert!(done[..4].iter().all(|d| d.is_ok()));
-        assert!(done[4]
-            .as_ref()
-            .unwrap_err()
-            .to_string()
-            .contains("K4 failed"));
-        // An error before a panic in the batch's order is what one cable at a time meets.
-        let done = side_by_side(&batch, 2, |c| match c {
-            "K1" => Err(crate::error::Error::Internal("K1 failed".into())),
-            "K2" => panic!("K2 broke"),
-            _ => Ok(()),
-        });
-        assert_eq!(done.len(), 2);
-        assert!(done[1].is_err());
-    }
-
-    #[test]
-    fn a_panic_while_computing_a_cable_is_raised_again_with_its_own_message() {
-        let batch = cables(4);
-        let caught = std::panic::catch_unwind(|| {
-            side_by_side(&batch, 2, |c| {
-                if c == "K2" {
-                    panic!("cable K2 broke");
-                }
-                Ok(())
-            })
-        });
-        let payload = caught.expect_err("the panic reaches the caller");
-        assert_eq!(payload.downcast_ref::<&str>(), Some(&"cable K2 broke"));
-    }
-    use crate::domain::ean::Ean;
-
-    /// A registry with `sizes[i]` connections on cable `K{i+1}`.
-    fn registry(sizes: &[usize]) -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cables = String::from("cable_id,substation,v_low_v,v_high_v\n");
-        let mut conns =
-            String::from("ean,participant_id,cable_id,installation_id,installation_url\n");
-        let mut n = 0;
-        for (i, size) in sizes.iter().enumerate() {
-            cables += &format!("K{},TS1,226,244\n", i + 1);
-            for _ in 0..*size {
-                n += 1;
-                let ean = Ean::with_check_digit(&format!("87168712{n:09}")).unwrap();
-                conns += &format!("{},P{n},K{},,\n", ean.as_str(), i + 1);
-            }
-        }
-        std::fs::write(dir.path().join("cables.csv"), cables).unwrap();
-        std::fs::write(dir.path().join("connections.csv"), conns).unwrap();
-        Registry::load(dir.path()).unwrap()
-    }
-
-    #[test]
-    fn a_cable_reading_far_back_is_held_only_within_the_budget() {
-        let tz: Tz = "Europe/Amsterdam".parse().unwrap();
-        let today = NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
-        let window = |days_back: i64| {
-            let from = today - chrono::Duration::days(days_back);
-            let start = micros(crate::domain::time::local_midnight_utc(from, tz));
-            (start, Window { from, to: None })
-        };
-        let since: BTreeMap<String, (i64, Window)> = [
-            ("K1".to_string(), window(1)),
-            ("K2".to_string(), window(1)),
-            ("K3".to_string(), window(400)),
-        ]
-        .into_iter()
-        .collect();
-        // 40 + 40 connections from 3 days back, then K3 from 402 days back: 120 × 403
-        // connection-days pass the budget of 100 × 366, so K3 reads its own files.
-        let (held, from) = held_within_budget(&since, &registry(&[40, 40, 40]), today, tz);
-        assert_eq!(held.into_iter().collect::<Vec<_>>(), ["K1", "K2"]);
-        assert_eq!(from, today - chrono::Duration::days(3));
-        // A small K3: 85 × 403 = 34,255 fits, and the batch holds from K3's day on.
-        let (held, from) = held_within_budget(&since, &registry(&[40, 40, 5]), today, tz);
-        assert_eq!(held.len(), 3);
-        assert_eq!(from, today - chrono::Duration::days(402));
-    }
 }

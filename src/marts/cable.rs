@@ -94,15 +94,63 @@ fn voltages(
     Ok(out)
 }
 
-/// Both cable tables from the interval frame of the connections on `cable`; the daily one
-/// carries a `year` column.
-pub fn cable_balance(
+/// One group of a cable's connections' share of its balance: per quarter-hour the sums over
+/// its connections, and the voltages of its members' installations. A large cable is computed
+/// a group of connections at a time (memory bounded by the group, not the cable); the groups'
+/// parts add up to what the whole cable gives, in any order.
+pub struct BalancePart {
+    /// Per (interval_start, date): connections reporting and derived, Σ L, T, P, V, the
+    /// battery sum and how many reported one.
+    sums: DataFrame,
+    volts: HashMap<i64, VoltSum>,
+}
+
+/// Voltages of one quarter-hour over some installations. The sum is exact (fixed point, 2⁻⁶⁰ V):
+/// groups added in any order give the same mean, to the last bit, as one pass over the cable.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct VoltSum {
+    sum: i128,
+    n: u32,
+    lo: f64,
+    hi: f64,
+}
+
+/// 2⁶⁰: a voltage from 2⁻⁸ V up (every plausible one) is a whole number of 2⁻⁶⁰ V, so the sum
+/// rounds nothing; a thousand volts is 2⁷⁰ of them, and i128 holds 2⁵⁷ such.
+const VOLT_SCALE: f64 = 1_152_921_504_606_846_976.0;
+
+impl VoltSum {
+    fn one(a: f64, lo: f64, hi: f64) -> Self {
+        // Multiplying by a power of two is exact; `as` saturates (a hostile huge value).
+        VoltSum {
+            sum: (a * VOLT_SCALE).round() as i128,
+            n: 1,
+            lo,
+            hi,
+        }
+    }
+
+    fn add(&mut self, o: VoltSum) {
+        self.sum = self.sum.saturating_add(o.sum);
+        self.n = self.n.saturating_add(o.n);
+        self.lo = self.lo.min(o.lo);
+        self.hi = self.hi.max(o.hi);
+    }
+
+    fn mean(&self) -> f64 {
+        (self.sum as f64 / VOLT_SCALE) / f64::from(self.n.max(1))
+    }
+}
+
+/// The part of the cable balance the connections of `registry` (all on `cable`, or a group of
+/// them) make, from their interval frame.
+pub fn balance_part(
     lake: &Lake,
     intervals: &DataFrame,
     registry: &Registry,
     cable: &str,
-) -> Result<(DataFrame, DataFrame)> {
-    let mut q = intervals
+) -> Result<BalancePart> {
+    let sums = intervals
         .clone()
         .lazy()
         .group_by_stable([col("interval_start"), col("date")])
@@ -124,6 +172,82 @@ pub fn cable_balance(
                 .sum()
                 .alias("battery_n"),
         ])
+        .collect()?;
+    let all = voltages(
+        lake,
+        registry,
+        cable,
+        sums.column("interval_start")?.i64()?.min(),
+    )?;
+    // Only installations of members that day speak for the cooperative's cable.
+    let start = sums.column("interval_start")?.i64()?.clone();
+    let date = sums.column("date")?.cast(&DataType::Int32)?.i32()?.clone();
+    let epoch = crate::domain::time::EPOCH_DAY;
+    let mut volts: HashMap<i64, VoltSum> = HashMap::new();
+    for (s, d) in start.iter().zip(date.iter()) {
+        let (Some(s), Some(d)) = (s, d) else { continue };
+        let Some(readings) = all.get(&s) else {
+            continue;
+        };
+        let day = epoch + chrono::Duration::days(i64::from(d));
+        for &(conn, a, lo, hi) in readings {
+            if member(&registry.connections[conn], day) {
+                let one = VoltSum::one(a, lo, hi);
+                volts.entry(s).and_modify(|v| v.add(one)).or_insert(one);
+            }
+        }
+    }
+    Ok(BalancePart { sums, volts })
+}
+
+fn member(x: &crate::registry::Connection, day: chrono::NaiveDate) -> bool {
+    x.member_from.is_none_or(|f| day >= f) && x.member_until.is_none_or(|u| day <= u)
+}
+
+/// Both cable tables from the parts of the connections on `cable` (see [`balance_part`]);
+/// `registry` holds all of them. The daily one carries a `year` column.
+pub fn cable_balance(
+    parts: Vec<BalancePart>,
+    registry: &Registry,
+    cable: &str,
+) -> Result<(DataFrame, DataFrame)> {
+    let mut volts: HashMap<i64, VoltSum> = HashMap::new();
+    let mut sums: Option<DataFrame> = None;
+    let several = parts.len() > 1;
+    for part in parts {
+        for (s, v) in part.volts {
+            volts.entry(s).and_modify(|x| x.add(v)).or_insert(v);
+        }
+        match &mut sums {
+            Some(all) => {
+                all.vstack_mut(&part.sums)?;
+            }
+            None => sums = Some(part.sums),
+        }
+    }
+    let Some(sums) = sums else {
+        return Err(crate::error::Error::Internal(format!(
+            "cable {cable}: no connections to balance"
+        )));
+    };
+    let mut q = sums.lazy();
+    if several {
+        // Sums of sums: each group's quarter-hours are added up.
+        q = q.group_by_stable([col("interval_start"), col("date")]).agg(
+            [
+                "connections_reporting",
+                "connections_derived",
+                "l_wh",
+                "t_wh",
+                "p_wh",
+                "v_wh",
+                "battery_sum",
+                "battery_n",
+            ]
+            .map(|c| col(c).sum()),
+        );
+    }
+    let mut q = q
         .with_columns([
             when(col("l_wh").lt(col("t_wh")))
                 .then(col("l_wh"))
@@ -141,12 +265,6 @@ pub fn cable_balance(
 
     // Connections of the cooperative on the cable that day (registry membership), voltages,
     // and the quarter-hours beyond the cable's agreed limits.
-    let volts = voltages(
-        lake,
-        registry,
-        cable,
-        q.column("interval_start")?.i64()?.min(),
-    )?;
     let cable_col = q.column("cable_id")?.str()?.clone();
     let start = q.column("interval_start")?.i64()?.clone();
     let date = q.column("date")?.cast(&DataType::Int32)?.i32()?.clone();
@@ -167,33 +285,20 @@ pub fn cable_balance(
             date.get(i).unwrap_or(0),
         );
         let day = epoch + chrono::Duration::days(i64::from(d));
-        let member = |x: &crate::registry::Connection| {
-            x.member_from.is_none_or(|f| day >= f) && x.member_until.is_none_or(|u| day <= u)
-        };
         conns.push(
             registry
                 .connections
                 .iter()
-                .filter(|x| x.cable_id == c && member(x))
+                .filter(|x| x.cable_id == c && member(x, day))
                 .count() as i64,
         );
-        // Only installations of members that day speak for the cooperative's cable.
-        let v = volts.get(&s).and_then(|all| {
-            let mut acc: Option<(f64, u32, f64, f64)> = None;
-            for &(conn, a, lo, hi) in all {
-                if member(&registry.connections[conn]) {
-                    let e = acc.get_or_insert((0.0, 0, f64::MAX, f64::MIN));
-                    *e = (e.0 + a, e.1 + 1, e.2.min(lo), e.3.max(hi));
-                }
-            }
-            acc
-        });
-        v_avg.push(v.map(|v| v.0 / f64::from(v.1)));
-        v_min.push(v.map(|v| v.2));
-        v_max.push(v.map(|v| v.3));
+        let v = volts.get(&s).map(|v| (v.mean(), v.lo, v.hi));
+        v_avg.push(v.map(|v| v.0));
+        v_min.push(v.map(|v| v.1));
+        v_max.push(v.map(|v| v.2));
         let limits = registry.cables.get(c);
-        below.push(matches!((v, limits), (Some(v), Some(l)) if v.2 < l.v_low_v) as i64);
-        above.push(matches!((v, limits), (Some(v), Some(l)) if v.3 > l.v_high_v) as i64);
+        below.push(matches!((v, limits), (Some(v), Some(l)) if v.1 < l.v_low_v) as i64);
+        above.push(matches!((v, limits), (Some(v), Some(l)) if v.2 > l.v_high_v) as i64);
     }
     for (name, s) in [
         ("connections", Series::new("".into(), conns)),
@@ -248,4 +353,37 @@ pub fn cable_balance(
         .sort(["cable_id", "date"], SortMultipleOptions::default())
         .collect()?;
     Ok((q, daily))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quarter_hours_mean_voltage_is_the_same_however_its_installations_are_grouped() {
+        // In floating point (240.2 + 225.0) + 233.9 is 699.1 but 240.2 + (225.0 + 233.9) is
+        // 699.0999999999999: a mean summed group by group would depend on the grouping.
+        assert_ne!((240.2 + 225.0) + 233.9, 240.2 + (225.0 + 233.9));
+        let v = |a: f64| VoltSum::one(a, a - 1.0, a + 1.0);
+        let mut left = v(240.2);
+        left.add(v(225.0));
+        left.add(v(233.9));
+        let mut bc = v(225.0);
+        bc.add(v(233.9));
+        let mut right = v(240.2);
+        right.add(bc);
+        assert_eq!(left, right);
+        assert_eq!(left.mean().to_bits(), right.mean().to_bits());
+        // 699.1 / 3 by hand, and the extremes of all three.
+        assert!(
+            (left.mean() - 233.033_333_333_333_3).abs() < 1e-9,
+            "{}",
+            left.mean()
+        );
+        assert_eq!((left.n, left.lo, left.hi), (3, 224.0, 241.2));
+        // A hostile value saturates instead of overflowing.
+        let mut huge = v(1e300);
+        huge.add(v(1e300));
+        assert_eq!(huge.sum, i128::MAX);
+    }
 }

@@ -98,6 +98,8 @@ pub struct Env {
     pub extra_config: std::cell::RefCell<String>,
     /// The bucket, when the lake is on the S3-compatible server (prefix `coop`).
     pub bucket: Option<String>,
+    /// Environment variables every command gets (e.g. a test setting of the transform).
+    pub vars: std::cell::RefCell<Vec<(&'static str, String)>>,
 }
 
 impl Env {
@@ -115,6 +117,7 @@ impl Env {
             server,
             extra_config: Default::default(),
             bucket: ON_S3.with(|c| c.get()).then(crate::s3::new_bucket),
+            vars: Default::default(),
         };
         env.write_config(extra_grid);
         env
@@ -224,6 +227,9 @@ impl Env {
             .env("VATEN_CABLE_WORKERS", "2")
             .env_remove("VATEN_CONFIG")
             .env_remove("VATEN_NOW");
+        for (k, v) in self.vars.borrow().iter() {
+            cmd.env(k, v);
+        }
         if self.bucket.is_some() {
             cmd.env("AWS_ACCESS_KEY_ID", crate::s3::ACCESS_KEY)
                 .env("AWS_SECRET_ACCESS_KEY", crate::s3::SECRET_KEY)

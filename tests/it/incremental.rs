@@ -81,6 +81,18 @@ fn last_transform(env: &Env) -> String {
 
 #[test]
 fn incremental_and_range_equal_a_full_recompute() {
+    incremental_and_range_equal_full(false);
+}
+
+/// The same runs with every cable computed a connection at a time (see
+/// `intervals::units`), the incremental and range windows included: each cable's marts are
+/// finished from its groups' parts and the old rows kept outside the window.
+#[test]
+fn incremental_and_range_equal_a_full_recompute_in_groups_of_connections() {
+    incremental_and_range_equal_full(true);
+}
+
+fn incremental_and_range_equal_full(grouped: bool) {
     // Two cables: A and B (with an installation) on K1, C and D on K2.
     let mut reg = registry(&[EAN_A, EAN_B, EAN_C, EAN_D]);
     add_second_cable(&mut reg);
@@ -96,6 +108,16 @@ fn incremental_and_range_equal_a_full_recompute() {
     let reg = vaten::registry::Registry::new(reg.connections, reg.cables);
     let env = Env::new(&reg);
     env.with_tokens(&[("inst-b", "tok")]);
+    if grouped {
+        // At most 9 series × days a unit: a connection a unit, even in a window of one day
+        // (read with its 9 days of lookback).
+        env.vars
+            .borrow_mut()
+            .push(("VATEN_GROUP_SERIES_DAYS", "9".into()));
+        env.vars
+            .borrow_mut()
+            .push(("VATEN_LOG", "vaten=debug".into()));
+    }
 
     let mut a = meter(EAN_A, "MA1", 5_000_000, true);
     let mut b = meter(EAN_B, "MB1", 2_000_000, true);
@@ -126,7 +148,7 @@ fn incremental_and_range_equal_a_full_recompute() {
     env.server.push(first);
     fake.produce("inst-b", "2026-10-20T00:00:00Z".parse().unwrap(), 3 * 96, 1);
     assert_ok(&env.vaten("2026-10-24T10:00:00Z", &["ingest"]));
-    assert_ok(&env.vaten("2026-10-24T10:00:00Z", &["transform"]));
+    transform(&env, grouped, "2026-10-24T10:00:00Z", &["transform"]);
     assert!(last_transform(&env).contains("full recompute"));
 
     // Second delivery: only cable K2 gets data. C comes back on the 24th after its long hole
@@ -141,7 +163,7 @@ fn incremental_and_range_equal_a_full_recompute() {
         FeedEntry::interval(intervals(&mut dm, "2026-10-24")),
     ]);
     assert_ok(&env.vaten("2026-10-25T10:00:00Z", &["ingest", "grid"]));
-    assert_ok(&env.vaten("2026-10-25T10:00:00Z", &["transform"]));
+    transform(&env, grouped, "2026-10-25T10:00:00Z", &["transform"]);
     let msg = last_transform(&env);
     assert!(msg.contains("incremental recompute of 1 cable"), "{msg}");
     assert_eq!(files_of(&env, "K1"), k1_files, "cable K1 had nothing new");
@@ -161,7 +183,7 @@ fn incremental_and_range_equal_a_full_recompute() {
     ]);
     fake.produce("inst-b", "2026-10-23T00:00:00Z".parse().unwrap(), 2 * 96, 1);
     assert_ok(&env.vaten("2026-10-25T11:00:00Z", &["ingest"]));
-    assert_ok(&env.vaten("2026-10-25T11:00:00Z", &["transform"]));
+    transform(&env, grouped, "2026-10-25T11:00:00Z", &["transform"]);
     let msg = last_transform(&env);
     assert!(msg.contains("incremental recompute of 1 cable"), "{msg}");
     // Nothing new: nothing recomputed.
@@ -174,14 +196,21 @@ fn incremental_and_range_equal_a_full_recompute() {
         .all(|r| !(r.contains(EAN_B) && r.contains("l_quality=estimated"))));
 
     // A range recompute changes nothing either.
-    assert_ok(&env.vaten(
+    transform(
+        &env,
+        grouped,
         "2026-10-25T12:05:00Z",
         &["transform", "--from", "2026-10-21", "--to", "2026-10-22"],
-    ));
+    );
     assert!(last_transform(&env).contains("range recompute of 2 cable"));
     same(&derived(&env), &incremental, "range");
 
-    assert_ok(&env.vaten("2026-10-25T12:10:00Z", &["transform", "--full"]));
+    transform(
+        &env,
+        grouped,
+        "2026-10-25T12:10:00Z",
+        &["transform", "--full"],
+    );
     assert!(last_transform(&env).contains("full recompute"));
     let full = derived(&env);
     for t in DERIVED {
@@ -189,6 +218,19 @@ fn incremental_and_range_equal_a_full_recompute() {
     }
     same(&incremental, &full, "incremental");
     duckdb_recomputes_marts(&env);
+}
+
+/// Runs a transform; in groups, checks the cables were computed in groups.
+fn transform(env: &Env, grouped: bool, now: &str, args: &[&str]) {
+    let out = env.vaten(now, args);
+    assert_ok(&out);
+    if grouped {
+        assert!(
+            stderr(&out).contains("large cables computed in"),
+            "{}",
+            stderr(&out)
+        );
+    }
 }
 
 #[test]

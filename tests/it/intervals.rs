@@ -659,6 +659,40 @@ fn a_full_recompute_in_batches_reads_the_received_tables_once() {
         );
         assert_eq!(got[table], expected[table], "{table}");
     }
+    // Cables of 30 connections computed in groups of at most 3 series (a connection with an
+    // installation and one without, or three without), each group writing its own intervals
+    // files: the marts are finished from the groups' parts, voltages of installations in
+    // different groups included, and every table is the same.
+    let grouped = env
+        .command(now, &["-v", "transform", "--full"])
+        .env("VATEN_GROUP_SERIES_DAYS", (3 * 366).to_string())
+        .env("VATEN_CABLE_WORKERS", "2")
+        .output()
+        .unwrap();
+    assert_ok(&grouped);
+    assert!(
+        stderr(&grouped).contains("8 large cables computed in"),
+        "the cables were computed in groups: {}",
+        stderr(&grouped)
+    );
+    let got = lake_rows(&env.lake());
+    for table in [
+        "intervals",
+        "consumption_daily",
+        "tax_base_yearly",
+        "cable_balance_15m",
+        "cable_balance_daily",
+        "rejected",
+    ] {
+        assert_eq!(got[table], expected[table], "{table} in groups");
+    }
+    assert!(
+        expected["cable_balance_15m"]
+            .iter()
+            .any(|r| !r.contains("voltage_avg_v=null")),
+        "some quarter-hours have voltages"
+    );
+    duckdb_recomputes_marts(&env);
     // Σ L and Σ T per connection: the registers' growth over the two days.
     let intervals = env
         .lake()
