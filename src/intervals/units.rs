@@ -40,7 +40,9 @@ const YEAR_DAYS: usize = 366;
 pub struct Unit {
     pub cable: String,
     pub window: Option<Window>,
-    /// What its held rows go by (`Lake::focus`): the cable's id, or `<cable>#<n>` for a group.
+    /// What its held rows go by (`Lake::focus`): `<i>:<cable>`, or `<i>:<cable>#<n>` for a
+    /// group, `i` its place in the transform's order (a cable id may hold `#`: the place keeps
+    /// names apart).
     pub name: String,
     /// The connections it computes (all on `cable`).
     pub registry: Registry,
@@ -143,9 +145,12 @@ pub fn batches(
     let budget = group_budget();
     let mut out: Vec<Vec<Unit>> = Vec::new();
     let mut held = 0;
+    let mut i = 0;
     for (cable, window) in windows {
         let days = days(&window, today);
-        for unit in units_of(&cable, window, registry, days, budget) {
+        for mut unit in units_of(&cable, window, registry, days, budget) {
+            unit.name = format!("{i}:{}", unit.name);
+            i += 1;
             let n = unit.series() * days;
             if out.is_empty() || held + n > PREFETCH_CONNECTIONS * YEAR_DAYS {
                 out.push(Vec::new());
@@ -384,14 +389,14 @@ mod tests {
         let reg = registry(&[25, 333]);
         let all = batches(full(&["K1", "K2"]), &reg, today);
         let units: Vec<&Unit> = all.iter().flatten().collect();
-        assert_eq!(units[0].name, "K1");
+        assert_eq!(units[0].name, "0:K1");
         assert_eq!((units[0].part, units[0].series()), ((0, 1), 33));
         let k2: Vec<&&Unit> = units.iter().filter(|u| u.cable == "K2").collect();
         // 444 series in groups of at most 50, none split: 9 (8 × 50 = 400 < 444; in EAN order
         // the series run 1, 2, 1, 1, 2, …, so the groups hold 49, 50 × 7 and 45).
         assert_eq!(k2.len(), 9);
         for (i, u) in k2.iter().enumerate() {
-            assert_eq!(u.name, format!("K2#{i}"));
+            assert_eq!(u.name, format!("{}:K2#{i}", i + 1));
             assert_eq!(u.part, (i, 9));
             assert!(u.series() <= 50, "{} holds {}", u.name, u.series());
             assert_eq!(u.last(), i == 8);
@@ -420,7 +425,7 @@ mod tests {
         let windows = [("K2".to_string(), Some(week))].into_iter().collect();
         let b = batches(windows, &reg, today);
         assert_eq!((b.len(), b[0].len(), b[0][0].part), (1, 1, (0, 1)));
-        assert_eq!(b[0][0].name, "K2");
+        assert_eq!(b[0][0].name, "0:K2");
     }
 
     #[test]

@@ -244,9 +244,9 @@ pub fn transform(
         }
     };
     report.cables = windows.len();
-    // Cable by cable (two side by side, see `side_by_side`): every derived table of a cable
-    // depends only on its connections, so memory is bounded by the largest cables (or a group
-    // of small ones), not the cooperative.
+    // Unit by unit (two side by side, see `units`): every derived table of a cable depends only
+    // on its connections, and a large cable is computed a group of its connections at a time,
+    // so memory is bounded by a unit's connections, not the cable or the cooperative.
     let mut problems = Vec::new();
     let carried = Carried {
         erased: Erased::load(lake)?,
@@ -264,8 +264,8 @@ pub fn transform(
     let today = local_date(now, tz);
     let batches = batches(windows, registry, today);
     // A full recompute of several batches reads the received tables once, not once per batch.
-    // A unit alone in its batch (a cable too large to hold with another, computed whole) still
-    // reads its own files, a day range at a time through its scans: it gets no keys, so nothing
+    // A unit alone in its batch (the last one, say) still reads
+    // its own files, a day range at a time through its scans: it gets no keys, so nothing
     // of it is set aside.
     let whole = |batch: &Vec<Unit>| batch.iter().all(|u| u.window.is_none());
     let held = |batch: &Vec<Unit>| batch.len() > 1 && whole(batch);
@@ -493,12 +493,12 @@ enum Done {
 }
 
 /// What computing a unit gives besides its `intervals` files: its rejections and counts, and
-/// for its cable's marts its daily rows and its part of the cable balance (none without rows).
+/// for its cable's marts its daily rows (none without rows) and its part of the cable balance.
 struct UnitOut {
     problems: Vec<Problem>,
     counts: TransformReport,
     daily: Option<DataFrame>,
-    balance: Option<BalancePart>,
+    balance: BalancePart,
 }
 
 /// Computes a unit's quarter-hours over `since`'s window (all days when `None`) and stages its
@@ -524,8 +524,13 @@ fn compute_unit(
         .iter()
         .filter(|r| r.l_wh.is_none() || (r.p_quality.is_some() && r.p_wh.is_none()))
         .count();
+    // The voltages of the window's days (every day's in a full recompute), also for a group
+    // without rows: another group's connections may have quarter-hours its installations
+    // reported.
+    let from = since.map(|(_, w)| micros(crate::domain::time::local_midnight_utc(w.from, tz)));
     let (daily, balance) = if rows.is_empty() {
-        (None, None)
+        let part = balance_part(lake, None, registry, &unit.cable, from, tz)?;
+        (None, part)
     } else {
         let frame = intervals_frame(&rows)?;
         let ids = Ids::of(registry);
@@ -533,9 +538,9 @@ fn compute_unit(
         let daily = consumption_daily(lake, &frame, &ids)?;
         lap("daily");
         counts.days = daily.height();
-        let part = balance_part(lake, &frame, registry, &unit.cable)?;
+        let part = balance_part(lake, Some(&frame), registry, &unit.cable, from, tz)?;
         lap("cable balance");
-        (Some(daily), Some(part))
+        (Some(daily), part)
     };
     for (date, part) in by_date(rows, |r| r.date) {
         let day = batch(&part, registry);
@@ -615,13 +620,11 @@ fn finish_cable(
             (None, d) => daily = d,
             (Some(_), None) => {}
         }
-        balance.extend(out.balance);
+        balance.push(out.balance);
     }
-    let (cable_15m, cable_daily) = if balance.is_empty() {
-        (None, None)
-    } else {
-        let (q, d) = cable_balance(balance, registry, cable)?;
-        (Some(q), Some(d))
+    let (cable_15m, cable_daily) = match cable_balance(balance, registry, cable)? {
+        Some((q, d)) => (Some(q), Some(d)),
+        None => (None, None),
     };
     lap("cable balance");
     let daily = merged(old_daily, daily, &CONSUMPTION_DAILY)?;

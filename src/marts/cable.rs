@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use chrono_tz::Tz;
 use polars::prelude::*;
 
 use crate::error::Result;
@@ -100,8 +101,9 @@ fn voltages(
 /// parts add up to what the whole cable gives, in any order.
 pub struct BalancePart {
     /// Per (interval_start, date): connections reporting and derived, Σ L, T, P, V, the
-    /// battery sum and how many reported one.
-    sums: DataFrame,
+    /// battery sum and how many reported one. `None` when the group has no rows (its
+    /// installations' voltages still count where other groups have rows).
+    sums: Option<DataFrame>,
     volts: HashMap<i64, VoltSum>,
 }
 
@@ -143,14 +145,36 @@ impl VoltSum {
 }
 
 /// The part of the cable balance the connections of `registry` (all on `cable`, or a group of
-/// them) make, from their interval frame.
+/// them) make, from their interval frame (`None` without rows); voltages of the quarter-hours starting at or after
+/// `from` (µs; all when `None`), every one its installations reported, not only those of the
+/// group's own rows: another group's connections may have rows where this group has none.
 pub fn balance_part(
     lake: &Lake,
-    intervals: &DataFrame,
+    intervals: Option<&DataFrame>,
     registry: &Registry,
     cable: &str,
+    from: Option<i64>,
+    tz: Tz,
 ) -> Result<BalancePart> {
-    let sums = intervals
+    let sums = intervals.map(sums).transpose()?;
+    let mut volts: HashMap<i64, VoltSum> = HashMap::new();
+    for (s, readings) in voltages(lake, registry, cable, from)? {
+        // Only installations of members that day (the local day the quarter-hour starts on,
+        // as `intervals` dates it) speak for the cooperative's cable.
+        let day = crate::domain::time::local_date(crate::domain::time::from_micros(s), tz);
+        for (conn, a, lo, hi) in readings {
+            if member(&registry.connections[conn], day) {
+                let one = VoltSum::one(a, lo, hi);
+                volts.entry(s).and_modify(|v| v.add(one)).or_insert(one);
+            }
+        }
+    }
+    Ok(BalancePart { sums, volts })
+}
+
+/// Per (interval_start, date) of an interval frame: what [`BalancePart::sums`] holds.
+fn sums(intervals: &DataFrame) -> Result<DataFrame> {
+    Ok(intervals
         .clone()
         .lazy()
         .group_by_stable([col("interval_start"), col("date")])
@@ -172,32 +196,7 @@ pub fn balance_part(
                 .sum()
                 .alias("battery_n"),
         ])
-        .collect()?;
-    let all = voltages(
-        lake,
-        registry,
-        cable,
-        sums.column("interval_start")?.i64()?.min(),
-    )?;
-    // Only installations of members that day speak for the cooperative's cable.
-    let start = sums.column("interval_start")?.i64()?.clone();
-    let date = sums.column("date")?.cast(&DataType::Int32)?.i32()?.clone();
-    let epoch = crate::domain::time::EPOCH_DAY;
-    let mut volts: HashMap<i64, VoltSum> = HashMap::new();
-    for (s, d) in start.iter().zip(date.iter()) {
-        let (Some(s), Some(d)) = (s, d) else { continue };
-        let Some(readings) = all.get(&s) else {
-            continue;
-        };
-        let day = epoch + chrono::Duration::days(i64::from(d));
-        for &(conn, a, lo, hi) in readings {
-            if member(&registry.connections[conn], day) {
-                let one = VoltSum::one(a, lo, hi);
-                volts.entry(s).and_modify(|v| v.add(one)).or_insert(one);
-            }
-        }
-    }
-    Ok(BalancePart { sums, volts })
+        .collect()?)
 }
 
 fn member(x: &crate::registry::Connection, day: chrono::NaiveDate) -> bool {
@@ -205,30 +204,31 @@ fn member(x: &crate::registry::Connection, day: chrono::NaiveDate) -> bool {
 }
 
 /// Both cable tables from the parts of the connections on `cable` (see [`balance_part`]);
-/// `registry` holds all of them. The daily one carries a `year` column.
+/// `registry` holds all of them. The daily one carries a `year` column. `None` when no part
+/// has rows.
 pub fn cable_balance(
     parts: Vec<BalancePart>,
     registry: &Registry,
     cable: &str,
-) -> Result<(DataFrame, DataFrame)> {
+) -> Result<Option<(DataFrame, DataFrame)>> {
     let mut volts: HashMap<i64, VoltSum> = HashMap::new();
     let mut sums: Option<DataFrame> = None;
-    let several = parts.len() > 1;
+    let mut several = false;
     for part in parts {
         for (s, v) in part.volts {
             volts.entry(s).and_modify(|x| x.add(v)).or_insert(v);
         }
-        match &mut sums {
-            Some(all) => {
-                all.vstack_mut(&part.sums)?;
+        match (&mut sums, part.sums) {
+            (Some(all), Some(more)) => {
+                all.vstack_mut(&more)?;
+                several = true;
             }
-            None => sums = Some(part.sums),
+            (None, more) => sums = more,
+            (Some(_), None) => {}
         }
     }
     let Some(sums) = sums else {
-        return Err(crate::error::Error::Internal(format!(
-            "cable {cable}: no connections to balance"
-        )));
+        return Ok(None);
     };
     let mut q = sums.lazy();
     if several {
@@ -352,7 +352,7 @@ pub fn cable_balance(
         ])
         .sort(["cable_id", "date"], SortMultipleOptions::default())
         .collect()?;
-    Ok((q, daily))
+    Ok(Some((q, daily)))
 }
 
 #[cfg(test)]
@@ -385,5 +385,123 @@ mod tests {
         let mut huge = v(1e300);
         huge.add(v(1e300));
         assert_eq!(huge.sum, i128::MAX);
+    }
+
+    /// Cable K1 with two connections, both members.
+    fn registry() -> Registry {
+        use crate::domain::ean::Ean;
+        let dir = tempfile::tempdir().unwrap();
+        let mut conns =
+            String::from("ean,participant_id,cable_id,installation_id,installation_url\n");
+        for n in 1..=2 {
+            let ean = Ean::with_check_digit(&format!("87168712{n:09}")).unwrap();
+            conns += &format!("{},P{n},K1,,\n", ean.as_str());
+        }
+        std::fs::write(
+            dir.path().join("cables.csv"),
+            "cable_id,substation,v_low_v,v_high_v\nK1,TS1,226,244\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("connections.csv"), conns).unwrap();
+        Registry::load(dir.path()).unwrap()
+    }
+
+    #[test]
+    fn a_cables_balance_from_two_groups_adds_their_quarter_hours_and_voltages() {
+        use crate::intervals::compute::IntervalRow;
+        use crate::intervals::series::{Quality, QUARTER_US};
+        use crate::marts::daily::intervals_frame;
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
+        // 1 June 00:00 in Amsterdam (summer time) is 31 May 22:00 UTC.
+        let s0 = crate::domain::time::micros(
+            "2026-05-31T22:00:00Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap(),
+        );
+        let s1 = s0 + QUARTER_US;
+        let row = |conn, start_us, l: Option<i64>, t: Option<i64>, battery| IntervalRow {
+            conn,
+            start_us,
+            l_wh: l,
+            t_wh: t,
+            p_wh: None,
+            v_wh: l,
+            l_quality: if l.is_some() {
+                Quality::Measured
+            } else {
+                Quality::Missing
+            },
+            p_quality: None,
+            battery_net_wh: battery,
+            date,
+        };
+        let v = |a: f64| VoltSum::one(a, a - 2.0, a + 3.0);
+        // Group one: connection 0 imports 100 Wh at s0 and is missing at s1; its installation
+        // reported 235 V at s1.
+        let one = BalancePart {
+            sums: Some(
+                sums(
+                    &intervals_frame(&[
+                        row(0, s0, Some(100), Some(0), None),
+                        row(0, s1, None, None, None),
+                    ])
+                    .unwrap(),
+                )
+                .unwrap(),
+            ),
+            volts: [(s1, v(235.0))].into_iter().collect(),
+        };
+        // Group two: connection 1 has a row at s1 only (30 in, 50 out, battery +5), but its
+        // installation reported at s0 too (231 V), and 229 V at s1.
+        let two = BalancePart {
+            sums: Some(
+                sums(&intervals_frame(&[row(1, s1, Some(30), Some(50), Some(5))]).unwrap())
+                    .unwrap(),
+            ),
+            volts: [(s0, v(231.0)), (s1, v(229.0))].into_iter().collect(),
+        };
+        // A third group without rows: its installation's 250 V at s1 still counts.
+        let three = BalancePart {
+            sums: None,
+            volts: [(s1, v(250.0))].into_iter().collect(),
+        };
+        let (q, daily) = cable_balance(vec![one, two, three], &registry(), "K1")
+            .unwrap()
+            .unwrap();
+        let i64s = |df: &DataFrame, c: &str| -> Vec<Option<i64>> {
+            df.column(c).unwrap().i64().unwrap().iter().collect()
+        };
+        let f64s =
+            |c: &str| -> Vec<Option<f64>> { q.column(c).unwrap().f64().unwrap().iter().collect() };
+        assert_eq!(i64s(&q, "interval_start"), [Some(s0), Some(s1)]);
+        assert_eq!(i64s(&q, "connections_reporting"), [Some(1), Some(1)]);
+        assert_eq!(i64s(&q, "connections"), [Some(2), Some(2)]);
+        assert_eq!(i64s(&q, "l_wh"), [Some(100), Some(30)]);
+        assert_eq!(i64s(&q, "t_wh"), [Some(0), Some(50)]);
+        assert_eq!(i64s(&q, "matched_wh"), [Some(0), Some(30)]);
+        assert_eq!(i64s(&q, "net_wh"), [Some(100), Some(-20)]);
+        assert_eq!(i64s(&q, "battery_net_wh"), [None, Some(5)]);
+        // s0: group two's 231 V alone; s1: (235 + 229 + 250) / 3 = 238, extremes 227 and 253.
+        assert_eq!(f64s("voltage_avg_v"), [Some(231.0), Some(238.0)]);
+        assert_eq!(f64s("voltage_min_v"), [Some(229.0), Some(227.0)]);
+        assert_eq!(f64s("voltage_max_v"), [Some(234.0), Some(253.0)]);
+        // 227 V is above 226: no quarter below; 253 above 244 at s1.
+        assert_eq!(i64s(&q, "below"), [Some(0), Some(0)]);
+        assert_eq!(i64s(&q, "above"), [Some(0), Some(1)]);
+        assert_eq!(daily.height(), 1);
+        assert_eq!(i64s(&daily, "l_wh"), [Some(130)]);
+        assert_eq!(i64s(&daily, "t_wh"), [Some(50)]);
+        assert_eq!(i64s(&daily, "matched_wh"), [Some(30)]);
+        assert_eq!(i64s(&daily, "peak_import_wh"), [Some(100)]);
+        assert_eq!(i64s(&daily, "peak_export_wh"), [Some(20)]);
+        assert_eq!(i64s(&daily, "quarters_above_v_high"), [Some(1)]);
+        // No rows in any group: no cable tables.
+        let empty = BalancePart {
+            sums: None,
+            volts: [(s1, v(250.0))].into_iter().collect(),
+        };
+        assert!(cable_balance(vec![empty], &registry(), "K1")
+            .unwrap()
+            .is_none());
     }
 }

@@ -580,6 +580,83 @@ fn cable_voltages_come_from_members_one_value_per_installation() {
     }
 }
 
+/// A connection computed in a group of its own still speaks for the cable's voltages where it
+/// has no quarter-hours itself: C's installation reported once (no energy yet, so C has no
+/// rows), A's grid readings give the cable that quarter-hour. Computed whole or a connection
+/// at a time, the cable balance is the same, with C's voltage in it.
+#[test]
+fn a_group_without_rows_still_gives_the_cable_its_installations_voltages() {
+    use vaten_firmware::readings::VoltageStats;
+    let mut reg = registry(&[EAN_A, EAN_C]);
+    let fake = FakeInstallations::spawn().unwrap();
+    fake.add("inst-c", EAN_C, "tok", "SDM120-C");
+    reg.connections[1].installation = Some(Installation {
+        id: "inst-c".into(),
+        url: fake.url("inst-c"),
+    });
+    let env = Env::new(&reg);
+    env.with_tokens(&[("inst-c", "tok")]);
+    let volts = Some(VoltageStats {
+        avg_v: 240.0,
+        min_v: 238.0,
+        max_v: 243.0,
+    });
+    // The quarter-hour 09:45–10:00 UTC of 24 October.
+    fake.record(
+        "inst-c",
+        "2026-10-24T10:00:00Z".parse().unwrap(),
+        1_000,
+        0,
+        0,
+        None,
+        volts,
+    );
+    let mut a = meter(EAN_A, "MA1", 5_000_000, true);
+    env.server
+        .push([FeedEntry::interval(intervals(&mut a, "2026-10-24"))]);
+    let now = "2026-10-27T10:00:00Z";
+    assert_ok(&env.vaten(now, &["ingest"]));
+    assert_ok(&env.vaten(now, &["transform", "--full"]));
+    let whole = lake_rows(&env.lake());
+    let with_volts: Vec<&String> = whole["cable_balance_15m"]
+        .iter()
+        .filter(|r| !r.contains("voltage_avg_v=null"))
+        .collect();
+    assert_eq!(with_volts.len(), 1, "{with_volts:#?}");
+    assert!(
+        with_volts[0].contains("voltage_avg_v=240.0;")
+            && with_volts[0].contains("voltage_min_v=238.0;")
+            && with_volts[0].contains("voltage_max_v=243.0;"),
+        "{}",
+        with_volts[0]
+    );
+    assert!(!whole["intervals"].iter().any(|r| r.contains(EAN_C)));
+    let grouped = env
+        .command(now, &["-v", "transform", "--full"])
+        .env("VATEN_GROUP_SERIES_DAYS", "1")
+        .output()
+        .unwrap();
+    assert_ok(&grouped);
+    assert!(
+        stderr(&grouped).contains("1 large cables computed in 2 groups"),
+        "{}",
+        stderr(&grouped)
+    );
+    let got = lake_rows(&env.lake());
+    for table in ["intervals", "cable_balance_15m", "cable_balance_daily"] {
+        let only_grouped: Vec<&String> = got[table]
+            .iter()
+            .filter(|r| !whole[table].contains(r))
+            .collect();
+        assert!(
+            got[table].len() == whole[table].len() && only_grouped.is_empty(),
+            "{table}: {} rows in groups, {} whole; only in groups: {only_grouped:#?}",
+            got[table].len(),
+            whole[table].len()
+        );
+    }
+}
+
 /// A full recompute of a cooperative larger than one batch of cables (over 100 connections,
 /// some with an installation; three batches of several cables) reads the received tables once
 /// and sets each batch's rows aside, and computes a batch's cables two at a time. Its derived
