@@ -31,7 +31,8 @@ use crate::lake::convert::to_batch;
 use crate::lake::parquet_io::read_all;
 use crate::lake::schema::ColType;
 use crate::lake::schema::{
-    CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, INTERVALS, TAX_BASE_YEARLY,
+    CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, GRID_READINGS, INTERVALS,
+    TAX_BASE_YEARLY,
 };
 use crate::lake::Lake;
 use crate::lake::{TableSpec, TaggedFiles};
@@ -40,14 +41,15 @@ use crate::marts::daily::{consumption_daily, intervals_frame, Ids};
 use crate::marts::rates::Rates;
 use crate::marts::yearly::tax_base_yearly;
 use crate::received::erased::Erased;
-use crate::received::rows::by_date;
 use crate::received::{Received, ReceivedIndex, Rejected};
 use crate::registry::Registry;
 use polars::prelude::*;
 
-fn batch(rows: &[IntervalRow], registry: &Registry) -> RecordBatch {
+fn batch(rows: &[&IntervalRow], registry: &Registry) -> RecordBatch {
     let opt = |f: fn(&IntervalRow) -> Option<i64>| -> ArrayRef {
-        Arc::new(Int64Array::from(rows.iter().map(f).collect::<Vec<_>>()))
+        Arc::new(Int64Array::from(
+            rows.iter().map(|r| f(r)).collect::<Vec<_>>(),
+        ))
     };
     let conn = |r: &IntervalRow| &registry.connections[r.conn as usize];
     RecordBatch::try_new(
@@ -524,35 +526,49 @@ fn compute_unit(
         .iter()
         .filter(|r| r.l_wh.is_none() || (r.p_quality.is_some() && r.p_wh.is_none()))
         .count();
-    // The voltages of the window's days (every day's in a full recompute), also for a group
-    // without rows: another group's connections may have quarter-hours its installations
-    // reported.
-    let from = since.map(|(_, w)| micros(crate::domain::time::local_midnight_utc(w.from, tz)));
-    let (daily, balance) = if rows.is_empty() {
-        let part = balance_part(lake, None, registry, &unit.cable, from, tz)?;
-        (None, part)
+    // Its grid readings are not read again (the day registers, for the daily reconciliation,
+    // and the installations' voltages are): their memory goes back before the frames are built.
+    lake.release(&GRID_READINGS);
+    let frame = if rows.is_empty() {
+        None
     } else {
-        let frame = intervals_frame(&rows)?;
-        let ids = Ids::of(registry);
-        lap("frame");
-        let daily = consumption_daily(lake, &frame, &ids)?;
-        lap("daily");
-        counts.days = daily.height();
-        let part = balance_part(lake, Some(&frame), registry, &unit.cable, from, tz)?;
-        lap("cable balance");
-        (Some(daily), part)
+        Some(intervals_frame(&rows)?)
     };
-    for (date, part) in by_date(rows, |r| r.date) {
-        let day = batch(&part, registry);
+    // Day by day without moving the rows (a copy by day held them twice, and more while its
+    // vectors grew): a stable sort of their places keeps each day's rows in EAN order.
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| rows[i].date);
+    for day in order.chunk_by(|a, b| rows[*a].date == rows[*b].date) {
+        let part: Vec<&IntervalRow> = day.iter().map(|&i| &rows[i]).collect();
+        let Some(date) = part.first().map(|r| r.date) else {
+            continue;
+        };
         lake.stage_tagged(
             &mut locked(txn),
             &INTERVALS,
             Some(&date.to_string()),
             Some(&unit.cable),
-            &day,
+            &batch(&part, registry),
         )?;
     }
+    // The frame holds what the marts need: the rows go before their group-bys run.
+    drop((rows, order));
     lap("intervals staged");
+    // The voltages of the window's days (every day's in a full recompute), also for a group
+    // without rows: another group's connections may have quarter-hours its installations
+    // reported.
+    let from = since.map(|(_, w)| micros(crate::domain::time::local_midnight_utc(w.from, tz)));
+    let daily = match &frame {
+        Some(frame) => {
+            let daily = consumption_daily(lake, frame, &Ids::of(registry))?;
+            counts.days = daily.height();
+            Some(daily)
+        }
+        None => None,
+    };
+    lap("daily");
+    let balance = balance_part(lake, frame.as_ref(), registry, &unit.cable, from, tz)?;
+    lap("cable balance");
     Ok(UnitOut {
         problems,
         counts,

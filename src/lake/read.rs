@@ -189,6 +189,19 @@ impl Lake {
         };
     }
 
+    /// Lets go of the held rows of `spec` of the group in focus on this thread: a later scan
+    /// of it there reads the files (correct, only slower). For memory: a reader that is done
+    /// with a table gives its rows back before the batch ends.
+    pub fn release(&self, spec: &TableSpec) {
+        let mut held = self.prefetched.lock().expect("prefetched");
+        let Some(focus) = held.focus.get(&std::thread::current().id()).cloned() else {
+            return;
+        };
+        if let Some(groups) = held.tables.get_mut(spec.name) {
+            groups.remove(&focus);
+        }
+    }
+
     /// Scans read the files again.
     pub fn forget_prefetched(&self) {
         *self.prefetched.lock().expect("prefetched") = Held::default();
