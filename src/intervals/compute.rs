@@ -100,6 +100,7 @@ impl QuarterMap {
         }
         if first < self.first {
             let extra = ((self.first - first) / QUARTER_US) as usize;
+            self.slots.reserve_exact(extra);
             self.slots.splice(0..0, std::iter::repeat_n(None, extra));
             self.first = first;
         }

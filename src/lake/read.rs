@@ -10,7 +10,8 @@ use crate::error::Result;
 /// the group its scans answer for now (the transform computes cables side by side).
 #[derive(Default)]
 pub struct Held {
-    /// Table name → group → that group's rows (every group of the prefetch has a frame).
+    /// Table name → group → that group's rows (every group of the prefetch has a frame until
+    /// it is released, see [`Lake::release`]).
     tables: std::collections::HashMap<&'static str, std::collections::HashMap<String, DataFrame>>,
     focus: std::collections::HashMap<std::thread::ThreadId, String>,
 }
@@ -120,7 +121,7 @@ impl Lake {
     /// Reads once the rows of `spec` whose `key` is one of the groups' keys (the `columns`
     /// named and the partition key) and holds them split by group: while a group is in focus
     /// ([`Lake::focus`]), [`Lake::scan`] of that table answers with its rows, until
-    /// [`Lake::forget_prefetched`]. The transform reads the received tables once for a batch
+    /// [`Lake::forget_prefetched`] (or the group's [`Lake::release`]). The transform reads the received tables once for a batch
     /// of cables instead of once per cable. With `from`, only the partitions from that day on
     /// (a date-partitioned table). Every scan while it holds must ask only for the group's
     /// keys, those columns and those days.
@@ -197,9 +198,13 @@ impl Lake {
         let Some(focus) = held.focus.get(&std::thread::current().id()).cloned() else {
             return;
         };
-        if let Some(groups) = held.tables.get_mut(spec.name) {
-            groups.remove(&focus);
-        }
+        let gone = held
+            .tables
+            .get_mut(spec.name)
+            .and_then(|groups| groups.remove(&focus));
+        // Freed after the lock: the other worker's scans need not wait for it.
+        drop(held);
+        drop(gone);
     }
 
     /// Scans read the files again.
@@ -451,6 +456,16 @@ mod tests {
             ["a", "a"],
             "this thread's focus is still K1"
         );
+        // K2's rows released on another thread: its scans read the files (every row, each
+        // reader filtering on its own keys), K1's held rows stay.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                lake.focus(Some("K2"));
+                lake.release(&GRID_READINGS);
+                assert_eq!(eans_of(&lake).len(), 9, "K2 released: the files");
+            });
+        });
+        assert_eq!(eans_of(&lake), ["a", "a"], "K1 still held");
         // A cable of the batch left out of the prefetch reads the files: every row.
         lake.focus(Some("K3"));
         assert_eq!(eans_of(&lake).len(), 9);
