@@ -114,18 +114,18 @@ fn units_of(
         return vec![unit(cable.to_string(), all, (0, 1))];
     }
     let per_group = (budget / days.max(1)).max(1);
-    let mut groups: Vec<Vec<Connection>> = vec![Vec::new()];
-    let mut held = 0;
+    let mut groups: Vec<Vec<Connection>> = Vec::new();
+    let (mut current, mut held) = (Vec::new(), 0);
     for c in conns {
         let n = series(c);
-        let current = groups.last_mut().expect("one group");
         if !current.is_empty() && held + n > per_group {
-            groups.push(Vec::new());
+            groups.push(std::mem::take(&mut current));
             held = 0;
         }
         held += n;
-        groups.last_mut().expect("one group").push(c.clone());
+        current.push(c.clone());
     }
+    groups.push(current);
     let of = groups.len();
     groups
         .into_iter()
@@ -144,7 +144,7 @@ pub fn batches(
 ) -> Vec<Vec<Unit>> {
     let budget = group_budget();
     let mut out: Vec<Vec<Unit>> = Vec::new();
-    let mut held = 0;
+    let (mut batch, mut held) = (Vec::new(), 0);
     let mut i = 0;
     for (cable, window) in windows {
         let days = days(&window, today);
@@ -152,13 +152,16 @@ pub fn batches(
             unit.name = format!("{i}:{}", unit.name);
             i += 1;
             let n = unit.series() * days;
-            if out.is_empty() || held + n > PREFETCH_CONNECTIONS * YEAR_DAYS {
-                out.push(Vec::new());
+            if !batch.is_empty() && held + n > PREFETCH_CONNECTIONS * YEAR_DAYS {
+                out.push(std::mem::take(&mut batch));
                 held = 0;
             }
             held += n;
-            out.last_mut().expect("pushed").push(unit);
+            batch.push(unit);
         }
+    }
+    if !batch.is_empty() {
+        out.push(batch);
     }
     out
 }

@@ -194,7 +194,10 @@ impl Lake {
     /// of it there reads the files (correct, only slower). For memory: a reader that is done
     /// with a table gives its rows back before the batch ends.
     pub fn release(&self, spec: &TableSpec) {
-        let mut held = self.prefetched.lock().expect("prefetched");
+        let mut held = self
+            .prefetched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(focus) = held.focus.get(&std::thread::current().id()).cloned() else {
             return;
         };
