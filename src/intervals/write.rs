@@ -345,6 +345,20 @@ pub fn transform(
         }
         lap("read");
         let shared = std::sync::Mutex::new(&mut txn);
+        // A cable's marts from its units' outs (one for a cable computed whole).
+        let finish = |unit: &Unit, outs: Vec<UnitOut>| {
+            let cable = registry.on_cables(|c| c == unit.cable);
+            finish_cable(
+                lake,
+                &shared,
+                &cable,
+                &unit.cable,
+                unit.window,
+                rates,
+                &carried,
+                outs,
+            )
+        };
         let done = side_by_side(&batch, workers(), |unit| {
             lake.focus(Some(&unit.name));
             let since = anchored.get(&unit.cable).copied();
@@ -352,20 +366,7 @@ pub fn transform(
             lake.focus(None);
             // A cable computed whole is finished here, beside the other worker's.
             match out? {
-                out if unit.part.1 == 1 => {
-                    let cable = registry.on_cables(|c| c == unit.cable);
-                    let done = Done::Finished(finish_cable(
-                        lake,
-                        &shared,
-                        &cable,
-                        &unit.cable,
-                        unit.window,
-                        rates,
-                        &carried,
-                        vec![out],
-                    )?);
-                    Ok(done)
-                }
+                out if unit.part.1 == 1 => Ok(Done::Finished(finish(unit, vec![out])?)),
                 out => Ok(Done::Part(out)),
             }
         });
@@ -382,17 +383,7 @@ pub fn transform(
                         continue;
                     }
                     // The cable's last group: its marts from all of them.
-                    let cable = registry.on_cables(|c| c == unit.cable);
-                    finish_cable(
-                        lake,
-                        &shared,
-                        &cable,
-                        &unit.cable,
-                        unit.window,
-                        rates,
-                        &carried,
-                        std::mem::take(&mut parts),
-                    )?
+                    finish(unit, std::mem::take(&mut parts))?
                 }
             };
             let (found, counts) = finished;

@@ -657,6 +657,16 @@ fn a_group_without_rows_still_gives_the_cable_its_installations_voltages() {
     }
 }
 
+/// The tables a transform writes.
+const DERIVED_AND_REJECTED: [&str; 6] = [
+    "intervals",
+    "consumption_daily",
+    "tax_base_yearly",
+    "cable_balance_15m",
+    "cable_balance_daily",
+    "rejected",
+];
+
 /// A full recompute of a cooperative larger than one batch of cables (over 100 connections,
 /// some with an installation; three batches of several cables) reads the received tables once
 /// and sets each batch's rows aside, and computes a batch's cables two at a time. Its derived
@@ -722,14 +732,7 @@ fn a_full_recompute_in_batches_reads_the_received_tables_once() {
         stderr(&once)
     );
     let got = lake_rows(&env.lake());
-    for table in [
-        "intervals",
-        "consumption_daily",
-        "tax_base_yearly",
-        "cable_balance_15m",
-        "cable_balance_daily",
-        "rejected",
-    ] {
+    for table in DERIVED_AND_REJECTED {
         assert!(
             !expected[table].is_empty() || table == "rejected",
             "{table}"
@@ -753,14 +756,7 @@ fn a_full_recompute_in_batches_reads_the_received_tables_once() {
         stderr(&grouped)
     );
     let got = lake_rows(&env.lake());
-    for table in [
-        "intervals",
-        "consumption_daily",
-        "tax_base_yearly",
-        "cable_balance_15m",
-        "cable_balance_daily",
-        "rejected",
-    ] {
+    for table in DERIVED_AND_REJECTED {
         assert_eq!(got[table], expected[table], "{table} in groups");
     }
     assert!(
