@@ -237,6 +237,11 @@ pub fn split_by_group(
         .enumerate()
         .flat_map(|(g, (_, k))| k.iter().map(move |k| (k.as_str(), g)))
         .collect();
+    // In one chunk: Polars gathers the strings of a frame of many chunks (one per file read)
+    // by copying each value; from one chunk it gathers only their views and shares the
+    // buffers (a year's full recompute spent a third of its time setting rows aside here).
+    let mut df = df.clone();
+    df.rechunk_mut_par();
     let mut rows: Vec<Vec<IdxSize>> = vec![Vec::new(); groups.len()];
     let mut last: Option<(&str, Option<usize>)> = None;
     for (i, k) in df.column(key)?.str()?.iter().enumerate() {

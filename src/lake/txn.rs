@@ -50,8 +50,9 @@ pub struct Txn {
 type Job = (PathBuf, TableSpec, RecordBatch);
 
 /// The threads that encode and write staged Parquet files while the caller computes the next
-/// ones, and their queue. Two: while one waits for the disk (each file is fsynced), the other
-/// encodes. The queue is bounded, so the caller never runs far ahead of the disk.
+/// ones, and their queue. Four on two cores: each file is fsynced (about 0.4 ms here; a year's
+/// full recompute stages some 30,000 files), and while some wait for the disk the others
+/// encode. The queue is bounded, so the caller never runs far ahead of the disk.
 struct Background {
     queue: std::sync::mpsc::SyncSender<Job>,
     threads: Vec<std::thread::JoinHandle<Result<()>>>,
@@ -62,7 +63,7 @@ struct Background {
 impl Background {
     /// Files queued: this many batches at most wait in memory.
     const QUEUE: usize = 32;
-    const THREADS: usize = 2;
+    const THREADS: usize = 4;
 
     fn start() -> Result<Self> {
         let (queue, jobs) = std::sync::mpsc::sync_channel::<Job>(Self::QUEUE);

@@ -3,8 +3,6 @@
 //! the cable (one's own import and export in the same quarter-hour included); voltages come
 //! from the members' installations on the cable, one value per installation per quarter-hour.
 
-use std::collections::HashMap;
-
 use chrono_tz::Tz;
 use polars::prelude::*;
 
@@ -13,9 +11,9 @@ use crate::lake::schema::INSTALLATION_READINGS;
 use crate::lake::Lake;
 use crate::registry::Registry;
 
-/// Quarter-hour start → per installation on the cable: (its connection's index in the
-/// registry, mean, minimum, maximum voltage).
-type Voltages = HashMap<i64, Vec<(usize, f64, f64, f64)>>;
+/// Per installation on the cable and quarter-hour: (the quarter-hour's start, its connection's
+/// index in the registry, mean, minimum, maximum voltage), in no particular order.
+type Voltages = Vec<(i64, usize, f64, f64, f64)>;
 
 /// Voltages reported by the installations on `cable` for the quarter-hours starting at or
 /// after `first_start` (µs): one value per installation per quarter-hour (at a production-meter
@@ -27,7 +25,7 @@ fn voltages(
     cable: &str,
     first_start: Option<i64>,
 ) -> Result<Voltages> {
-    let mut out: Voltages = HashMap::new();
+    let mut out: Voltages = Vec::new();
     // Partitions are local days, never before the UTC day: one day of margin skips files.
     let day = first_start.map(|first| {
         crate::domain::time::from_micros(first).date_naive() - chrono::Duration::days(1)
@@ -40,7 +38,7 @@ fn voltages(
             .filter(col("date").cast(DataType::Date).gt_eq(lit(day)))
             .filter(col("t").cast(DataType::Int64).gt(lit(first)));
     }
-    let conn_of: HashMap<&str, usize> = registry
+    let conn_of: PlHashMap<&str, usize> = registry
         .connections
         .iter()
         .enumerate()
@@ -75,7 +73,8 @@ fn voltages(
         f("voltage_min_v")?,
         f("voltage_max_v")?,
     );
-    let mut seen = std::collections::HashSet::new();
+    // Keyed by connection: a connection has one installation.
+    let mut seen = PlHashSet::with_capacity(df.height());
     for i in 0..df.height() {
         let (Some(inst), Some(t)) = (id.get(i), t.get(i)) else {
             continue;
@@ -86,11 +85,10 @@ fn voltages(
             continue;
         };
         // The latest reading of this installation and time that has voltages decides.
-        if !seen.insert((inst, t)) {
+        if !seen.insert((conn, t)) {
             continue;
         }
-        let start = t - crate::intervals::series::QUARTER_US;
-        out.entry(start).or_default().push((conn, a, lo, hi));
+        out.push((t - crate::intervals::series::QUARTER_US, conn, a, lo, hi));
     }
     Ok(out)
 }
@@ -104,7 +102,7 @@ pub struct BalancePart {
     /// battery sum and how many reported one. `None` when the group has no rows (its
     /// installations' voltages still count where other groups have rows).
     sums: Option<DataFrame>,
-    volts: HashMap<i64, VoltSum>,
+    volts: PlHashMap<i64, VoltSum>,
 }
 
 /// Voltages of one quarter-hour over some installations. The sum is exact (fixed point, 2⁻⁶⁰ V):
@@ -157,16 +155,22 @@ pub fn balance_part(
     tz: Tz,
 ) -> Result<BalancePart> {
     let sums = intervals.map(sums).transpose()?;
-    let mut volts: HashMap<i64, VoltSum> = HashMap::new();
-    for (s, readings) in voltages(lake, registry, cable, from)? {
+    let mut readings = voltages(lake, registry, cable, from)?;
+    // By quarter-hour: its local day is looked up once, not once per installation.
+    readings.sort_unstable_by_key(|r| r.0);
+    let mut volts: PlHashMap<i64, VoltSum> = PlHashMap::new();
+    let mut day = None;
+    for (s, conn, a, lo, hi) in readings {
         // Only installations of members that day (the local day the quarter-hour starts on,
         // as `intervals` dates it) speak for the cooperative's cable.
-        let day = crate::domain::time::local_date(crate::domain::time::from_micros(s), tz);
-        for (conn, a, lo, hi) in readings {
-            if member(&registry.connections[conn], day) {
-                let one = VoltSum::one(a, lo, hi);
-                volts.entry(s).and_modify(|v| v.add(one)).or_insert(one);
-            }
+        let date = match day {
+            Some((at, date)) if at == s => date,
+            _ => crate::domain::time::local_date(crate::domain::time::from_micros(s), tz),
+        };
+        day = Some((s, date));
+        if member(&registry.connections[conn], date) {
+            let one = VoltSum::one(a, lo, hi);
+            volts.entry(s).and_modify(|v| v.add(one)).or_insert(one);
         }
     }
     Ok(BalancePart { sums, volts })
@@ -211,7 +215,7 @@ pub fn cable_balance(
     registry: &Registry,
     cable: &str,
 ) -> Result<Option<(DataFrame, DataFrame)>> {
-    let mut volts: HashMap<i64, VoltSum> = HashMap::new();
+    let mut volts: PlHashMap<i64, VoltSum> = PlHashMap::new();
     let mut sums: Option<DataFrame> = None;
     let mut several = false;
     for part in parts {
