@@ -152,13 +152,11 @@ pub fn same_rows(a: Vec<u8>, b: Vec<u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
     use std::sync::Arc;
 
-    fn keys(a: &[Option<&str>], b: &[i64]) -> Vec<SortColumn> {
-        let a: ArrayRef = Arc::new(StringArray::from(a.to_vec()));
-        let b: ArrayRef = Arc::new(Int64Array::from(b.to_vec()));
-        [a, b]
+    fn columns(arrays: Vec<ArrayRef>) -> Vec<SortColumn> {
+        arrays
             .into_iter()
             .map(|values| SortColumn {
                 values,
@@ -167,34 +165,60 @@ mod tests {
             .collect()
     }
 
+    fn keys(a: &[Option<&str>], b: &[Option<i64>]) -> Vec<SortColumn> {
+        columns(vec![
+            Arc::new(StringArray::from(a.to_vec())),
+            Arc::new(Int64Array::from(b.to_vec())),
+        ])
+    }
+
+    /// Whether the sort itself leaves `columns` in their order (an independent answer where
+    /// no two rows have equal keys).
+    fn sort_keeps(columns: &[SortColumn]) -> bool {
+        let order = lexsort_to_indices(columns, None).unwrap();
+        order
+            .values()
+            .iter()
+            .enumerate()
+            .all(|(i, j)| i == *j as usize)
+    }
+
     /// First key, second key, whether sorted.
-    type Case<'a> = (&'a [Option<&'a str>], &'a [i64], bool);
+    type Case<'a> = (&'a [Option<&'a str>], &'a [Option<i64>], bool);
 
     #[test]
     fn sorted_means_what_the_sort_would_leave_alone() {
-        let cases: [Case; 7] = [
+        let (a, b) = (Some("a"), Some("b"));
+        let cases: [Case; 9] = [
             (&[], &[], true),
-            (&[Some("a"), Some("a"), Some("b")], &[1, 2, 0], true),
-            (&[Some("a"), Some("a")], &[1, 1], true), // equal keys
-            (&[Some("a"), Some("a")], &[2, 1], false), // second key decides
-            (&[Some("b"), Some("a")], &[0, 9], false), // first key decides
-            (&[None, Some("a")], &[5, 1], true),      // nulls first
-            (&[Some("a"), None], &[1, 5], false),
+            (&[a, a, b], &[Some(1), Some(2), Some(0)], true),
+            (&[a, a], &[Some(2), Some(1)], false), // the second key decides
+            (&[b, a], &[Some(0), Some(9)], false), // the first key decides
+            (&[None, a], &[Some(5), Some(1)], true), // nulls first
+            (&[a, None], &[Some(1), Some(5)], false),
+            (&[a, a], &[None, Some(1)], true), // nulls first in the second key too
+            (&[a, a], &[Some(1), None], false),
+            (&[a, a, b], &[Some(1), Some(1), None], true), // equal keys: any order is sorted
         ];
-        for (a, b, sorted) in cases {
-            let columns = keys(a, b);
-            assert_eq!(is_sorted(&columns).unwrap(), sorted, "{a:?} {b:?}");
-            // Independently: the sort itself leaves a sorted batch in its order.
-            let order = lexsort_to_indices(&columns, None).unwrap();
-            let kept = order
-                .values()
-                .iter()
-                .enumerate()
-                .all(|(i, j)| i == *j as usize);
-            let ties = a.len() == 2 && a[0] == a[1] && b[0] == b[1]; // any order is sorted
-            if !ties {
-                assert_eq!(kept, sorted, "{a:?} {b:?}");
+        for (i, (a, b, sorted)) in cases.into_iter().enumerate() {
+            let keys = keys(a, b);
+            assert_eq!(is_sorted(&keys).unwrap(), sorted, "case {i}");
+            if i != 8 {
+                assert_eq!(sort_keeps(&keys), sorted, "case {i}");
             }
+        }
+        // Floats: NaN sorts after every number, as the sort orders it.
+        for (values, sorted) in [
+            (vec![1.0, f64::NAN], true),
+            (vec![f64::NAN, 1.0], false),
+            (vec![-0.5, 2.0], true),
+        ] {
+            let keys = columns(vec![
+                Arc::new(StringArray::from(vec!["a"; values.len()])),
+                Arc::new(Float64Array::from(values.clone())),
+            ]);
+            assert_eq!(is_sorted(&keys).unwrap(), sorted, "{values:?}");
+            assert_eq!(sort_keeps(&keys), sorted, "{values:?}");
         }
     }
 }

@@ -61,7 +61,8 @@ struct Background {
 }
 
 impl Background {
-    /// Files queued: this many batches at most wait in memory.
+    /// Files queued: this many batches at most wait in memory (and one more per thread being
+    /// written).
     const QUEUE: usize = 32;
     const THREADS: usize = 4;
 

@@ -74,7 +74,7 @@ fn voltages(
         f("voltage_max_v")?,
     );
     // Keyed by connection: a connection has one installation.
-    let mut seen = PlHashSet::with_capacity(df.height());
+    let mut seen = PlHashSet::new();
     for i in 0..df.height() {
         let (Some(inst), Some(t)) = (id.get(i), t.get(i)) else {
             continue;
