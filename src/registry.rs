@@ -540,6 +540,33 @@ fn read_connections(
     out
 }
 
+/// For tests: a registry with `sizes[i]` connections on cable `K{i+1}` (limits 226–244 V),
+/// EANs numbered from 1 in order; every third connection (the 3rd, 6th, … of the whole
+/// registry) has an installation.
+#[cfg(test)]
+pub(crate) fn test_registry(sizes: &[usize]) -> Registry {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cables = String::from("cable_id,substation,v_low_v,v_high_v\n");
+    let mut conns = String::from("ean,participant_id,cable_id,installation_id,installation_url\n");
+    let mut n = 0;
+    for (i, size) in sizes.iter().enumerate() {
+        cables += &format!("K{},TS1,226,244\n", i + 1);
+        for _ in 0..*size {
+            n += 1;
+            let ean = Ean::with_check_digit(&format!("87168712{n:09}")).unwrap();
+            let inst = if n % 3 == 0 {
+                format!("inst-{n},http://127.0.0.1:9/{n}")
+            } else {
+                ",".to_string()
+            };
+            conns += &format!("{},P{n},K{},{inst}\n", ean.as_str(), i + 1);
+        }
+    }
+    std::fs::write(dir.path().join("cables.csv"), cables).unwrap();
+    std::fs::write(dir.path().join("connections.csv"), conns).unwrap();
+    Registry::load(dir.path()).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -299,8 +299,8 @@ pub fn side_by_side<I: Sync, T: Send>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ean::Ean;
     use crate::domain::time::micros;
+    use crate::registry::test_registry;
 
     fn cables(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("K{i}")).collect()
@@ -354,32 +354,6 @@ mod tests {
         assert_eq!(payload.downcast_ref::<&str>(), Some(&"cable K2 broke"));
     }
 
-    /// A registry with `sizes[i]` connections on cable `K{i+1}`; every third connection (the
-    /// 3rd, 6th, … of the whole registry) has an installation.
-    fn registry(sizes: &[usize]) -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cables = String::from("cable_id,substation,v_low_v,v_high_v\n");
-        let mut conns =
-            String::from("ean,participant_id,cable_id,installation_id,installation_url\n");
-        let mut n = 0;
-        for (i, size) in sizes.iter().enumerate() {
-            cables += &format!("K{},TS1,226,244\n", i + 1);
-            for _ in 0..*size {
-                n += 1;
-                let ean = Ean::with_check_digit(&format!("87168712{n:09}")).unwrap();
-                let inst = if n % 3 == 0 {
-                    format!("inst-{n},http://127.0.0.1:9/{n}")
-                } else {
-                    ",".to_string()
-                };
-                conns += &format!("{},P{n},K{},{inst}\n", ean.as_str(), i + 1);
-            }
-        }
-        std::fs::write(dir.path().join("cables.csv"), cables).unwrap();
-        std::fs::write(dir.path().join("connections.csv"), conns).unwrap();
-        Registry::load(dir.path()).unwrap()
-    }
-
     fn full(cables: &[&str]) -> BTreeMap<String, Option<Window>> {
         cables.iter().map(|c| (c.to_string(), None)).collect()
     }
@@ -389,7 +363,7 @@ mod tests {
         let today = NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
         // K1: 25 connections, 8 with an installation: 33 series, whole. K2: 333 connections
         // (numbers 26..=358), 111 with one: 444 series, in groups of at most 50.
-        let reg = registry(&[25, 333]);
+        let reg = test_registry(&[25, 333]);
         let all = batches(full(&["K1", "K2"]), &reg, today);
         let units: Vec<&Unit> = all.iter().flatten().collect();
         assert_eq!(units[0].name, "0:K1");
@@ -448,7 +422,7 @@ mod tests {
         .into_iter()
         .collect();
         let units = |sizes: &[usize]| -> Vec<Unit> {
-            let reg = registry(sizes);
+            let reg = test_registry(sizes);
             since
                 .iter()
                 .flat_map(|(c, (_, w))| units_of(c, Some(*w), &reg, 1, 1000 * YEAR_DAYS))

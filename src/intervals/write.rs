@@ -266,9 +266,8 @@ pub fn transform(
     let today = local_date(now, tz);
     let batches = batches(windows, registry, today);
     // A full recompute of several batches reads the received tables once, not once per batch.
-    // A unit alone in its batch (the last one, say) still reads
-    // its own files, a day range at a time through its scans: it gets no keys, so nothing
-    // of it is set aside.
+    // A unit alone in its batch (the last one, say) still reads its own files, a day range
+    // at a time through its scans: it gets no keys, so nothing of it is set aside.
     let whole = |batch: &Vec<Unit>| batch.iter().all(|u| u.window.is_none());
     let held = |batch: &Vec<Unit>| batch.len() > 1 && whole(batch);
     let spilled = if batches.iter().all(whole)

@@ -391,23 +391,9 @@ mod tests {
         assert_eq!(huge.sum, i128::MAX);
     }
 
-    /// Cable K1 with two connections, both members.
+    /// Cable K1 with two connections, both members, neither with an installation.
     fn registry() -> Registry {
-        use crate::domain::ean::Ean;
-        let dir = tempfile::tempdir().unwrap();
-        let mut conns =
-            String::from("ean,participant_id,cable_id,installation_id,installation_url\n");
-        for n in 1..=2 {
-            let ean = Ean::with_check_digit(&format!("87168712{n:09}")).unwrap();
-            conns += &format!("{},P{n},K1,,\n", ean.as_str());
-        }
-        std::fs::write(
-            dir.path().join("cables.csv"),
-            "cable_id,substation,v_low_v,v_high_v\nK1,TS1,226,244\n",
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("connections.csv"), conns).unwrap();
-        Registry::load(dir.path()).unwrap()
+        crate::registry::test_registry(&[2])
     }
 
     #[test]
