@@ -18,6 +18,15 @@ use crate::error::{Error, Result};
 
 /// Sorts `batch` by the table's key and writes it durably to `path`.
 pub fn write_sorted(path: &Path, spec: &TableSpec, batch: &RecordBatch) -> Result<()> {
+    let file = encode_sorted(path, spec, batch)?;
+    file.sync_all().map_err(|e| Error::lake(path, e))?;
+    Ok(())
+}
+
+/// [`write_sorted`] without the fsync: the caller makes the file durable later (a change
+/// that stages thousands of files syncs them all at once before its commit, see
+/// `Txn::commit`). Returns the written file.
+pub fn encode_sorted(path: &Path, spec: &TableSpec, batch: &RecordBatch) -> Result<File> {
     let batch = sort_batch(spec, batch)?;
     let sorting: Vec<SortingColumn> = spec
         .sort_by
@@ -45,9 +54,7 @@ pub fn write_sorted(path: &Path, spec: &TableSpec, batch: &RecordBatch) -> Resul
     let file = File::create(path).map_err(|e| Error::lake(path, e))?;
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
     writer.write(&batch)?;
-    let file = writer.into_inner()?;
-    file.sync_all().map_err(|e| Error::lake(path, e))?;
-    Ok(())
+    Ok(writer.into_inner()?)
 }
 
 fn sort_batch(spec: &TableSpec, batch: &RecordBatch) -> Result<RecordBatch> {

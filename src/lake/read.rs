@@ -232,6 +232,17 @@ pub fn split_by_group(
     key: &str,
     groups: &[(String, Vec<String>)],
 ) -> Result<Vec<DataFrame>> {
+    let (df, rows) = rows_by_group(df, key, groups)?;
+    rows.iter().map(|rows| Ok(df.take(rows)?)).collect()
+}
+
+/// What [`split_by_group`] gathers: `df` ready to gather from, and each group's row numbers
+/// in it (for a caller that gathers and uses the groups on threads of its own).
+pub fn rows_by_group(
+    df: &DataFrame,
+    key: &str,
+    groups: &[(String, Vec<String>)],
+) -> Result<(DataFrame, Vec<IdxCa>)> {
     let group_of: std::collections::HashMap<&str, usize> = groups
         .iter()
         .enumerate()
@@ -268,9 +279,11 @@ pub fn split_by_group(
             rows[g].push(i as IdxSize);
         }
     }
-    rows.into_iter()
-        .map(|rows| Ok(df.take(&IdxCa::from_vec("rows".into(), rows))?))
-        .collect()
+    let rows = rows
+        .into_iter()
+        .map(|rows| IdxCa::from_vec("rows".into(), rows))
+        .collect();
+    Ok((df, rows))
 }
 
 #[cfg(test)]
