@@ -525,9 +525,8 @@ fn compute_unit(
         Some(intervals_frame(&rows)?)
     };
     // Day by day without moving the rows (a copy by day held them twice, and more while its
-    // vectors grew): a stable sort of their places keeps each day's rows in EAN order.
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by_key(|&i| rows[i].date);
+    // vectors grew): their places in day order, each day's in EAN order as computed.
+    let order = places_by_day(&rows);
     for day in order.chunk_by(|a, b| rows[*a].date == rows[*b].date) {
         let part: Vec<&IntervalRow> = day.iter().map(|&i| &rows[i]).collect();
         let Some(date) = part.first().map(|r| r.date) else {
@@ -565,6 +564,32 @@ fn compute_unit(
         daily,
         balance,
     })
+}
+
+/// The places of `rows` ordered by day, in their own order within a day: a stable counting
+/// sort on the day (a comparison sort of a unit's places by day, each comparison two random
+/// reads of the rows, was 2 % of a full recompute's CPU).
+fn places_by_day(rows: &[IntervalRow]) -> Vec<usize> {
+    let Some(first) = rows.iter().map(|r| r.date).min() else {
+        return Vec::new();
+    };
+    let day = |r: &IntervalRow| (r.date - first).num_days() as usize;
+    let days = rows.iter().map(day).max().unwrap_or(0) + 1;
+    // Where each day's places start, then filled in the rows' order.
+    let mut start = vec![0usize; days + 1];
+    for r in rows {
+        start[day(r) + 1] += 1;
+    }
+    for d in 0..days {
+        start[d + 1] += start[d];
+    }
+    let mut order = vec![0usize; rows.len()];
+    for (i, r) in rows.iter().enumerate() {
+        let next = &mut start[day(r)];
+        order[*next] = i;
+        *next += 1;
+    }
+    order
 }
 
 /// Finishes a cable from its units' outs (one for a cable computed whole): replaces its old
@@ -837,4 +862,37 @@ fn stage_15m(lake: &Lake, txn: &SharedTxn, cable_15m: &DataFrame, cable: &str) -
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intervals::series::Quality;
+
+    #[test]
+    fn places_by_day_are_a_stable_sort_by_day() {
+        // Days out of order, repeated, with gaps (a unit's rows: connection by connection,
+        // each connection's days ascending); compared with the standard library's stable sort.
+        let days = [3, 1, 1, 7, 3, 0, 7, 7, 2, 0, 3, 1];
+        let rows: Vec<IntervalRow> = days
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| IntervalRow {
+                conn: i as u32,
+                start_us: 0,
+                l_wh: None,
+                t_wh: None,
+                p_wh: None,
+                v_wh: None,
+                l_quality: Quality::Missing,
+                p_quality: None,
+                battery_net_wh: None,
+                date: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap() + chrono::Days::new(d),
+            })
+            .collect();
+        let mut want: Vec<usize> = (0..rows.len()).collect();
+        want.sort_by_key(|&i| rows[i].date);
+        assert_eq!(places_by_day(&rows), want);
+        assert_eq!(places_by_day(&[]), Vec::<usize>::new());
+    }
 }
