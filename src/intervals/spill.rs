@@ -65,9 +65,9 @@ pub const RECEIVED_READS: [(&TableSpec, &str, &[&str]); 3] = [
     ),
 ];
 
-/// Rows of a received table read at once while setting rows aside (held twice while they are
-/// split): some 3 million rows of a few hundred MB, whatever the cooperative's size. A month
-/// at most.
+/// Rows of a received table read at once while setting rows aside (with the parts of two
+/// batches gathered from them at a time): some 3 million rows of a few hundred MB, whatever
+/// the cooperative's size. A month at most.
 const ROWS_AT_ONCE: usize = 3_000_000;
 
 /// Per batch, per received table: the files holding that batch's rows, in the order read.
@@ -105,7 +105,7 @@ pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option
     let dir = txn.staging_path("spill");
     std::fs::create_dir_all(&dir).map_err(|e| Error::lake(&dir, e))?;
     let mut files: Vec<BTreeMap<&'static str, Vec<PathBuf>>> = vec![BTreeMap::new(); batches.len()];
-    // Where the time goes, for `VATEN_LOG=vaten=debug`: reading, splitting, writing.
+    // Where the time goes, for `VATEN_LOG=vaten=debug`: reading; gathering and writing.
     let mut spent = [std::time::Duration::ZERO; 2];
     for (i, (spec, key, columns)) in RECEIVED_READS.iter().enumerate() {
         // Every batch's keys as one group each: a row goes to the batch that holds its key.
@@ -203,13 +203,19 @@ fn set_aside(
                 scope.spawn(move || wanted.iter().skip(t).step_by(THREADS).try_for_each(write))
             })
             .collect();
-        threads.into_iter().try_for_each(|thread| {
-            thread.join().unwrap_or_else(|_| {
-                Err(Error::Internal(
-                    "a thread setting rows aside panicked".into(),
-                ))
+        // Every thread joined (a panic in one is an error here, not the process's), then
+        // the first error.
+        let done: Vec<Result<()>> = threads
+            .into_iter()
+            .map(|thread| {
+                thread.join().unwrap_or_else(|_| {
+                    Err(Error::Internal(
+                        "a thread setting rows aside panicked".into(),
+                    ))
+                })
             })
-        })
+            .collect();
+        done.into_iter().collect::<Result<()>>()
     })
 }
 

@@ -9,6 +9,7 @@
 //! - `_lock`: the writer lock; `_commit.lock`: readers (shared) and publication (exclusive).
 
 pub mod convert;
+pub(crate) mod durable;
 pub mod lock;
 pub mod migrate;
 pub mod object_log;

@@ -26,7 +26,7 @@ pub fn write_sorted(path: &Path, spec: &TableSpec, batch: &RecordBatch) -> Resul
 /// [`write_sorted`] without the fsync: the caller makes the file durable later (a change
 /// that stages thousands of files syncs them all at once before its commit, see
 /// `Txn::commit`). Returns the written file.
-pub fn encode_sorted(path: &Path, spec: &TableSpec, batch: &RecordBatch) -> Result<File> {
+pub(crate) fn encode_sorted(path: &Path, spec: &TableSpec, batch: &RecordBatch) -> Result<File> {
     let batch = sort_batch(spec, batch)?;
     let sorting: Vec<SortingColumn> = spec
         .sort_by
