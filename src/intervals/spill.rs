@@ -169,7 +169,7 @@ pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option
         }
     }
     tracing::debug!(
-        "received tables set aside: read {:.2} s, split and written {:.2} s",
+        "received tables set aside: read {:.2} s, gathered and written {:.2} s",
         spent[0].as_secs_f64(),
         spent[1].as_secs_f64(),
     );

@@ -15,8 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use arrow::array::RecordBatch;
 
-use super::durable::sync_dir;
-use super::durable::{can_sync_at_once, sync_file_system};
+use super::durable::{can_sync_at_once, sync_dir, sync_file_system};
 use super::parquet_io::{encode_sorted, write_sorted};
 use super::schema::TableSpec;
 use crate::error::{Error, Result};
@@ -218,8 +217,7 @@ impl Txn {
         if self.background.is_none() {
             // Opened before the first file is written: a write-back error on any of them is
             // then reported by the sync at commit, whenever the kernel met it.
-            let dir = self.root.join("_staging").join(&self.txid);
-            let handle = File::open(&dir).ok().filter(can_sync_at_once);
+            let handle = File::open(self.staging_dir()).ok().filter(can_sync_at_once);
             let background = Background::start(handle.is_some())?;
             self.staging_handle = handle.map(|h| (h, background.written.clone()));
             self.background = Some(background);
@@ -276,6 +274,11 @@ impl Txn {
         }
     }
 
+    /// This change's folder under `_staging`.
+    fn staging_dir(&self) -> PathBuf {
+        self.root.join("_staging").join(&self.txid)
+    }
+
     pub fn txid(&self) -> &str {
         &self.txid
     }
@@ -283,9 +286,7 @@ impl Txn {
     /// A fresh staging path; the caller writes the file there, then calls [`Txn::publish`].
     pub fn staging_path(&mut self, extension: &str) -> PathBuf {
         self.counter += 1;
-        self.root
-            .join("_staging")
-            .join(&self.txid)
+        self.staging_dir()
             .join(format!("{:05}.{extension}", self.counter))
     }
 
@@ -325,7 +326,7 @@ impl Txn {
         // The staged files are fsynced as they are written, or (the background threads' past
         // the first FSYNC_EACH, where that is as safe) all at once now; their folder's entries
         // must be durable too before a journal names them.
-        let staging = self.root.join("_staging").join(&self.txid);
+        let staging = self.staging_dir();
         if let Some((handle, written)) = self.staging_handle.take() {
             if written.load(std::sync::atomic::Ordering::SeqCst) > FSYNC_EACH {
                 sync_file_system(&handle).map_err(|e| {
@@ -419,7 +420,7 @@ impl Drop for Txn {
         let _ = self.finish_writing();
         // An abandoned change (error before commit) leaves nothing behind. A committed one
         // has already removed its folder, so this is then a no-op.
-        let dir = self.root.join("_staging").join(&self.txid);
+        let dir = self.staging_dir();
         if !self
             .root
             .join("_journal")
