@@ -5,6 +5,7 @@ pub mod derive;
 pub mod load;
 pub mod plan;
 pub mod series;
+pub mod shared;
 pub mod spill;
 pub mod spread;
 pub mod units;

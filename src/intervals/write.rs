@@ -2,6 +2,7 @@
 //! two cable tables) in one change, together with the rejections the register arithmetic
 //! found. Every file is tagged with its cable: a recompute of some days of one cable replaces
 //! that cable's files of those days (and merges its daily and yearly rows), nothing else.
+//! `cable_balance_15m` is the exception: one file per day for all cables (see `shared`).
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use super::plan::{
     anchors, current_inputs, fingerprint, plan, Plan, Scope, TransformState, Window,
 };
 use super::series::StepProblem;
+use super::shared::DayPool;
 use super::spill::{spill, BatchKeys, RECEIVED_READS};
 use super::units::{batch_keys, batches, held_within_budget, side_by_side, workers, Unit};
 use crate::clock::Clock;
@@ -263,6 +265,14 @@ pub fn transform(
             windows.values().map(|w| w.map(|w| w.from)).min().flatten(),
         )?,
     };
+    // The cables' `cable_balance_15m` rows, one file per day for all of them (see `shared`).
+    let pool = DayPool::new(&CABLE_BALANCE_15M);
+    if windows.values().all(Option::is_some) {
+        let files = carried.files.of(&CABLE_BALANCE_15M).shared();
+        if let Some(full) = pool.reopen(lake, &mut txn, files, &windows)? {
+            full.write(lake, &mut txn)?;
+        }
+    }
     let today = local_date(now, tz);
     let batches = batches(windows, registry, today);
     // A full recompute of several batches reads the received tables once, not once per batch.
@@ -355,6 +365,7 @@ pub fn transform(
                 unit.window,
                 rates,
                 &carried,
+                &pool,
                 outs,
             )
         };
@@ -392,6 +403,8 @@ pub fn transform(
             report.missing += counts.missing;
         }
     }
+    pool.take().write(lake, &mut txn)?;
+    lap("cable quarter-hours staged");
     let received = Received {
         rejected: problems.iter().map(|p| rejection(p, now, tz)).collect(),
         ..Default::default()
@@ -605,6 +618,7 @@ fn finish_cable(
     window: Option<Window>,
     rates: &Rates,
     carried: &Carried,
+    pool: &DayPool,
     outs: Vec<UnitOut>,
 ) -> Result<(Vec<Problem>, TransformReport)> {
     let clock = std::time::Instant::now();
@@ -616,6 +630,8 @@ fn finish_cable(
     let mut old_daily = Vec::new();
     let mut old_cable_daily = Vec::new();
     if let Some(w) = window {
+        // `cable_balance_15m` files of one cable are left only by versions before its shared
+        // files (the shared ones were taken apart before the cables ran).
         for spec in [&INTERVALS, &CABLE_BALANCE_15M] {
             for (f, part) in carried.files.of(spec).of(cable) {
                 let day = part.as_ref().and_then(|p| p.parse::<NaiveDate>().ok());
@@ -687,7 +703,9 @@ fn finish_cable(
         stage_by_year(lake, txn, cable_daily, &CABLE_BALANCE_DAILY, cable)?;
     }
     if let Some(cable_15m) = cable_15m {
-        stage_15m(lake, txn, &cable_15m, cable)?;
+        if let Some(full) = pool.add_frame(&cable_15m)? {
+            full.write(lake, &mut locked(txn))?;
+        }
     }
     lap("marts staged");
     Ok((problems, counts))
@@ -847,21 +865,6 @@ fn merged(
             .sort(key, SortMultipleOptions::default())
             .collect()?,
     ))
-}
-
-fn stage_15m(lake: &Lake, txn: &SharedTxn, cable_15m: &DataFrame, cable: &str) -> Result<()> {
-    for (d, part) in split_by(cable_15m, col("date"))? {
-        let day = crate::domain::time::EPOCH_DAY + chrono::Duration::days(i64::from(d));
-        let batch = to_batch(&part, &CABLE_BALANCE_15M)?;
-        lake.stage_tagged(
-            &mut locked(txn),
-            &CABLE_BALANCE_15M,
-            Some(&day.to_string()),
-            Some(cable),
-            &batch,
-        )?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

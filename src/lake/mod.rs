@@ -216,11 +216,34 @@ impl Lake {
         tag: Option<&str>,
         batch: &RecordBatch,
     ) -> Result<String> {
+        let prefix = tag.map(|t| format!("{}~", file_tag(t))).unwrap_or_default();
+        self.stage_named(txn, spec, partition, &prefix, batch)
+    }
+
+    /// As [`Lake::stage_tagged`], for a file holding the rows of every cable (see
+    /// [`SHARED_TAG`]).
+    pub fn stage_shared(
+        &self,
+        txn: &mut Txn,
+        spec: &TableSpec,
+        partition: Option<&str>,
+        batch: &RecordBatch,
+    ) -> Result<String> {
+        self.stage_named(txn, spec, partition, &format!("{SHARED_TAG}~"), batch)
+    }
+
+    fn stage_named(
+        &self,
+        txn: &mut Txn,
+        spec: &TableSpec,
+        partition: Option<&str>,
+        prefix: &str,
+        batch: &RecordBatch,
+    ) -> Result<String> {
         let staged = txn.staging_path("parquet");
         txn.write_parquet(&staged, spec, batch)?;
         let file = format!(
-            "{}part-{}-{}",
-            tag.map(|t| format!("{}~", file_tag(t))).unwrap_or_default(),
+            "{prefix}part-{}-{}",
             txn.txid(),
             staged.file_name().unwrap().to_string_lossy()
         );
@@ -368,7 +391,17 @@ impl TaggedFiles {
     pub fn of(&self, tag: &str) -> &[(PathBuf, Option<String>)] {
         self.0.get(&file_tag(tag)).map_or(&[], Vec::as_slice)
     }
+
+    /// The files holding the rows of every cable (see [`SHARED_TAG`]).
+    pub fn shared(&self) -> &[(PathBuf, Option<String>)] {
+        self.0.get(SHARED_TAG).map_or(&[], Vec::as_slice)
+    }
 }
+
+/// The tag of a file holding the rows of several cables (`cable_balance_15m` is written as
+/// one file per day for all of them): no cable's tag is this, as [`file_tag`] writes `+` as
+/// `%2B`.
+pub const SHARED_TAG: &str = "+all";
 
 /// `tag` made safe for a file name and unambiguous as a prefix: letters, digits, `-` and `_`
 /// stay, every other byte becomes `%XX` (so `~`, the separator, never occurs in it).

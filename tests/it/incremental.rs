@@ -155,6 +155,16 @@ fn incremental_and_range_equal_full(grouped: bool) {
     // (with a hole at the start of the day), D goes on.
     let k1_files = files_of(&env, "K1");
     assert!(!k1_files.is_empty());
+    let k1_balance = |env: &Env| -> Vec<String> {
+        derived(env)[CABLE_BALANCE_15M.name]
+            .iter()
+            .filter(|r| r.contains("cable_id=K1;"))
+            .cloned()
+            .collect()
+    };
+    // K1's quarter-hours share their days' files with K2's (20-23 October).
+    let k1_quarters = k1_balance(&env);
+    assert_eq!(k1_quarters.len(), 4 * 96);
     let mut c24 = intervals(&mut c, "2026-10-24");
     c24["items"].as_array_mut().unwrap().drain(0..5);
     env.server.push([
@@ -167,6 +177,11 @@ fn incremental_and_range_equal_full(grouped: bool) {
     let msg = last_transform(&env);
     assert!(msg.contains("incremental recompute of 1 cable"), "{msg}");
     assert_eq!(files_of(&env, "K1"), k1_files, "cable K1 had nothing new");
+    assert_eq!(
+        k1_balance(&env),
+        k1_quarters,
+        "K1's rows in the shared files stay"
+    );
     let estimated_c = derived(&env)["intervals"]
         .iter()
         .filter(|r| r.contains(EAN_C) && r.contains("l_quality=estimated"))
@@ -217,12 +232,34 @@ fn incremental_and_range_equal_full(grouped: bool) {
         assert!(!full[t].is_empty(), "{t} has rows");
     }
     same(&incremental, &full, "incremental");
+    // 10-25 October: the days with intervals, up to the day of the run.
+    one_shared_file_a_day(&env, 16);
     duckdb_recomputes_marts(&env);
     if grouped {
         // And the grouped runs equal the cables computed whole.
         env.vars.borrow_mut().clear();
         assert_ok(&env.vaten("2026-10-25T12:15:00Z", &["transform", "--full"]));
         same(&incremental, &derived(&env), "incremental in groups");
+    }
+}
+
+/// `cable_balance_15m` after a full recompute: `days` day partitions, each one file for all
+/// cables (`+all~…`), holding both cables' rows.
+fn one_shared_file_a_day(env: &Env, days: usize) {
+    let table = env.lake_dir().join(CABLE_BALANCE_15M.name);
+    let mut partitions = std::collections::BTreeSet::new();
+    for f in files_below(&table) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("+all~part-"), "{}", f.display());
+        let partition = f.parent().unwrap().to_path_buf();
+        assert!(partitions.insert(partition), "two files in {}", f.display());
+    }
+    assert_eq!(partitions.len(), days, "{partitions:?}");
+    let rows = &derived(env)[CABLE_BALANCE_15M.name];
+    for cable in ["K1", "K2"] {
+        assert!(rows
+            .iter()
+            .any(|r| r.contains(&format!("cable_id={cable}"))));
     }
 }
 

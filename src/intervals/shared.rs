@@ -1,0 +1,258 @@
+//! `cable_balance_15m` as one file per day for all cables. A cable's day is 96 rows: a file
+//! per cable and day (14,640 for a year of 40 cables) cost a full recompute more in creating
+//! and encoding files than in writing its rows. The cables' rows are gathered by day over the
+//! transform and written at its end, one file per day (or, should the rows held pass
+//! [`MAX_ROWS`], whenever they do: a day then has a file per such flush). A later run that
+//! recomputes some cables' days first takes apart the shared files of those days: the rows
+//! of the cables it does not recompute there are gathered again, the file goes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::compute::{cast, concat_batches, filter_record_batch};
+use chrono::NaiveDate;
+use polars::prelude::{DataFrame, DataType};
+
+use super::plan::Window;
+use crate::domain::time::EPOCH_DAY;
+use crate::error::{Error, Result};
+use crate::lake::convert::to_batch;
+use crate::lake::parquet_io::read_all;
+use crate::lake::{Lake, TableSpec, Txn};
+
+/// Rows held before they are written (some 130 bytes each in memory: a year of 40 cables is
+/// 1.4 million, written once at the end).
+const MAX_ROWS: usize = 2_000_000;
+
+/// The rows of a table partitioned by day, gathered from every cable for shared files.
+pub struct DayPool {
+    spec: &'static TableSpec,
+    held: Mutex<Gathered>,
+    max_rows: usize,
+}
+
+/// Rows gathered by day, to be written as one file per day (see [`Gathered::write`]).
+pub struct Gathered {
+    spec: &'static TableSpec,
+    days: BTreeMap<NaiveDate, Vec<RecordBatch>>,
+    rows: usize,
+}
+
+impl DayPool {
+    pub fn new(spec: &'static TableSpec) -> Self {
+        Self::with_max_rows(spec, MAX_ROWS)
+    }
+
+    fn with_max_rows(spec: &'static TableSpec, max_rows: usize) -> Self {
+        DayPool {
+            spec,
+            held: Mutex::new(Gathered::empty(spec)),
+            max_rows,
+        }
+    }
+
+    /// Adds the rows of a frame with the table's columns and a `date` column (the local day
+    /// each row belongs to). Returns what the caller must write when the rows held passed the
+    /// bound.
+    pub fn add_frame(&self, df: &DataFrame) -> Result<Option<Gathered>> {
+        let days: Vec<Option<i32>> = df
+            .column("date")?
+            .cast(&DataType::Int32)?
+            .i32()?
+            .iter()
+            .collect();
+        let batch = to_batch(df, self.spec)?;
+        let mut full = None;
+        // Runs of one day (the rows come in time order, so a day is one run; were they not,
+        // a day would get several slices, still all of its rows).
+        let mut start = 0;
+        while start < days.len() {
+            let end = start
+                + days[start..]
+                    .iter()
+                    .take_while(|d| **d == days[start])
+                    .count();
+            let day = days[start]
+                .map(|d| EPOCH_DAY + chrono::Duration::days(i64::from(d)))
+                .ok_or_else(|| Error::Internal(format!("{} row without a day", self.spec.name)))?;
+            if let Some(g) = self.add(day, batch.slice(start, end - start)) {
+                full = Some(g);
+            }
+            start = end;
+        }
+        Ok(full)
+    }
+
+    fn add(&self, day: NaiveDate, batch: RecordBatch) -> Option<Gathered> {
+        // A worker that panicked holding it fails the transform; the lock itself never does.
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.rows += batch.num_rows();
+        held.days.entry(day).or_default().push(batch);
+        (held.rows >= self.max_rows)
+            .then(|| std::mem::replace(&mut *held, Gathered::empty(self.spec)))
+    }
+
+    /// What is still held, to be written.
+    pub fn take(self) -> Gathered {
+        self.held
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Before cables recompute their days: every shared file (`files`, with their partition
+    /// values) of a day that some cable of `windows` recomputes (all days for `None`) is
+    /// removed in `txn`, the rows in it of the other cables gathered again.
+    pub fn reopen(
+        &self,
+        lake: &Lake,
+        txn: &mut Txn,
+        files: &[(PathBuf, Option<String>)],
+        windows: &BTreeMap<String, Option<Window>>,
+    ) -> Result<Option<Gathered>> {
+        let mut full = None;
+        for (file, part) in files {
+            let Some(day) = part.as_deref().and_then(|p| p.parse::<NaiveDate>().ok()) else {
+                continue;
+            };
+            let redone: BTreeSet<&str> = windows
+                .iter()
+                .filter(|(_, w)| w.is_none_or(|w| w.contains(day)))
+                .map(|(c, _)| c.as_str())
+                .collect();
+            if redone.is_empty() {
+                continue;
+            }
+            txn.remove(lake.rel(file));
+            let Some(batch) = read_all(file)? else {
+                continue;
+            };
+            let batch = conform(&batch, self.spec, file)?;
+            let cables = batch
+                .column(self.spec.column_index("cable_id"))
+                .as_string::<i32>();
+            let keep: BooleanArray = cables
+                .iter()
+                .map(|c| Some(c.is_none_or(|c| !redone.contains(c))))
+                .collect();
+            let kept = filter_record_batch(&batch, &keep)?;
+            if kept.num_rows() > 0 {
+                if let Some(g) = self.add(day, kept) {
+                    full = Some(g);
+                }
+            }
+        }
+        Ok(full)
+    }
+}
+
+impl Gathered {
+    fn empty(spec: &'static TableSpec) -> Self {
+        Gathered {
+            spec,
+            days: BTreeMap::new(),
+            rows: 0,
+        }
+    }
+
+    /// Stages one shared file per day (the writer sorts its rows by the table's key).
+    pub fn write(self, lake: &Lake, txn: &mut Txn) -> Result<()> {
+        let schema = self.spec.arrow_schema();
+        for (day, batches) in self.days {
+            let all = concat_batches(&schema, &batches)?;
+            lake.stage_shared(txn, self.spec, Some(&day.to_string()), &all)?;
+        }
+        Ok(())
+    }
+}
+
+/// A batch read back from a file, with exactly the table's columns in its types (a file may
+/// carry metadata or types the writer's schema does not).
+fn conform(batch: &RecordBatch, spec: &TableSpec, file: &std::path::Path) -> Result<RecordBatch> {
+    let schema = spec.arrow_schema();
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let column = batch.column_by_name(field.name()).ok_or_else(|| {
+            Error::lake(
+                file,
+                format!("no column {} (a {} file)", field.name(), spec.name),
+            )
+        })?;
+        columns.push(cast(column, field.data_type())?);
+    }
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lake::schema::CABLE_BALANCE_15M;
+    use polars::prelude::*;
+
+    /// A cable's quarter-hours over `days` days from 1 March 2026, in time order.
+    fn cable_rows(cable: &str, days: i64) -> DataFrame {
+        let n = (days * 96) as usize;
+        let start_us = 1_772_319_600_000_000i64; // 2026-03-01T00:00 in Amsterdam (23:00 UTC)
+        let ints = |name: &str| Column::new(name.into(), vec![1i64; n]);
+        let floats = |name: &str| Column::new(name.into(), vec![Some(230.0f64); n]);
+        DataFrame::new_infer_height(vec![
+            Column::new("cable_id".into(), vec![cable; n]),
+            Column::new(
+                "interval_start".into(),
+                (0..n as i64)
+                    .map(|i| start_us + i * 900_000_000)
+                    .collect::<Vec<_>>(),
+            ),
+            ints("connections"),
+            ints("connections_reporting"),
+            ints("connections_derived"),
+            ints("l_wh"),
+            ints("t_wh"),
+            ints("p_wh"),
+            ints("v_wh"),
+            ints("matched_wh"),
+            ints("net_wh"),
+            floats("voltage_avg_v"),
+            floats("voltage_min_v"),
+            floats("voltage_max_v"),
+            Column::new("battery_net_wh".into(), vec![None::<i64>; n]),
+            Column::new(
+                "date".into(),
+                // 20,513 is 1 March 2026 in days since 1970-01-01.
+                (0..n as i32).map(|i| 20_513 + i / 96).collect::<Vec<_>>(),
+            ),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn rows_are_gathered_by_day_and_handed_back_past_the_bound() {
+        let pool = DayPool::with_max_rows(&CABLE_BALANCE_15M, 5 * 96);
+        // Two days of K2, then three of K1: the fifth day's rows pass the bound.
+        assert!(pool.add_frame(&cable_rows("K2", 2)).unwrap().is_none());
+        let full = pool
+            .add_frame(&cable_rows("K1", 3))
+            .unwrap()
+            .expect("past the bound");
+        assert_eq!(full.rows, 5 * 96);
+        let first = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
+        let days: Vec<(NaiveDate, usize)> = full
+            .days
+            .iter()
+            .map(|(d, b)| (*d, b.iter().map(RecordBatch::num_rows).sum()))
+            .collect();
+        assert_eq!(
+            days,
+            vec![
+                (first, 2 * 96),
+                (first.succ_opt().unwrap(), 2 * 96),
+                (first + chrono::Days::new(2), 96)
+            ]
+        );
+        assert_eq!(pool.take().rows, 0, "nothing left after the hand-over");
+    }
+}
