@@ -2,9 +2,10 @@
 //!
 //! The nightly runs add a file per table and partition each night (and the transform one per
 //! cable), so a year of them leaves hundreds of small files an analyst's query must open. A
-//! group of files is one partition of one table, and for the derived tables one cable's files
+//! group of files is one partition of one table, and for the derived tables one tag's files
 //! in it (their names start with the cable, `<cable>~part-…`, so that one cable's days can be
-//! replaced alone): every group of two or more files becomes one file of the same rows, sorted
+//! replaced alone; `cable_balance_15m`'s with `+all~`, one file per day for all cables):
+//! every group of two or more files becomes one file of the same rows, sorted
 //! by the table's key. Rows are not merged or deduplicated: the tables are equal before and
 //! after, as a reader sees them. Readers are held off only for the renames (the commit lock).
 //!

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
-use arrow::compute::{cast, concat_batches, filter_record_batch};
+use arrow::compute::{concat_batches, filter_record_batch};
 use chrono::NaiveDate;
 use polars::prelude::{DataFrame, DataType};
 
@@ -19,22 +19,24 @@ use super::plan::Window;
 use crate::domain::time::EPOCH_DAY;
 use crate::error::{Error, Result};
 use crate::lake::convert::to_batch;
+use crate::lake::migrate::conform;
 use crate::lake::parquet_io::read_all;
 use crate::lake::{Lake, TableSpec, Txn};
 
-/// Rows held before they are written (some 130 bytes each in memory: a year of 40 cables is
+/// Rows held before they are written (some 150 bytes each in memory: a year of 40 cables is
 /// 1.4 million, written once at the end).
 const MAX_ROWS: usize = 2_000_000;
 
-/// The rows of a table partitioned by day, gathered from every cable for shared files.
+/// The rows of a cable table partitioned by day (with `cable_id` and a local `date`), gathered
+/// from every cable to be written as one file per day.
 pub struct DayPool {
     spec: &'static TableSpec,
-    held: Mutex<Gathered>,
+    held: Mutex<Due>,
     max_rows: usize,
 }
 
-/// Rows gathered by day, to be written as one file per day (see [`Gathered::write`]).
-pub struct Gathered {
+/// Rows gathered by day that are due to be written, one file per day (see [`Due::write`]).
+pub struct Due {
     spec: &'static TableSpec,
     days: BTreeMap<NaiveDate, Vec<RecordBatch>>,
     rows: usize,
@@ -48,15 +50,15 @@ impl DayPool {
     fn with_max_rows(spec: &'static TableSpec, max_rows: usize) -> Self {
         DayPool {
             spec,
-            held: Mutex::new(Gathered::empty(spec)),
+            held: Mutex::new(Due::empty(spec)),
             max_rows,
         }
     }
 
     /// Adds the rows of a frame with the table's columns and a `date` column (the local day
-    /// each row belongs to). Returns what the caller must write when the rows held passed the
-    /// bound.
-    pub fn add_frame(&self, df: &DataFrame) -> Result<Option<Gathered>> {
+    /// each row belongs to). Returns what the caller must write now that the rows held passed
+    /// the bound (none, one or several hand-overs).
+    pub fn add_frame(&self, df: &DataFrame) -> Result<Vec<Due>> {
         let days: Vec<Option<i32>> = df
             .column("date")?
             .cast(&DataType::Int32)?
@@ -64,7 +66,7 @@ impl DayPool {
             .iter()
             .collect();
         let batch = to_batch(df, self.spec)?;
-        let mut full = None;
+        let mut due = Vec::new();
         // Runs of one day (the rows come in time order, so a day is one run; were they not,
         // a day would get several slices, still all of its rows).
         let mut start = 0;
@@ -77,15 +79,13 @@ impl DayPool {
             let day = days[start]
                 .map(|d| EPOCH_DAY + chrono::Duration::days(i64::from(d)))
                 .ok_or_else(|| Error::Internal(format!("{} row without a day", self.spec.name)))?;
-            if let Some(g) = self.add(day, batch.slice(start, end - start)) {
-                full = Some(g);
-            }
+            due.extend(self.add(day, batch.slice(start, end - start)));
             start = end;
         }
-        Ok(full)
+        Ok(due)
     }
 
-    fn add(&self, day: NaiveDate, batch: RecordBatch) -> Option<Gathered> {
+    fn add(&self, day: NaiveDate, batch: RecordBatch) -> Option<Due> {
         // A worker that panicked holding it fails the transform; the lock itself never does.
         let mut held = self
             .held
@@ -93,35 +93,36 @@ impl DayPool {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         held.rows += batch.num_rows();
         held.days.entry(day).or_default().push(batch);
-        (held.rows >= self.max_rows)
-            .then(|| std::mem::replace(&mut *held, Gathered::empty(self.spec)))
+        (held.rows >= self.max_rows).then(|| std::mem::replace(&mut *held, Due::empty(self.spec)))
     }
 
     /// What is still held, to be written.
-    pub fn take(self) -> Gathered {
+    pub fn rest(self) -> Due {
         self.held
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Before cables recompute their days: every shared file (`files`, with their partition
-    /// values) of a day that some cable of `windows` recomputes (all days for `None`) is
-    /// removed in `txn`, the rows in it of the other cables gathered again.
-    pub fn reopen(
+    /// Takes apart, before the cables of `windows` recompute their days, the shared files
+    /// (`files`, with their partition values) of each day some of them recompute: the file is
+    /// removed in `txn`, and the rows in it of the cables in `in_use` that do not recompute
+    /// that day are gathered again (a cable no longer in the registry has no rows to keep).
+    pub fn take_apart(
         &self,
         lake: &Lake,
         txn: &mut Txn,
         files: &[(PathBuf, Option<String>)],
-        windows: &BTreeMap<String, Option<Window>>,
-    ) -> Result<Option<Gathered>> {
-        let mut full = None;
+        windows: &BTreeMap<String, Window>,
+        in_use: &BTreeSet<String>,
+    ) -> Result<Vec<Due>> {
+        let mut due = Vec::new();
         for (file, part) in files {
             let Some(day) = part.as_deref().and_then(|p| p.parse::<NaiveDate>().ok()) else {
                 continue;
             };
             let redone: BTreeSet<&str> = windows
                 .iter()
-                .filter(|(_, w)| w.is_none_or(|w| w.contains(day)))
+                .filter(|(_, w)| w.contains(day))
                 .map(|(c, _)| c.as_str())
                 .collect();
             if redone.is_empty() {
@@ -131,60 +132,45 @@ impl DayPool {
             let Some(batch) = read_all(file)? else {
                 continue;
             };
-            let batch = conform(&batch, self.spec, file)?;
+            let batch = conform(self.spec, &batch).map_err(|e| Error::lake(file, e))?;
             let cables = batch
                 .column(self.spec.column_index("cable_id"))
                 .as_string::<i32>();
             let keep: BooleanArray = cables
                 .iter()
-                .map(|c| Some(c.is_none_or(|c| !redone.contains(c))))
+                .map(|c| Some(c.is_some_and(|c| in_use.contains(c) && !redone.contains(c))))
                 .collect();
             let kept = filter_record_batch(&batch, &keep)?;
             if kept.num_rows() > 0 {
-                if let Some(g) = self.add(day, kept) {
-                    full = Some(g);
-                }
+                due.extend(self.add(day, kept));
             }
         }
-        Ok(full)
+        Ok(due)
     }
 }
 
-impl Gathered {
+impl Due {
     fn empty(spec: &'static TableSpec) -> Self {
-        Gathered {
+        Due {
             spec,
             days: BTreeMap::new(),
             rows: 0,
         }
     }
 
-    /// Stages one shared file per day (the writer sorts its rows by the table's key).
-    pub fn write(self, lake: &Lake, txn: &mut Txn) -> Result<()> {
+    /// Stages one shared file per day (the writer sorts its rows by the table's key). The
+    /// change is locked only to hand over each file, not while its rows are joined.
+    pub fn write(self, lake: &Lake, txn: &Mutex<&mut Txn>) -> Result<()> {
         let schema = self.spec.arrow_schema();
         for (day, batches) in self.days {
             let all = concat_batches(&schema, &batches)?;
-            lake.stage_shared(txn, self.spec, Some(&day.to_string()), &all)?;
+            let mut txn = txn
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            lake.stage_shared(&mut txn, self.spec, Some(&day.to_string()), &all)?;
         }
         Ok(())
     }
-}
-
-/// A batch read back from a file, with exactly the table's columns in its types (a file may
-/// carry metadata or types the writer's schema does not).
-fn conform(batch: &RecordBatch, spec: &TableSpec, file: &std::path::Path) -> Result<RecordBatch> {
-    let schema = spec.arrow_schema();
-    let mut columns = Vec::with_capacity(schema.fields().len());
-    for field in schema.fields() {
-        let column = batch.column_by_name(field.name()).ok_or_else(|| {
-            Error::lake(
-                file,
-                format!("no column {} (a {} file)", field.name(), spec.name),
-            )
-        })?;
-        columns.push(cast(column, field.data_type())?);
-    }
-    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 #[cfg(test)]
@@ -233,11 +219,10 @@ mod tests {
     fn rows_are_gathered_by_day_and_handed_back_past_the_bound() {
         let pool = DayPool::with_max_rows(&CABLE_BALANCE_15M, 5 * 96);
         // Two days of K2, then three of K1: the fifth day's rows pass the bound.
-        assert!(pool.add_frame(&cable_rows("K2", 2)).unwrap().is_none());
-        let full = pool
-            .add_frame(&cable_rows("K1", 3))
-            .unwrap()
-            .expect("past the bound");
+        assert!(pool.add_frame(&cable_rows("K2", 2)).unwrap().is_empty());
+        let mut due = pool.add_frame(&cable_rows("K1", 3)).unwrap();
+        assert_eq!(due.len(), 1, "past the bound once");
+        let full = due.remove(0);
         assert_eq!(full.rows, 5 * 96);
         let first = NaiveDate::from_ymd_opt(2026, 3, 1).unwrap();
         let days: Vec<(NaiveDate, usize)> = full
@@ -253,6 +238,22 @@ mod tests {
                 (first + chrono::Days::new(2), 96)
             ]
         );
-        assert_eq!(pool.take().rows, 0, "nothing left after the hand-over");
+        assert_eq!(pool.rest().rows, 0, "nothing left after the hand-over");
+    }
+
+    #[test]
+    fn every_hand_over_of_one_frame_is_returned() {
+        // Seven days past a bound of two days' rows: three hand-overs (days 1-2, 3-4, 5-6),
+        // the seventh day left held. None may be dropped.
+        let pool = DayPool::with_max_rows(&CABLE_BALANCE_15M, 2 * 96);
+        let due = pool.add_frame(&cable_rows("K1", 7)).unwrap();
+        assert_eq!(
+            due.iter()
+                .map(|d| (d.days.len(), d.rows))
+                .collect::<Vec<_>>(),
+            vec![(2, 2 * 96), (2, 2 * 96), (2, 2 * 96)]
+        );
+        let rest = pool.rest();
+        assert_eq!((rest.days.len(), rest.rows), (1, 96));
     }
 }

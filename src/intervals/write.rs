@@ -266,12 +266,18 @@ pub fn transform(
         )?,
     };
     // The cables' `cable_balance_15m` rows, one file per day for all of them (see `shared`).
+    // Those files of the days some cable recomputes are taken apart first (a full recompute
+    // has none left: it removed every file).
     let pool = DayPool::new(&CABLE_BALANCE_15M);
-    if windows.values().all(Option::is_some) {
-        let files = carried.files.of(&CABLE_BALANCE_15M).shared();
-        if let Some(full) = pool.reopen(lake, &mut txn, files, &windows)? {
-            full.write(lake, &mut txn)?;
-        }
+    let redone: BTreeMap<String, Window> = windows
+        .iter()
+        .filter_map(|(c, w)| w.map(|w| (c.clone(), w)))
+        .collect();
+    let in_use: BTreeSet<String> = registry.cables_in_use().into_iter().collect();
+    let shared_files = carried.files.of(&CABLE_BALANCE_15M).shared();
+    let due = pool.take_apart(lake, &mut txn, shared_files, &redone, &in_use)?;
+    for due in due {
+        due.write(lake, &std::sync::Mutex::new(&mut txn))?;
     }
     let today = local_date(now, tz);
     let batches = batches(windows, registry, today);
@@ -403,7 +409,7 @@ pub fn transform(
             report.missing += counts.missing;
         }
     }
-    pool.take().write(lake, &mut txn)?;
+    pool.rest().write(lake, &std::sync::Mutex::new(&mut txn))?;
     lap("cable quarter-hours staged");
     let received = Received {
         rejected: problems.iter().map(|p| rejection(p, now, tz)).collect(),
@@ -607,8 +613,8 @@ fn places_by_day(rows: &[IntervalRow]) -> Vec<usize> {
 
 /// Finishes a cable from its units' outs (one for a cable computed whole): replaces its old
 /// files of the recomputed days (of `window`; all when `None`, the caller then removed every
-/// old file) and stages its daily, yearly and cable tables. `registry` holds the cable's
-/// connections.
+/// old file) and stages its daily, yearly and `cable_balance_daily` tables; its
+/// `cable_balance_15m` rows go to `pool`. `registry` holds the cable's connections.
 #[allow(clippy::too_many_arguments)]
 fn finish_cable(
     lake: &Lake,
@@ -703,8 +709,8 @@ fn finish_cable(
         stage_by_year(lake, txn, cable_daily, &CABLE_BALANCE_DAILY, cable)?;
     }
     if let Some(cable_15m) = cable_15m {
-        if let Some(full) = pool.add_frame(&cable_15m)? {
-            full.write(lake, &mut locked(txn))?;
+        for due in pool.add_frame(&cable_15m)? {
+            due.write(lake, txn)?;
         }
     }
     lap("marts staged");

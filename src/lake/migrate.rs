@@ -157,7 +157,10 @@ fn footer_of(file: &std::path::Path) -> Result<(Vec<String>, Option<String>)> {
 /// `batch` in today's columns of `spec`: columns it has are taken by name (and must have
 /// today's type), nullable columns it lacks become null, columns today's table does not know
 /// are an error (nothing received is dropped silently).
-fn conform(spec: &TableSpec, batch: &RecordBatch) -> std::result::Result<RecordBatch, String> {
+pub(crate) fn conform(
+    spec: &TableSpec,
+    batch: &RecordBatch,
+) -> std::result::Result<RecordBatch, String> {
     let schema = spec.arrow_schema();
     for field in batch.schema().fields() {
         if schema.field_with_name(field.name()).is_err() {

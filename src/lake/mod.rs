@@ -3,7 +3,8 @@
 //!
 //! Layout under the lake root:
 //! - `<table>/[date=YYYY-MM-DD/ | year=YYYY/][<tag>~]part-<txid>-<n>.parquet`: the tables
-//!   analysts read (derived tables tag each file with its cable, to replace it alone);
+//!   analysts read (derived tables tag each file with its cable, to replace it alone, or with
+//!   [`SHARED_TAG`] for a file of every cable's rows);
 //! - `_staging/`, `_journal/`: in-flight changes (see [`txn`]), never inside a table;
 //! - `_state/<source>.json`: cursors, published in the same change as the rows they cover;
 //! - `_lock`: the writer lock; `_commit.lock`: readers (shared) and publication (exclusive).
