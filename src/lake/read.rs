@@ -507,4 +507,25 @@ mod tests {
         lake.focus(Some("K1"));
         assert_eq!(eans_of(&lake).len(), 9, "nothing held any more");
     }
+
+    #[test]
+    fn rows_by_group_leaves_out_keys_no_group_holds() {
+        // The set-aside reads every row of a range of days; a key of no batch (a connection
+        // no longer in the registry) must reach none of them.
+        let df = DataFrame::new_infer_height(vec![
+            Column::new("ean".into(), ["a", "a", "x", "b", "x", "a", "b"]),
+            Column::new("v".into(), [0i64, 1, 2, 3, 4, 5, 6]),
+        ])
+        .unwrap();
+        let groups = vec![
+            ("0".to_string(), vec!["b".to_string()]),
+            ("1".to_string(), vec!["a".to_string()]),
+        ];
+        let (_, rows) = rows_by_group(&df, "ean", &groups).unwrap();
+        let places: Vec<Vec<IdxSize>> = rows
+            .iter()
+            .map(|r| r.into_no_null_iter().collect())
+            .collect();
+        assert_eq!(places, vec![vec![3, 6], vec![0, 1, 5]]);
+    }
 }
