@@ -1,7 +1,7 @@
 # Sourced by tests/bench/transform_year.sh once the lake in $work holds a year of intervals:
 # the three typical analyst queries of #16, each run by `vaten query` and by DuckDB (2 threads)
-# on the same files, cold (the first run after the files were written) and warm (the median of
-# three more runs). Before a ratio is printed, vaten's answer must equal DuckDB's, row for row.
+# on the same files, cold (the first run, the files read from the disk: see `evict`) and warm
+# (the median of three more runs). Before a ratio is printed, vaten's answer must equal DuckDB's, row for row.
 # Needs: bin, work, py (see fake_grid.sh). Sets: queries_same (empty when an answer differed).
 year_from=$("$py" -c "import duckdb; print(duckdb.connect().execute('SET enable_progress_bar = false').execute(\"SELECT max(date) - INTERVAL 364 DAY FROM read_parquet('$work/lake/intervals/*/*.parquet', hive_partitioning = true)\").fetchone()[0].date())")
 # A whole calendar month inside the year: the third month starting after the year's first day.
@@ -40,6 +40,17 @@ diff = con.execute("SELECT count(*) FROM ((SELECT * FROM d EXCEPT ALL SELECT * F
 print(f"{n} rows, {diff} differ from DuckDB's")
 sys.exit(1 if diff or not n else 0)
 PY
+# Cold means from the disk for both: before each tool's first run of a query the intervals files
+# leave the page cache (posix_fadvise DONTNEED, no root needed; they are clean once written).
+# Without it the second tool's "cold" run found what the first one had just read.
+cat > "$work/evict.py" <<PY
+import glob, os
+for f in glob.glob('$work/lake/intervals/**/*.parquet', recursive=True):
+    fd = os.open(f, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)
+PY
+evict() { "$py" "$work/evict.py"; }
 median() { printf '%s\n' "$@" | sort -g | sed -n 2p; }
 queries_same=yes
 query_lines=()
@@ -47,10 +58,12 @@ for i in 0 1 2; do
   sql=${sqls[$i]}
   v_times=(); d_times=()
   for run in 1 2 3 4; do
+    [ "$run" = 1 ] && evict
     /usr/bin/time -f '%e %M' -o "$work/time_q" "$bin" --config "$work/vaten.toml" query --format parquet --output "$work/query_out.parquet" "$sql" 2> "$work/log_q" \
       || { tail -3 "$work/log_q"; exit 1; }
     read -r secs kib < "$work/time_q"
     v_times+=("$secs"); [ "$run" = 1 ] && q_kib=$kib
+    [ "$run" = 1 ] && evict
     d_times+=("$("$py" "$work/duck_query.py" "$sql")")
   done
   if ! same=$("$py" "$work/same_query.py" "$sql"); then
