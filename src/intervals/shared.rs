@@ -105,15 +105,15 @@ impl DayPool {
 
     /// Takes apart, before the cables of `windows` recompute their days, the shared files
     /// (`files`, with their partition values) of each day some of them recompute: the file is
-    /// removed in `txn`, and the rows in it of the cables in `in_use` that do not recompute
-    /// that day are gathered again (a cable no longer in the registry has no rows to keep).
+    /// removed in `txn`, and the rows in it of the cables that do not recompute that day are
+    /// gathered again (as a cable's own files of other tables stay: also those of a cable
+    /// that left the registry after the seal, see `docs/architecture.md`).
     pub fn take_apart(
         &self,
         lake: &Lake,
         txn: &mut Txn,
         files: &[(PathBuf, Option<String>)],
         windows: &BTreeMap<String, Window>,
-        in_use: &BTreeSet<String>,
     ) -> Result<Vec<Due>> {
         let mut due = Vec::new();
         for (file, part) in files {
@@ -138,7 +138,7 @@ impl DayPool {
                 .as_string::<i32>();
             let keep: BooleanArray = cables
                 .iter()
-                .map(|c| Some(c.is_some_and(|c| in_use.contains(c) && !redone.contains(c))))
+                .map(|c| Some(c.is_some_and(|c| !redone.contains(c))))
                 .collect();
             let kept = filter_record_batch(&batch, &keep)?;
             if kept.num_rows() > 0 {
@@ -255,5 +255,51 @@ mod tests {
         );
         let rest = pool.rest();
         assert_eq!((rest.days.len(), rest.rows), (1, 96));
+    }
+
+    #[test]
+    fn taking_apart_keeps_the_other_cables_rows_of_the_recomputed_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open_for_write(dir.path(), "test", std::time::Duration::ZERO).unwrap();
+        // 1-3 March for K1 and K2, one shared file per day.
+        let mut txn = lake.begin().unwrap();
+        let pool = DayPool::new(&CABLE_BALANCE_15M);
+        for cable in ["K1", "K2"] {
+            assert!(pool.add_frame(&cable_rows(cable, 3)).unwrap().is_empty());
+        }
+        pool.rest().write(&lake, &Mutex::new(&mut txn)).unwrap();
+        txn.commit().unwrap();
+        let files = lake.files_by_tag(&CABLE_BALANCE_15M, None).unwrap();
+        assert_eq!(files.shared().len(), 3);
+
+        // K1 recomputes from 2 March on: those days' files go, K2's rows of them come back.
+        let mut txn = lake.begin().unwrap();
+        let pool = DayPool::new(&CABLE_BALANCE_15M);
+        let second = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+        let windows = BTreeMap::from([(
+            "K1".to_string(),
+            super::Window {
+                from: second,
+                to: None,
+            },
+        )]);
+        let due = pool
+            .take_apart(&lake, &mut txn, files.shared(), &windows)
+            .unwrap();
+        assert!(due.is_empty());
+        let kept = pool.rest();
+        assert_eq!(
+            kept.days.keys().copied().collect::<Vec<_>>(),
+            vec![second, second.succ_opt().unwrap()]
+        );
+        assert_eq!(kept.rows, 2 * 96);
+        for batch in kept.days.values().flatten() {
+            let cables = batch.column(0).as_string::<i32>();
+            assert!(cables.iter().all(|c| c == Some("K2")));
+        }
+        txn.commit().unwrap();
+        let left = lake.files_by_tag(&CABLE_BALANCE_15M, None).unwrap();
+        let days: Vec<_> = left.shared().iter().map(|(_, d)| d.clone()).collect();
+        assert_eq!(days, vec![Some("2026-03-01".to_string())]);
     }
 }

@@ -132,18 +132,22 @@ pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option
         let part = spec.partitioning.key();
         let mut cols: Vec<Expr> = columns.iter().map(|c| col(*c)).collect();
         cols.push(col(part));
+        let held: Vec<&str> = by_batch
+            .iter()
+            .flat_map(|(_, k)| k.iter().map(String::as_str))
+            .collect();
+        let held = lit(Series::new("held".into(), held)).implode(false);
         for (n, range) in days_of[i].chunks(days_at_once).enumerate() {
             let (Some(first), Some(last)) = (range.first(), range.last()) else {
                 continue;
             };
-            // On the partition key: the scan opens only these days' files. Not on the key:
-            // `rows_by_group` below keeps only the held keys' rows, and a filter on it too
-            // looked every row's key up twice (reading 3.8 -> 2.6 s for a year of 3 cables).
+            // On the partition key: the scan opens only these days' files.
             let date = col(part).cast(DataType::Date);
             let started = std::time::Instant::now();
             let df = lf
                 .clone()
                 .filter(date.clone().gt_eq(lit(*first)).and(date.lt_eq(lit(*last))))
+                .filter(col(*key).is_in(held.clone(), false))
                 .select(cols.clone())
                 .collect()?;
             spent[0] += started.elapsed();

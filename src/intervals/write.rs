@@ -273,9 +273,8 @@ pub fn transform(
         .iter()
         .filter_map(|(c, w)| w.map(|w| (c.clone(), w)))
         .collect();
-    let in_use: BTreeSet<String> = registry.cables_in_use().into_iter().collect();
     let shared_files = carried.files.of(&CABLE_BALANCE_15M).shared();
-    let due = pool.take_apart(lake, &mut txn, shared_files, &redone, &in_use)?;
+    let due = pool.take_apart(lake, &mut txn, shared_files, &redone)?;
     for due in due {
         due.write(lake, &std::sync::Mutex::new(&mut txn))?;
     }

@@ -510,8 +510,8 @@ mod tests {
 
     #[test]
     fn rows_by_group_leaves_out_keys_no_group_holds() {
-        // The set-aside reads every row of a range of days; a key of no batch (a connection
-        // no longer in the registry) must reach none of them.
+        // A key no group holds (a connection no longer in the registry) reaches none of
+        // them, whatever key came before it.
         let df = DataFrame::new_infer_height(vec![
             Column::new("ean".into(), ["a", "a", "x", "b", "x", "a", "b"]),
             Column::new("v".into(), [0i64, 1, 2, 3, 4, 5, 6]),
