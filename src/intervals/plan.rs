@@ -70,6 +70,13 @@ impl Window {
     pub fn contains(&self, d: NaiveDate) -> bool {
         d >= self.from && self.to.is_none_or(|t| d <= t)
     }
+
+    /// Whether a day of the local calendar `year` is recomputed: the derived files of other
+    /// years stay as they are.
+    pub fn touches_year(&self, year: i32) -> bool {
+        use chrono::Datelike;
+        year >= self.from.year() && self.to.is_none_or(|t| year <= t.year())
+    }
 }
 
 #[derive(Debug)]

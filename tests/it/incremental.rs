@@ -243,6 +243,72 @@ fn incremental_and_range_equal_full(grouped: bool) {
     }
 }
 
+/// A window within one calendar year leaves the daily tables' files of the other years as they
+/// are (not read, not rewritten; a nightly run in November has last year's to skip) and
+/// carries their yearly tax rows over: all of it equal to a full recompute.
+#[test]
+fn a_window_leaves_the_years_it_does_not_reach_alone() {
+    let env = Env::new(&registry(&[EAN_A, EAN_C]));
+    let mut a = meter(EAN_A, "MA1", 5_000_000, true);
+    let mut c = meter(EAN_C, "MC1", 1_000_000, false);
+    let mut first = Vec::new();
+    for date in ["2025-12-30", "2025-12-31", "2026-01-01", "2026-01-02"] {
+        first.push(FeedEntry::interval(intervals(&mut a, date)));
+        first.push(FeedEntry::interval(intervals(&mut c, date)));
+    }
+    env.server.push(first);
+    assert_ok(&env.vaten("2026-01-03T10:00:00Z", &["ingest", "grid"]));
+    assert_ok(&env.vaten("2026-01-03T10:00:00Z", &["transform"]));
+    // The files of the tables partitioned by year, of one year.
+    let year_files = |year: &str| -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for t in [CONSUMPTION_DAILY.name, CABLE_BALANCE_DAILY.name] {
+            out.extend(files_below(
+                &env.lake_dir().join(t).join(format!("year={year}")),
+            ));
+        }
+        out.sort();
+        out
+    };
+    let (old_2025, old_2026) = (year_files("2025"), year_files("2026"));
+    assert_eq!((old_2025.len(), old_2026.len()), (2, 2));
+
+    // The 3rd of January: the window starts on the 2nd (its last reading comes before).
+    env.server.push([
+        FeedEntry::interval(intervals(&mut a, "2026-01-03")),
+        FeedEntry::interval(intervals(&mut c, "2026-01-03")),
+    ]);
+    assert_ok(&env.vaten("2026-01-04T10:00:00Z", &["ingest", "grid"]));
+    assert_ok(&env.vaten("2026-01-04T10:00:00Z", &["transform"]));
+    let msg = last_transform(&env);
+    assert!(msg.contains("incremental recompute of 1 cable"), "{msg}");
+    assert_eq!(year_files("2025"), old_2025, "2025 is not rewritten");
+    let new_2026 = year_files("2026");
+    assert_ne!(new_2026, old_2026, "2026 is rewritten");
+    // A range in 2025 leaves 2026 alone.
+    assert_ok(&env.vaten(
+        "2026-01-04T11:00:00Z",
+        &["transform", "--from", "2025-12-31", "--to", "2025-12-31"],
+    ));
+    assert_eq!(year_files("2026"), new_2026, "2026 is not rewritten");
+    assert_ne!(year_files("2025"), old_2025, "2025 is rewritten");
+
+    let incremental = derived(&env);
+    // Both connections in both years: (ean, year) pairs of the carried and computed rows.
+    let mut tax: Vec<(bool, bool)> = incremental[TAX_BASE_YEARLY.name]
+        .iter()
+        .map(|r| (r.contains(EAN_A), r.contains("year=2025;")))
+        .collect();
+    tax.sort();
+    assert_eq!(
+        tax,
+        [(false, false), (false, true), (true, false), (true, true)]
+    );
+    assert_ok(&env.vaten("2026-01-04T12:00:00Z", &["transform", "--full"]));
+    assert!(last_transform(&env).contains("full recompute"));
+    same(&incremental, &derived(&env), "incremental");
+}
+
 /// `cable_balance_15m` after a full recompute: `days` day partitions, each one file for all
 /// cables (`+all~…`), holding both cables' rows.
 fn one_shared_file_a_day(env: &Env, days: usize) {
