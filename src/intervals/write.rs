@@ -14,7 +14,7 @@ use chrono_tz::Tz;
 use serde_json::json;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
@@ -121,8 +121,14 @@ fn stage_by_year(
     df: &DataFrame,
     spec: &crate::lake::TableSpec,
     cable: &str,
+    left: &BTreeSet<i32>,
 ) -> Result<()> {
     for (year, part) in split_by(df, col("year"))? {
+        // A year whose file stays as it is keeps it: rows of it here came from a file of
+        // another year (a hand-edited lake), derived rows the kept file already answers for.
+        if left.contains(&year) {
+            continue;
+        }
         let batch = to_batch(&part, spec)?;
         lake.stage_tagged(
             &mut locked(txn),
@@ -131,6 +137,30 @@ fn stage_by_year(
             Some(cable),
             &batch,
         )?;
+    }
+    Ok(())
+}
+
+/// Stages `batches` of a table without partitions as the cable's one file; as a file each when
+/// they do not share the table's schema (rows carried over from a file of an older layout).
+fn stage_as_one(
+    lake: &Lake,
+    txn: &SharedTxn,
+    spec: &crate::lake::TableSpec,
+    cable: &str,
+    batches: Vec<RecordBatch>,
+) -> Result<()> {
+    let schema = spec.arrow_schema();
+    let same: Option<Vec<RecordBatch>> = batches
+        .iter()
+        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()).ok())
+        .collect();
+    let batches = match same {
+        Some(same) if same.len() > 1 => vec![arrow::compute::concat_batches(&schema, &same)?],
+        _ => batches,
+    };
+    for batch in batches {
+        lake.stage_tagged(&mut locked(txn), spec, None, Some(cable), &batch)?;
     }
     Ok(())
 }
@@ -630,7 +660,13 @@ fn finish_cable(
     let lap = |what: &str| tracing::debug!(cable, "{what}: {:.2} s", clock.elapsed().as_secs_f64());
     // Read before the old files are replaced (a full recompute has already staged their removal,
     // but they are still there until the commit).
-    let kept_tax = carried_tax_rows(cable, carried, window)?;
+    // The years of the daily tables the window does not reach stay as they are (a nightly run
+    // in November leaves last year's files alone); `consumption_daily`'s only with their
+    // yearly rows carried over (a tax file lost or unreadable: its years are computed again).
+    let candidates = years_left(carried.files.of(&CONSUMPTION_DAILY).of(cable), window);
+    let (kept_tax, carried_years) = carried_tax_rows(cable, carried, &candidates)?;
+    let left_daily: BTreeSet<i32> = candidates.intersection(&carried_years).copied().collect();
+    let left_cable_daily = years_left(carried.files.of(&CABLE_BALANCE_DAILY).of(cable), window);
     // The days recomputed: replace the cable's files of those days.
     let mut old_daily = Vec::new();
     let mut old_cable_daily = Vec::new();
@@ -645,15 +681,17 @@ fn finish_cable(
                 }
             }
         }
-        for (spec, keep) in [
-            (&CONSUMPTION_DAILY, &mut old_daily),
-            (&CABLE_BALANCE_DAILY, &mut old_cable_daily),
+        for (spec, keep, left) in [
+            (&CONSUMPTION_DAILY, &mut old_daily, &left_daily),
+            (
+                &CABLE_BALANCE_DAILY,
+                &mut old_cable_daily,
+                &left_cable_daily,
+            ),
         ] {
             for (f, part) in carried.files.of(spec).of(cable) {
-                // A year the window does not reach stays as it is: not read, not rewritten
-                // (a nightly run in November leaves last year's files alone).
                 let year = part.as_ref().and_then(|p| p.parse::<i32>().ok());
-                if year.is_some_and(|y| !w.touches_year(y)) {
+                if year.is_some_and(|y| left.contains(&y)) {
                     continue;
                 }
                 keep.push(read_outside(f, spec, w)?);
@@ -687,31 +725,44 @@ fn finish_cable(
     lap("cable balance");
     let daily = merged(old_daily, daily, &CONSUMPTION_DAILY)?;
     let cable_daily = merged(old_cable_daily, cable_daily, &CABLE_BALANCE_DAILY)?;
+    // The cable's yearly rows, computed and carried over.
+    let mut tax = Vec::new();
     if let Some(daily) = &daily {
-        stage_by_year(lake, txn, daily, &CONSUMPTION_DAILY, cable)?;
+        stage_by_year(lake, txn, daily, &CONSUMPTION_DAILY, cable, &left_daily)?;
         let mut yearly = tax_base_yearly(daily, registry, rates)?;
-        if let Some(y) = carried.sealed_year {
-            yearly = yearly
-                .lazy()
-                .filter(col("year").cast(DataType::Int64).gt_eq(lit(y)))
-                .collect()?;
-        }
+        // Years before the seal and the years left as they are: their rows were carried over.
+        let sealed = carried.sealed_year;
+        let computed: BooleanChunked = yearly
+            .column("year")?
+            .cast(&DataType::Int64)?
+            .i64()?
+            .iter()
+            .map(|y| {
+                Some(match y {
+                    Some(y) => {
+                        let left = i32::try_from(y).is_ok_and(|y| left_daily.contains(&y));
+                        sealed.is_none_or(|s| y >= s) && !left
+                    }
+                    None => sealed.is_none(),
+                })
+            })
+            .collect();
+        yearly = yearly.filter(&computed)?;
         if yearly.height() > 0 {
-            let batch = to_batch(&yearly, &TAX_BASE_YEARLY)?;
-            lake.stage_tagged(
-                &mut locked(txn),
-                &TAX_BASE_YEARLY,
-                None,
-                Some(cable),
-                &batch,
-            )?;
+            tax.push(to_batch(&yearly, &TAX_BASE_YEARLY)?);
         }
     }
-    if let Some(kept) = kept_tax {
-        lake.stage_tagged(&mut locked(txn), &TAX_BASE_YEARLY, None, Some(cable), &kept)?;
-    }
+    tax.extend(kept_tax);
+    stage_as_one(lake, txn, &TAX_BASE_YEARLY, cable, tax)?;
     if let Some(cable_daily) = &cable_daily {
-        stage_by_year(lake, txn, cable_daily, &CABLE_BALANCE_DAILY, cable)?;
+        stage_by_year(
+            lake,
+            txn,
+            cable_daily,
+            &CABLE_BALANCE_DAILY,
+            cable,
+            &left_cable_daily,
+        )?;
     }
     if let Some(cable_15m) = cable_15m {
         for due in pool.add_frame(&cable_15m)? {
@@ -761,26 +812,57 @@ impl DerivedFiles {
     }
 }
 
+/// The years of a cable's files of a table partitioned by year (`files`) that `window` does
+/// not reach; none without a window, or when a file's year cannot be told from its partition
+/// (then every file is read and rewritten).
+fn years_left(files: &[(PathBuf, Option<String>)], window: Option<Window>) -> BTreeSet<i32> {
+    let Some(w) = window else {
+        return BTreeSet::new();
+    };
+    let mut out = BTreeSet::new();
+    for (_, part) in files {
+        match part.as_ref().and_then(|p| p.parse::<i32>().ok()) {
+            Some(y) if !w.touches_year(y) => {
+                out.insert(y);
+            }
+            Some(_) => {}
+            None => return BTreeSet::new(),
+        }
+    }
+    out
+}
+
 /// The cable's `tax_base_yearly` rows a recompute carries over instead of computing: those of
 /// erased participants (kept by law, see `vaten erase`, while their received data is gone),
-/// those of years wholly before the seal, and those of years `window` does not reach (their
-/// daily rows stay as they are, so their yearly rows would come out the same).
+/// those of years wholly before the seal, and those of the years in `left` (their daily rows
+/// stay as they are, so their yearly rows would come out the same). Also the years of `left`
+/// it found rows of.
 fn carried_tax_rows(
     cable: &str,
     carried: &Carried,
-    window: Option<Window>,
-) -> Result<Option<RecordBatch>> {
+    left: &BTreeSet<i32>,
+) -> Result<(Option<RecordBatch>, BTreeSet<i32>)> {
     let Carried {
         erased,
         sealed_year,
         files,
     } = carried;
-    if erased.is_empty() && sealed_year.is_none() && window.is_none() {
-        return Ok(None);
+    let mut found = BTreeSet::new();
+    if erased.is_empty() && sealed_year.is_none() && left.is_empty() {
+        return Ok((None, found));
     }
     let mut kept = Vec::new();
     for (f, _) in files.of(&TAX_BASE_YEARLY).of(cable) {
-        let Some(batch) = read_all(f)? else { continue };
+        let batch = match read_all(f) {
+            Ok(Some(batch)) => batch,
+            Ok(None) => continue,
+            // Only years left as they are want its rows: they are computed again instead.
+            Err(e) if erased.is_empty() && sealed_year.is_none() => {
+                tracing::warn!("{}: {e}; its years are computed again", f.display());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let (Some(eans), Some(years)) = (
             batch
                 .column_by_name("ean")
@@ -797,11 +879,13 @@ fn carried_tax_rows(
             .map(|(e, y)| {
                 let erased = e.is_some_and(|e| erased.contains(e));
                 let sealed = matches!((y, *sealed_year), (Some(y), Some(s)) if y < s);
-                let untouched = match (y.and_then(|y| i32::try_from(y).ok()), window) {
-                    (Some(y), Some(w)) => !w.touches_year(y),
-                    _ => false,
-                };
-                Some(erased || sealed || untouched)
+                let left = y
+                    .and_then(|y| i32::try_from(y).ok())
+                    .filter(|y| left.contains(y));
+                if let Some(y) = left {
+                    found.insert(y);
+                }
+                Some(erased || sealed || left.is_some())
             })
             .collect();
         let rows = arrow::compute::filter_record_batch(&batch, &mask)?;
@@ -809,13 +893,11 @@ fn carried_tax_rows(
             kept.push(rows);
         }
     }
-    match kept.first() {
-        None => Ok(None),
-        Some(first) => Ok(Some(arrow::compute::concat_batches(
-            &first.schema(),
-            &kept,
-        )?)),
-    }
+    let batch = match kept.first() {
+        None => None,
+        Some(first) => Some(arrow::compute::concat_batches(&first.schema(), &kept)?),
+    };
+    Ok((batch, found))
 }
 
 /// The columns of `spec` in the types the lake writer takes, plus `year` from `date`: frames

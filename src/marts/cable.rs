@@ -83,7 +83,9 @@ fn voltages(
                 return None;
             };
             let conn = *conn_of.get(inst)?;
-            Some((conn, t, seq.unwrap_or(i64::MIN), a, lo, hi))
+            // A reading without `seq` (none the lake's writer lets through) first, as
+            // sorting by `seq` descending put it.
+            Some((conn, t, seq.unwrap_or(i64::MAX), a, lo, hi))
         });
     out.extend(latest_by_time(readings));
     Ok(out)
@@ -176,8 +178,9 @@ pub fn balance_part(
 ) -> Result<BalancePart> {
     let sums = intervals.map(sums).transpose()?;
     let mut readings = voltages(lake, registry, cable, from)?;
-    // By quarter-hour: its local day is looked up once, not once per installation.
-    readings.sort_unstable_by_key(|r| r.0);
+    // By quarter-hour: its local day is looked up once, not once per installation; then by
+    // connection, so every run adds them in the same order.
+    readings.sort_unstable_by_key(|r| (r.0, r.1));
     let mut volts: PlHashMap<i64, VoltSum> = PlHashMap::new();
     let mut day = None;
     for (s, conn, a, lo, hi) in readings {

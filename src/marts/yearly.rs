@@ -1,5 +1,5 @@
-//! `tax_base_yearly`: per connection per calendar year, from `consumption_daily` (Polars) and
-//! the registry's membership, with the tax of [`super::tax`].
+//! `tax_base_yearly`: per connection per calendar year, from `consumption_daily` and the
+//! registry's membership, with the tax of [`super::tax`].
 
 use std::collections::BTreeMap;
 
@@ -80,16 +80,17 @@ pub fn tax_base_yearly(daily: &DataFrame, registry: &Registry, rates: &Rates) ->
         let Some((_, s)) = current.as_mut() else {
             continue;
         };
-        // Missing values count as none, as a sum over them does.
-        s.l_wh += l.unwrap_or(0);
-        s.t_wh += t.unwrap_or(0);
+        // Missing values count as none, as a sum over them does; wrapping as Polars' sums do
+        // (never reached by a year of range-checked readings, and no panic on a hostile file).
+        s.l_wh = s.l_wh.wrapping_add(l.unwrap_or(0));
+        s.t_wh = s.t_wh.wrapping_add(t.unwrap_or(0));
         match p {
-            Some(p) => s.p_sum += p,
+            Some(p) => s.p_sum = s.p_sum.wrapping_add(p),
             None => s.p_nulls += 1,
         }
-        s.v_wh += v.unwrap_or(0);
+        s.v_wh = s.v_wh.wrapping_add(v.unwrap_or(0));
         s.days_present += 1;
-        s.missing += missing.unwrap_or(0);
+        s.missing = s.missing.wrapping_add(missing.unwrap_or(0));
     }
     if let Some((k, s)) = current {
         sums.insert(k, s);
@@ -177,4 +178,129 @@ pub fn tax_base_yearly(daily: &DataFrame, registry: &Registry, rates: &Rates) ->
     out.push(col_of("rates_confirmed", Series::new("".into(), confirmed)));
     out.push(col_of("complete", Series::new("".into(), complete)));
     Ok(DataFrame::new_infer_height(out)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::test_registry;
+
+    type Day<'a> = (&'a str, &'a str, i32, i64, i64, Option<i64>, i64, i64);
+
+    fn frame(rows: &[Day]) -> DataFrame {
+        let c = |name: &str, s: Series| -> Column { s.with_name(name.into()).into() };
+        let v = |f: fn(&Day) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+        DataFrame::new_infer_height(vec![
+            c(
+                "ean",
+                Series::new("".into(), rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+            ),
+            c(
+                "participant_id",
+                Series::new("".into(), rows.iter().map(|r| r.1).collect::<Vec<_>>()),
+            ),
+            c(
+                "year",
+                Series::new("".into(), rows.iter().map(|r| r.2).collect::<Vec<_>>()),
+            ),
+            c("l_wh", Series::new("".into(), v(|r| r.3))),
+            c("t_wh", Series::new("".into(), v(|r| r.4))),
+            c(
+                "p_wh",
+                Series::new("".into(), rows.iter().map(|r| r.5).collect::<Vec<_>>()),
+            ),
+            c("v_wh", Series::new("".into(), v(|r| r.6))),
+            c("intervals_missing", Series::new("".into(), v(|r| r.7))),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn a_years_sums_equal_a_group_by_over_its_days() {
+        // Connection 3 has an installation (see `test_registry`).
+        let reg = test_registry(&[3]);
+        let (a, c) = (
+            reg.connections[0].ean.as_str(),
+            reg.connections[2].ean.as_str(),
+        );
+        // Out of order, in two chunks, two years, a day without P, and a connection whose
+        // year has two participants (a change of tenant).
+        let rows: [Day; 7] = [
+            (c, "P3", 2026, 10, 1, Some(5), 14, 0),
+            (a, "P1", 2025, 7, 0, None, 7, 2),
+            (c, "P3", 2026, 20, 2, Some(6), 24, 0),
+            (a, "P1", 2026, 3, 4, None, -1, 0),
+            (c, "P9", 2026, 1, 1, None, 0, 96),
+            (a, "P1", 2025, 8, 1, None, 7, 0),
+            (c, "P3", 2025, 5, 0, Some(2), 7, 0),
+        ];
+        let mut daily = frame(&rows[..4]);
+        daily.vstack_mut(&frame(&rows[4..])).unwrap();
+        let got = tax_base_yearly(&daily, &reg, &Rates::builtin()).unwrap();
+        // An independent method: Polars' group-by, ordered by the table's key.
+        let want = daily
+            .clone()
+            .lazy()
+            .group_by_stable([col("ean"), col("participant_id"), col("year")])
+            .agg([
+                col("l_wh").sum(),
+                col("t_wh").sum(),
+                col("v_wh").sum(),
+                col("p_wh").sum().alias("p_sum"),
+            ])
+            .sort(
+                ["ean", "year", "participant_id"],
+                SortMultipleOptions::default(),
+            )
+            .collect()
+            .unwrap();
+        assert_eq!(got.height(), 5);
+        for name in ["ean", "participant_id", "l_wh", "t_wh", "v_wh"] {
+            let (g, w) = (got.column(name).unwrap(), want.column(name).unwrap());
+            assert!(
+                g.as_materialized_series()
+                    .equals(w.as_materialized_series()),
+                "{name}: {g:?} {w:?}"
+            );
+        }
+        let years: Vec<Option<i64>> = got.column("year").unwrap().i64().unwrap().iter().collect();
+        let want_years: Vec<Option<i64>> = want
+            .column("year")
+            .unwrap()
+            .cast(&DataType::Int64)
+            .unwrap()
+            .i64()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(years, want_years);
+        // By hand: P only for the connection with an installation, summed over its days
+        // (5 + 6 in 2026 for P3, 2 in 2025; P9's one day had none: 0).
+        let p: Vec<Option<i64>> = got.column("p_wh").unwrap().i64().unwrap().iter().collect();
+        assert_eq!(p, [None, None, Some(2), Some(11), Some(0)]);
+        // Complete: every member day present and none missing; two days of 365 are not.
+        let complete: Vec<Option<bool>> = got
+            .column("complete")
+            .unwrap()
+            .bool()
+            .unwrap()
+            .iter()
+            .collect();
+        assert!(complete.iter().all(|c| *c == Some(false)));
+        let member: Vec<Option<i64>> = got
+            .column("member_days")
+            .unwrap()
+            .i64()
+            .unwrap()
+            .iter()
+            .collect();
+        assert_eq!(member, [Some(365); 5]);
+    }
+
+    #[test]
+    fn no_days_no_years() {
+        let reg = test_registry(&[1]);
+        let got = tax_base_yearly(&frame(&[]), &reg, &Rates::builtin()).unwrap();
+        assert_eq!(got.height(), 0);
+    }
 }

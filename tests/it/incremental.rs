@@ -293,6 +293,27 @@ fn a_window_leaves_the_years_it_does_not_reach_alone() {
     assert_eq!(year_files("2026"), new_2026, "2026 is not rewritten");
     assert_ne!(year_files("2025"), old_2025, "2025 is rewritten");
 
+    // A damaged tax file: the years it would have carried over are computed again (and the
+    // run goes on), not dropped.
+    let tax_dir = env.lake_dir().join(TAX_BASE_YEARLY.name);
+    let tax_files = files_below(&tax_dir);
+    assert_eq!(tax_files.len(), 1, "one file of the cable's years");
+    std::fs::write(tax_dir.join(&tax_files[0]), b"not parquet").unwrap();
+    let before = year_files("2025");
+    env.server.push([
+        FeedEntry::interval(intervals(&mut a, "2026-01-04")),
+        FeedEntry::interval(intervals(&mut c, "2026-01-04")),
+    ]);
+    assert_ok(&env.vaten("2026-01-05T10:00:00Z", &["ingest", "grid"]));
+    let out = env.vaten("2026-01-05T10:00:00Z", &["transform"]);
+    assert_ok(&out);
+    assert!(stderr(&out).contains("computed again"), "{}", stderr(&out));
+    assert_ne!(
+        year_files("2025"),
+        before,
+        "2025 is read and computed again"
+    );
+
     let incremental = derived(&env);
     // Both connections in both years: (ean, year) pairs of the carried and computed rows.
     let mut tax: Vec<(bool, bool)> = incremental[TAX_BASE_YEARLY.name]
@@ -304,7 +325,7 @@ fn a_window_leaves_the_years_it_does_not_reach_alone() {
         tax,
         [(false, false), (false, true), (true, false), (true, true)]
     );
-    assert_ok(&env.vaten("2026-01-04T12:00:00Z", &["transform", "--full"]));
+    assert_ok(&env.vaten("2026-01-05T12:00:00Z", &["transform", "--full"]));
     assert!(last_transform(&env).contains("full recompute"));
     same(&incremental, &derived(&env), "incremental");
 }
