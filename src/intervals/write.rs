@@ -141,8 +141,8 @@ fn stage_by_year(
     Ok(())
 }
 
-/// Stages `batches` of a table without partitions as the cable's one file; as a file each when
-/// they do not share the table's schema (rows carried over from a file of an older layout).
+/// Stages `batches` of a table without partitions, all in its columns (computed, or carried
+/// over through `conform`), as the cable's one file.
 fn stage_as_one(
     lake: &Lake,
     txn: &SharedTxn,
@@ -150,18 +150,11 @@ fn stage_as_one(
     cable: &str,
     batches: Vec<RecordBatch>,
 ) -> Result<()> {
-    let schema = spec.arrow_schema();
-    let same: Option<Vec<RecordBatch>> = batches
-        .iter()
-        .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()).ok())
-        .collect();
-    let batches = match same {
-        Some(same) if same.len() > 1 => vec![arrow::compute::concat_batches(&schema, &same)?],
-        _ => batches,
-    };
-    for batch in batches {
-        lake.stage_tagged(&mut locked(txn), spec, None, Some(cable), &batch)?;
+    if batches.is_empty() {
+        return Ok(());
     }
+    let batch = arrow::compute::concat_batches(&spec.arrow_schema(), &batches)?;
+    lake.stage_tagged(&mut locked(txn), spec, None, Some(cable), &batch)?;
     Ok(())
 }
 
@@ -664,7 +657,7 @@ fn finish_cable(
     // in November leaves last year's files alone); `consumption_daily`'s only with their
     // yearly rows carried over (a tax file lost or unreadable: its years are computed again).
     let candidates = years_left(carried.files.of(&CONSUMPTION_DAILY).of(cable), window);
-    let (kept_tax, carried_years) = carried_tax_rows(cable, carried, &candidates)?;
+    let (kept_tax, carried_years) = carried_tax_rows(cable, carried, window)?;
     let left_daily: BTreeSet<i32> = candidates.intersection(&carried_years).copied().collect();
     let left_cable_daily = years_left(carried.files.of(&CABLE_BALANCE_DAILY).of(cable), window);
     // The days recomputed: replace the cable's files of those days.
@@ -730,7 +723,8 @@ fn finish_cable(
     if let Some(daily) = &daily {
         stage_by_year(lake, txn, daily, &CONSUMPTION_DAILY, cable, &left_daily)?;
         let mut yearly = tax_base_yearly(daily, registry, rates)?;
-        // Years before the seal and the years left as they are: their rows were carried over.
+        // Years before the seal and years the window does not reach: their rows were carried
+        // over (computed here too only when their daily file could not be told apart).
         let sealed = carried.sealed_year;
         let computed: BooleanChunked = yearly
             .column("year")?
@@ -740,7 +734,7 @@ fn finish_cable(
             .map(|y| {
                 Some(match y {
                     Some(y) => {
-                        let left = i32::try_from(y).is_ok_and(|y| left_daily.contains(&y));
+                        let left = i32::try_from(y).is_ok_and(|y| carried_years.contains(&y));
                         sealed.is_none_or(|s| y >= s) && !left
                     }
                     None => sealed.is_none(),
@@ -834,13 +828,13 @@ fn years_left(files: &[(PathBuf, Option<String>)], window: Option<Window>) -> BT
 
 /// The cable's `tax_base_yearly` rows a recompute carries over instead of computing: those of
 /// erased participants (kept by law, see `vaten erase`, while their received data is gone),
-/// those of years wholly before the seal, and those of the years in `left` (their daily rows
-/// stay as they are, so their yearly rows would come out the same). Also the years of `left`
-/// it found rows of.
+/// those of years wholly before the seal, and those of years `window` does not reach (their
+/// daily rows stay as they are, so their yearly rows would come out the same). Also the years
+/// of the last kind it found rows of.
 fn carried_tax_rows(
     cable: &str,
     carried: &Carried,
-    left: &BTreeSet<i32>,
+    window: Option<Window>,
 ) -> Result<(Option<RecordBatch>, BTreeSet<i32>)> {
     let Carried {
         erased,
@@ -848,20 +842,27 @@ fn carried_tax_rows(
         files,
     } = carried;
     let mut found = BTreeSet::new();
-    if erased.is_empty() && sealed_year.is_none() && left.is_empty() {
+    if erased.is_empty() && sealed_year.is_none() && window.is_none() {
         return Ok((None, found));
     }
     let mut kept = Vec::new();
     for (f, _) in files.of(&TAX_BASE_YEARLY).of(cable) {
+        // In today's columns, taken by name (a file of an older layout, or a damaged one, is
+        // not stacked column by column onto another).
         let batch = match read_all(f) {
-            Ok(Some(batch)) => batch,
             Ok(None) => continue,
-            // Only years left as they are want its rows: they are computed again instead.
-            Err(e) if erased.is_empty() && sealed_year.is_none() => {
-                tracing::warn!("{}: {e}; its years are computed again", f.display());
+            Ok(Some(batch)) => crate::lake::migrate::conform(&TAX_BASE_YEARLY, &batch),
+            Err(e) => Err(e.to_string()),
+        };
+        let batch = match batch {
+            Ok(batch) => batch,
+            // Only the years a window does not reach want its rows: computed again instead.
+            // Erased participants' and sealed years' rows nothing else holds: stop there.
+            Err(why) if erased.is_empty() && sealed_year.is_none() => {
+                tracing::warn!("{}: {why}; its years are computed again", f.display());
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(why) => return Err(crate::error::Error::lake(f, why)),
         };
         let (Some(eans), Some(years)) = (
             batch
@@ -871,6 +872,7 @@ fn carried_tax_rows(
                 .column_by_name("year")
                 .and_then(|c| c.as_primitive_opt::<arrow::datatypes::Int64Type>()),
         ) else {
+            // Not after `conform`: both are required columns of these types.
             continue;
         };
         let mask: BooleanArray = eans
@@ -879,9 +881,10 @@ fn carried_tax_rows(
             .map(|(e, y)| {
                 let erased = e.is_some_and(|e| erased.contains(e));
                 let sealed = matches!((y, *sealed_year), (Some(y), Some(s)) if y < s);
-                let left = y
-                    .and_then(|y| i32::try_from(y).ok())
-                    .filter(|y| left.contains(y));
+                let left = match (y.and_then(|y| i32::try_from(y).ok()), window) {
+                    (Some(y), Some(w)) if !w.touches_year(y) => Some(y),
+                    _ => None,
+                };
                 if let Some(y) = left {
                     found.insert(y);
                 }

@@ -11,16 +11,26 @@ use super::tax::{tax, TaxInput};
 use crate::error::Result;
 use crate::registry::{Connection, Registry};
 
+/// Days in `year` (365 outside chrono's calendar, where no reading of a real meter lies).
 fn year_days(year: i32) -> i64 {
-    let start = NaiveDate::from_ymd_opt(year, 1, 1).expect("valid year");
-    let end = NaiveDate::from_ymd_opt(year + 1, 1, 1).expect("valid year");
-    (end - start).num_days()
+    let start = NaiveDate::from_ymd_opt(year, 1, 1);
+    let end = year
+        .checked_add(1)
+        .and_then(|y| NaiveDate::from_ymd_opt(y, 1, 1));
+    match (start, end) {
+        (Some(start), Some(end)) => (end - start).num_days(),
+        _ => 365,
+    }
 }
 
 /// Days of `year` the connection belongs to the cooperative.
 pub fn member_days(c: &Connection, year: i32) -> i64 {
-    let first = NaiveDate::from_ymd_opt(year, 1, 1).expect("valid year");
-    let last = NaiveDate::from_ymd_opt(year, 12, 31).expect("valid year");
+    let (Some(first), Some(last)) = (
+        NaiveDate::from_ymd_opt(year, 1, 1),
+        NaiveDate::from_ymd_opt(year, 12, 31),
+    ) else {
+        return 0;
+    };
     let from = c.member_from.map_or(first, |f| f.max(first));
     let until = c.member_until.map_or(last, |u| u.min(last));
     ((until - from).num_days() + 1).max(0)
@@ -295,6 +305,18 @@ mod tests {
             .iter()
             .collect();
         assert_eq!(member, [Some(365); 5]);
+    }
+
+    #[test]
+    fn the_calendars_edges_are_no_panic() {
+        // A hostile date in the last year chrono knows: the next year's first day is beyond it.
+        let reg = test_registry(&[1]);
+        assert_eq!(year_days(2024), 366);
+        assert_eq!(year_days(2026), 365);
+        let last = chrono::Datelike::year(&NaiveDate::MAX);
+        assert_eq!(year_days(last), 365);
+        assert_eq!(member_days(&reg.connections[0], last), 365);
+        assert_eq!(member_days(&reg.connections[0], i32::MAX), 0);
     }
 
     #[test]

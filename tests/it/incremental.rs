@@ -328,6 +328,24 @@ fn a_window_leaves_the_years_it_does_not_reach_alone() {
     assert_ok(&env.vaten("2026-01-05T12:00:00Z", &["transform", "--full"]));
     assert!(last_transform(&env).contains("full recompute"));
     same(&incremental, &derived(&env), "incremental");
+
+    // A year whose daily file is gone keeps the yearly rows carried over.
+    let daily_2025 = env
+        .lake_dir()
+        .join(CONSUMPTION_DAILY.name)
+        .join("year=2025");
+    std::fs::remove_dir_all(&daily_2025).unwrap();
+    env.server.push([
+        FeedEntry::interval(intervals(&mut a, "2026-01-05")),
+        FeedEntry::interval(intervals(&mut c, "2026-01-05")),
+    ]);
+    assert_ok(&env.vaten("2026-01-06T10:00:00Z", &["ingest", "grid"]));
+    assert_ok(&env.vaten("2026-01-06T10:00:00Z", &["transform"]));
+    let tax_2025 = derived(&env)[TAX_BASE_YEARLY.name]
+        .iter()
+        .filter(|r| r.contains("year=2025;"))
+        .count();
+    assert_eq!(tax_2025, 2, "both connections' 2025 rows are still there");
 }
 
 /// `cable_balance_15m` after a full recompute: `days` day partitions, each one file for all
