@@ -683,8 +683,7 @@ fn finish_cable(
             ),
         ] {
             for (f, part) in carried.files.of(spec).of(cable) {
-                let year = part.as_ref().and_then(|p| p.parse::<i32>().ok());
-                if year.is_some_and(|y| left.contains(&y)) {
+                if partition_year(part).is_some_and(|y| left.contains(&y)) {
                     continue;
                 }
                 keep.push(read_outside(f, spec, w)?);
@@ -806,6 +805,11 @@ impl DerivedFiles {
     }
 }
 
+/// The year of a file of a table partitioned by year, from its `year=` partition.
+fn partition_year(part: &Option<String>) -> Option<i32> {
+    part.as_ref().and_then(|p| p.parse().ok())
+}
+
 /// The years of a cable's files of a table partitioned by year (`files`) that `window` does
 /// not reach; none without a window, or when a file's year cannot be told from its partition
 /// (then every file is read and rewritten).
@@ -815,7 +819,7 @@ fn years_left(files: &[(PathBuf, Option<String>)], window: Option<Window>) -> BT
     };
     let mut out = BTreeSet::new();
     for (_, part) in files {
-        match part.as_ref().and_then(|p| p.parse::<i32>().ok()) {
+        match partition_year(part) {
             Some(y) if !w.touches_year(y) => {
                 out.insert(y);
             }

@@ -22,60 +22,44 @@ pub fn to_batch(df: &DataFrame, spec: &TableSpec) -> Result<RecordBatch> {
             ColType::Utf8 => Arc::new(StringArray::from_iter(
                 column.cast(&DataType::String)?.str()?.iter(),
             )),
-            ColType::Int64 => {
-                let values = column.cast(&DataType::Int64)?;
-                let values = values.i64()?;
-                match dense(values) {
-                    Some(v) => Arc::new(Int64Array::from(v)),
-                    None => Arc::new(Int64Array::from_iter(values.iter())),
-                }
-            }
-            ColType::Float64 => {
-                let values = column.cast(&DataType::Float64)?;
-                let values = values.f64()?;
-                match dense(values) {
-                    Some(v) => Arc::new(Float64Array::from(v)),
-                    None => Arc::new(Float64Array::from_iter(values.iter())),
-                }
-            }
+            ColType::Int64 => Arc::new(primitive::<_, Int64Array>(
+                column.cast(&DataType::Int64)?.i64()?,
+            )),
+            ColType::Float64 => Arc::new(primitive::<_, Float64Array>(
+                column.cast(&DataType::Float64)?.f64()?,
+            )),
             ColType::Bool => Arc::new(BooleanArray::from_iter(
                 column.cast(&DataType::Boolean)?.bool()?.iter(),
             )),
-            ColType::TimestampUtc => {
-                let values = column.cast(&DataType::Int64)?;
-                let values = values.i64()?;
-                let array = match dense(values) {
-                    Some(v) => TimestampMicrosecondArray::from(v),
-                    None => TimestampMicrosecondArray::from_iter(values.iter()),
-                };
-                Arc::new(array.with_timezone("UTC"))
-            }
-            ColType::Date => {
-                let values = column.cast(&DataType::Int32)?;
-                let values = values.i32()?;
-                match dense(values) {
-                    Some(v) => Arc::new(Date32Array::from(v)),
-                    None => Arc::new(Date32Array::from_iter(values.iter())),
-                }
-            }
+            ColType::TimestampUtc => Arc::new(
+                primitive::<_, TimestampMicrosecondArray>(column.cast(&DataType::Int64)?.i64()?)
+                    .with_timezone("UTC"),
+            ),
+            ColType::Date => Arc::new(primitive::<_, Date32Array>(
+                column.cast(&DataType::Int32)?.i32()?,
+            )),
         };
         arrays.push(array);
     }
     Ok(RecordBatch::try_new(spec.arrow_schema(), arrays)?)
 }
 
-/// The values of a column without nulls, copied in one piece: going value by value through
-/// Polars' iterator was most of the conversion's cost (a nightly run converts a year of
-/// daily rows per cable). `None` when the column has nulls.
-fn dense<T: PolarsNumericType>(values: &ChunkedArray<T>) -> Option<Vec<T::Native>> {
+/// A numeric column as an Arrow array. Without nulls its values are copied chunk by chunk:
+/// going value by value through Polars' iterator was most of the conversion's cost (a
+/// nightly run converts a year of daily rows per cable).
+fn primitive<T, A>(values: &ChunkedArray<T>) -> A
+where
+    T: PolarsNumericType,
+    A: From<Vec<T::Native>> + FromIterator<Option<T::Native>>,
+{
     if values.null_count() > 0 {
-        return None;
+        return values.iter().collect();
     }
     let mut out = Vec::with_capacity(values.len());
     for chunk in values.downcast_iter() {
         out.extend_from_slice(chunk.values().as_slice());
     }
-    Some(out)
+    A::from(out)
 }
 
 #[cfg(test)]
