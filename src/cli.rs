@@ -221,7 +221,8 @@ enum Command {
     ///
     /// Nightly runs leave a file per table and partition each night; an analyst's query then
     /// opens hundreds. Rows stay as they are (equal tables before and after); derived tables
-    /// keep one file per cable (`cable_balance_15m`: for all cables) and partition. Readers
+    /// keep one file per cable (`cable_balance_15m`: for all cables; `consumption_daily`: per
+    /// cable and its files' months) and partition. Readers
     /// are held off only for the renames. The next transform recomputes nothing because of it.
     Compact,
     /// Erase a participant (right to erasure), in one journaled change.

@@ -4,7 +4,9 @@
 //! cable), so a year of them leaves hundreds of small files an analyst's query must open. A
 //! group of files is one partition of one table, and for the derived tables one tag's files
 //! in it (their names start with the cable, `<cable>~part-…`, so that one cable's days can be
-//! replaced alone; `cable_balance_15m`'s with `+all~`, one file per day for all cables):
+//! replaced alone; `consumption_daily`'s with the cable and its months, `<cable>~YYYY-MM..MM~part-…`,
+//! so that a nightly run rewrites a month's file alone;
+//! `cable_balance_15m`'s with `+all~`, one file per day for all cables):
 //! every group of two or more files becomes one file of the same rows, sorted
 //! by the table's key. Rows are not merged or deduplicated: the tables are equal before and
 //! after, as a reader sees them. Readers are held off only for the renames (the commit lock).
@@ -50,14 +52,6 @@ impl Compaction {
     }
 }
 
-/// The part of a file name before `~` (its cable), empty for untagged files.
-fn tag_prefix(file: &std::path::Path) -> String {
-    file.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .and_then(|n| n.split_once('~').map(|(t, _)| format!("{t}~")))
-        .unwrap_or_default()
-}
-
 /// Compacts every table of `lake` (opened for writing) in one change.
 pub fn compact(lake: &Lake) -> Result<Compaction> {
     let mut done = Compaction::default();
@@ -69,7 +63,7 @@ pub fn compact(lake: &Lake) -> Result<Compaction> {
         for file in lake.files(spec, None)? {
             let dir = file.parent().map(PathBuf::from).unwrap_or_default();
             groups
-                .entry((dir, tag_prefix(&file)))
+                .entry((dir, crate::lake::name_prefix(&file)))
                 .or_default()
                 .push(file);
         }

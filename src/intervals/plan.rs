@@ -77,6 +77,14 @@ impl Window {
         use chrono::Datelike;
         year >= self.from.year() && self.to.is_none_or(|t| year <= t.year())
     }
+
+    /// Whether a day of the calendar months `first..=last` of `year` is recomputed: a
+    /// `consumption_daily` file of other months stays as it is.
+    pub fn touches_months(&self, year: i32, first: u32, last: u32) -> bool {
+        use chrono::Datelike;
+        let at = |d: NaiveDate| (d.year(), d.month());
+        (year, last) >= at(self.from) && self.to.is_none_or(|t| (year, first) <= at(t))
+    }
 }
 
 #[derive(Debug)]
@@ -599,4 +607,44 @@ pub fn anchors(
     }
     tracing::debug!(keys = through_history, "anchored through the whole history");
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    /// A window reaches the months of its first and last day and those between, in any year.
+    #[test]
+    fn a_window_touches_the_months_it_spans() {
+        let nightly = Window {
+            from: day("2026-10-31"),
+            to: None,
+        };
+        let one = |w: &Window, y, m| w.touches_months(y, m, m);
+        assert!(!one(&nightly, 2026, 9));
+        assert!(one(&nightly, 2026, 10));
+        assert!(one(&nightly, 2026, 11));
+        assert!(one(&nightly, 2027, 1));
+        assert!(!one(&nightly, 2025, 12));
+        assert!(nightly.touches_months(2026, 1, 10));
+        assert!(!nightly.touches_months(2026, 1, 9));
+        let range = Window {
+            from: day("2025-12-31"),
+            to: Some(day("2026-02-01")),
+        };
+        assert!(!one(&range, 2025, 11));
+        assert!(one(&range, 2025, 12));
+        assert!(one(&range, 2026, 1));
+        assert!(one(&range, 2026, 2));
+        assert!(!one(&range, 2026, 3));
+        assert!(!one(&range, 2027, 1));
+        assert!(range.touches_months(2026, 2, 12));
+        assert!(!range.touches_months(2026, 3, 12));
+        assert!(range.touches_months(2025, 1, 12));
+        assert!(!range.touches_months(2025, 1, 11));
+    }
 }

@@ -36,7 +36,7 @@ use crate::lake::schema::{
     CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, GRID_READINGS, INTERVALS,
     TAX_BASE_YEARLY,
 };
-use crate::lake::Lake;
+use crate::lake::{file_months, Lake};
 use crate::lake::{TableSpec, TaggedFiles};
 use crate::marts::cable::{balance_part, cable_balance, BalancePart};
 use crate::marts::daily::{consumption_daily, intervals_frame, Ids};
@@ -137,6 +137,98 @@ fn stage_by_year(
             Some(cable),
             &batch,
         )?;
+    }
+    Ok(())
+}
+
+/// Stages a cable's `consumption_daily` rows by the calendar months they fall in (see
+/// [`Lake::stage_tagged_months`]), so that a nightly run rewrites this month's file, not the
+/// year's: per year, the months before the window's first (without a window: before the
+/// last month of rows) as one file, each later month as one. Years in `left_years` and months
+/// in `kept` stay as they are (their files were not replaced; rows of them here were read
+/// from those files, for the year's tax base).
+fn stage_by_months(
+    lake: &Lake,
+    txn: &SharedTxn,
+    df: &DataFrame,
+    cable: &str,
+    left_years: &BTreeSet<i32>,
+    kept: &Months,
+    window: Option<Window>,
+) -> Result<()> {
+    use chrono::Datelike;
+    // Per row, year × 100 + month; rows keep their order (by connection and day) in each file.
+    let month = col("year").cast(DataType::Int32) * lit(100)
+        + col("date")
+            .cast(DataType::Date)
+            .dt()
+            .month()
+            .cast(DataType::Int32);
+    let keys = df.clone().lazy().select([month.alias("m")]).collect()?;
+    let keys: Vec<Option<i32>> = keys.column("m")?.i32()?.iter().collect();
+    let mut by_year: BTreeMap<i32, BTreeSet<u32>> = BTreeMap::new();
+    for k in keys.iter().flatten() {
+        let (year, month) = (k.div_euclid(100), k.rem_euclid(100) as u32);
+        if !left_years.contains(&year) && !kept.contains(&(year, month)) {
+            by_year.entry(year).or_default().insert(month);
+        }
+    }
+    let latest = by_year.keys().last().copied();
+    for (year, months) in by_year {
+        let last = months.last().copied().unwrap_or(12);
+        // The months from `split` to `end` a file each; those before as one, those after
+        // as one. Without a window, a past year is one file, the latest its last month apart.
+        let (split, end) = match window {
+            Some(w) => (
+                match w.from.year() {
+                    y if y == year => w.from.month().min(last),
+                    y if y < year => 1,
+                    _ => 13,
+                },
+                match w.to {
+                    Some(t) if t.year() == year => t.month(),
+                    Some(t) if t.year() < year => 0,
+                    _ => 12,
+                },
+            ),
+            None if Some(year) == latest => (last, 12),
+            None => (13, 12),
+        };
+        let mut files: Vec<(u32, u32)> = Vec::new();
+        for group in [
+            months.range(..split).copied().collect::<Vec<u32>>(),
+            months.range(end + 1..).copied().collect(),
+        ] {
+            if let (Some(first), Some(last)) = (group.first(), group.last()) {
+                files.push((*first, *last));
+            }
+        }
+        files.extend(
+            months
+                .iter()
+                .filter(|m| (split..=end).contains(*m))
+                .map(|m| (*m, *m)),
+        );
+        for (first, last) in files {
+            let (lo, hi) = (year * 100 + first as i32, year * 100 + last as i32);
+            let mask: BooleanChunked = keys
+                .iter()
+                .map(|k| {
+                    Some(k.is_some_and(|k| {
+                        let m = k.rem_euclid(100) as u32;
+                        (lo..=hi).contains(&k) && !kept.contains(&(year, m))
+                    }))
+                })
+                .collect();
+            let batch = to_batch(&df.filter(&mask)?, &CONSUMPTION_DAILY)?;
+            lake.stage_tagged_months(
+                &mut locked(txn),
+                &CONSUMPTION_DAILY,
+                (year, first, last),
+                cable,
+                &batch,
+            )?;
+        }
     }
     Ok(())
 }
@@ -663,6 +755,9 @@ fn finish_cable(
     // The days recomputed: replace the cable's files of those days.
     let mut old_daily = Vec::new();
     let mut old_cable_daily = Vec::new();
+    // `consumption_daily`'s files of months the window does not reach stay (see
+    // [`months_left`]): read for the year's tax base, not written again.
+    let mut kept_months = Months::new();
     if let Some(w) = window {
         // `cable_balance_15m` files of one cable are left only by versions before its shared
         // files (the shared ones were taken apart before the cables ran).
@@ -674,21 +769,14 @@ fn finish_cable(
                 }
             }
         }
-        for (spec, keep, left) in [
-            (&CONSUMPTION_DAILY, &mut old_daily, &left_daily),
-            (
-                &CABLE_BALANCE_DAILY,
-                &mut old_cable_daily,
-                &left_cable_daily,
-            ),
-        ] {
-            for (f, part) in carried.files.of(spec).of(cable) {
-                if partition_year(part).is_some_and(|y| left.contains(&y)) {
-                    continue;
-                }
-                keep.push(read_outside(f, spec, w)?);
-                locked(txn).remove(lake.rel(f));
+        let files = carried.files.of(&CONSUMPTION_DAILY).of(cable);
+        (old_daily, kept_months) = old_daily_rows(lake, txn, files, &left_daily, w)?;
+        for (f, part) in carried.files.of(&CABLE_BALANCE_DAILY).of(cable) {
+            if partition_year(part).is_some_and(|y| left_cable_daily.contains(&y)) {
+                continue;
             }
+            old_cable_daily.push(read_outside(&[f.as_path()], &CABLE_BALANCE_DAILY, w)?);
+            locked(txn).remove(lake.rel(f));
         }
         for (f, _) in carried.files.of(&TAX_BASE_YEARLY).of(cable) {
             locked(txn).remove(lake.rel(f));
@@ -720,7 +808,7 @@ fn finish_cable(
     // The cable's yearly rows, computed and carried over.
     let mut tax = Vec::new();
     if let Some(daily) = &daily {
-        stage_by_year(lake, txn, daily, &CONSUMPTION_DAILY, cable, &left_daily)?;
+        stage_by_months(lake, txn, daily, cable, &left_daily, &kept_months, window)?;
         let mut yearly = tax_base_yearly(daily, registry, rates)?;
         // Years before the seal and years the window does not reach: their rows were carried
         // over (computed here too only when their daily file could not be told apart).
@@ -933,22 +1021,170 @@ fn normalize(lf: LazyFrame, spec: &TableSpec) -> LazyFrame {
         .with_column(col("date").dt().year().alias("year"))
 }
 
-/// The rows of a daily file (one cable, one year) outside the recomputed days.
-fn read_outside(file: &Path, spec: &TableSpec, w: Window) -> Result<DataFrame> {
-    // Read whole by the eager reader on this thread (a year of one cable's days is small): a
-    // lazy scan's planning cost more than the reading, and a nightly run reads two such files
-    // per cable.
-    let f = std::fs::File::open(file).map_err(|e| crate::error::Error::lake(file, e))?;
-    let scan = ParquetReader::new(f)
-        .read_parallel(ParallelStrategy::None)
-        .finish()?
-        .lazy();
+/// The rows of a cable's files of a daily table outside the recomputed days, in the table's
+/// columns (and `year`).
+fn read_outside(files: &[&Path], spec: &TableSpec, w: Window) -> Result<DataFrame> {
+    outside(read_files(files)?, spec, w)
+}
+
+/// Files of a daily table read whole by the eager reader on this thread (a year of one cable's
+/// days is small): a lazy scan's planning cost more than the reading.
+fn read_files(files: &[&Path]) -> Result<Vec<DataFrame>> {
+    let mut frames = Vec::with_capacity(files.len());
+    for file in files {
+        let f = std::fs::File::open(file).map_err(|e| crate::error::Error::lake(file, e))?;
+        frames.push(
+            ParquetReader::new(f)
+                .read_parallel(ParallelStrategy::None)
+                .finish()?,
+        );
+    }
+    Ok(frames)
+}
+
+/// The rows of `frames` (read by [`read_files`]) outside the days `w` recomputes, stacked
+/// after [`normalize`]: files of older layouts stack too.
+fn outside(frames: Vec<DataFrame>, spec: &TableSpec, w: Window) -> Result<DataFrame> {
+    let mut frames: Vec<LazyFrame> = frames
+        .into_iter()
+        .map(|f| normalize(f.lazy(), spec))
+        .collect();
+    let scan = match frames.pop() {
+        Some(last) if frames.is_empty() => last,
+        Some(last) => {
+            frames.push(last);
+            concat(frames, UnionArgs::default())?
+        }
+        None => return Ok(DataFrame::empty()),
+    };
     let inside = col("date").gt_eq(lit(w.from));
     let inside = match w.to {
         Some(to) => inside.and(col("date").lt_eq(lit(to))),
         None => inside,
     };
-    Ok(normalize(scan, spec).filter(inside.not()).collect()?)
+    Ok(scan.filter(inside.not()).collect()?)
+}
+
+/// Calendar months, as (year, month 1–12).
+type Months = BTreeSet<(i32, u32)>;
+
+/// A cable's `consumption_daily` file of some months of a year: its path and its first and
+/// last month (from its name, see [`file_months`]).
+type MonthsFile<'a> = (&'a Path, (u32, u32));
+
+/// How many files of months a window does not reach a cable's year keeps at most: each month
+/// a nightly run starts in leaves one more behind, read every night for the year's tax base
+/// (a small file costs about as much to read as a large one); past this many they are
+/// written again as one.
+const KEPT_FILES: usize = 2;
+
+/// A cable's old `consumption_daily` rows outside the window `w` in the years it reaches
+/// (`left` are the years it leaves alone), from its `files`, and the months whose files stay as
+/// they are (see [`months_left`]); every other file of those years is staged for removal
+/// (its rows are written again). When a removed file holds rows of a month whose files would
+/// stay (a file put there by hand), that year's files do not stay either: its rows there
+/// would be dropped from the table, or counted twice in the tax base.
+fn old_daily_rows(
+    lake: &Lake,
+    txn: &SharedTxn,
+    files: &[(PathBuf, Option<String>)],
+    left: &BTreeSet<i32>,
+    w: Window,
+) -> Result<(Vec<DataFrame>, Months)> {
+    let mut rows = Vec::new();
+    let mut candidates: BTreeMap<i32, Vec<MonthsFile>> = BTreeMap::new();
+    let mut removed_months = Months::new();
+    for (f, part) in files {
+        let year = partition_year(part);
+        if year.is_some_and(|y| left.contains(&y)) {
+            continue;
+        }
+        match (year, file_months(f)) {
+            (Some(y), Some((fy, a, b))) if fy == y && !w.touches_months(y, a, b) => {
+                candidates.entry(y).or_default().push((f.as_path(), (a, b)));
+            }
+            _ => {
+                let r = read_outside(&[f.as_path()], &CONSUMPTION_DAILY, w)?;
+                removed_months.extend(months_of(&r)?);
+                rows.push(r);
+                locked(txn).remove(lake.rel(f));
+            }
+        }
+    }
+    let mut kept = BTreeSet::new();
+    for (year, files) in candidates {
+        let (r, mut months) = months_left(year, &files, w)?;
+        if months.iter().any(|m| removed_months.contains(&(year, *m))) {
+            tracing::warn!(
+                "{}: another file holds rows of its months; they are written again",
+                files[0].0.display()
+            );
+            months.clear();
+        }
+        if months.is_empty() {
+            for (f, _) in &files {
+                locked(txn).remove(lake.rel(f));
+            }
+        }
+        kept.extend(months.into_iter().map(|m| (year, m)));
+        rows.push(r);
+    }
+    Ok((rows, kept))
+}
+
+/// The (year, month) of every row of a daily frame (its `date` column).
+fn months_of(df: &DataFrame) -> Result<Months> {
+    use chrono::Datelike;
+    let epoch = crate::domain::time::EPOCH_DAY;
+    let dates = df.column("date")?.cast(&DataType::Int32)?;
+    Ok(dates
+        .i32()?
+        .iter()
+        .flatten()
+        .filter_map(|d| epoch.checked_add_signed(chrono::Duration::days(i64::from(d))))
+        .map(|d| (d.year(), d.month()))
+        .collect())
+}
+
+/// The rows outside `w` of a cable's `consumption_daily` files of `year` whose months `w` does
+/// not reach (`files`, each with the months its name gives), and the months that stay as they
+/// are: theirs, unless there are more than [`KEPT_FILES`] of them, or a file holds a row of
+/// a month not its own (a file put there by hand; inside the window, it would stand beside
+/// the day computed again), when none do (their rows outside `w` are written again into the
+/// files of their months).
+fn months_left(year: i32, files: &[MonthsFile], w: Window) -> Result<(DataFrame, BTreeSet<u32>)> {
+    let paths: Vec<&Path> = files.iter().map(|(f, _)| *f).collect();
+    let frames = read_files(&paths)?;
+    // Every row of each file, before any is left out, within that file's own months.
+    let epoch = crate::domain::time::EPOCH_DAY;
+    let days = |d: Option<NaiveDate>| d.map(|d| (d - epoch).num_days());
+    let theirs = frames.iter().zip(files).all(|(frame, (_, (first, last)))| {
+        let start = days(NaiveDate::from_ymd_opt(year, *first, 1));
+        let end = NaiveDate::from_ymd_opt(year, *last, 1)
+            .and_then(|d| d.checked_add_months(chrono::Months::new(1)));
+        let (Some(start), Some(end)) = (start, days(end)) else {
+            return false;
+        };
+        let Ok(dates) = frame.column("date").and_then(|c| c.cast(&DataType::Int32)) else {
+            return false;
+        };
+        dates.i32().is_ok_and(|d| {
+            d.iter()
+                .all(|d| d.is_some_and(|d| (start..end).contains(&i64::from(d))))
+        })
+    });
+    let rows = outside(frames, &CONSUMPTION_DAILY, w)?;
+    if files.len() > KEPT_FILES {
+        return Ok((rows, BTreeSet::new()));
+    }
+    if !theirs {
+        tracing::warn!(
+            "{}: a file of some months holds rows of others; they are written again",
+            files[0].0.display()
+        );
+        return Ok((rows, BTreeSet::new()));
+    }
+    Ok((rows, files.iter().flat_map(|(_, (a, b))| *a..=*b).collect()))
 }
 
 /// Kept old rows and new rows of a daily table, sorted; `None` when there are none.

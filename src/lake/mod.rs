@@ -4,7 +4,8 @@
 //! Layout under the lake root:
 //! - `<table>/[date=YYYY-MM-DD/ | year=YYYY/][<tag>~]part-<txid>-<n>.parquet`: the tables
 //!   analysts read (derived tables tag each file with its cable, to replace it alone, or with
-//!   [`SHARED_TAG`] for a file of every cable's rows);
+//!   [`SHARED_TAG`] for a file of every cable's rows; `consumption_daily`'s also with their
+//!   months, `<tag>~YYYY-MM..MM~part-…`, see [`Lake::stage_tagged_months`]);
 //! - `_staging/`, `_journal/`: in-flight changes (see [`txn`]), never inside a table;
 //! - `_state/<source>.json`: cursors, published in the same change as the rows they cover;
 //! - `_lock`: the writer lock; `_commit.lock`: readers (shared) and publication (exclusive).
@@ -221,6 +222,21 @@ impl Lake {
         self.stage_named(txn, spec, partition, &prefix, batch)
     }
 
+    /// As [`Lake::stage_tagged`], for the rows of the calendar months `first..=last` of `year`
+    /// of the tag in a table partitioned by year (`<tag>~YYYY-MM..MM~part-…`, see
+    /// [`file_months`]): a later change replaces the files of the months it reaches alone.
+    pub fn stage_tagged_months(
+        &self,
+        txn: &mut Txn,
+        spec: &TableSpec,
+        (year, first, last): (i32, u32, u32),
+        tag: &str,
+        batch: &RecordBatch,
+    ) -> Result<String> {
+        let prefix = format!("{}~{year:04}-{first:02}..{last:02}~", file_tag(tag));
+        self.stage_named(txn, spec, Some(&year.to_string()), &prefix, batch)
+    }
+
     /// As [`Lake::stage_tagged`], for a file holding the rows of every cable (see
     /// [`SHARED_TAG`]).
     pub fn stage_shared(
@@ -418,10 +434,74 @@ pub fn file_tag(tag: &str) -> String {
     out
 }
 
+/// The year and calendar months (first, last) a file written by [`Lake::stage_tagged_months`]
+/// holds, from its name (`<tag>~YYYY-MM..MM~part-…`); `None` for any other name (a file of
+/// the whole year, as earlier versions wrote them).
+pub fn file_months(file: &Path) -> Option<(i32, u32, u32)> {
+    let name = file.file_name()?.to_str()?;
+    let (_, rest) = name.split_once('~')?;
+    let (months, rest) = rest.split_once('~')?;
+    let b = months.as_bytes();
+    if !rest.starts_with("part-") || b.len() != 11 || b[4] != b'-' || &b[7..9] != b".." {
+        return None;
+    }
+    let year = months[..4].parse().ok()?;
+    let (first, last): (u32, u32) = (months[5..7].parse().ok()?, months[9..].parse().ok()?);
+    (1 <= first && first <= last && last <= 12).then_some((year, first, last))
+}
+
+/// What a file's name holds before its `part-…`: its tag and months (`K1~2026-01..10~`), its tag
+/// (`K1~`), or nothing. The last `part-` counts: a tag may hold `part-` itself.
+pub fn name_prefix(file: &Path) -> String {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match name.rfind("part-") {
+        Some(i) => name[..i].to_string(),
+        None => name
+            .split_once('~')
+            .map(|(t, _)| format!("{t}~"))
+            .unwrap_or_default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::schema::{CONSUMPTION_DAILY, INTERVALS};
     use super::*;
+
+    /// A file's months are told by its name alone; a tag holding `part-` does not confuse
+    /// either reading.
+    #[test]
+    fn a_files_months_are_told_by_its_name() {
+        let p = |n: &str| PathBuf::from(format!("consumption_daily/year=2026/{n}"));
+        let months = |n: &str| file_months(&p(n));
+        assert_eq!(
+            months("K1~2026-01..10~part-7-0.parquet"),
+            Some((2026, 1, 10))
+        );
+        assert_eq!(
+            months("part-x~2026-11..11~part-7-0.parquet"),
+            Some((2026, 11, 11))
+        );
+        assert_eq!(months("K1~part-7-0.parquet"), None);
+        assert_eq!(months("K1~2026-11~part-7-0.parquet"), None);
+        assert_eq!(months("K1~2026-10..09~part-7-0.parquet"), None);
+        assert_eq!(months("K1~2026-00..09~part-7-0.parquet"), None);
+        assert_eq!(months("K1~2026-01..13~part-7-0.parquet"), None);
+        assert_eq!(months("K1~2026-1..12~part-7-0.parquet"), None);
+        assert_eq!(months("K1~2026-01..10~x.parquet"), None);
+        assert_eq!(months("K1~2026-01..10~"), None);
+        assert_eq!(months("part-7-0.parquet"), None);
+        let prefix = |n: &str| name_prefix(&p(n));
+        assert_eq!(prefix("K1~2026-01..10~part-7-0.parquet"), "K1~2026-01..10~");
+        assert_eq!(prefix("part-x~part-7-compacted.parquet"), "part-x~");
+        assert_eq!(prefix("K1~part-7-0.parquet"), "K1~");
+        assert_eq!(prefix("part-7-0.parquet"), "");
+        assert_eq!(prefix("K%7E1~odd.parquet"), "K%7E1~");
+        assert_eq!(prefix("odd.parquet"), "");
+    }
 
     /// With `from`, only the day partitions right under a table and before `from` are left
     /// out; odd folders, files at the top, nested folders and other tables are all listed.

@@ -1,5 +1,5 @@
 //! `vaten compact`: a lake of several nightly runs becomes one file per partition (and cable,
-//! for the derived tables); DuckDB reads the same rows before and after; a reader during the
+//! for the derived tables, and months, for `consumption_daily`); DuckDB reads the same rows before and after; a reader during the
 //! compaction sees the old files or the new ones, never both or neither; the next transform
 //! recomputes nothing, and later data still gives what a full recompute gives.
 
@@ -36,7 +36,8 @@ print(json.dumps(out))
     serde_json::from_slice(&run.stdout).unwrap()
 }
 
-/// Files per (folder, cable prefix) of every table but `_runs`.
+/// Files per (folder, name prefix: the cable, and for `consumption_daily` the months) of every
+/// table but `_runs`.
 fn groups(lake: &Path) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for f in files_below(lake) {
@@ -45,7 +46,7 @@ fn groups(lake: &Path) -> BTreeMap<String, usize> {
             continue;
         }
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        let prefix = name.split_once('~').map(|(t, _)| t).unwrap_or("");
+        let prefix = name.rfind("part-").map_or("", |i| &name[..i]);
         let key = format!("{}/{prefix}", f.parent().unwrap().display());
         *out.entry(key).or_default() += 1;
     }

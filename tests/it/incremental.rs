@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use vaten::fake::synth::Meter;
 use vaten::fake::{FakeInstallations, FeedEntry};
 use vaten::lake::schema::{
     CABLE_BALANCE_15M, CABLE_BALANCE_DAILY, CONSUMPTION_DAILY, INTERVALS, TAX_BASE_YEARLY,
@@ -308,11 +309,8 @@ fn a_window_leaves_the_years_it_does_not_reach_alone() {
     let out = env.vaten("2026-01-05T10:00:00Z", &["transform"]);
     assert_ok(&out);
     assert!(stderr(&out).contains("computed again"), "{}", stderr(&out));
-    assert_ne!(
-        year_files("2025"),
-        before,
-        "2025 is read and computed again"
-    );
+    // Its daily file is read for it, not written again (the window does not reach its month).
+    assert_eq!(year_files("2025"), before, "2025's files stay");
 
     let incremental = derived(&env);
     // Both connections in both years: (ean, year) pairs of the carried and computed rows.
@@ -346,6 +344,153 @@ fn a_window_leaves_the_years_it_does_not_reach_alone() {
         .filter(|r| r.contains("year=2025;"))
         .count();
     assert_eq!(tax_2025, 2, "both connections' 2025 rows are still there");
+}
+
+/// `consumption_daily` holds a cable's year in files of calendar months: a window leaves the
+/// files of the months it does not reach as they are (a nightly run rewrites this month's
+/// days, not the year's), all of it equal to a full recompute. Past two such files they are
+/// written again as one; a file of the whole year (as earlier versions wrote them) is written
+/// again by months; a file holding a row of a month not its own is not trusted to stand for
+/// its months (kept, that row would be there twice).
+#[test]
+fn a_window_leaves_the_months_it_does_not_reach_alone() {
+    let env = Env::new(&registry(&[EAN_A, EAN_C]));
+    let mut a = meter(EAN_A, "MA1", 5_000_000, true);
+    let mut c = meter(EAN_C, "MC1", 1_000_000, false);
+    let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+    // Days `from..=to` of both meters, ingested and transformed the morning after `to`.
+    let run = |from: &str, to: &str, a: &mut Meter, c: &mut Meter| {
+        let mut feed = Vec::new();
+        for d in day(from).iter_days().take_while(|d| *d <= day(to)) {
+            let d = d.to_string();
+            feed.push(FeedEntry::interval(intervals(a, &d)));
+            feed.push(FeedEntry::interval(intervals(c, &d)));
+        }
+        env.server.push(feed);
+        let now = format!("{}T10:00:00Z", day(to).succ_opt().unwrap());
+        assert_ok(&env.vaten(&now, &["ingest", "grid"]));
+        assert_ok(&env.vaten(&now, &["transform"]));
+    };
+    let dir = env
+        .lake_dir()
+        .join(CONSUMPTION_DAILY.name)
+        .join("year=2026");
+    let names = || -> Vec<String> {
+        let mut out: Vec<String> = files_below(&dir)
+            .iter()
+            .map(|f| f.to_string_lossy().into_owned())
+            .collect();
+        out.sort();
+        out
+    };
+    let of = |names: &[String], months: &str| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| n.starts_with(&format!("K1~2026-{months}~part-")))
+            .cloned()
+            .collect()
+    };
+    // Equal to a full recompute (which writes the files again).
+    let equals_full = |now: &str| {
+        let incremental = derived(&env);
+        assert_ok(&env.vaten(now, &["transform", "--full"]));
+        assert!(last_transform(&env).contains("full recompute"));
+        same(&incremental, &derived(&env), "incremental");
+        incremental
+    };
+    // The first run computes all days: the months before the last as one file, the last as one.
+    run("2026-08-30", "2026-10-01", &mut a, &mut c);
+    let before = names();
+    assert_eq!(
+        (of(&before, "08..09").len(), of(&before, "10..10").len()),
+        (1, 1),
+        "{before:?}"
+    );
+    assert_eq!(before.len(), 2, "{before:?}");
+
+    // October's file (the 1st) named as if it held September: the next window starts on the
+    // 1st, so every row of it lies inside the window. Kept, they would stand twice.
+    let misnamed = of(&before, "10..10")[0].replace("~2026-10..10~", "~2026-09..09~");
+    std::fs::rename(dir.join(&of(&before, "10..10")[0]), dir.join(&misnamed)).unwrap();
+    run("2026-10-02", "2026-10-02", &mut a, &mut c);
+    let after = names();
+    assert!(!after.contains(&misnamed), "{after:?}");
+    assert_eq!(after.len(), 2, "{after:?}");
+    equals_full("2026-10-03T11:00:00Z");
+
+    // A nightly run: the window starts in October; the summer's file is not rewritten, and
+    // the year's tax base, read from it, is a full recompute's.
+    let before = names();
+    let (summer, october) = (of(&before, "08..09"), of(&before, "10..10"));
+    run("2026-10-03", "2026-10-03", &mut a, &mut c);
+    assert!(last_transform(&env).contains("incremental recompute of 1 cable"));
+    let after = names();
+    assert_eq!(of(&after, "08..09"), summer, "the summer stays");
+    assert_eq!(of(&after, "10..10").len(), 1, "{after:?}");
+    assert_ne!(of(&after, "10..10"), october, "October is rewritten");
+    assert_eq!(after.len(), 2, "{after:?}");
+    equals_full("2026-10-04T11:00:00Z");
+
+    // The summer's file under a name without its months, as earlier versions wrote a year's
+    // file: read and written again, by months (the window starts in October).
+    let summer = of(&names(), "08..09");
+    let unmarked = summer[0].replace("~2026-08..09~", "~");
+    std::fs::rename(dir.join(&summer[0]), dir.join(&unmarked)).unwrap();
+    run("2026-10-04", "2026-10-04", &mut a, &mut c);
+    let after = names();
+    assert!(!after.contains(&unmarked), "{after:?}");
+    assert_eq!(of(&after, "08..09").len(), 1, "{after:?}");
+    assert_eq!(after.len(), 2, "{after:?}");
+
+    // October's file named as if it held September again: its rows of the 1st to the 3rd lie
+    // outside the window (which starts on the 4th, the day of the reading before the new).
+    let misnamed = of(&after, "10..10")[0].replace("~2026-10..10~", "~2026-09..09~");
+    std::fs::rename(dir.join(&of(&after, "10..10")[0]), dir.join(&misnamed)).unwrap();
+    run("2026-10-05", "2026-10-05", &mut a, &mut c);
+    let after = names();
+    assert!(!after.contains(&misnamed), "{after:?}");
+    assert_eq!(
+        (of(&after, "08..09").len(), of(&after, "10..10").len()),
+        (1, 1),
+        "{after:?}"
+    );
+    assert_eq!(after.len(), 2, "{after:?}");
+
+    // Into December: October, November and December each get a file, then three files lie
+    // before the window: they become one.
+    run("2026-10-06", "2026-12-02", &mut a, &mut c);
+    let after = names();
+    assert_eq!(of(&after, "08..09").len(), 1, "{after:?}");
+    assert_eq!(after.len(), 4, "{after:?}");
+    run("2026-12-03", "2026-12-03", &mut a, &mut c);
+    let after = names();
+    assert_eq!(
+        (
+            of(&after, "08..11").len(),
+            of(&after, "12..12").len(),
+            after.len()
+        ),
+        (1, 1, 2),
+        "{after:?}"
+    );
+
+    // A range in October: the months before it one file, October one, the months after it
+    // one; December's file stays.
+    let december = of(&after, "12..12");
+    assert_ok(&env.vaten(
+        "2026-12-04T11:00:00Z",
+        &["transform", "--from", "2026-10-10", "--to", "2026-10-10"],
+    ));
+    let after = names();
+    assert_eq!(of(&after, "12..12"), december, "{after:?}");
+    for months in ["08..09", "10..10", "11..11"] {
+        assert_eq!(of(&after, months).len(), 1, "{months}: {after:?}");
+    }
+    assert_eq!(after.len(), 4, "{after:?}");
+
+    // 96 days of two connections, each day once.
+    let incremental = equals_full("2026-12-04T12:00:00Z");
+    assert_eq!(incremental[CONSUMPTION_DAILY.name].len(), 2 * 96);
 }
 
 /// `cable_balance_15m` after a full recompute: `days` day partitions, each one file for all
