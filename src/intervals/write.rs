@@ -142,11 +142,10 @@ fn stage_by_year(
 }
 
 /// Stages a cable's `consumption_daily` rows by the calendar months they fall in (see
-/// [`Lake::stage_tagged_months`]), so that a nightly run rewrites this month's file, not the
-/// year's: per year, the months before the window's first (without a window: before the
-/// last month of rows) as one file, each later month as one. Years in `left_years` and months
-/// in `kept` stay as they are (their files were not replaced; rows of them here were read
-/// from those files, for the year's tax base).
+/// [`Lake::stage_tagged_months`]), grouped as [`month_files`] says, so that a nightly run
+/// rewrites this month's file, not the year's. Years in `left_years` and months in `kept`
+/// stay as they are (their files were not replaced; rows of them here were read from those
+/// files, for the year's tax base).
 fn stage_by_months(
     lake: &Lake,
     txn: &SharedTxn,
@@ -156,7 +155,6 @@ fn stage_by_months(
     kept: &Months,
     window: Option<Window>,
 ) -> Result<()> {
-    use chrono::Datelike;
     // Per row, year × 100 + month; rows keep their order (by connection and day) in each file.
     let month = col("year").cast(DataType::Int32) * lit(100)
         + col("date")
@@ -175,40 +173,7 @@ fn stage_by_months(
     }
     let latest = by_year.keys().last().copied();
     for (year, months) in by_year {
-        let last = months.last().copied().unwrap_or(12);
-        // The months from `split` to `end` a file each; those before as one, those after
-        // as one. Without a window, a past year is one file, the latest its last month apart.
-        let (split, end) = match window {
-            Some(w) => (
-                match w.from.year() {
-                    y if y == year => w.from.month().min(last),
-                    y if y < year => 1,
-                    _ => 13,
-                },
-                match w.to {
-                    Some(t) if t.year() == year => t.month(),
-                    Some(t) if t.year() < year => 0,
-                    _ => 12,
-                },
-            ),
-            None if Some(year) == latest => (last, 12),
-            None => (13, 12),
-        };
-        let mut files: Vec<(u32, u32)> = Vec::new();
-        for group in [
-            months.range(..split).copied().collect::<Vec<u32>>(),
-            months.range(end + 1..).copied().collect(),
-        ] {
-            if let (Some(first), Some(last)) = (group.first(), group.last()) {
-                files.push((*first, *last));
-            }
-        }
-        files.extend(
-            months
-                .iter()
-                .filter(|m| (split..=end).contains(*m))
-                .map(|m| (*m, *m)),
-        );
+        let files = month_files(year, &months, window, Some(year) == latest);
         for (first, last) in files {
             let (lo, hi) = (year * 100 + first as i32, year * 100 + last as i32);
             let mask: BooleanChunked = keys
@@ -231,6 +196,52 @@ fn stage_by_months(
         }
     }
     Ok(())
+}
+
+/// How [`stage_by_months`] groups a cable's `months` (1–12) of `year` into files, each as
+/// (first, last) month: from the window's first month to its last, a file each; the months
+/// before as one file and those after (a range) as one. Without a window, a year before the
+/// `latest` is one file, the latest its last month apart (the month a nightly run will reach).
+fn month_files(
+    year: i32,
+    months: &BTreeSet<u32>,
+    window: Option<Window>,
+    latest: bool,
+) -> Vec<(u32, u32)> {
+    use chrono::Datelike;
+    let last = months.last().copied().unwrap_or(12);
+    let (split, end) = match window {
+        Some(w) => (
+            match w.from.year() {
+                y if y == year => w.from.month().min(last),
+                y if y < year => 1,
+                _ => 13,
+            },
+            match w.to {
+                Some(t) if t.year() == year => t.month(),
+                Some(t) if t.year() < year => 0,
+                _ => 12,
+            },
+        ),
+        None if latest => (last, 12),
+        None => (13, 12),
+    };
+    let mut files: Vec<(u32, u32)> = Vec::new();
+    for group in [
+        months.range(..split).copied().collect::<Vec<u32>>(),
+        months.range(end + 1..).copied().collect(),
+    ] {
+        if let (Some(first), Some(last)) = (group.first(), group.last()) {
+            files.push((*first, *last));
+        }
+    }
+    files.extend(
+        months
+            .iter()
+            .filter(|m| (split..=end).contains(*m))
+            .map(|m| (*m, *m)),
+    );
+    files
 }
 
 /// Stages `batches` of a table without partitions, all in its columns (computed, or carried
@@ -1024,20 +1035,25 @@ fn normalize(lf: LazyFrame, spec: &TableSpec) -> LazyFrame {
 /// The rows of a cable's files of a daily table outside the recomputed days, in the table's
 /// columns (and `year`).
 fn read_outside(files: &[&Path], spec: &TableSpec, w: Window) -> Result<DataFrame> {
-    outside(read_files(files)?, spec, w)
+    outside(read_files(files, spec)?, spec, w)
 }
 
 /// Files of a daily table read whole by the eager reader on this thread (a year of one cable's
-/// days is small): a lazy scan's planning cost more than the reading.
-fn read_files(files: &[&Path]) -> Result<Vec<DataFrame>> {
+/// days is small): a lazy scan's planning cost more than the reading. A file that cannot be
+/// read, or lacks a column of the table, is an error naming it.
+fn read_files(files: &[&Path], spec: &TableSpec) -> Result<Vec<DataFrame>> {
     let mut frames = Vec::with_capacity(files.len());
     for file in files {
-        let f = std::fs::File::open(file).map_err(|e| crate::error::Error::lake(file, e))?;
-        frames.push(
-            ParquetReader::new(f)
-                .read_parallel(ParallelStrategy::None)
-                .finish()?,
-        );
+        let lake_error = |e: &dyn std::fmt::Display| crate::error::Error::lake(file, e.to_string());
+        let f = std::fs::File::open(file).map_err(|e| lake_error(&e))?;
+        let frame = ParquetReader::new(f)
+            .read_parallel(ParallelStrategy::None)
+            .finish()
+            .map_err(|e| lake_error(&e))?;
+        if let Some(c) = spec.columns.iter().find(|c| frame.column(c.name).is_err()) {
+            return Err(lake_error(&format!("no column {}", c.name)));
+        }
+        frames.push(frame);
     }
     Ok(frames)
 }
@@ -1111,16 +1127,36 @@ fn old_daily_rows(
             }
         }
     }
-    let mut kept = BTreeSet::new();
+    // Each year's files of months the window does not reach, read and judged; then, until
+    // nothing changes, a year whose months some file not kept also holds rows of is not kept
+    // either (whose rows are then not kept in their turn).
+    let mut judged: Vec<(i32, Vec<MonthsFile>, DataFrame, BTreeSet<u32>)> = Vec::new();
     for (year, files) in candidates {
-        let (r, mut months) = months_left(year, &files, w)?;
-        if months.iter().any(|m| removed_months.contains(&(year, *m))) {
-            tracing::warn!(
-                "{}: another file holds rows of its months; they are written again",
-                files[0].0.display()
-            );
-            months.clear();
+        let (r, months) = months_left(year, &files, w)?;
+        if months.is_empty() {
+            removed_months.extend(months_of(&r)?);
         }
+        judged.push((year, files, r, months));
+    }
+    loop {
+        let mut changed = false;
+        for (year, files, r, months) in &mut judged {
+            if !months.is_empty() && months.iter().any(|m| removed_months.contains(&(*year, *m))) {
+                tracing::warn!(
+                    "{} and another file of {year} hold rows of the same month; they are written again",
+                    files[0].0.display()
+                );
+                months.clear();
+                removed_months.extend(months_of(r)?);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let mut kept = Months::new();
+    for (year, files, r, months) in judged {
         if months.is_empty() {
             for (f, _) in &files {
                 locked(txn).remove(lake.rel(f));
@@ -1148,39 +1184,42 @@ fn months_of(df: &DataFrame) -> Result<Months> {
 
 /// The rows outside `w` of a cable's `consumption_daily` files of `year` whose months `w` does
 /// not reach (`files`, each with the months its name gives), and the months that stay as they
-/// are: theirs, unless there are more than [`KEPT_FILES`] of them, or a file holds a row of
-/// a month not its own (a file put there by hand; inside the window, it would stand beside
-/// the day computed again), when none do (their rows outside `w` are written again into the
-/// files of their months).
+/// are: the files' own, or none when there are more than [`KEPT_FILES`] of them or a file
+/// holds a row of a month not its own (a file put there by hand; inside the window, that row
+/// would stand beside the day computed again). With none, their rows outside `w` are written
+/// again into the files of their months.
 fn months_left(year: i32, files: &[MonthsFile], w: Window) -> Result<(DataFrame, BTreeSet<u32>)> {
     let paths: Vec<&Path> = files.iter().map(|(f, _)| *f).collect();
-    let frames = read_files(&paths)?;
+    let frames = read_files(&paths, &CONSUMPTION_DAILY)?;
     // Every row of each file, before any is left out, within that file's own months.
     let epoch = crate::domain::time::EPOCH_DAY;
     let days = |d: Option<NaiveDate>| d.map(|d| (d - epoch).num_days());
-    let theirs = frames.iter().zip(files).all(|(frame, (_, (first, last)))| {
-        let start = days(NaiveDate::from_ymd_opt(year, *first, 1));
-        let end = NaiveDate::from_ymd_opt(year, *last, 1)
-            .and_then(|d| d.checked_add_months(chrono::Months::new(1)));
-        let (Some(start), Some(end)) = (start, days(end)) else {
-            return false;
-        };
-        let Ok(dates) = frame.column("date").and_then(|c| c.cast(&DataType::Int32)) else {
-            return false;
-        };
-        dates.i32().is_ok_and(|d| {
-            d.iter()
-                .all(|d| d.is_some_and(|d| (start..end).contains(&i64::from(d))))
-        })
-    });
-    let rows = outside(frames, &CONSUMPTION_DAILY, w)?;
+    let stray = frames
+        .iter()
+        .zip(files)
+        .find(|(frame, (_, (first, last)))| {
+            let start = days(NaiveDate::from_ymd_opt(year, *first, 1));
+            let end = NaiveDate::from_ymd_opt(year, *last, 1)
+                .and_then(|d| d.checked_add_months(chrono::Months::new(1)));
+            let (Some(start), Some(end)) = (start, days(end)) else {
+                return true;
+            };
+            let Ok(dates) = frame.column("date").and_then(|c| c.cast(&DataType::Int32)) else {
+                return true;
+            };
+            !dates.i32().is_ok_and(|d| {
+                d.iter()
+                    .all(|d| d.is_some_and(|d| (start..end).contains(&i64::from(d))))
+            })
+        });
+    let rows = outside(frames.clone(), &CONSUMPTION_DAILY, w)?;
     if files.len() > KEPT_FILES {
         return Ok((rows, BTreeSet::new()));
     }
-    if !theirs {
+    if let Some((_, (file, _))) = stray {
         tracing::warn!(
-            "{}: a file of some months holds rows of others; they are written again",
-            files[0].0.display()
+            "{}: holds rows of months not in its name; the files of those months are written again",
+            file.display()
         );
         return Ok((rows, BTreeSet::new()));
     }
@@ -1217,6 +1256,52 @@ fn merged(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A window's months a file each, those before and after it one file each; without a
+    /// window a past year one file, the latest its last month apart.
+    #[test]
+    fn a_cables_year_is_grouped_into_files_of_months() {
+        let day = |s: &str| s.parse::<NaiveDate>().unwrap();
+        let months = |m: &[u32]| m.iter().copied().collect::<BTreeSet<u32>>();
+        let window = |from: &str, to: Option<&str>| {
+            Some(Window {
+                from: day(from),
+                to: to.map(day),
+            })
+        };
+        let all = months(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        let to_nov = months(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        // Full recompute: the latest year's last month apart; a past year whole.
+        assert_eq!(month_files(2026, &to_nov, None, true), [(1, 10), (11, 11)]);
+        assert_eq!(month_files(2025, &all, None, false), [(1, 12)]);
+        assert_eq!(month_files(2026, &months(&[3]), None, true), [(3, 3)]);
+        // A nightly run from the 30th of October: October on, a file a month.
+        let nightly = window("2026-10-30", None);
+        assert_eq!(
+            month_files(2026, &to_nov, nightly, true),
+            [(1, 9), (10, 10), (11, 11)]
+        );
+        // Its rows only to September (a cable without October yet): September apart.
+        assert_eq!(
+            month_files(2026, &months(&[8, 9]), nightly, true),
+            [(8, 8), (9, 9)]
+        );
+        // A range in March of a full year: before, March, after.
+        let march = window("2026-03-10", Some("2026-03-12"));
+        assert_eq!(
+            month_files(2026, &all, march, true),
+            [(1, 2), (4, 12), (3, 3)]
+        );
+        // A range over the turn of the year: December of the one, January of the other.
+        let turn = window("2025-12-30", Some("2026-01-02"));
+        assert_eq!(month_files(2025, &all, turn, false), [(1, 11), (12, 12)]);
+        assert_eq!(month_files(2026, &all, turn, true), [(2, 12), (1, 1)]);
+        // Months with gaps keep their own first and last.
+        assert_eq!(
+            month_files(2026, &months(&[2, 5, 11]), window("2026-11-01", None), true),
+            [(2, 5), (11, 11)]
+        );
+    }
     use crate::intervals::series::Quality;
 
     #[test]

@@ -451,14 +451,15 @@ pub fn file_months(file: &Path) -> Option<(i32, u32, u32)> {
 }
 
 /// What a file's name holds before its `part-…`: its tag and months (`K1~2026-01..10~`), its tag
-/// (`K1~`), or nothing. The last `part-` counts: a tag may hold `part-` itself.
+/// (`K1~`), or nothing. The last `~part-` counts: a tag may hold `part-` itself. A name
+/// without `~part-` (not written by vaten) gives what precedes its first `~`.
 pub fn name_prefix(file: &Path) -> String {
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    match name.rfind("part-") {
-        Some(i) => name[..i].to_string(),
+    match name.rfind("~part-") {
+        Some(i) => name[..=i].to_string(),
         None => name
             .split_once('~')
             .map(|(t, _)| format!("{t}~"))
@@ -501,6 +502,7 @@ mod tests {
         assert_eq!(prefix("part-7-0.parquet"), "");
         assert_eq!(prefix("K%7E1~odd.parquet"), "K%7E1~");
         assert_eq!(prefix("odd.parquet"), "");
+        assert_eq!(prefix("part-x~odd.parquet"), "part-x~");
     }
 
     /// With `from`, only the day partitions right under a table and before `from` are left

@@ -45,8 +45,7 @@ fn groups(lake: &Path) -> BTreeMap<String, usize> {
         if !rel.ends_with(".parquet") || rel.starts_with("_") {
             continue;
         }
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        let prefix = name.rfind("part-").map_or("", |i| &name[..i]);
+        let prefix = vaten::lake::name_prefix(&f);
         let key = format!("{}/{prefix}", f.parent().unwrap().display());
         *out.entry(key).or_default() += 1;
     }

@@ -456,9 +456,44 @@ fn a_window_leaves_the_months_it_does_not_reach_alone() {
     );
     assert_eq!(after.len(), 2, "{after:?}");
 
+    // The summer's August rows moved by hand into a file without months: that file is
+    // written again, and so is the summer's, which names August too (kept, the August rows
+    // would be left out of the table, yet counted in the tax base).
+    let summer = dir.join(&of(&after, "08..09")[0]);
+    let batch = vaten::lake::parquet_io::read_all(&summer).unwrap().unwrap();
+    let september = (day("2026-09-01") - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+        .num_days() as i32;
+    let dates = batch.column_by_name("date").unwrap();
+    let dates = dates
+        .as_any()
+        .downcast_ref::<arrow::array::Date32Array>()
+        .unwrap();
+    let in_august: arrow::array::BooleanArray =
+        dates.iter().map(|d| Some(d.unwrap() < september)).collect();
+    let in_september = arrow::compute::not(&in_august).unwrap();
+    let keep = |mask| arrow::compute::filter_record_batch(&batch, mask).unwrap();
+    let (august, rest) = (keep(&in_august), keep(&in_september));
+    assert_eq!((august.num_rows(), rest.num_rows()), (4, 60));
+    let by_hand = dir.join("K1~part-by-hand.parquet");
+    vaten::lake::parquet_io::write_sorted(&by_hand, &CONSUMPTION_DAILY, &august).unwrap();
+    vaten::lake::parquet_io::write_sorted(&summer, &CONSUMPTION_DAILY, &rest).unwrap();
+    run("2026-10-06", "2026-10-06", &mut a, &mut c);
+    let after = names();
+    assert!(
+        !after.contains(&"K1~part-by-hand.parquet".to_string()),
+        "{after:?}"
+    );
+    assert_eq!(
+        (of(&after, "08..09").len(), of(&after, "10..10").len()),
+        (1, 1),
+        "{after:?}"
+    );
+    assert_ne!(dir.join(&of(&after, "08..09")[0]), summer, "{after:?}");
+    equals_full("2026-10-07T11:00:00Z");
+
     // Into December: October, November and December each get a file, then three files lie
     // before the window: they become one.
-    run("2026-10-06", "2026-12-02", &mut a, &mut c);
+    run("2026-10-07", "2026-12-02", &mut a, &mut c);
     let after = names();
     assert_eq!(of(&after, "08..09").len(), 1, "{after:?}");
     assert_eq!(after.len(), 4, "{after:?}");
@@ -474,16 +509,16 @@ fn a_window_leaves_the_months_it_does_not_reach_alone() {
         "{after:?}"
     );
 
-    // A range in October: the months before it one file, October one, the months after it
-    // one; December's file stays.
+    // A range in September: the months before it one file, September one, the months after
+    // it one; December's file stays.
     let december = of(&after, "12..12");
     assert_ok(&env.vaten(
         "2026-12-04T11:00:00Z",
-        &["transform", "--from", "2026-10-10", "--to", "2026-10-10"],
+        &["transform", "--from", "2026-09-10", "--to", "2026-09-10"],
     ));
     let after = names();
     assert_eq!(of(&after, "12..12"), december, "{after:?}");
-    for months in ["08..09", "10..10", "11..11"] {
+    for months in ["08..08", "09..09", "10..11"] {
         assert_eq!(of(&after, months).len(), 1, "{months}: {after:?}");
     }
     assert_eq!(after.len(), 4, "{after:?}");
