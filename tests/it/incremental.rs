@@ -124,10 +124,11 @@ fn incremental_and_range_equal_full(grouped: bool) {
     let mut b = meter(EAN_B, "MB1", 2_000_000, true);
     let mut c = meter(EAN_C, "MC1", 1_000_000, false);
     let mut dm = meter(EAN_D, "MD1", 7_000_000, true);
-    // First delivery, 10–12 October and 20–23 October: C stops after the 12th (a hole of
-    // twelve days, longer than the transform's first look back), D has day registers.
+    // First delivery, 29 September – 1 October and 20–23 October: C stops after the 1st (a
+    // hole of 22 days, longer than the transform's first look back), D has day registers. K2's
+    // September lies in a file of its own, which its later windows (in October) keep.
     let mut first = Vec::new();
-    for date in ["2026-10-10", "2026-10-11", "2026-10-12"] {
+    for date in ["2026-09-29", "2026-09-30", "2026-10-01"] {
         first.push(FeedEntry::interval(intervals(&mut c, date)));
         first.push(FeedEntry::interval(intervals(&mut dm, date)));
     }
@@ -154,6 +155,14 @@ fn incremental_and_range_equal_full(grouped: bool) {
 
     // Second delivery: only cable K2 gets data. C comes back on the 24th after its long hole
     // (with a hole at the start of the day), D goes on.
+    let k2_september = |env: &Env| -> Vec<PathBuf> {
+        files_of(env, "K2")
+            .into_iter()
+            .filter(|f| f.to_string_lossy().contains("~2026-09..09~"))
+            .collect()
+    };
+    let september = k2_september(&env);
+    assert_eq!(september.len(), 1, "{september:?}");
     let k1_files = files_of(&env, "K1");
     assert!(!k1_files.is_empty());
     let k1_balance = |env: &Env| -> Vec<String> {
@@ -178,6 +187,7 @@ fn incremental_and_range_equal_full(grouped: bool) {
     let msg = last_transform(&env);
     assert!(msg.contains("incremental recompute of 1 cable"), "{msg}");
     assert_eq!(files_of(&env, "K1"), k1_files, "cable K1 had nothing new");
+    assert_eq!(k2_september(&env), september, "K2's September is kept");
     assert_eq!(
         k1_balance(&env),
         k1_quarters,
@@ -187,9 +197,9 @@ fn incremental_and_range_equal_full(grouped: bool) {
         .iter()
         .filter(|r| r.contains(EAN_C) && r.contains("l_quality=estimated"))
         .count();
-    // 11 whole days (13–23 October, one of them the 100-quarter-hour day) and the quarter-hours
-    // of the 12th after its last reading and the 24th before the first: all spread.
-    assert!(estimated_c > 11 * 96, "{estimated_c}");
+    // 22 whole days (2–23 October) and the quarter-hours of the 24th before its first
+    // reading: all spread.
+    assert!(estimated_c > 22 * 96, "{estimated_c}");
 
     // Third delivery: the correction of B's 21 October, the 24th for A and B, production.
     env.server.push([
@@ -233,8 +243,8 @@ fn incremental_and_range_equal_full(grouped: bool) {
         assert!(!full[t].is_empty(), "{t} has rows");
     }
     same(&incremental, &full, "incremental");
-    // 10-25 October: the days with intervals, up to the day of the run.
-    one_shared_file_a_day(&env, 16);
+    // 29 September – 25 October: the days with intervals, up to the day of the run.
+    one_shared_file_a_day(&env, 27);
     duckdb_recomputes_marts(&env);
     if grouped {
         // And the grouped runs equal the cables computed whole.
