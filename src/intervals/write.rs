@@ -155,33 +155,23 @@ fn stage_by_months(
     kept: &Months,
     window: Option<Window>,
 ) -> Result<()> {
-    // Per row, year × 100 + month; rows keep their order (by connection and day) in each file.
-    let month = col("year").cast(DataType::Int32) * lit(100)
-        + col("date")
-            .cast(DataType::Date)
-            .dt()
-            .month()
-            .cast(DataType::Int32);
-    let keys = df.clone().lazy().select([month.alias("m")]).collect()?;
-    let keys: Vec<Option<i32>> = keys.column("m")?.i32()?.iter().collect();
+    // Each row's month; rows keep their order (by connection and day) in each file.
+    let keys = row_months(df)?;
     let mut by_year: BTreeMap<i32, BTreeSet<u32>> = BTreeMap::new();
-    for k in keys.iter().flatten() {
-        let (year, month) = (k.div_euclid(100), k.rem_euclid(100) as u32);
-        if !left_years.contains(&year) && !kept.contains(&(year, month)) {
-            by_year.entry(year).or_default().insert(month);
+    for (year, month) in keys.iter().flatten() {
+        if !left_years.contains(year) && !kept.contains(&(*year, *month)) {
+            by_year.entry(*year).or_default().insert(*month);
         }
     }
     let latest = by_year.keys().last().copied();
     for (year, months) in by_year {
         let files = month_files(year, &months, window, Some(year) == latest);
         for (first, last) in files {
-            let (lo, hi) = (year * 100 + first as i32, year * 100 + last as i32);
             let mask: BooleanChunked = keys
                 .iter()
                 .map(|k| {
-                    Some(k.is_some_and(|k| {
-                        let m = k.rem_euclid(100) as u32;
-                        (lo..=hi).contains(&k) && !kept.contains(&(year, m))
+                    Some(k.is_some_and(|(y, m)| {
+                        y == year && (first..=last).contains(&m) && !kept.contains(&(y, m))
                     }))
                 })
                 .collect();
@@ -1170,15 +1160,21 @@ fn old_daily_rows(
 
 /// The (year, month) of every row of a daily frame (its `date` column).
 fn months_of(df: &DataFrame) -> Result<Months> {
+    Ok(row_months(df)?.into_iter().flatten().collect())
+}
+
+/// Each row's (year, month) of a daily frame, from its `date` column (`None` for no date).
+fn row_months(df: &DataFrame) -> Result<Vec<Option<(i32, u32)>>> {
     use chrono::Datelike;
     let epoch = crate::domain::time::EPOCH_DAY;
     let dates = df.column("date")?.cast(&DataType::Int32)?;
     Ok(dates
         .i32()?
         .iter()
-        .flatten()
-        .filter_map(|d| epoch.checked_add_signed(chrono::Duration::days(i64::from(d))))
-        .map(|d| (d.year(), d.month()))
+        .map(|d| {
+            let day = epoch.checked_add_signed(chrono::Duration::days(i64::from(d?)))?;
+            Some((day.year(), day.month()))
+        })
         .collect())
 }
 

@@ -400,6 +400,13 @@ fn a_window_leaves_the_months_it_does_not_reach_alone() {
             .cloned()
             .collect()
     };
+    // October's file renamed as if it held September; its new name.
+    let october_as_september = |names: &[String]| -> String {
+        let october = &of(names, "10..10")[0];
+        let misnamed = october.replace("~2026-10..10~", "~2026-09..09~");
+        std::fs::rename(dir.join(october), dir.join(&misnamed)).unwrap();
+        misnamed
+    };
     // Equal to a full recompute (which writes the files again).
     let equals_full = |now: &str| {
         let incremental = derived(&env);
@@ -420,8 +427,7 @@ fn a_window_leaves_the_months_it_does_not_reach_alone() {
 
     // October's file (the 1st) named as if it held September: the next window starts on the
     // 1st, so every row of it lies inside the window. Kept, they would stand twice.
-    let misnamed = of(&before, "10..10")[0].replace("~2026-10..10~", "~2026-09..09~");
-    std::fs::rename(dir.join(&of(&before, "10..10")[0]), dir.join(&misnamed)).unwrap();
+    let misnamed = october_as_september(&before);
     run("2026-10-02", "2026-10-02", &mut a, &mut c);
     let after = names();
     assert!(!after.contains(&misnamed), "{after:?}");
@@ -454,8 +460,7 @@ fn a_window_leaves_the_months_it_does_not_reach_alone() {
 
     // October's file named as if it held September again: its rows of the 1st to the 3rd lie
     // outside the window (which starts on the 4th, the day of the reading before the new).
-    let misnamed = of(&after, "10..10")[0].replace("~2026-10..10~", "~2026-09..09~");
-    std::fs::rename(dir.join(&of(&after, "10..10")[0]), dir.join(&misnamed)).unwrap();
+    let misnamed = october_as_september(&after);
     run("2026-10-05", "2026-10-05", &mut a, &mut c);
     let after = names();
     assert!(!after.contains(&misnamed), "{after:?}");
