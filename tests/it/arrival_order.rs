@@ -3,12 +3,16 @@
 //! seeds, after every batch) equals a full recompute, table by table.
 //!
 //! Each seed generates a cooperative of four connections on two cables (one with an
-//! installation) over seven days that include the 100-quarter-hour day of October: complete
-//! days, days with holes, days missing for good (their daily registers come instead), days
+//! installation) over seven days: complete days, days with holes, days missing for good (their daily registers come instead), days
 //! first delivered with estimates and corrected later, a meter exchange, and always a hole of
 //! five days whose later daily registers arrive in the very last batch (late `grid_days` inside
 //! a hole). Installation readings arrive as the installation uploads them, with the installation
-//! sometimes refusing the cooperative (401). Bounded: `VATEN_ARRIVAL_SEEDS` runs more seeds.
+//! sometimes refusing the cooperative (401). The seven days take turns by seed: a week around
+//! the 100-quarter-hour day of October, and two weeks that start on the 2nd of a month, after
+//! three complete days that arrive in the first batch: the end of October (the later windows
+//! leave October's daily file alone and still count it in the yearly tax base) and the end of
+//! the year (they leave 2026 alone, the year netting ends). Bounded: `VATEN_ARRIVAL_SEEDS` runs
+//! more seeds.
 
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -20,14 +24,76 @@ use crate::common::*;
 use crate::feeds::*;
 use crate::incremental::{derived, same};
 
-const DAYS: [&str; 7] = [
-    "2026-10-20",
-    "2026-10-21",
-    "2026-10-22",
-    "2026-10-23",
-    "2026-10-24",
-    "2026-10-25",
-    "2026-10-26",
+/// Seven days in a row, and what a test needs to know of them.
+struct Week {
+    /// Days before, complete (quarter-hours and registers of every meter) in the first batch.
+    before: &'static [&'static str],
+    days: [&'static str; 7],
+    /// The day after the last, whose register closes it.
+    end: &'static str,
+    /// The end of the first quarter-hour (00:15 local on the first day), in UTC.
+    first_end: &'static str,
+    /// The local offset at noon of the first five days (a meter exchange's time).
+    noon_offset: &'static str,
+    /// Quarter-hours in the seven days.
+    quarters: usize,
+    /// The day the batches arrive (from 10:00 UTC, two minutes apart).
+    arrive: &'static str,
+}
+
+const WEEKS: [Week; 3] = [
+    // Summer time ends on the 25th: a day of 100 quarter-hours.
+    Week {
+        before: &[],
+        days: [
+            "2026-10-20",
+            "2026-10-21",
+            "2026-10-22",
+            "2026-10-23",
+            "2026-10-24",
+            "2026-10-25",
+            "2026-10-26",
+        ],
+        end: "2026-10-27",
+        first_end: "2026-10-19T22:15:00Z",
+        noon_offset: "+02:00",
+        quarters: 7 * 96 + 4,
+        arrive: "2026-10-28",
+    },
+    Week {
+        before: &["2026-10-30", "2026-10-31", "2026-11-01"],
+        days: [
+            "2026-11-02",
+            "2026-11-03",
+            "2026-11-04",
+            "2026-11-05",
+            "2026-11-06",
+            "2026-11-07",
+            "2026-11-08",
+        ],
+        end: "2026-11-09",
+        first_end: "2026-11-01T23:15:00Z",
+        noon_offset: "+01:00",
+        quarters: 7 * 96,
+        arrive: "2026-11-10",
+    },
+    Week {
+        before: &["2026-12-30", "2026-12-31", "2027-01-01"],
+        days: [
+            "2027-01-02",
+            "2027-01-03",
+            "2027-01-04",
+            "2027-01-05",
+            "2027-01-06",
+            "2027-01-07",
+            "2027-01-08",
+        ],
+        end: "2027-01-09",
+        first_end: "2027-01-01T23:15:00Z",
+        noon_offset: "+01:00",
+        quarters: 7 * 96,
+        arrive: "2027-01-10",
+    },
 ];
 
 fn cooperative(fake: &FakeInstallations) -> Registry {
@@ -44,9 +110,9 @@ fn cooperative(fake: &FakeInstallations) -> Registry {
     Registry::new(reg.connections, reg.cables)
 }
 
-/// Everything the grid operator will deliver, and the daily registers held back for the last
-/// batch (the hole's).
-fn deliveries(rng: &mut StdRng) -> (Vec<FeedEntry>, Vec<FeedEntry>) {
+/// Everything the grid operator will deliver: the days before the week (for the first batch),
+/// the week, and the daily registers held back for the last batch (the hole's).
+fn deliveries(rng: &mut StdRng, week: &Week) -> [Vec<FeedEntry>; 3] {
     let mut meters = [
         meter(EAN_A, "MA1", 5_000_000, true),
         meter(EAN_B, "MB1", 2_000_000, true),
@@ -57,15 +123,23 @@ fn deliveries(rng: &mut StdRng) -> (Vec<FeedEntry>, Vec<FeedEntry>) {
     // in the last batch: the reading before them is two days back, among the quarter-hours
     // (a planner looking only at daily registers recomputed too little).
     let hole = rng.gen_range(1..=2);
-    // A's quarter-hours of the 21st to the 25th are gone too, and only the daily register of
-    // the 22nd comes: a derived hole of four days from there. Its feed-back follows A's
-    // production, whose readings of the 24th on arrive in the last batch: the hole is spread
-    // anew from its start, two days before the first late production reading.
-    // B's meter exchange at noon of one of the summer-time days, on about half the seeds.
+    // A's quarter-hours of the second to the sixth day are gone too, and only the daily
+    // register of the third comes: a derived hole of four days from there. Its feed-back
+    // follows A's production, whose readings from about noon of the fifth day on arrive in
+    // the last batch: the hole is spread anew from its start, two days before the first late
+    // production reading. B's meter exchange at noon of one of the first five days, on about
+    // half the seeds.
     let exchange_day = rng.gen_bool(0.5).then(|| rng.gen_range(0..5));
     let mut b_new = meter(EAN_B, "MB2", 0, true);
+    let mut before = Vec::new();
+    for date in week.before {
+        for m in meters.iter_mut() {
+            before.push(day(m, date));
+            before.push(FeedEntry::interval(intervals(m, date)));
+        }
+    }
     let (mut now, mut late) = (Vec::new(), Vec::new());
-    for (k, date) in DAYS.iter().enumerate() {
+    for (k, date) in week.days.iter().enumerate() {
         for (i, m) in meters.iter_mut().enumerate() {
             let registers = day(m, date);
             if i == 2 && (hole..hole + 5).contains(&k) {
@@ -88,7 +162,8 @@ fn deliveries(rng: &mut StdRng) -> (Vec<FeedEntry>, Vec<FeedEntry>) {
                 continue;
             }
             if i == 1 && exchange_day == Some(k) {
-                let (old, new) = exchange(m, &mut b_new, date, "12:00:00+02:00");
+                let at = format!("12:00:00{}", week.noon_offset);
+                let (old, new) = exchange(m, &mut b_new, date, &at);
                 now.push(FeedEntry::interval(old));
                 now.push(FeedEntry::interval(new));
                 *m = b_new.clone();
@@ -123,10 +198,10 @@ fn deliveries(rng: &mut StdRng) -> (Vec<FeedEntry>, Vec<FeedEntry>) {
     }
     // The register at the end of the last day, so that every day can close.
     for m in &meters {
-        now.push(day(m, "2026-10-27"));
+        now.push(day(m, week.end));
     }
     now.shuffle(rng);
-    (now, late)
+    [before, now, late]
 }
 
 fn last_transform_message(env: &Env, now: &str) -> String {
@@ -148,7 +223,8 @@ fn run_seed(seed: u64) {
     let fake = FakeInstallations::spawn().unwrap();
     let env = Env::new(&cooperative(&fake));
     env.with_tokens(&[("inst-a", "tok")]);
-    let (grid, late) = deliveries(&mut rng);
+    let week = &WEEKS[(seed % 3) as usize];
+    let [before, grid, late] = deliveries(&mut rng, week);
     // Cut into two to four batches at random places; the late registers come last.
     let mut cuts: Vec<usize> = (0..rng.gen_range(1..=3))
         .map(|_| rng.gen_range(0..=grid.len()))
@@ -162,15 +238,16 @@ fn run_seed(seed: u64) {
         start = cut;
     }
     batches.push(late);
+    batches[0].splice(0..0, before);
     let every_batch = seed.is_multiple_of(2);
     let mut uploaded = 0;
-    let quarters = DAYS.len() * 96 + 4; // one day has 100 quarter-hours
-    let first_end: chrono::DateTime<chrono::Utc> = "2026-10-19T22:15:00Z".parse().unwrap(); // 00:15 local on the 20th
+    let quarters = week.quarters;
+    let first_end: chrono::DateTime<chrono::Utc> = week.first_end.parse().unwrap();
     for (b, batch) in batches.iter().enumerate() {
-        let now = format!("2026-10-28T10:{:02}:00Z", b * 2);
+        let now = format!("{}T10:{:02}:00Z", week.arrive, b * 2);
         env.server.push(batch.iter().cloned());
-        // The installation uploads its readings up to the 24th at noon at first, the rest at
-        // the end; and now and then refuses us.
+        // The installation uploads its readings up to about noon of the fifth day at first,
+        // the rest at the end; and now and then refuses us.
         let upto = if b + 1 == batches.len() {
             quarters
         } else {
