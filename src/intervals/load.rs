@@ -228,8 +228,10 @@ mod tests {
     #[test]
     fn the_highest_delivery_of_each_series_and_second_wins() {
         // Two series read out of order, a duplicate second in each, a tie on seq, a time
-        // within the same second, and an extra reading (seq i64::MIN) under a delivery.
-        let series = [1, 0, 1, 0, 0, 1, 0, 1, 0];
+        // within the same second, and an extra reading (seq i64::MIN) under a delivery; a
+        // third read in time order whose duplicate second falls in seq (in order by time, not
+        // by delivery); a fourth wholly in order (no sort needed).
+        let series = [1, 0, 1, 0, 0, 1, 0, 1, 0, 2, 2, 2, 3, 3];
         let t = [
             2_000_000,
             900_000_000,
@@ -240,14 +242,21 @@ mod tests {
             5_000_000,
             2_500_000,
             900_400_000,
+            10_000_000,
+            10_000_000,
+            11_000_000,
+            20_000_000,
+            21_000_000,
         ];
-        let seqs = [7, 3, 1, 1, 5, 7, 2, i64::MIN, 4];
-        let got = winners(&series, 2, &t, &seqs);
+        let seqs = [7, 3, 1, 1, 5, 7, 2, i64::MIN, 4, 5, 2, 1, 1, 1];
+        let got = winners(&series, 4, &t, &seqs);
         // By hand. Series 0: rows 3 (0 s), 6 (5 s), and at 900 s rows 1 (seq 3), 4 (seq 5),
         // 8 (seq 4, 900.4 s, the same second): row 4. Series 1: row 2 (1 s), and at 2 s rows
-        // 0 and 5 (seq 7 both: the later, 5) and 7 (2.5 s, seq MIN): row 5.
-        assert_eq!(got, vec![3, 6, 4, 2, 5]);
-        // And the slow way: every row compared with every other.
+        // 0 and 5 (seq 7 both: the later, 5) and 7 (2.5 s, seq MIN): row 5. Series 2: at 10 s
+        // row 9 (seq 5 over 2), then 11. Series 3: rows 12 and 13.
+        assert_eq!(got, vec![3, 6, 4, 2, 5, 9, 11, 12, 13]);
+        // And the slow way: every row compared with every other (all times here are
+        // non-negative and small, where a second is t / 10^6).
         let mut slow: Vec<u32> = (0..series.len())
             .filter(|&i| {
                 (0..series.len()).all(|j| {
