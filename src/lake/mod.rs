@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod object_log;
 pub mod parquet_io;
 pub mod read;
+pub mod readahead;
 pub mod remote;
 pub mod runs;
 pub mod schema;

@@ -5,11 +5,13 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parquet::basic::{ConvertedType, IntType, LogicalType, Type as PhysicalType};
 use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::statistics::Statistics;
 
+use super::readahead::{read_ahead_footers, StopOnDrop, LEAD};
 use super::{Lake, Partitioning, TableSpec};
 
 /// One file of a table and the range of one column in it.
@@ -35,38 +37,46 @@ impl Lake {
     /// reader takes a footer's minimum and maximum as exact; the caller checks what it gets.)
     pub fn column_ranges(&self, spec: &TableSpec, column: &str) -> Option<Vec<FileRange>> {
         let files = self.partition_files(spec)?;
+        let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
         // Two threads at most: the footers are small, and the query after this needs the cores.
+        // Each takes the next file; a third asks for the footers ahead of them (one footer at a
+        // time per thread keeps at most two reads in flight; see `readahead`).
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-        let chunk = files.len().div_ceil(threads).max(1);
-        let parts: Vec<Option<Vec<(FileRange, Fingerprint)>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = files
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|(path, partition)| file_range(path, partition, column))
-                            .collect::<Option<Vec<_>>>()
-                    })
-                })
+        let next = AtomicUsize::new(0);
+        let given_up = AtomicBool::new(false);
+        let readers_done = AtomicBool::new(false);
+        let work = || {
+            // A reader that fails or panics stops the other: the answer is `None` then.
+            let stop_the_other = StopOnDrop(&given_up);
+            let mut done = Vec::new();
+            while !given_up.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((path, partition)) = files.get(i) else {
+                    std::mem::forget(stop_the_other);
+                    return Some(done);
+                };
+                done.push((i, file_range(path, partition, column)?));
+            }
+            None
+        };
+        let parts: Vec<Option<Found>> = std::thread::scope(|scope| {
+            let _done = StopOnDrop(&readers_done);
+            let _hints = std::thread::Builder::new().spawn_scoped(scope, || {
+                read_ahead_footers(&paths, &next, &readers_done, LEAD)
+            });
+            let handles: Vec<_> = (0..threads)
+                .map(|_| std::thread::Builder::new().spawn_scoped(scope, work))
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().ok().flatten())
+                .map(|h| h.ok().and_then(|h| h.join().ok()).flatten())
                 .collect()
         });
-        let mut all = Vec::with_capacity(files.len());
-        let mut first: Option<Fingerprint> = None;
+        let mut found = Found::with_capacity(files.len());
         for part in parts {
-            for (file, fingerprint) in part? {
-                match &first {
-                    None => first = Some(fingerprint),
-                    Some(f) if *f == fingerprint => {}
-                    Some(_) => return None,
-                }
-                all.push(file);
-            }
+            found.extend(part?);
         }
-        Some(all)
+        in_file_order(found, files.len())
     }
 
     /// Every file a scan of `spec` reads, with its partition value (as [`FileRange`] has it),
@@ -92,6 +102,30 @@ impl Lake {
         out.sort();
         Some(out)
     }
+}
+
+/// Each file's range and schema, by the file's index among the table's files.
+type Found<F = Fingerprint> = Vec<(usize, (FileRange, F))>;
+
+/// The ranges of all `files` files in the order of the files (the threads took them in
+/// turns), or `None` when one is missing or their schemas differ (compared as before the
+/// threads: each with the first file's).
+fn in_file_order<F: PartialEq>(mut found: Found<F>, files: usize) -> Option<Vec<FileRange>> {
+    found.sort_unstable_by_key(|(i, _)| *i);
+    if found.len() != files || found.iter().enumerate().any(|(n, (i, _))| n != *i) {
+        return None;
+    }
+    let mut all = Vec::with_capacity(files);
+    let mut first: Option<F> = None;
+    for (_, (file, fingerprint)) in found {
+        match &first {
+            None => first = Some(fingerprint),
+            Some(f) if *f == fingerprint => {}
+            Some(_) => return None,
+        }
+        all.push(file);
+    }
+    Some(all)
 }
 
 /// What a scan takes from a file's schema: its Parquet columns and the Arrow types written
@@ -263,6 +297,71 @@ mod tests {
         let day = lake.table_dir(&GRID_READINGS).join("date=2026-10-02");
         std::fs::write(day.join("empty.parquet"), b"").unwrap();
         assert_eq!(ranges(&lake).map(|r| r.len()), Some(3));
+    }
+
+    #[test]
+    fn ranges_come_in_the_order_of_the_files_whichever_thread_read_them() {
+        // Thirty days, a file each, whose imports are the day's number times ten: two threads
+        // take the files in turns, and the answer must still follow the files.
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open_for_write(dir.path(), "test", std::time::Duration::ZERO).unwrap();
+        let mut txn = lake.begin().unwrap();
+        for day in 1..=30 {
+            let rows = vec![reading("a", day, i64::from(day) * 10)];
+            let date = rows[0].date.to_string();
+            lake.stage_batch(
+                &mut txn,
+                &GRID_READINGS,
+                Some(&date),
+                &readings_batch(&rows, "r"),
+            )
+            .unwrap();
+        }
+        txn.commit().unwrap();
+        let got = lake.column_ranges(&GRID_READINGS, "import_wh").unwrap();
+        let days: Vec<(String, (i64, i64))> = got
+            .iter()
+            .map(|f| (f.partition.clone().unwrap(), f.range.unwrap()))
+            .collect();
+        let expected: Vec<(String, (i64, i64))> = (1..=30)
+            .map(|d| (format!("2026-10-{d:02}"), (d * 10, d * 10)))
+            .collect();
+        assert_eq!(days, expected);
+        // And each path is its partition's file.
+        for f in &got {
+            let folder = format!("date={}", f.partition.as_ref().unwrap());
+            assert!(f.path.parent().unwrap().ends_with(&folder), "{f:?}");
+        }
+    }
+
+    #[test]
+    fn footers_found_in_any_order_come_back_in_the_order_of_the_files() {
+        let range = |n: usize| FileRange {
+            path: PathBuf::from(format!("f{n}")),
+            partition: None,
+            range: Some((n as i64, n as i64)),
+        };
+        // Two threads taking the files in turns, their finds gathered thread by thread.
+        let found: Found<u8> = [0, 2, 4, 1, 3]
+            .into_iter()
+            .map(|i| (i, (range(i), 7)))
+            .collect();
+        let got = in_file_order(found.clone(), 5).unwrap();
+        let values: Vec<i64> = got.iter().map(|f| f.range.unwrap().0).collect();
+        assert_eq!(values, [0, 1, 2, 3, 4]);
+        assert_eq!(got[3].path, PathBuf::from("f3"));
+        // A file missing (a reader stopped early), or one found twice in place of another:
+        // no answer.
+        assert!(in_file_order(found[..4].to_vec(), 5).is_none());
+        let mut twice = found.clone();
+        twice[1] = (0, (range(0), 7));
+        assert!(in_file_order(twice, 5).is_none());
+        // A schema of its own, wherever that file comes: no answer.
+        for k in 0..5 {
+            let mut other = found.clone();
+            other[k].1 .1 = 8;
+            assert!(in_file_order(other, 5).is_none(), "file {k}");
+        }
     }
 
     #[test]

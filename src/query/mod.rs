@@ -51,15 +51,11 @@ pub fn run(lake: &Lake, sql: &str) -> Result<DataFrame> {
 /// before the configuration is read or the lake opened: changing the environment is only sound
 /// while no other thread can read it, and a lake on object storage starts a runtime's threads.
 pub fn set_polars_environment(format: Format) {
-    // SAFETY of set_var (here and below): the process has no thread besides this one yet.
-    // Polars reads files on a runtime of its own with as many threads as it computes on. On
-    // two cores a year's daily sums (14,640 files) ran 6 % faster with one reading thread,
-    // with less system time (`docs/benchmarks.md`); the transform gained nothing, so only
-    // queries ask for it. The environment still decides.
-    const READING_THREADS: &str = "POLARS_ASYNC_THREAD_COUNT";
-    if std::env::var_os(READING_THREADS).is_none() {
-        std::env::set_var(READING_THREADS, "1");
-    }
+    // SAFETY of set_var (below): the process has no thread besides this one yet.
+    // Polars reads files on a runtime of its own with as many threads as it computes on, as
+    // it chooses: one reading thread (`POLARS_ASYNC_THREAD_COUNT=1`, once 6 % faster for a
+    // year's daily sums read through Polars, which now sums file by file) left a cable's month
+    // read from the disk 0.25-0.31 s against 0.22-0.27 s (`docs/benchmarks.md`).
     if format == Format::Table {
         // Polars' table printer reads its limits from the environment; a negative limit
         // shows every row and every column, as `Format::Table` promises.

@@ -28,6 +28,7 @@ use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem, TableFactor,
 };
 
+use crate::lake::readahead::{read_ahead, StopOnDrop, LEAD};
 use crate::lake::{Lake, Partitioning};
 
 /// A hash map with a fast hash: the keys are the lake's own texts, read by this process only.
@@ -259,6 +260,7 @@ pub(super) fn run(plan: Planned) -> Result<DataFrame, Failed> {
     let next = AtomicUsize::new(0);
     // Set by a thread whose file failed: the query will run as written, so the other stops.
     let failed = AtomicBool::new(false);
+    let readers_done = AtomicBool::new(false);
     let work = || {
         let mut done = Vec::new();
         while !failed.load(Ordering::Relaxed) {
@@ -282,6 +284,12 @@ pub(super) fn run(plan: Planned) -> Result<DataFrame, Failed> {
         Ok(done)
     };
     let per_file: Vec<Result<FilesGroups, Failed>> = std::thread::scope(|scope| {
+        // The files, asked for ahead of the readers (a hint only, on a thread mostly asleep;
+        // see `lake::readahead`) until the readers are done, however this scope ends.
+        let _done = StopOnDrop(&readers_done);
+        let _hints = std::thread::Builder::new().spawn_scoped(scope, || {
+            read_ahead(&plan.files, &next, &readers_done, LEAD)
+        });
         let handles: Vec<_> = (0..threads)
             .map(|_| std::thread::Builder::new().spawn_scoped(scope, work))
             .collect();
