@@ -4,22 +4,24 @@
 //! A query over a year of `intervals` opens 14,640 small files (a cable's day each, tens of
 //! KB) on two threads, each reading one file at a time. Read from the disk rather than the page
 //! cache, each file waits for its footer and then its column chunks, with at most two reads in
-//! flight. In the benchmark's runs since cold runs read from the disk, vaten's year of daily
-//! sums took 1.1–1.8 s longer cold than warm, DuckDB's 0.0–1.1 s (`docs/benchmarks.md`). A
-//! third thread therefore walks the files a little ahead of the readers and asks for each with
-//! `posix_fadvise(POSIX_FADV_WILLNEED)`, which starts the reads and returns, so that the kernel
-//! can keep many in flight and the readers should find their files cached.
+//! flight: a year's daily sums took 2.36–2.75 s cold against 1.38–1.49 s warm, where DuckDB's
+//! cold runs were 0.3 s slower than its warm ones (`docs/benchmarks.md`, "Fifteenth session:
+//! the files asked for ahead of their readers"). A third thread therefore walks the files a
+//! little ahead of the readers and asks for each with `posix_fadvise(POSIX_FADV_WILLNEED)`,
+//! which starts the reads and returns, so that the kernel can keep many in flight and the
+//! readers find their files cached (cold: 1.64–1.77 s).
 //!
-//! Only a hint: a file that cannot be opened is passed over (its reader reports it), nothing
-//! is read into this process, and it stays a bounded number of files, and of bytes, ahead so
-//! that a scan of more than fits in memory does not push its own next files out of the cache.
+//! Only a hint: a file that cannot be opened is passed over (its reader reports it), at most
+//! one byte of a file is read into this process (to learn whether it is cached), and it stays
+//! a bounded number of files, and of bytes, ahead so that a scan of more than fits in memory
+//! does not push its own next files out of the cache. Elsewhere than on Linux it does nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// How many files the hints run ahead of the readers: many reads in flight, and at most
-/// [`LEAD`] × [`WHOLE_FILE_AT_MOST`] bytes asked for and not yet read.
+/// How many files the hints run ahead of the readers: many reads in flight, and at most 64 MiB
+/// (64 files of at most `WHOLE_FILE_AT_MOST`) asked for and not yet read.
 pub const LEAD: usize = 64;
 
 /// A file up to this size is asked for whole (a day of a cable's `intervals` is tens of KB);
@@ -32,8 +34,12 @@ const WHOLE_FILE_AT_MOST: u64 = 1 << 20;
 pub const FOOTER: u64 = 16 << 10;
 
 /// After this many files in a row found in the page cache already, the rest are taken to be
-/// cached too and no more hints are given: a hint costs an open and a few system calls, which
-/// with everything cached made a year's daily sums 8 % slower (14,640 files).
+/// cached too and the hints end: a hint costs an open and a few system calls, which with
+/// everything cached made a year's daily sums 8–10 % slower (14,640 files). Looking on at a
+/// sample of the files instead, to resume at the first that is not cached, kept the thread
+/// waking every 200 µs for the whole scan: 5 % slower warm. So a scan whose first files are
+/// cached and later ones not (a month just queried, then the year) reads the later ones as it
+/// did without hints.
 const CACHED_IN_A_ROW: usize = 32;
 
 /// Sets its flag when dropped: the readers' scope holds one, so that the hint thread stops
@@ -46,27 +52,32 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
-/// Asks for `paths` in order (small files whole, see [`WHOLE_FILE_AT_MOST`]), at most `lead`
-/// files past `taken` (the index of the next file the readers take), until all are asked for
-/// or `stop` is set. Run it on a thread of its own beside the readers. It notices `stop`
+/// Asks for `paths` in order (small files whole, larger ones' footers), at most `lead` files
+/// past `taken` (the index of the next file the readers take) and none the readers have
+/// taken, until all are passed, `stop` is set or a run of files were cached already (see
+/// [`CACHED_IN_A_ROW`]). Run it on a thread of its own beside the readers. It notices `stop`
 /// between files: a request already made is finished first.
 pub fn read_ahead(paths: &[PathBuf], taken: &AtomicUsize, stop: &AtomicBool, lead: usize) {
-    pace(paths, taken, stop, lead, |p| {
-        will_need(p, None) == Some(true)
-    });
+    if cfg!(target_os = "linux") {
+        pace(paths, taken, stop, lead, |p| {
+            will_need(p, None) == Some(true)
+        });
+    }
 }
 
 /// As [`read_ahead`], asking for each file's last [`FOOTER`] bytes only (for a reader of
 /// footers).
 pub fn read_ahead_footers(paths: &[PathBuf], taken: &AtomicUsize, stop: &AtomicBool, lead: usize) {
-    pace(paths, taken, stop, lead, |p| {
-        will_need(p, Some(FOOTER)) == Some(true)
-    });
+    if cfg!(target_os = "linux") {
+        pace(paths, taken, stop, lead, |p| {
+            will_need(p, Some(FOOTER)) == Some(true)
+        });
+    }
 }
 
 /// Calls `ask` on each of `paths` in order, never more than `lead` past `taken`, and not on a
 /// file the readers have already taken; `ask` tells whether the file was cached already, and
-/// after [`CACHED_IN_A_ROW`] that were, it stops.
+/// after [`CACHED_IN_A_ROW`] in a row that were, it ends.
 fn pace(
     paths: &[PathBuf],
     taken: &AtomicUsize,
@@ -97,9 +108,11 @@ fn pace(
 }
 
 /// `POSIX_FADV_WILLNEED` for the file at `path`: its last `tail` bytes, or a small file whole
-/// and a larger one's last [`FOOTER`] bytes, unless the first byte of that range is in the
-/// page cache already (`Some(true)`; `None` when it could not tell). Opened without blocking:
-/// a file swapped for a pipe since it was listed would otherwise wait for a writer.
+/// and a larger one's last [`FOOTER`] bytes, unless that range is in the page cache already
+/// (`Some(true)`: its first byte, or the file's last for a footer, could be read without
+/// waiting). `Some(false)` when it was asked for (not cached, or no telling); `None` when the
+/// file was passed over. Opened without blocking: a file swapped for a pipe since it was
+/// listed would otherwise wait for a writer.
 #[cfg(target_os = "linux")]
 fn will_need(path: &Path, tail: Option<u64>) -> Option<bool> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -121,26 +134,47 @@ fn will_need(path: &Path, tail: Option<u64>) -> Option<bool> {
         None if len <= WHOLE_FILE_AT_MOST => len,
         None => FOOTER.min(len),
     };
-    let offset = libc::off_t::try_from(len - want).ok()?;
-    let want = libc::off_t::try_from(want).ok()?;
-    // One byte read only if it is cached (RWF_NOWAIT): EAGAIN says it is not.
-    let mut byte = [0u8; 1];
-    let to = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // SAFETY: `to` points at one byte of ours that lives across the call; the descriptor is
-    // this function's.
-    let read = unsafe { libc::preadv2(file.as_raw_fd(), &to, 1, offset, libc::RWF_NOWAIT) };
-    if read == 1 {
+    // A footer's reader starts at the file's last bytes; a whole file's at its first.
+    let probe = if tail.is_some() { len - 1 } else { len - want };
+    if is_cached(&file, probe) == Some(true) {
         return Some(true);
     }
+    let offset = libc::off_t::try_from(len - want).ok()?;
+    let want = libc::off_t::try_from(want).ok()?;
     // SAFETY: a plain system call on a descriptor this function owns; it reads no memory of
     // ours. Its result is a hint's: nothing to do when it fails.
     unsafe {
         libc::posix_fadvise(file.as_raw_fd(), offset, want, libc::POSIX_FADV_WILLNEED);
     }
     Some(false)
+}
+
+/// Whether the byte at `at` of `file` is in the page cache: read without waiting
+/// (`preadv2(RWF_NOWAIT)`, which says `EAGAIN` when it would have to). `None` where that cannot
+/// tell: another error (a filesystem or kernel without it), or a C library without `preadv2`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn is_cached(file: &std::fs::File, at: u64) -> Option<bool> {
+    use std::os::unix::io::AsRawFd;
+    let at = libc::off_t::try_from(at).ok()?;
+    let mut byte = [0u8; 1];
+    let to = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: `to` points at one byte of ours that lives across the call; the descriptor is
+    // the caller's, open across it.
+    let read = unsafe { libc::preadv2(file.as_raw_fd(), &to, 1, at, libc::RWF_NOWAIT) };
+    match read {
+        1 => Some(true),
+        _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) => Some(false),
+        _ => None,
+    }
+}
+
+/// See the GNU version: without it, it cannot tell.
+#[cfg(all(target_os = "linux", not(target_env = "gnu")))]
+fn is_cached(_file: &std::fs::File, _at: u64) -> Option<bool> {
+    None
 }
 
 /// Elsewhere no hint: the readers read as before.
@@ -223,32 +257,33 @@ mod tests {
         assert_eq!(asked.into_inner().unwrap(), all[3..]);
     }
 
-    #[test]
-    fn hints_stop_after_a_run_of_files_found_cached() {
+    /// The indices of the files of 100 asked for when `cached(i)` tells whether file i was
+    /// cached, the readers far behind.
+    fn asked_of_100(cached: impl Fn(usize) -> bool) -> Vec<usize> {
         let all = paths(100);
-        let everything_ahead = AtomicUsize::new(0);
-        let (stop, lead) = (AtomicBool::new(false), 1_000);
-        // Every file cached: 32 asked for, then none.
-        let mut asked = 0;
-        pace(&all, &everything_ahead, &stop, lead, |_| {
-            asked += 1;
-            true
-        });
-        assert_eq!(asked, CACHED_IN_A_ROW);
-        // One in 31 not cached: the run never reaches 32, all 100 asked for.
-        let mut asked = 0;
-        pace(&all, &everything_ahead, &stop, lead, |_| {
-            asked += 1;
-            asked % 31 != 0
-        });
-        assert_eq!(asked, 100);
-        // The first 40 not cached, the rest cached: stops after 40 + 32.
-        let mut asked = 0;
-        pace(&all, &everything_ahead, &stop, lead, |_| {
-            asked += 1;
-            asked > 40
-        });
-        assert_eq!(asked, 40 + CACHED_IN_A_ROW);
+        let mut asked = Vec::new();
+        pace(
+            &all,
+            &AtomicUsize::new(0),
+            &AtomicBool::new(false),
+            1_000,
+            |p| {
+                let i: usize = p.to_str().unwrap()[1..].parse().unwrap();
+                asked.push(i);
+                cached(i)
+            },
+        );
+        asked
+    }
+
+    #[test]
+    fn hints_end_after_a_run_of_files_found_cached() {
+        // Every file cached: the first 32, then none.
+        assert_eq!(asked_of_100(|_| true), (0..32).collect::<Vec<_>>());
+        // One in 31 not cached: the run never reaches 32, every file asked for.
+        assert_eq!(asked_of_100(|i| i % 31 != 30), (0..100).collect::<Vec<_>>());
+        // The first 40 not cached: then 40 to 71, and no more.
+        assert_eq!(asked_of_100(|i| i >= 40), (0..72).collect::<Vec<_>>());
     }
 
     #[cfg(target_os = "linux")]
@@ -273,6 +308,17 @@ mod tests {
             large,
             empty,
         ];
+        // What cannot be hinted is passed over; a file is hinted or found cached.
+        let (done, finished) = std::sync::mpsc::channel();
+        let each = all.clone();
+        std::thread::spawn(move || {
+            let got: Vec<bool> = each.iter().map(|p| will_need(p, None).is_some()).collect();
+            done.send(got).unwrap();
+        });
+        let got = finished
+            .recv_timeout(Duration::from_secs(60))
+            .expect("waited on the pipe");
+        assert_eq!(got, [false, false, false, true, true, false]);
         // Opened for reading the usual way, the pipe would wait for a writer for ever.
         let (done, finished) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

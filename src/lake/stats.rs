@@ -60,17 +60,27 @@ impl Lake {
             None
         };
         let parts: Vec<Option<Found>> = std::thread::scope(|scope| {
-            let _done = StopOnDrop(&readers_done);
-            let _hints = std::thread::Builder::new().spawn_scoped(scope, || {
+            let done = StopOnDrop(&readers_done);
+            let hints = std::thread::Builder::new().spawn_scoped(scope, || {
                 read_ahead_footers(&paths, &next, &readers_done, LEAD)
             });
             let handles: Vec<_> = (0..threads)
                 .map(|_| std::thread::Builder::new().spawn_scoped(scope, work))
                 .collect();
-            handles
+            if handles.iter().any(|h| h.is_err()) {
+                // The answer is `None` then: the reader that did start need not go on.
+                given_up.store(true, Ordering::Relaxed);
+            }
+            let parts = handles
                 .into_iter()
                 .map(|h| h.ok().and_then(|h| h.join().ok()).flatten())
-                .collect()
+                .collect();
+            // The hints stopped and joined here: a panic among them is no answer's concern.
+            drop(done);
+            if let Ok(hints) = hints {
+                let _ = hints.join();
+            }
+            parts
         });
         let mut found = Found::with_capacity(files.len());
         for part in parts {
@@ -362,6 +372,39 @@ mod tests {
             other[k].1 .1 = 8;
             assert!(in_file_order(other, 5).is_none(), "file {k}");
         }
+    }
+
+    #[test]
+    fn an_unreadable_first_footer_among_many_ends_the_readers_and_the_hints() {
+        // More files than the hints run ahead (`readahead::LEAD`), the first unreadable: the
+        // answer is `None`, and nothing waits for ever on readers that gave up.
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open_for_write(dir.path(), "test", std::time::Duration::ZERO).unwrap();
+        let mut txn = lake.begin().unwrap();
+        for i in 0..LEAD as u32 + 6 {
+            let rows = vec![reading("a", 1 + i % 30, 1)];
+            let date = rows[0].date.to_string();
+            lake.stage_batch(
+                &mut txn,
+                &GRID_READINGS,
+                Some(&date),
+                &readings_batch(&rows, "r"),
+            )
+            .unwrap();
+        }
+        txn.commit().unwrap();
+        let files = lake.partition_files(&GRID_READINGS).unwrap();
+        assert_eq!(files.len(), LEAD + 6);
+        std::fs::write(&files[0].0, b"PAR1 not a Parquet file PAR1").unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let answer = lake.column_ranges(&GRID_READINGS, "import_wh");
+            done.send(answer.is_none()).unwrap()
+        });
+        let none = finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the readers or the hints did not end");
+        assert!(none, "an unreadable footer gave ranges");
     }
 
     #[test]

@@ -54,8 +54,9 @@ pub fn set_polars_environment(format: Format) {
     // SAFETY of set_var (below): the process has no thread besides this one yet.
     // Polars reads files on a runtime of its own with as many threads as it computes on, as
     // it chooses: one reading thread (`POLARS_ASYNC_THREAD_COUNT=1`, once 6 % faster for a
-    // year's daily sums read through Polars, which now sums file by file) left a cable's month
-    // read from the disk 0.25-0.31 s against 0.22-0.27 s (`docs/benchmarks.md`).
+    // year's daily sums when Polars read and summed them; vaten now sums them file by file)
+    // left a cable's month read from the disk 0.25-0.31 s against 0.22-0.27 s
+    // (`docs/benchmarks.md`, "Fifteenth session: the files asked for ahead of their readers").
     if format == Format::Table {
         // Polars' table printer reads its limits from the environment; a negative limit
         // shows every row and every column, as `Format::Table` promises.

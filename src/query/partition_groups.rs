@@ -286,20 +286,26 @@ pub(super) fn run(plan: Planned) -> Result<DataFrame, Failed> {
     let per_file: Vec<Result<FilesGroups, Failed>> = std::thread::scope(|scope| {
         // The files, asked for ahead of the readers (a hint only, on a thread mostly asleep;
         // see `lake::readahead`) until the readers are done, however this scope ends.
-        let _done = StopOnDrop(&readers_done);
-        let _hints = std::thread::Builder::new().spawn_scoped(scope, || {
+        let done = StopOnDrop(&readers_done);
+        let hints = std::thread::Builder::new().spawn_scoped(scope, || {
             read_ahead(&plan.files, &next, &readers_done, LEAD)
         });
         let handles: Vec<_> = (0..threads)
             .map(|_| std::thread::Builder::new().spawn_scoped(scope, work))
             .collect();
-        handles
+        let per_file = handles
             .into_iter()
             .map(|h| match h.map(|h| h.join()) {
                 Ok(Ok(done)) => done,
                 _ => Err(polars_err!(ComputeError: "a thread could not sum its files").into()),
             })
-            .collect()
+            .collect();
+        // The hints stopped and joined here: a panic among them is no answer's concern.
+        drop(done);
+        if let Ok(hints) = hints {
+            let _ = hints.join();
+        }
+        per_file
     });
     let mut by_file: Vec<Option<Vec<Group>>> = (0..plan.files.len()).map(|_| None).collect();
     for part in per_file {
@@ -640,6 +646,28 @@ mod tests {
                 ),
             ],
         )
+    }
+
+    #[test]
+    fn an_unreadable_first_file_among_many_ends_the_run_and_its_hints() {
+        // More files than the hints run ahead (`readahead::LEAD`): were they not stopped when
+        // the readers give up, they would wait for ever for readers that took no more files.
+        let files: Vec<(u32, Vec<Row>)> = (0..LEAD as u32 + 6)
+            .map(|i| (1 + i % 31, vec![("a", "k1", 0, 1, 0, None, 1)]))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let lake = lake(dir.path(), &files);
+        let mut ctx = context(&lake);
+        let daily = "SELECT ean, date, sum(l_wh) AS l_wh FROM intervals GROUP BY ean, date";
+        let plan = planned(&lake, &mut ctx, daily).unwrap();
+        assert_eq!(plan.files(), LEAD + 6);
+        std::fs::write(&plan.files[0], b"PAR1 not a Parquet file PAR1").unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done.send(run(plan).is_err()).unwrap());
+        let failed = finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the run did not end");
+        assert!(failed, "an unreadable file gave an answer");
     }
 
     #[test]
