@@ -42,8 +42,7 @@ pub const FOOTER: u64 = 16 << 10;
 /// did without hints.
 const CACHED_IN_A_ROW: usize = 32;
 
-/// Sets its flag when dropped: the readers' scope holds one, so that the hint thread stops
-/// however the scope ends (an error, a panic), and the scope never waits on it for ever.
+/// Sets its flag when dropped, however the holder's scope ends (an error, a panic).
 pub struct StopOnDrop<'a>(pub &'a AtomicBool);
 
 impl Drop for StopOnDrop<'_> {
@@ -52,12 +51,42 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
+/// What of each file the hints ask for.
+#[derive(Clone, Copy)]
+pub enum Ask {
+    /// Small files whole, larger ones' footers: for readers of the files' columns.
+    Files,
+    /// The last [`FOOTER`] bytes: for readers of footers.
+    Footers,
+}
+
+/// Runs `read`, the readers of `paths` (`taken`: the index of the next file they take), with
+/// the hints on a thread beside it (see [`read_ahead`]), stopped and joined when `read`
+/// returns or panics: nothing waits for ever on readers that gave up, and a panic among the
+/// hints is no answer's concern.
+pub fn beside<T>(paths: &[PathBuf], taken: &AtomicUsize, ask: Ask, read: impl FnOnce() -> T) -> T {
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let stop = StopOnDrop(&done);
+        let hints = std::thread::Builder::new().spawn_scoped(scope, || match ask {
+            Ask::Files => read_ahead(paths, taken, &done, LEAD),
+            Ask::Footers => read_ahead_footers(paths, taken, &done, LEAD),
+        });
+        let answer = read();
+        drop(stop);
+        if let Ok(hints) = hints {
+            let _ = hints.join();
+        }
+        answer
+    })
+}
+
 /// Asks for `paths` in order (small files whole, larger ones' footers), at most `lead` files
 /// past `taken` (the index of the next file the readers take) and none the readers have
 /// taken, until all are passed, `stop` is set or a run of files were cached already (see
-/// [`CACHED_IN_A_ROW`]). Run it on a thread of its own beside the readers. It notices `stop`
-/// between files: a request already made is finished first.
-pub fn read_ahead(paths: &[PathBuf], taken: &AtomicUsize, stop: &AtomicBool, lead: usize) {
+/// [`CACHED_IN_A_ROW`]). It notices `stop` between files: a request already made is finished
+/// first.
+fn read_ahead(paths: &[PathBuf], taken: &AtomicUsize, stop: &AtomicBool, lead: usize) {
     if cfg!(target_os = "linux") {
         pace(paths, taken, stop, lead, |p| {
             will_need(p, None) == Some(true)
@@ -65,9 +94,8 @@ pub fn read_ahead(paths: &[PathBuf], taken: &AtomicUsize, stop: &AtomicBool, lea
     }
 }
 
-/// As [`read_ahead`], asking for each file's last [`FOOTER`] bytes only (for a reader of
-/// footers).
-pub fn read_ahead_footers(paths: &[PathBuf], taken: &AtomicUsize, stop: &AtomicBool, lead: usize) {
+/// As [`read_ahead`], asking for each file's last [`FOOTER`] bytes only.
+fn read_ahead_footers(paths: &[PathBuf], taken: &AtomicUsize, stop: &AtomicBool, lead: usize) {
     if cfg!(target_os = "linux") {
         pace(paths, taken, stop, lead, |p| {
             will_need(p, Some(FOOTER)) == Some(true)
@@ -237,6 +265,30 @@ mod tests {
             asked.into_inner().unwrap(),
             [&all[..3], &all[5..8]].concat()
         );
+    }
+
+    #[test]
+    fn beside_ends_its_hints_however_the_readers_end() {
+        // More files than the lead, none there (never found cached): the hints wait for
+        // readers that take nothing, until `beside` stops them.
+        let missing: Vec<PathBuf> = (0..LEAD + 10)
+            .map(|i| PathBuf::from(format!("/nonexistent-vaten-test/{i}.parquet")))
+            .collect();
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let taken = AtomicUsize::new(0);
+            let answer = beside(&missing, &taken, Ask::Files, || 42);
+            let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                beside(&missing, &taken, Ask::Footers, || {
+                    panic!("a reader's panic")
+                })
+            }));
+            done.send((answer, panicked.is_err())).unwrap();
+        });
+        let got = finished
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the hints outlived their readers");
+        assert_eq!(got, (42, true));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use parquet::basic::{ConvertedType, IntType, LogicalType, Type as PhysicalType};
 use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::statistics::Statistics;
 
-use super::readahead::{read_ahead_footers, StopOnDrop, LEAD};
+use super::readahead::{beside, Ask, StopOnDrop};
 use super::{Lake, Partitioning, TableSpec};
 
 /// One file of a table and the range of one column in it.
@@ -44,7 +44,6 @@ impl Lake {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
         let next = AtomicUsize::new(0);
         let given_up = AtomicBool::new(false);
-        let readers_done = AtomicBool::new(false);
         let work = || {
             // A reader that fails or panics stops the other: the answer is `None` then.
             let stop_the_other = StopOnDrop(&given_up);
@@ -59,28 +58,20 @@ impl Lake {
             }
             None
         };
-        let parts: Vec<Option<Found>> = std::thread::scope(|scope| {
-            let done = StopOnDrop(&readers_done);
-            let hints = std::thread::Builder::new().spawn_scoped(scope, || {
-                read_ahead_footers(&paths, &next, &readers_done, LEAD)
-            });
-            let handles: Vec<_> = (0..threads)
-                .map(|_| std::thread::Builder::new().spawn_scoped(scope, work))
-                .collect();
-            if handles.iter().any(|h| h.is_err()) {
-                // The answer is `None` then: the reader that did start need not go on.
-                given_up.store(true, Ordering::Relaxed);
-            }
-            let parts = handles
-                .into_iter()
-                .map(|h| h.ok().and_then(|h| h.join().ok()).flatten())
-                .collect();
-            // The hints stopped and joined here: a panic among them is no answer's concern.
-            drop(done);
-            if let Ok(hints) = hints {
-                let _ = hints.join();
-            }
-            parts
+        let parts: Vec<Option<Found>> = beside(&paths, &next, Ask::Footers, || {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|_| std::thread::Builder::new().spawn_scoped(scope, work))
+                    .collect();
+                if handles.iter().any(|h| h.is_err()) {
+                    // The answer is `None` then: the reader that did start need not go on.
+                    given_up.store(true, Ordering::Relaxed);
+                }
+                handles
+                    .into_iter()
+                    .map(|h| h.ok().and_then(|h| h.join().ok()).flatten())
+                    .collect()
+            })
         });
         let mut found = Found::with_capacity(files.len());
         for part in parts {
@@ -243,6 +234,7 @@ fn partition_value(table: &Path, spec: &TableSpec, path: &Path) -> Option<Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lake::readahead::LEAD;
     use crate::lake::schema::GRID_READINGS;
     use crate::received::rows::{readings_batch, GridReading};
 
@@ -263,13 +255,21 @@ mod tests {
 
     /// Two files on 1 October (imports 5, 9 and -3, 2) and one on 2 October (7).
     fn lake(root: &Path) -> Lake {
+        lake_of(
+            root,
+            [
+                vec![reading("a", 1, 5), reading("b", 1, 9)],
+                vec![reading("c", 1, -3), reading("d", 1, 2)],
+                vec![reading("a", 2, 7)],
+            ],
+        )
+    }
+
+    /// A lake at `root` with a file of `grid_readings` per list of rows (on its first row's day).
+    fn lake_of(root: &Path, files: impl IntoIterator<Item = Vec<GridReading>>) -> Lake {
         let lake = Lake::open_for_write(root, "test", std::time::Duration::ZERO).unwrap();
         let mut txn = lake.begin().unwrap();
-        for rows in [
-            vec![reading("a", 1, 5), reading("b", 1, 9)],
-            vec![reading("c", 1, -3), reading("d", 1, 2)],
-            vec![reading("a", 2, 7)],
-        ] {
+        for rows in files {
             let date = rows[0].date.to_string();
             lake.stage_batch(
                 &mut txn,
@@ -314,20 +314,10 @@ mod tests {
         // Thirty days, a file each, whose imports are the day's number times ten: two threads
         // take the files in turns, and the answer must still follow the files.
         let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open_for_write(dir.path(), "test", std::time::Duration::ZERO).unwrap();
-        let mut txn = lake.begin().unwrap();
-        for day in 1..=30 {
-            let rows = vec![reading("a", day, i64::from(day) * 10)];
-            let date = rows[0].date.to_string();
-            lake.stage_batch(
-                &mut txn,
-                &GRID_READINGS,
-                Some(&date),
-                &readings_batch(&rows, "r"),
-            )
-            .unwrap();
-        }
-        txn.commit().unwrap();
+        let lake = lake_of(
+            dir.path(),
+            (1..=30).map(|day| vec![reading("a", day, i64::from(day) * 10)]),
+        );
         let got = lake.column_ranges(&GRID_READINGS, "import_wh").unwrap();
         let days: Vec<(String, (i64, i64))> = got
             .iter()
@@ -377,22 +367,12 @@ mod tests {
     #[test]
     fn an_unreadable_first_footer_among_many_ends_the_readers_and_the_hints() {
         // More files than the hints run ahead (`readahead::LEAD`), the first unreadable: the
-        // answer is `None`, and nothing waits for ever on readers that gave up.
+        // answer is `None`, and the readers end (the hints' own stop is tested in `readahead`).
         let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open_for_write(dir.path(), "test", std::time::Duration::ZERO).unwrap();
-        let mut txn = lake.begin().unwrap();
-        for i in 0..LEAD as u32 + 6 {
-            let rows = vec![reading("a", 1 + i % 30, 1)];
-            let date = rows[0].date.to_string();
-            lake.stage_batch(
-                &mut txn,
-                &GRID_READINGS,
-                Some(&date),
-                &readings_batch(&rows, "r"),
-            )
-            .unwrap();
-        }
-        txn.commit().unwrap();
+        let lake = lake_of(
+            dir.path(),
+            (0..LEAD as u32 + 6).map(|i| vec![reading("a", 1 + i % 30, 1)]),
+        );
         let files = lake.partition_files(&GRID_READINGS).unwrap();
         assert_eq!(files.len(), LEAD + 6);
         std::fs::write(&files[0].0, b"PAR1 not a Parquet file PAR1").unwrap();

@@ -28,7 +28,7 @@ use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, SelectItem, TableFactor,
 };
 
-use crate::lake::readahead::{read_ahead, StopOnDrop, LEAD};
+use crate::lake::readahead::{beside, Ask};
 use crate::lake::{Lake, Partitioning};
 
 /// A hash map with a fast hash: the keys are the lake's own texts, read by this process only.
@@ -260,7 +260,6 @@ pub(super) fn run(plan: Planned) -> Result<DataFrame, Failed> {
     let next = AtomicUsize::new(0);
     // Set by a thread whose file failed: the query will run as written, so the other stops.
     let failed = AtomicBool::new(false);
-    let readers_done = AtomicBool::new(false);
     let work = || {
         let mut done = Vec::new();
         while !failed.load(Ordering::Relaxed) {
@@ -283,29 +282,21 @@ pub(super) fn run(plan: Planned) -> Result<DataFrame, Failed> {
         }
         Ok(done)
     };
-    let per_file: Vec<Result<FilesGroups, Failed>> = std::thread::scope(|scope| {
-        // The files, asked for ahead of the readers (a hint only, on a thread mostly asleep;
-        // see `lake::readahead`) until the readers are done, however this scope ends.
-        let done = StopOnDrop(&readers_done);
-        let hints = std::thread::Builder::new().spawn_scoped(scope, || {
-            read_ahead(&plan.files, &next, &readers_done, LEAD)
-        });
-        let handles: Vec<_> = (0..threads)
-            .map(|_| std::thread::Builder::new().spawn_scoped(scope, work))
-            .collect();
-        let per_file = handles
-            .into_iter()
-            .map(|h| match h.map(|h| h.join()) {
-                Ok(Ok(done)) => done,
-                _ => Err(polars_err!(ComputeError: "a thread could not sum its files").into()),
-            })
-            .collect();
-        // The hints stopped and joined here: a panic among them is no answer's concern.
-        drop(done);
-        if let Ok(hints) = hints {
-            let _ = hints.join();
-        }
-        per_file
+    // The files, asked for ahead of the readers (a hint only, on a thread mostly asleep; see
+    // `lake::readahead`) until the readers are done.
+    let per_file: Vec<Result<FilesGroups, Failed>> = beside(&plan.files, &next, Ask::Files, || {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| std::thread::Builder::new().spawn_scoped(scope, work))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| match h.map(|h| h.join()) {
+                    Ok(Ok(done)) => done,
+                    _ => Err(polars_err!(ComputeError: "a thread could not sum its files").into()),
+                })
+                .collect()
+        })
     });
     let mut by_file: Vec<Option<Vec<Group>>> = (0..plan.files.len()).map(|_| None).collect();
     for part in per_file {
@@ -542,6 +533,7 @@ fn answer_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lake::readahead::LEAD;
     use crate::lake::schema::INTERVALS;
     use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
     use arrow::datatypes::DataType as ArrowType;
@@ -650,8 +642,9 @@ mod tests {
 
     #[test]
     fn an_unreadable_first_file_among_many_ends_the_run_and_its_hints() {
-        // More files than the hints run ahead (`readahead::LEAD`): were they not stopped when
-        // the readers give up, they would wait for ever for readers that took no more files.
+        // More files than the hints run ahead (`readahead::LEAD`), the first unreadable: an
+        // error, and the run ends (the hints' own stop is tested in `readahead`, with files
+        // that are never found cached, as these just written are).
         let files: Vec<(u32, Vec<Row>)> = (0..LEAD as u32 + 6)
             .map(|i| (1 + i % 31, vec![("a", "k1", 0, 1, 0, None, 1)]))
             .collect();
