@@ -7,6 +7,7 @@ use chrono_tz::Tz;
 use polars::prelude::*;
 
 use crate::error::Result;
+use crate::intervals::series::QUARTER_US;
 use crate::lake::schema::INSTALLATION_READINGS;
 use crate::lake::Lake;
 use crate::registry::Registry;
@@ -72,47 +73,102 @@ fn voltages(
         f("voltage_max_v")?,
     );
     let values = avg.iter().zip(min.iter()).zip(max.iter());
-    let readings = id
-        .iter()
-        .zip(t.iter())
-        .zip(seq.iter())
-        .zip(values)
-        .filter_map(|(((inst, t), seq), ((a, lo), hi))| {
-            // Readings without voltages say nothing about them.
-            let (Some(inst), Some(t), Some(a), Some(lo), Some(hi)) = (inst, t, a, lo, hi) else {
-                return None;
-            };
-            let conn = *conn_of.get(inst)?;
-            // A reading without `seq` (none the lake's writer lets through) first, as
-            // sorting by `seq` descending put it.
-            Some((conn, t, seq.unwrap_or(i64::MAX), a, lo, hi))
-        });
+    let mut readings: Vec<Reading> = Vec::with_capacity(df.height());
+    // Rows come grouped by installation (files sorted by key): the previous row's connection
+    // usually answers without a lookup.
+    let mut last: Option<(&str, Option<usize>)> = None;
+    for (((inst, t), seq), ((a, lo), hi)) in id.iter().zip(t.iter()).zip(seq.iter()).zip(values) {
+        // Readings without voltages say nothing about them.
+        let (Some(inst), Some(t), Some(a), Some(lo), Some(hi)) = (inst, t, a, lo, hi) else {
+            continue;
+        };
+        let conn = match last {
+            Some((l, conn)) if l == inst => conn,
+            _ => conn_of.get(inst).copied(),
+        };
+        last = Some((inst, conn));
+        let Some(conn) = conn else { continue };
+        // A reading without `seq` (none the lake's writer lets through) counts as the latest,
+        // as sorting by `seq` descending put it.
+        readings.push((t, conn, seq.unwrap_or(i64::MAX), a, lo, hi));
+    }
     out.extend(latest_by_time(readings));
     Ok(out)
 }
 
+/// One installation reading with voltages: (time, its connection's index in the registry,
+/// `seq`, mean, minimum, maximum).
+type Reading = (i64, usize, i64, f64, f64, f64);
+
 /// Per connection (it has one installation) and time: the reading with the highest `seq` (a
-/// re-delivered one), as (quarter-hour start, connection, mean, minimum, maximum). Found with a
-/// map rather than by sorting every reading by `seq` (that sort was a tenth of a nightly
-/// run's cable balance).
-fn latest_by_time(readings: impl Iterator<Item = (usize, i64, i64, f64, f64, f64)>) -> Voltages {
-    let mut latest: PlHashMap<(usize, i64), (i64, f64, f64, f64)> = PlHashMap::new();
-    for (conn, t, seq, a, lo, hi) in readings {
-        latest
-            .entry((conn, t))
-            .and_modify(|v| {
-                if seq > v.0 {
-                    *v = (seq, a, lo, hi);
-                }
-            })
-            .or_insert((seq, a, lo, hi));
-    }
-    latest
+/// re-delivered one), as (quarter-hour start, connection, mean, minimum, maximum), in order of
+/// (start, connection). Of two readings with one `seq` (a production-meter exchange) the one
+/// with the highest voltages, so that no order of arrival decides.
+///
+/// The readings are put in order of time by a counting sort over the quarter-hours they span
+/// (a hash map of every reading was a tenth of a full recompute's cable work); only readings
+/// of one quarter-hour are then compared. Times off the quarter-hour grid, or spread over far
+/// more quarter-hours than there are readings, fall back to one general sort.
+fn latest_by_time(readings: Vec<Reading>) -> Voltages {
+    let order = |x: &Reading, y: &Reading| {
+        (x.0, x.1)
+            .cmp(&(y.0, y.1))
+            .then(y.2.cmp(&x.2))
+            .then(y.3.total_cmp(&x.3))
+            .then(y.4.total_cmp(&x.4))
+            .then(y.5.total_cmp(&x.5))
+    };
+    let mut sorted = match by_quarter(&readings) {
+        Some(mut by_time) => {
+            // Each run of one time is small (an installation per connection, re-deliveries).
+            for run in by_time.chunk_by_mut(|x, y| x.0 == y.0) {
+                run.sort_unstable_by(order);
+            }
+            by_time
+        }
+        None => {
+            let mut all = readings;
+            all.sort_unstable_by(order);
+            all
+        }
+    };
+    // The first of each (time, connection) is its latest reading.
+    sorted.dedup_by_key(|r| (r.0, r.1));
+    sorted
         .into_iter()
-        .map(|((conn, t), (_, a, lo, hi))| {
-            (t - crate::intervals::series::QUARTER_US, conn, a, lo, hi)
-        })
+        .map(|(t, conn, _, a, lo, hi)| (t - QUARTER_US, conn, a, lo, hi))
         .collect()
+}
+
+/// `readings` in order of time by a counting sort over their quarter-hours; `None` when a time
+/// is off the grid or the quarter-hours spanned outnumber the readings many times over.
+fn by_quarter(readings: &[Reading]) -> Option<Vec<Reading>> {
+    let first = readings.iter().map(|r| r.0).min()?;
+    let last = readings.iter().map(|r| r.0).max()?;
+    if readings.iter().any(|r| r.0.rem_euclid(QUARTER_US) != 0) {
+        return None;
+    }
+    let span = usize::try_from(last.checked_sub(first)? / QUARTER_US)
+        .ok()?
+        .checked_add(1)?;
+    if span > readings.len().saturating_mul(4).saturating_add(1024) {
+        return None;
+    }
+    let slot = |r: &Reading| ((r.0 - first) / QUARTER_US) as usize;
+    let mut starts = vec![0usize; span + 1];
+    for r in readings {
+        starts[slot(r) + 1] += 1;
+    }
+    for i in 1..=span {
+        starts[i] += starts[i - 1];
+    }
+    let mut by_time = vec![(0, 0, 0, 0.0, 0.0, 0.0); readings.len()];
+    for r in readings {
+        let at = &mut starts[slot(r)];
+        by_time[*at] = *r;
+        *at += 1;
+    }
+    Some(by_time)
 }
 
 /// One group of a cable's connections' share of its balance: per quarter-hour the sums over
@@ -177,10 +233,9 @@ pub fn balance_part(
     tz: Tz,
 ) -> Result<BalancePart> {
     let sums = intervals.map(sums).transpose()?;
-    let mut readings = voltages(lake, registry, cable, from)?;
-    // By quarter-hour: its local day is looked up once, not once per installation; then by
-    // connection, so every run adds them in the same order.
-    readings.sort_unstable_by_key(|r| (r.0, r.1));
+    // In order of quarter-hour (its local day is looked up once, not once per installation),
+    // then connection, so every run adds them in the same order.
+    let readings = voltages(lake, registry, cable, from)?;
     let mut volts: PlHashMap<i64, VoltSum> = PlHashMap::new();
     let mut day = None;
     for (s, conn, a, lo, hi) in readings {
@@ -388,25 +443,77 @@ mod tests {
 
     #[test]
     fn the_latest_reading_of_an_installation_and_time_gives_its_voltages() {
-        use crate::intervals::series::QUARTER_US;
         // Connection 0 delivered 10:15 twice (seq 5, then again as seq 7 with other
-        // voltages), in either order; connection 1 read the same time once.
+        // voltages), in either order; connection 1 read the same time once; connection 0 read
+        // 10:00 twice with one seq (a production-meter exchange), with different voltages:
+        // the higher ones count, whichever came first.
         let t = 1_000 * QUARTER_US;
-        for order in [[0, 1, 2], [1, 0, 2], [2, 1, 0]] {
-            let rows = [
-                (0, t, 5, 230.0, 228.0, 232.0),
-                (0, t, 7, 236.0, 234.0, 238.0),
-                (1, t, 6, 240.0, 239.0, 241.0),
-            ];
-            let mut got = latest_by_time(order.iter().map(|&i| rows[i]));
-            got.sort_by_key(|r| r.1);
-            assert_eq!(
-                got,
-                [
-                    (t - QUARTER_US, 0, 236.0, 234.0, 238.0),
-                    (t - QUARTER_US, 1, 240.0, 239.0, 241.0)
-                ]
-            );
+        let rows = [
+            (t, 0, 5, 230.0, 228.0, 232.0),
+            (t, 0, 7, 236.0, 234.0, 238.0),
+            (t, 1, 6, 240.0, 239.0, 241.0),
+            (t - QUARTER_US, 0, 3, 231.0, 229.0, 233.0),
+            (t - QUARTER_US, 0, 3, 231.0, 229.5, 233.0),
+        ];
+        let want = [
+            (t - 2 * QUARTER_US, 0, 231.0, 229.5, 233.0),
+            (t - QUARTER_US, 0, 236.0, 234.0, 238.0),
+            (t - QUARTER_US, 1, 240.0, 239.0, 241.0),
+        ];
+        for order in [[0, 1, 2, 3, 4], [1, 0, 2, 4, 3], [4, 2, 1, 3, 0]] {
+            let got = latest_by_time(order.iter().map(|&i| rows[i]).collect());
+            assert_eq!(got, want, "order {order:?}");
+        }
+    }
+
+    #[test]
+    fn the_latest_readings_are_the_same_by_counting_sort_and_by_comparing_all() {
+        // Pseudo-random readings (a fixed xorshift): few connections and times, so that
+        // times, re-deliveries and equal seqs collide often. Each case against the answer
+        // found by comparing every reading with every other.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        // Times on the grid (the counting sort), one off it, and two quarter-hours far apart
+        // (both fall back to the general sort).
+        for case in 0..60 {
+            let n = 1 + next(40) as usize;
+            let mut rows: Vec<Reading> = (0..n)
+                .map(|_| {
+                    let t = (next(6) as i64 - 2) * QUARTER_US;
+                    let v = 220.0 + next(3) as f64;
+                    (
+                        t,
+                        next(3) as usize,
+                        next(3) as i64,
+                        v,
+                        v - next(2) as f64,
+                        v + 1.0,
+                    )
+                })
+                .collect();
+            match case % 3 {
+                1 => rows[0].0 += 1,
+                2 => rows[0].0 = 1_000_000 * QUARTER_US,
+                _ => {}
+            }
+            let mut want: Voltages = Vec::new();
+            for r in &rows {
+                let beaten = rows.iter().any(|o| {
+                    (o.0, o.1) == (r.0, r.1) && (o.2, o.3, o.4, o.5) > (r.2, r.3, r.4, r.5)
+                });
+                let (s, c) = (r.0 - QUARTER_US, r.1);
+                if !beaten && !want.iter().any(|w| (w.0, w.1) == (s, c)) {
+                    want.push((s, c, r.3, r.4, r.5));
+                }
+            }
+            want.sort_by_key(|w| (w.0, w.1));
+            assert_eq!(by_quarter(&rows).is_some(), case % 3 == 0, "case {case}");
+            assert_eq!(latest_by_time(rows.clone()), want, "case {case}: {rows:?}");
         }
     }
 
