@@ -806,3 +806,73 @@ fn a_full_recompute_in_batches_reads_the_received_tables_once() {
         .collect();
     assert_eq!(with_p, vec![2 * 96 - 1; 4]);
 }
+
+/// The received rows are read a range of days at a time on one thread while another sets the
+/// range before aside. A received file that cannot be read, past the first ranges, stops a full
+/// recompute with one clear error (no hang between the two threads, no panic), and the lake
+/// keeps the derived tables it had.
+#[test]
+fn a_damaged_received_file_stops_a_full_recompute_that_sets_rows_aside() {
+    use vaten::domain::time::AMSTERDAM;
+    use vaten::fake::synth::{cooperative_on, dates_ending, feed};
+    let (reg, mut meters) = cooperative_on(240, 8);
+    let dates = dates_ending("2026-11-19".parse().unwrap(), 3);
+    let env = Env::new(&reg);
+    env.server.push(feed(&mut meters, &dates, AMSTERDAM, 7));
+    let now = "2026-11-20T10:00:00Z";
+    assert_ok(&env.vaten(now, &["ingest", "grid"]));
+    assert_ok(&env.vaten(now, &["transform", "--full"]));
+    let before = lake_rows(&env.lake());
+    // The grid readings of the last day: read after the grid days and the first two days'
+    // readings were handed over (a day a range).
+    let day = env
+        .lake()
+        .root()
+        .join(format!("grid_readings/date={}", dates[2]));
+    let file = std::fs::read_dir(&day)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .unwrap();
+    let kept = std::fs::read(&file).unwrap();
+    std::fs::write(&file, b"PAR1 not a parquet file PAR1").unwrap();
+    let mut child = env
+        .command(now, &["-v", "transform", "--full"])
+        .env("VATEN_SPILL_ROWS", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ended = child.try_wait().unwrap().is_some();
+    if !ended {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(ended, "the recompute hung: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    // It stopped while setting rows aside, after the first days' readings, naming the table
+    // and day it could not read.
+    let log = stderr(&out);
+    let (d0, d2) = (dates[0], dates[2]);
+    assert!(
+        log.contains(&format!("grid_readings of {d0} to {d0} set aside")),
+        "{log}"
+    );
+    assert!(!log.contains("received tables set aside"), "{log}");
+    let error = log.lines().last().unwrap_or_default();
+    let unread = format!("grid_readings: the days {d2} to {d2} could not be read");
+    assert!(
+        error.starts_with("vaten: error: lake ") && error.contains(&unread),
+        "{log}"
+    );
+    // Readable again, the lake holds what it held.
+    std::fs::write(&file, kept).unwrap();
+    let after = lake_rows(&env.lake());
+    for table in DERIVED_AND_REJECTED {
+        assert_eq!(after[table], before[table], "{table}");
+    }
+}
