@@ -32,5 +32,7 @@ pub mod schedule;
 pub mod simulation;
 pub mod sources;
 pub mod status;
+#[cfg(target_os = "linux")]
+mod zstd_contexts;
 
 pub use error::{Error, Result};

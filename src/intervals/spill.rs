@@ -66,9 +66,9 @@ pub const RECEIVED_READS: [(&TableSpec, &str, &[&str]); 3] = [
 ];
 
 /// Rows of a received table read at once while setting rows aside (with the parts of two
-/// batches gathered from them at a time): some 3 million rows of a few hundred MB, whatever
-/// the cooperative's size. A month at most.
-const ROWS_AT_ONCE: usize = 3_000_000;
+/// batches gathered from them at a time, and the next range being read): some 2 million rows
+/// of a couple of hundred MB, whatever the cooperative's size. A month at most.
+const ROWS_AT_ONCE: usize = 2_000_000;
 
 /// Per batch, per received table: the files holding that batch's rows, in the order read.
 pub struct Spilled {
@@ -188,7 +188,7 @@ pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option
 /// freed pages among used ones: without this, the batches that follow started some 250 MiB
 /// higher (a year of 3 cables peaked at 1,467 MiB instead of 1,229 MiB).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn give_back_freed_memory() {
+pub fn give_back_freed_memory() {
     // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
     unsafe {
         libc::malloc_trim(0);
@@ -196,7 +196,21 @@ fn give_back_freed_memory() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn give_back_freed_memory() {}
+pub fn give_back_freed_memory() {}
+
+/// [`give_back_freed_memory`] when the process holds more than `bytes` resident.
+pub fn give_back_freed_memory_above(bytes: u64) {
+    if resident_bytes().is_some_and(|r| r > bytes) {
+        give_back_freed_memory();
+    }
+}
+
+/// The process's resident memory (`/proc/self/statm`), where the system tells.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages.saturating_mul(4096))
+}
 
 /// One range of days of one received table, as read for setting aside.
 struct Range {

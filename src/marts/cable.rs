@@ -120,6 +120,8 @@ fn latest_by_time(readings: Vec<Reading>) -> Voltages {
     };
     let mut sorted = match by_quarter(&readings) {
         Some(mut by_time) => {
+            // Not held twice (a group's year of readings is some 50 MB).
+            drop(readings);
             // Each run of one time is small (an installation per connection, re-deliveries).
             for run in by_time.chunk_by_mut(|x, y| x.0 == y.0) {
                 run.sort_unstable_by(order);

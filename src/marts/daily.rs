@@ -31,15 +31,13 @@ pub fn intervals_frame(rows: &[IntervalRow]) -> Result<DataFrame> {
     let mut conn = Vec::with_capacity(n);
     let mut date = Vec::with_capacity(n);
     let mut start = Vec::with_capacity(n);
-    let (mut l, mut t, mut p, mut v) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
+    // Values and validity as Polars keeps them (a `Vec<Option<i64>>` per column took twice
+    // the memory, five of them at once).
+    let nullable = |name: &str| PrimitiveChunkedBuilder::<Int64Type>::new(name.into(), n);
+    let (mut l, mut t, mut p, mut v) = (nullable("l"), nullable("t"), nullable("p"), nullable("v"));
+    let mut battery = nullable("battery_net");
     let mut worst_of = Vec::with_capacity(n);
     let mut l_derived = Vec::with_capacity(n);
-    let mut battery = Vec::with_capacity(n);
     let mut has_installation = Vec::with_capacity(n);
     // A day's rows follow each other: its number is worked out once.
     let mut day: Option<(NaiveDate, i32)> = None;
@@ -52,14 +50,14 @@ pub fn intervals_frame(rows: &[IntervalRow]) -> Result<DataFrame> {
         conn.push(r.conn);
         date.push(d);
         start.push(r.start_us);
-        l.push(r.l_wh);
-        t.push(r.t_wh);
-        p.push(r.p_wh);
-        v.push(r.v_wh);
+        l.append_option(r.l_wh);
+        t.append_option(r.t_wh);
+        p.append_option(r.p_wh);
+        v.append_option(r.v_wh);
         worst_of.push(worst(r));
         // L and T of this quarter-hour spread from daily registers (counted in the cable tables).
         l_derived.push(i64::from(r.l_quality == Quality::Derived));
-        battery.push(r.battery_net_wh);
+        battery.append_option(r.battery_net_wh);
         has_installation.push(r.p_quality.is_some());
     }
     let column = |name: &str, s: Series| -> Column { s.with_name(name.into()).into() };
@@ -70,13 +68,13 @@ pub fn intervals_frame(rows: &[IntervalRow]) -> Result<DataFrame> {
             Series::from_vec("".into(), date).cast(&DataType::Date)?,
         ),
         column("interval_start", Series::from_vec("".into(), start)),
-        column("l", Series::new("".into(), l)),
-        column("t", Series::new("".into(), t)),
-        column("p", Series::new("".into(), p)),
-        column("v", Series::new("".into(), v)),
+        l.finish().into_column(),
+        t.finish().into_column(),
+        p.finish().into_column(),
+        v.finish().into_column(),
         column("worst", Series::from_vec("".into(), worst_of)),
         column("l_derived", Series::from_vec("".into(), l_derived)),
-        column("battery_net", Series::new("".into(), battery)),
+        battery.finish().into_column(),
         column("has_installation", Series::new("".into(), has_installation)),
     ])?;
     Ok(df)
