@@ -188,7 +188,7 @@ pub fn spill(lake: &Lake, txn: &mut Txn, batches: &[BatchKeys]) -> Result<Option
 /// freed pages among used ones: without this, the batches that follow started some 250 MiB
 /// higher (a year of 3 cables peaked at 1,467 MiB instead of 1,229 MiB).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn give_back_freed_memory() {
+fn give_back_freed_memory() {
     // SAFETY: malloc_trim only releases free memory of the allocator's own arenas.
     unsafe {
         libc::malloc_trim(0);
@@ -196,21 +196,7 @@ pub fn give_back_freed_memory() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn give_back_freed_memory() {}
-
-/// [`give_back_freed_memory`] when the process holds more than `bytes` resident.
-pub fn give_back_freed_memory_above(bytes: u64) {
-    if resident_bytes().is_some_and(|r| r > bytes) {
-        give_back_freed_memory();
-    }
-}
-
-/// The process's resident memory (`/proc/self/statm`), where the system tells.
-fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages.saturating_mul(4096))
-}
+fn give_back_freed_memory() {}
 
 /// One range of days of one received table, as read for setting aside.
 struct Range {

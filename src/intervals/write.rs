@@ -587,16 +587,9 @@ fn batch_anchors(
 /// Clears what [`prefetch_received`] held when dropped (after the batch, an error or a panic).
 struct Held<'a>(&'a Lake);
 
-/// Resident memory past which a batch's end gives freed memory back (see [`Held`]).
-const TRIM_ABOVE: u64 = 800 << 20;
-
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.0.forget_prefetched();
-        // The batch's rows and frames were allocated and freed on several threads; what glibc
-        // keeps of them among used pages raises every later batch's floor. Given back only
-        // past a floor: every time, the pages faulted in again cost more time than it saved.
-        super::spill::give_back_freed_memory_above(TRIM_ABOVE);
     }
 }
 
