@@ -32,7 +32,7 @@ pub mod schedule;
 pub mod simulation;
 pub mod sources;
 pub mod status;
-#[cfg(target_os = "linux")]
+#[cfg(zstd_pool)]
 mod zstd_contexts;
 
 pub use error::{Error, Result};

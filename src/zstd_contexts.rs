@@ -6,17 +6,31 @@
 //! virtual machine each `cpuid` traps to the hypervisor (12–14 µs measured here): 3–4 % of a
 //! full recompute's and of a nightly run's CPU went to `ZSTD_createCCtx` (`perf`). The linker
 //! routes zstd-sys's `ZSTD_createCCtx` / `ZSTD_freeCCtx` here (`--wrap`, see `build.rs`): a
-//! freed context is reset to its just-made state (`ZSTD_reset_session_and_parameters`: default
-//! parameters, no dictionary) and kept, up to [`KEPT`], for the next one asked for. What is
-//! compressed does not change; only where a context's memory comes from.
+//! freed context that this pool made is reset (`ZSTD_reset_session_and_parameters`: default
+//! parameters, no dictionary, no frame in progress; its workspace stays allocated) and kept,
+//! up to [`KEPT`], for the next one asked for. What is compressed does not change; only where
+//! a context's memory comes from. Contexts made otherwise (a custom allocator, a static
+//! workspace) are left to zstd, and so is everything when zstd was built multithreaded (a
+//! reset keeps a context's worker threads).
 
 use std::ffi::c_void;
 use std::sync::Mutex;
 
 /// Contexts kept: about the column chunks written at once (a file's columns, on each writer
-/// thread), few enough that their memory (a few hundred KiB each at the lake's level 3) does
-/// not matter.
+/// thread), few enough that their memory (under a MiB each at the lake's level 3; 16 of them
+/// raised a nightly run's peak by 7–10 MiB) does not matter.
 const KEPT: usize = 16;
+
+/// `ZSTD_c_nbWorkers` (zstd.h): its upper bound is 0 unless zstd was built multithreaded.
+const NB_WORKERS: i32 = 400;
+
+/// `ZSTD_bounds` (zstd.h).
+#[repr(C)]
+struct Bounds {
+    error: usize,
+    lower: i32,
+    upper: i32,
+}
 
 /// `ZSTD_reset_session_and_parameters` (zstd.h).
 const RESET_SESSION_AND_PARAMETERS: i32 = 3;
@@ -26,46 +40,87 @@ extern "C" {
     fn __real_ZSTD_freeCCtx(cctx: *mut c_void) -> usize;
     fn ZSTD_CCtx_reset(cctx: *mut c_void, reset: i32) -> usize;
     fn ZSTD_isError(code: usize) -> u32;
+    fn ZSTD_cParam_getBounds(param: i32) -> Bounds;
 }
 
-/// Reset contexts, by address (a raw pointer is not `Send`).
-struct Pool(Mutex<Vec<usize>>);
+/// Whether contexts may be kept: not when zstd was built multithreaded.
+fn pooling() -> bool {
+    static POOLING: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *POOLING.get_or_init(|| {
+        // SAFETY: asks zstd for a parameter's bounds; no state.
+        let bounds = unsafe { ZSTD_cParam_getBounds(NB_WORKERS) };
+        // SAFETY: ZSTD_isError only reads the code.
+        unsafe { ZSTD_isError(bounds.error) == 0 && bounds.lower == 0 && bounds.upper == 0 }
+    })
+}
 
-static POOL: Pool = Pool(Mutex::new(Vec::new()));
+/// Addresses (a raw pointer is not `Send`) of the contexts this pool made and has not freed,
+/// and of those among them that are reset and kept.
+#[derive(Default)]
+struct Contexts {
+    made: std::collections::HashSet<usize>,
+    kept: Vec<usize>,
+}
+
+struct Pool(Mutex<Option<Contexts>>);
+
+static POOL: Pool = Pool::new();
 
 impl Pool {
-    /// A kept context, or a new one.
-    fn take(&self) -> *mut c_void {
-        let kept = self.0.lock().ok().and_then(|mut pool| pool.pop());
-        match kept {
-            Some(cctx) => cctx as *mut c_void,
-            // SAFETY: zstd's own constructor, no arguments.
-            None => unsafe { __real_ZSTD_createCCtx() },
-        }
+    const fn new() -> Self {
+        Pool(Mutex::new(None))
     }
 
-    /// Keeps `cctx` once reset; `false` (the caller frees it) when enough are kept or it
-    /// cannot be reset.
+    /// A kept context, or a new one.
+    fn take(&self) -> *mut c_void {
+        let Ok(mut guard) = self.0.lock() else {
+            // SAFETY: zstd's own constructor, no arguments.
+            return unsafe { __real_ZSTD_createCCtx() };
+        };
+        let contexts = guard.get_or_insert_with(Contexts::default);
+        if let Some(cctx) = contexts.kept.pop() {
+            return cctx as *mut c_void;
+        }
+        // SAFETY: as above.
+        let cctx = unsafe { __real_ZSTD_createCCtx() };
+        if !cctx.is_null() {
+            contexts.made.insert(cctx as usize);
+        }
+        cctx
+    }
+
+    /// Keeps `cctx` once reset; `false` (the caller frees it) for a context the pool did not
+    /// make, when enough are kept, or when it cannot be reset.
     ///
     /// # Safety
     /// `cctx` is a live compression context its owner gives up.
     unsafe fn keep(&self, cctx: *mut c_void) -> bool {
-        let reset = ZSTD_CCtx_reset(cctx, RESET_SESSION_AND_PARAMETERS);
-        if ZSTD_isError(reset) != 0 {
+        let Ok(mut guard) = self.0.lock() else {
+            return false;
+        };
+        let Some(contexts) = guard.as_mut() else {
+            return false;
+        };
+        if !contexts.made.contains(&(cctx as usize)) {
             return false;
         }
-        match self.0.lock() {
-            Ok(mut pool) if pool.len() < KEPT => {
-                pool.push(cctx as usize);
-                true
-            }
-            _ => false,
+        let reset = ZSTD_CCtx_reset(cctx, RESET_SESSION_AND_PARAMETERS);
+        if ZSTD_isError(reset) == 0 && contexts.kept.len() < KEPT {
+            contexts.kept.push(cctx as usize);
+            return true;
         }
+        // Freed by the caller: no longer one of ours (the address may come back for another).
+        contexts.made.remove(&(cctx as usize));
+        false
     }
 }
 
 #[no_mangle]
 pub extern "C" fn __wrap_ZSTD_createCCtx() -> *mut c_void {
+    if !pooling() {
+        // SAFETY: zstd's own constructor, no arguments.
+        return unsafe { __real_ZSTD_createCCtx() };
+    }
     POOL.take()
 }
 
@@ -140,7 +195,7 @@ mod tests {
             __real_ZSTD_freeCCtx(cctx);
             out
         };
-        let pool = Pool(Mutex::new(Vec::new()));
+        let pool = Pool::new();
         let cctx = pool.take();
         // Another level and a checksum: a kept context must forget both.
         // SAFETY: a live context.
@@ -161,18 +216,42 @@ mod tests {
 
     #[test]
     fn past_the_kept_number_contexts_are_freed() {
-        let pool = Pool(Mutex::new(Vec::new()));
+        let pool = Pool::new();
         let made: Vec<*mut c_void> = (0..=KEPT).map(|_| pool.take()).collect();
         // SAFETY: each given up once; the one not kept is freed here.
         let kept: Vec<bool> = made.iter().map(|&c| unsafe { pool.keep(c) }).collect();
         assert_eq!(kept.iter().filter(|k| **k).count(), KEPT);
         assert!(!kept[KEPT]);
         unsafe { __real_ZSTD_freeCCtx(made[KEPT]) };
-        let left: Vec<usize> = std::mem::take(&mut *pool.0.lock().unwrap());
-        for cctx in left {
+        let left = pool.0.lock().unwrap().take().unwrap();
+        assert_eq!(left.made.len(), KEPT, "the freed one is forgotten");
+        for cctx in left.kept {
             // SAFETY: kept contexts, freed once.
             unsafe { __real_ZSTD_freeCCtx(cctx as *mut c_void) };
         }
+    }
+
+    #[test]
+    fn a_context_the_pool_did_not_make_is_not_kept() {
+        let pool = Pool::new();
+        let ours = pool.take();
+        // SAFETY: a context from zstd's constructor directly, given up once and freed here.
+        unsafe {
+            let other = __real_ZSTD_createCCtx();
+            assert!(!pool.keep(other));
+            __real_ZSTD_freeCCtx(other);
+            assert!(pool.keep(ours));
+        }
+        let left = pool.0.lock().unwrap().take().unwrap();
+        for cctx in left.kept {
+            // SAFETY: kept contexts, freed once.
+            unsafe { __real_ZSTD_freeCCtx(cctx as *mut c_void) };
+        }
+    }
+
+    #[test]
+    fn this_zstd_is_single_threaded_so_contexts_are_kept() {
+        assert!(pooling());
     }
 
     thread_local! {

@@ -13,7 +13,8 @@ use crate::lake::Lake;
 use crate::registry::Registry;
 
 /// Per installation on the cable and quarter-hour: (the quarter-hour's start, its connection's
-/// index in the registry, mean, minimum, maximum voltage), in no particular order.
+/// index in the registry, mean, minimum, maximum voltage), in order of (start, connection):
+/// [`balance_part`] relies on it.
 type Voltages = Vec<(i64, usize, f64, f64, f64)>;
 
 /// Voltages reported by the installations on `cable` for the quarter-hours starting at or
@@ -26,7 +27,7 @@ fn voltages(
     cable: &str,
     first_start: Option<i64>,
 ) -> Result<Voltages> {
-    let mut out: Voltages = Vec::new();
+    let out: Voltages = Vec::new();
     // Partitions are local days, never before the UTC day: one day of margin skips files.
     let day = first_start.map(|first| {
         crate::domain::time::from_micros(first).date_naive() - chrono::Duration::days(1)
@@ -92,8 +93,7 @@ fn voltages(
         // as sorting by `seq` descending put it.
         readings.push((t, conn, seq.unwrap_or(i64::MAX), a, lo, hi));
     }
-    out.extend(latest_by_time(readings));
-    Ok(out)
+    Ok(latest_by_time(readings))
 }
 
 /// One installation reading with voltages: (time, its connection's index in the registry,
@@ -102,8 +102,9 @@ type Reading = (i64, usize, i64, f64, f64, f64);
 
 /// Per connection (it has one installation) and time: the reading with the highest `seq` (a
 /// re-delivered one), as (quarter-hour start, connection, mean, minimum, maximum), in order of
-/// (start, connection). Of two readings with one `seq` (a production-meter exchange) the one
-/// with the highest voltages, so that no order of arrival decides.
+/// (start, connection). Of two readings with one `seq` (the ingest lets none through, a lake
+/// written by hand may hold them) the one with the highest voltages, so that no order of
+/// arrival decides.
 ///
 /// The readings are put in order of time by a counting sort over the quarter-hours they span
 /// (a hash map of every reading was a tenth of a full recompute's cable work); only readings
@@ -120,7 +121,8 @@ fn latest_by_time(readings: Vec<Reading>) -> Voltages {
     };
     let mut sorted = match by_quarter(&readings) {
         Some(mut by_time) => {
-            // Not held twice (a group's year of readings is some 50 MB).
+            // Held twice only while the counting sort runs (a group's year of readings is
+            // some 50 MB).
             drop(readings);
             // Each run of one time is small (an installation per connection, re-deliveries).
             for run in by_time.chunk_by_mut(|x, y| x.0 == y.0) {
@@ -447,7 +449,7 @@ mod tests {
     fn the_latest_reading_of_an_installation_and_time_gives_its_voltages() {
         // Connection 0 delivered 10:15 twice (seq 5, then again as seq 7 with other
         // voltages), in either order; connection 1 read the same time once; connection 0 read
-        // 10:00 twice with one seq (a production-meter exchange), with different voltages:
+        // 10:00 twice with one seq (only a lake written by hand holds such), with different voltages:
         // the higher ones count, whichever came first.
         let t = 1_000 * QUARTER_US;
         let rows = [
