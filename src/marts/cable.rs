@@ -147,10 +147,14 @@ fn latest_by_time(readings: Vec<Reading>) -> Voltages {
 /// `readings` in order of time by a counting sort over their quarter-hours; `None` when a time
 /// is off the grid or the quarter-hours spanned outnumber the readings many times over.
 fn by_quarter(readings: &[Reading]) -> Option<Vec<Reading>> {
-    let first = readings.iter().map(|r| r.0).min()?;
-    let last = readings.iter().map(|r| r.0).max()?;
-    if readings.iter().any(|r| r.0.rem_euclid(QUARTER_US) != 0) {
-        return None;
+    // The span, in one pass; a time off the grid ends it.
+    let (mut first, mut last) = (readings.first()?.0, readings.first()?.0);
+    for r in readings {
+        if r.0.rem_euclid(QUARTER_US) != 0 {
+            return None;
+        }
+        first = first.min(r.0);
+        last = last.max(r.0);
     }
     let span = usize::try_from(last.checked_sub(first)? / QUARTER_US)
         .ok()?

@@ -60,22 +60,20 @@ pub fn intervals_frame(rows: &[IntervalRow]) -> Result<DataFrame> {
         battery.append_option(r.battery_net_wh);
         has_installation.push(r.p_quality.is_some());
     }
-    let column = |name: &str, s: Series| -> Column { s.with_name(name.into()).into() };
     let df = DataFrame::new_infer_height(vec![
-        column("conn", Series::from_vec("".into(), conn)),
-        column(
-            "date",
-            Series::from_vec("".into(), date).cast(&DataType::Date)?,
-        ),
-        column("interval_start", Series::from_vec("".into(), start)),
+        Series::from_vec("conn".into(), conn).into(),
+        Series::from_vec("date".into(), date)
+            .cast(&DataType::Date)?
+            .into(),
+        Series::from_vec("interval_start".into(), start).into(),
         l.finish().into_column(),
         t.finish().into_column(),
         p.finish().into_column(),
         v.finish().into_column(),
-        column("worst", Series::from_vec("".into(), worst_of)),
-        column("l_derived", Series::from_vec("".into(), l_derived)),
+        Series::from_vec("worst".into(), worst_of).into(),
+        Series::from_vec("l_derived".into(), l_derived).into(),
         battery.finish().into_column(),
-        column("has_installation", Series::new("".into(), has_installation)),
+        Series::new("has_installation".into(), has_installation).into(),
     ])?;
     Ok(df)
 }
