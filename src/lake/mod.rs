@@ -219,6 +219,9 @@ impl Lake {
         tag: Option<&str>,
         batch: &RecordBatch,
     ) -> Result<String> {
+        if let Some(tag) = tag {
+            rows_of_cable(spec, tag, batch)?;
+        }
         let prefix = tag.map(|t| format!("{}~", file_tag(t))).unwrap_or_default();
         self.stage_named(txn, spec, partition, &prefix, batch)
     }
@@ -234,6 +237,7 @@ impl Lake {
         tag: &str,
         batch: &RecordBatch,
     ) -> Result<String> {
+        rows_of_cable(spec, tag, batch)?;
         let prefix = format!("{}~{year:04}-{first:02}..{last:02}~", file_tag(tag));
         self.stage_named(txn, spec, Some(&year.to_string()), &prefix, batch)
     }
@@ -414,6 +418,26 @@ impl TaggedFiles {
     pub fn shared(&self) -> &[(PathBuf, Option<String>)] {
         self.0.get(SHARED_TAG).map_or(&[], Vec::as_slice)
     }
+}
+
+/// Checks that every row of `batch` has `tag` as its `cable_id` when the table has that
+/// column: a file named with a cable's tag holds that cable's rows only, which `vaten query`
+/// relies on to leave other cables' files unread (`query::cable_files`).
+fn rows_of_cable(spec: &TableSpec, tag: &str, batch: &RecordBatch) -> Result<()> {
+    let Some(column) = batch.column_by_name("cable_id") else {
+        return Ok(());
+    };
+    let foreign = match column.as_any().downcast_ref::<arrow::array::StringArray>() {
+        Some(cables) => cables.iter().any(|c| c != Some(tag)),
+        None => !column.is_empty(),
+    };
+    if foreign {
+        return Err(Error::Internal(format!(
+            "rows of another cable in a {} file of cable {tag}",
+            spec.name
+        )));
+    }
+    Ok(())
 }
 
 /// The tag of a file holding the rows of several cables (`cable_balance_15m` is written as

@@ -535,42 +535,10 @@ mod tests {
     use super::*;
     use crate::lake::readahead::LEAD;
     use crate::lake::schema::INTERVALS;
-    use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+    use crate::query::test_rows::{batch, Row};
+    use arrow::array::Int64Array;
     use arrow::datatypes::DataType as ArrowType;
     use arrow::record_batch::RecordBatch;
-
-    /// One row of `intervals`: EAN, cable, quarter-hour of the day, L, T, P, V.
-    type Row = (&'static str, &'static str, i64, i64, i64, Option<i64>, i64);
-
-    fn batch(day: u32, rows: &[Row]) -> RecordBatch {
-        let midnight = (i64::from(day) - 1 + 20_362) * 86_400_000_000; // 2025-10-01 + day - 1
-        let text = |f: &dyn Fn(&Row) -> &str| -> ArrayRef {
-            Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
-        };
-        let ints = |f: &dyn Fn(&Row) -> Option<i64>| -> ArrayRef {
-            Arc::new(Int64Array::from_iter(rows.iter().map(f)))
-        };
-        let starts = TimestampMicrosecondArray::from_iter_values(
-            rows.iter().map(|r| midnight + r.2 * 900_000_000),
-        )
-        .with_timezone("UTC");
-        let columns: Vec<ArrayRef> = vec![
-            text(&|r| r.0),
-            text(&|r| r.1),
-            text(&|_| "participant"),
-            Arc::new(starts),
-            ints(&|r| Some(r.3)),
-            ints(&|r| Some(r.4)),
-            ints(&|r| r.5),
-            ints(&|r| Some(r.6)),
-            text(&|_| "measured"),
-            // P's quality where there is a P: keys that change between null and text.
-            Arc::new(StringArray::from_iter(
-                rows.iter().map(|r| r.5.map(|_| "measured")),
-            )),
-        ];
-        RecordBatch::try_new(INTERVALS.arrow_schema(), columns).unwrap()
-    }
 
     /// A lake with one `intervals` file per `(day of October 2025, rows)`.
     fn lake(root: &std::path::Path, files: &[(u32, Vec<Row>)]) -> Lake {
