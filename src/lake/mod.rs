@@ -298,11 +298,10 @@ impl Lake {
         let key = format!("{}=", spec.partitioning.key());
         let mut out = TaggedFiles::default();
         for f in self.files_from(spec, from)? {
-            let Some(tag) = f.file_name().and_then(|n| {
-                n.to_string_lossy()
-                    .split_once('~')
-                    .map(|(t, _)| t.to_string())
-            }) else {
+            let Some(tag) = f
+                .file_name()
+                .and_then(|n| tag_of(&n.to_string_lossy()).map(str::to_string))
+            else {
                 continue;
             };
             let part = f
@@ -473,6 +472,12 @@ pub fn file_months(file: &Path) -> Option<(i32, u32, u32)> {
     let year = months[..4].parse().ok()?;
     let (first, last): (u32, u32) = (months[5..7].parse().ok()?, months[9..].parse().ok()?);
     (1 <= first && first <= last && last <= 12).then_some((year, first, last))
+}
+
+/// The tag a file's name starts with (before its first `~`: [`file_tag`] writes `~` as
+/// `%7E`), `None` for an untagged file.
+pub fn tag_of(name: &str) -> Option<&str> {
+    name.split_once('~').map(|(tag, _)| tag)
 }
 
 /// What a file's name holds before its `part-…`: its tag and months (`K1~2026-01..10~`), its tag

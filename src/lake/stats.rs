@@ -209,6 +209,12 @@ fn file_range(
 
 /// The partition value of a file at `path`, checked against the table's layout: `Some(None)`
 /// for a table without partitions, `None` for a file not where the layout puts it.
+/// Whether a partition folder's value reads as written: Polars decodes `%xx` and reads
+/// `__HIVE_DEFAULT_PARTITION__` as null.
+pub(crate) fn plain_partition_value(value: &str) -> bool {
+    !value.is_empty() && !value.contains('%') && value != "__HIVE_DEFAULT_PARTITION__"
+}
+
 fn partition_value(table: &Path, spec: &TableSpec, path: &Path) -> Option<Option<String>> {
     let parts: Vec<&str> = path
         .strip_prefix(table)
@@ -222,10 +228,7 @@ fn partition_value(table: &Path, spec: &TableSpec, path: &Path) -> Option<Option
             let value = folder
                 .strip_prefix(spec.partitioning.key())?
                 .strip_prefix('=')?;
-            // Polars decodes `%xx` and reads this one as null: neither is a value as written.
-            let plain =
-                !value.is_empty() && !value.contains('%') && value != "__HIVE_DEFAULT_PARTITION__";
-            plain.then(|| Some(value.to_string()))
+            plain_partition_value(value).then(|| Some(value.to_string()))
         }
         _ => None,
     }

@@ -10,13 +10,22 @@
 //! lake refuses to write a tagged file holding another cable's row (`Lake::stage_tagged`), and
 //! compaction, erasure and retention keep a file's tag with its rows. Partitions are left out
 //! by the `WHERE`'s conditions on the partition key alone, decided per folder as `top_files`
-//! decides them per file, and typed as Polars types the whole table's folders.
+//! decides them per file; every folder's value must read back as written once typed as a day
+//! (or a year), the type Polars then infers for the whole table.
+//!
+//! Reading fewer files, it also answers where the query as written stops at a file it never
+//! needed: a damaged file of another cable or of a day left out, or a day's files of an older
+//! layout (Polars takes a scan's columns from its first file). The rows it returns are those
+//! the query as written returns whenever that one answers. A file put in the lake by hand
+//! under a cable's name is trusted to hold that cable's rows, as its folder is trusted to
+//! hold its day's.
 //!
 //! What it takes, or the query runs as written: one plain `SELECT` (no subquery, no second
 //! table: the narrowed table would answer for it too) of a table with a `cable_id` column;
 //! among the `WHERE`'s top-level `AND`s, `cable_id = '…'` or `cable_id IN ('…', …)`; a table
-//! folder holding only partition folders of values that read back as written, and those
-//! holding only Parquet files. Should the narrowed query fail, it runs as written.
+//! folder holding only partition folders of values that read back as written, and those it
+//! keeps holding only Parquet files. Should the narrowed query fail (or panic), it runs as
+//! written.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -24,8 +33,8 @@ use std::path::PathBuf;
 use polars::prelude::*;
 use sqlparser::ast::{visit_expressions, visit_relations, BinaryOperator, Expr, Value};
 
-use crate::lake::schema::ALL_TABLES;
-use crate::lake::{file_tag, Lake, Partitioning, TableSpec, SHARED_TAG};
+use crate::lake::stats::plain_partition_value;
+use crate::lake::{file_tag, tag_of, Lake, Partitioning, TableSpec, SHARED_TAG};
 
 /// A query's table narrowed to the files of the cables it keeps.
 pub(super) struct Narrowed {
@@ -54,14 +63,7 @@ pub(super) fn narrowed(lake: &Lake, sql: &str) -> Option<Narrowed> {
     if relations != 1 || subquery.is_break() {
         return None;
     }
-    let sqlparser::ast::TableFactor::Table { name, .. } = &select.from.first()?.relation else {
-        return None;
-    };
-    let [table] = name.0.as_slice() else {
-        return None;
-    };
-    let table = table.as_ident()?.value.as_str();
-    let spec = ALL_TABLES.iter().find(|t| t.name == table)?;
+    let spec = super::top_files::lake_spec(select)?;
     if !spec.columns.iter().any(|c| c.name == "cable_id") {
         return None;
     }
@@ -159,33 +161,36 @@ fn files_of(
             return None;
         }
         let name = entry.file_name().into_string().ok()?;
-        let value = name.strip_prefix(key)?.strip_prefix('=')?.to_string();
-        // Polars decodes `%xx` and reads this one as null: neither is a value as written.
-        if value.is_empty() || value.contains('%') || value == "__HIVE_DEFAULT_PARTITION__" {
+        let value = name.strip_prefix(key)?.strip_prefix('=')?;
+        if !plain_partition_value(value) {
             return None;
         }
-        values.push(value);
+        values.push(value.to_string());
     }
     let dtype = match spec.partitioning {
         Partitioning::Date => DataType::Date,
         _ => DataType::Int64,
     };
     let schema = Schema::from_iter([Field::new(key.into(), dtype)]);
+    // Each condition in brackets: `conjuncts` looked through them, and an `OR` among them
+    // must not bind to its neighbours when the filter is read again.
     let filter = on_partition
         .iter()
-        .copied()
-        .cloned()
+        .map(|c| Expr::Nested(Box::new((*c).clone())))
         .reduce(|a, b| Expr::BinaryOp {
             left: Box::new(a),
             op: BinaryOperator::And,
             right: Box::new(b),
         });
     let partitions: Vec<Option<&str>> = values.iter().map(|v| Some(v.as_str())).collect();
-    // Every folder's value typed (read back as written) before any is left out: then the
-    // scan of the kept files types the key as the scan of all of them does.
-    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-    let _every_folder_typed =
-        super::top_files::partition_series(key.into(), &refs, schema.get(key)?)?;
+    // Every folder's value must read back as written once typed (as `files_kept` checks when
+    // it has a filter to evaluate): Polars then infers a day or a year for the whole table,
+    // and the scan of the kept files, typed so, sees what the scan of all of them sees.
+    if filter.is_none() {
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let typed = super::top_files::partition_series(key.into(), &refs, schema.get(key)?);
+        typed.as_ref()?;
+    }
     let kept = super::top_files::files_kept(&partitions, filter.as_ref(), spec, &schema)?;
     let mut files = Vec::new();
     for i in kept {
@@ -209,8 +214,8 @@ fn tagged_files(dir: &std::path::Path, tags: &[String]) -> Option<Vec<PathBuf>> 
         if !entry.file_type().ok()?.is_file() || !name.ends_with(".parquet") {
             return None;
         }
-        let wanted = match name.split_once('~') {
-            Some((tag, _)) => tag == SHARED_TAG || tags.iter().any(|t| t == tag),
+        let wanted = match tag_of(&name) {
+            Some(tag) => tag == SHARED_TAG || tags.iter().any(|t| t == tag),
             None => true,
         };
         if wanted && entry.metadata().ok()?.len() > 0 {
@@ -278,6 +283,14 @@ mod tests {
         ctx.register("intervals", lake.scan(&INTERVALS).unwrap().unwrap());
         let mut ctx = ctx;
         ctx.execute(sql)?.collect()
+    }
+
+    /// The query run on the narrowed scan alone (no way back to the query as written).
+    fn on_files(lake: &Lake, sql: &str) -> DataFrame {
+        let found = narrowed(lake, sql).unwrap_or_else(|| panic!("not narrowed: {sql}"));
+        let mut ctx = SQLContext::new();
+        ctx.register(found.table, found.scan);
+        ctx.execute(sql).unwrap().collect().unwrap()
     }
 
     fn ints(df: &DataFrame, column: &str) -> Vec<Option<i64>> {
@@ -349,8 +362,7 @@ mod tests {
             ),
         ];
         for (sql, column, expected) in cases {
-            assert!(narrowed(&lake, sql).is_some(), "{sql}");
-            let ours = crate::query::run(&lake, sql).unwrap();
+            let ours = on_files(&lake, sql);
             let expected: Vec<Option<i64>> = expected.into_iter().map(Some).collect();
             assert_eq!(ints(&ours, column), expected, "{sql}");
             // Same columns, types and rows as the scan of every file gives.
@@ -358,6 +370,95 @@ mod tests {
             assert_eq!(ours.schema(), written.schema(), "{sql}");
             assert!(ours.equals_missing(&written), "{sql}\n{ours}\n{written}");
         }
+    }
+
+    #[test]
+    fn conditions_on_the_day_keep_their_brackets() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = two_cables(dir.path());
+        // 1 or 3 October, and from 2 October: 3 October alone, where k1 has one file.
+        let sql = "SELECT l_wh FROM intervals WHERE cable_id = 'k1' \
+                   AND (date = '2025-10-01' OR date = '2025-10-03') AND date >= '2025-10-02'";
+        assert_eq!(narrowed(&lake, sql).unwrap().files, 1);
+        assert_eq!(ints(&on_files(&lake, sql), "l_wh"), [Some(1000)]);
+    }
+
+    /// `consumption_daily` rows (EAN, cable, day, L), the other columns zero, false or "x".
+    fn daily(rows: &[(&str, &str, chrono::NaiveDate, i64)]) -> arrow::array::RecordBatch {
+        use crate::lake::schema::{ColType, CONSUMPTION_DAILY};
+        use arrow::array::{ArrayRef, BooleanArray, Date32Array, Int64Array, StringArray};
+        let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        let columns: Vec<ArrayRef> = CONSUMPTION_DAILY
+            .columns
+            .iter()
+            .map(|c| -> ArrayRef {
+                match (c.ty, c.name) {
+                    (ColType::Utf8, "ean") => {
+                        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0)))
+                    }
+                    (ColType::Utf8, "cable_id") => {
+                        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1)))
+                    }
+                    (ColType::Utf8, _) => {
+                        Arc::new(StringArray::from_iter_values(rows.iter().map(|_| "x")))
+                    }
+                    (ColType::Date, _) => Arc::new(Date32Array::from_iter_values(
+                        rows.iter().map(|r| (r.2 - epoch).num_days() as i32),
+                    )),
+                    (ColType::Int64, "l_wh") => {
+                        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3)))
+                    }
+                    (ColType::Int64, _) => {
+                        Arc::new(Int64Array::from_iter_values(rows.iter().map(|_| 0)))
+                    }
+                    (ColType::Bool, _) => {
+                        Arc::new(BooleanArray::from_iter(rows.iter().map(|_| Some(false))))
+                    }
+                    other => panic!("no {other:?} column in consumption_daily"),
+                }
+            })
+            .collect();
+        arrow::array::RecordBatch::try_new(CONSUMPTION_DAILY.arrow_schema(), columns).unwrap()
+    }
+
+    #[test]
+    fn a_table_by_year_is_narrowed_to_the_cables_years_and_refuses_other_cables_rows() {
+        use crate::lake::schema::CONSUMPTION_DAILY;
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open_for_write(dir.path(), "test", std::time::Duration::ZERO).unwrap();
+        let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        let mut txn = lake.begin().unwrap();
+        for (year, cable, rows) in [
+            (2025, "k1", daily(&[("a", "k1", day(2025, 12, 31), 1)])),
+            (2026, "k1", daily(&[("a", "k1", day(2026, 1, 1), 10)])),
+            (2026, "k2", daily(&[("c", "k2", day(2026, 1, 1), 100)])),
+        ] {
+            lake.stage_tagged_months(&mut txn, &CONSUMPTION_DAILY, (year, 1, 12), cable, &rows)
+                .unwrap();
+        }
+        let mixed = daily(&[
+            ("a", "k1", day(2026, 1, 2), 5),
+            ("c", "k2", day(2026, 1, 2), 7),
+        ]);
+        let err = lake
+            .stage_tagged_months(&mut txn, &CONSUMPTION_DAILY, (2026, 1, 12), "k1", &mixed)
+            .unwrap_err();
+        assert!(err.to_string().contains("another cable"), "{err}");
+        txn.commit().unwrap();
+        let sql = "SELECT * FROM consumption_daily WHERE cable_id = 'k1' AND year >= 2026";
+        assert_eq!(narrowed(&lake, sql).unwrap().files, 1);
+        let ours = on_files(&lake, sql);
+        assert_eq!(ints(&ours, "l_wh"), [Some(10)]);
+        let ctx = SQLContext::new();
+        ctx.register(
+            "consumption_daily",
+            lake.scan(&CONSUMPTION_DAILY).unwrap().unwrap(),
+        );
+        let mut ctx = ctx;
+        let written = ctx.execute(sql).unwrap().collect().unwrap();
+        // The year typed as Polars infers it from every folder.
+        assert_eq!(ours.schema(), written.schema());
+        assert!(ours.equals_missing(&written), "{ours}\n{written}");
     }
 
     #[test]

@@ -70,8 +70,9 @@ pub fn set_polars_environment(format: Format) {
 
 /// Runs `sql` in `ctx`: a query keeping named cables' rows on their files alone
 /// (`cable_files`, then answered as below without the lake); sums grouped by keys that
-/// include the partition key file by file (`partition_groups`); a top N narrowed first to the files that can hold the answer
-/// (`top_files`, from the lake's footers), or else by a first pass over the key (`top_n`).
+/// include the partition key file by file (`partition_groups`); a top N narrowed first to
+/// the files that can hold the answer (`top_files`, from the lake's footers), or else by a
+/// first pass over the key (`top_n`).
 /// Should one of these ways fail, the next is tried, and last the query as written.
 fn answer(lake: Option<&Lake>, ctx: &mut SQLContext, sql: &str) -> PolarsResult<DataFrame> {
     if let Some(narrowed) = lake.and_then(|lake| cable_files::narrowed(lake, sql)) {
@@ -82,9 +83,11 @@ fn answer(lake: Option<&Lake>, ctx: &mut SQLContext, sql: &str) -> PolarsResult<
         );
         let mut on_files = SQLContext::new();
         on_files.register(narrowed.table, narrowed.scan);
-        match answer(None, &mut on_files, sql) {
-            Ok(df) => return Ok(df),
-            Err(e) => tracing::debug!("the query on its cables' files failed ({e})"),
+        // A panic on a file is an answer here too: the query then runs as written.
+        match unprinted(|| answer(None, &mut on_files, sql)) {
+            Ok(Ok(df)) => return Ok(df),
+            Ok(Err(e)) => tracing::debug!("the query on its cables' files failed ({e})"),
+            Err(_) => tracing::debug!("the query on its cables' files panicked"),
         }
     }
     if let Some(plan) = lake.and_then(|lake| partition_groups::planned(lake, ctx, sql)) {

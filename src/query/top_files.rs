@@ -171,12 +171,10 @@ pub(super) fn on_partition_only(filter: &Expr, partition_key: &str) -> bool {
     }
 }
 
-/// The lake's table a plain select reads (one table, named by one identifier), and the
-/// schema its registered scan has: the types the query sees, the partition key's among them.
-pub(super) fn lake_table(
+/// The lake's table a plain select reads (one table, named by one identifier).
+pub(super) fn lake_spec(
     select: &sqlparser::ast::Select,
-    ctx: &mut SQLContext,
-) -> Option<(&'static crate::lake::TableSpec, Schema)> {
+) -> Option<&'static crate::lake::TableSpec> {
     let TableFactor::Table { name, .. } = &select.from.first()?.relation else {
         return None;
     };
@@ -184,7 +182,16 @@ pub(super) fn lake_table(
         return None;
     };
     let table_name = table_name.as_ident()?.value.as_str();
-    let spec = ALL_TABLES.iter().find(|t| t.name == table_name)?;
+    ALL_TABLES.iter().find(|t| t.name == table_name)
+}
+
+/// The lake's table a plain select reads ([`lake_spec`]), and the schema its registered scan
+/// has: the types the query sees, the partition key's among them.
+pub(super) fn lake_table(
+    select: &sqlparser::ast::Select,
+    ctx: &mut SQLContext,
+) -> Option<(&'static crate::lake::TableSpec, Schema)> {
+    let spec = lake_spec(select)?;
     let schema = ctx
         .execute(&format!("SELECT * FROM {}", spec.name))
         .ok()?
