@@ -432,7 +432,8 @@ fn rows_of_cable(spec: &TableSpec, tag: &str, batch: &RecordBatch) -> Result<()>
     };
     if foreign {
         return Err(Error::Internal(format!(
-            "rows of another cable in a {} file of cable {tag}",
+            "rows of another cable in a {} file of cable {tag} (a lake edited by hand? \
+             `vaten transform --full` computes every cable's files again)",
             spec.name
         )));
     }

@@ -207,14 +207,14 @@ fn file_range(
     Some((file, fingerprint))
 }
 
-/// The partition value of a file at `path`, checked against the table's layout: `Some(None)`
-/// for a table without partitions, `None` for a file not where the layout puts it.
 /// Whether a partition folder's value reads as written: Polars decodes `%xx` and reads
 /// `__HIVE_DEFAULT_PARTITION__` as null.
 pub(crate) fn plain_partition_value(value: &str) -> bool {
     !value.is_empty() && !value.contains('%') && value != "__HIVE_DEFAULT_PARTITION__"
 }
 
+/// The partition value of a file at `path`, checked against the table's layout: `Some(None)`
+/// for a table without partitions, `None` for a file not where the layout puts it.
 fn partition_value(table: &Path, spec: &TableSpec, path: &Path) -> Option<Option<String>> {
     let parts: Vec<&str> = path
         .strip_prefix(table)

@@ -22,6 +22,7 @@
 //!
 //! What it takes, or the query runs as written: one plain `SELECT` (no subquery, no second
 //! table: the narrowed table would answer for it too) of a table with a `cable_id` column;
+//! no function in the `WHERE` (an aggregate there is computed over the rows scanned);
 //! among the `WHERE`'s top-level `AND`s, `cable_id = '…'` or `cable_id IN ('…', …)`; a table
 //! folder holding only partition folders of values that read back as written, and those it
 //! keeps holding only Parquet files. Should the narrowed query fail (or panic), it runs as
@@ -60,7 +61,15 @@ pub(super) fn narrowed(lake: &Lake, sql: &str) -> Option<Narrowed> {
         Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => ControlFlow::Break(()),
         _ => ControlFlow::Continue(()),
     });
-    if relations != 1 || subquery.is_break() {
+    // No function in the `WHERE`: Polars' SQL takes an aggregate or a window there, computed
+    // over every row the scan gives (`l_wh > avg(l_wh)`), so fewer files would change it.
+    let function = select.selection.as_ref().map(|filter| {
+        visit_expressions(filter, |e| match e {
+            Expr::Function(_) => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        })
+    });
+    if relations != 1 || subquery.is_break() || function.is_some_and(|f| f.is_break()) {
         return None;
     }
     let spec = super::top_files::lake_spec(select)?;
@@ -214,7 +223,9 @@ fn tagged_files(dir: &std::path::Path, tags: &[String]) -> Option<Vec<PathBuf>> 
         if !entry.file_type().ok()?.is_file() || !name.ends_with(".parquet") {
             return None;
         }
-        let wanted = match tag_of(&name) {
+        // Only a name as vaten writes them (`<tag>~…part-…`) says whose rows a file holds: a
+        // file named otherwise (`backup~2025.parquet`, put there by hand) is read.
+        let wanted = match tag_of(&name).filter(|_| name.contains("~part-")) {
             Some(tag) => tag == SHARED_TAG || tags.iter().any(|t| t == tag),
             None => true,
         };
@@ -307,12 +318,22 @@ mod tests {
             .table_dir(&INTERVALS)
             .join("date=2025-10-02/k2~part-bad-1.parquet");
         std::fs::write(&bad, b"not a parquet file").unwrap();
+        // A copy of k1's file of 3 October under a name vaten does not write: read, whatever
+        // precedes its `~`.
+        let day3 = lake.table_dir(&INTERVALS).join("date=2025-10-03");
+        let k1 = lake.files(&INTERVALS, Some("2025-10-03")).unwrap();
+        let k1 = k1
+            .iter()
+            .find(|f| f.to_string_lossy().contains("/k1~"))
+            .unwrap();
+        std::fs::copy(k1, day3.join("k2~backup.parquet")).unwrap();
         let sql = "SELECT ean, sum(l_wh) AS l_wh FROM intervals \
                    WHERE cable_id = 'k1' AND date >= '2025-10-02' GROUP BY ean ORDER BY ean";
-        assert_eq!(narrowed(&lake, sql).unwrap().files, 4);
+        assert_eq!(narrowed(&lake, sql).unwrap().files, 5);
         let df = crate::query::run(&lake, sql).unwrap();
-        // a: 10 (its file) + 1000 (its file); b: 20 (the shared file) + 100 (untagged).
-        assert_eq!(ints(&df, "l_wh"), [Some(1010), Some(120)]);
+        // a: 10 (its file) + 1000 (its file) + 1000 (the copy); b: 20 (the shared file) + 100
+        // (untagged).
+        assert_eq!(ints(&df, "l_wh"), [Some(2010), Some(120)]);
         assert!(
             as_written(&lake, sql).is_err(),
             "the unreadable file is read as written"
@@ -483,6 +504,14 @@ mod tests {
                 "SELECT count(*) AS n FROM intervals WHERE cable_id = lower('K1')",
                 6,
             ),
+            // An aggregate in the `WHERE` is over every row: the sum of L is 1577, so k1's
+            // 20, 100 and 1000 are above a 150th of it. Over k1's, shared and untagged files
+            // it would be 1173, and 10 would count too.
+            (
+                "SELECT count(*) AS n FROM intervals WHERE cable_id = 'k1' \
+                 AND l_wh * 150 > sum(l_wh)",
+                3,
+            ),
             (
                 "SELECT count(*) AS n FROM intervals WHERE cable_id NOT IN ('k2')",
                 6,
@@ -493,8 +522,15 @@ mod tests {
             let df = crate::query::run(&lake, sql).unwrap();
             assert_eq!(ints(&df, "n"), [Some(n)], "{sql}");
         }
-        // A folder whose day does not read back as written: the key's type is not certain.
-        std::fs::create_dir(lake.table_dir(&INTERVALS).join("date=2025-10-4")).unwrap();
+        // A folder whose day does not read back as written, with a file: the whole table's
+        // scan then types the day as text.
+        let odd = lake.table_dir(&INTERVALS).join("date=2025-10-4");
+        std::fs::create_dir(&odd).unwrap();
+        let one = lake
+            .files(&INTERVALS, Some("2025-10-03"))
+            .unwrap()
+            .remove(0);
+        std::fs::copy(&one, odd.join("k1~part-odd-1.parquet")).unwrap();
         assert!(narrowed(&lake, "SELECT * FROM intervals WHERE cable_id = 'k1'").is_none());
     }
 
