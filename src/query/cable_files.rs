@@ -51,25 +51,7 @@ pub(super) struct Narrowed {
 pub(super) fn narrowed(lake: &Lake, sql: &str) -> Option<Narrowed> {
     let query = super::top_n::one_query(sql)?;
     let select = super::top_n::plain_select(&query)?;
-    // One table read once: a subquery would read the narrowed table as well.
-    let mut relations = 0;
-    let _ = visit_relations(&*query, |_| {
-        relations += 1;
-        ControlFlow::<()>::Continue(())
-    });
-    let subquery = visit_expressions(&*query, |e| match e {
-        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => ControlFlow::Break(()),
-        _ => ControlFlow::Continue(()),
-    });
-    // No function in the `WHERE`: Polars' SQL takes an aggregate or a window there, computed
-    // over every row the scan gives (`l_wh > avg(l_wh)`), so fewer files would change it.
-    let function = select.selection.as_ref().map(|filter| {
-        visit_expressions(filter, |e| match e {
-            Expr::Function(_) => ControlFlow::Break(()),
-            _ => ControlFlow::Continue(()),
-        })
-    });
-    if relations != 1 || subquery.is_break() || function.is_some_and(|f| f.is_break()) {
+    if !rows_kept_alone(&query, select) {
         return None;
     }
     let spec = super::top_files::lake_spec(select)?;
@@ -95,6 +77,29 @@ pub(super) fn narrowed(lake: &Lake, sql: &str) -> Option<Narrowed> {
         scan,
         files: files.len(),
     })
+}
+
+/// Whether the rows `select` keeps depend on those rows alone: one table read once (a
+/// subquery would read the narrowed table as well) and no function in the `WHERE` (Polars'
+/// SQL takes an aggregate or a window there, computed over every row the scan gives, as in
+/// `l_wh > avg(l_wh)`: fewer files would change it).
+fn rows_kept_alone(query: &sqlparser::ast::Query, select: &sqlparser::ast::Select) -> bool {
+    let mut relations = 0;
+    let _ = visit_relations(query, |_| {
+        relations += 1;
+        ControlFlow::<()>::Continue(())
+    });
+    let subquery = visit_expressions(query, |e| match e {
+        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    });
+    let function = select.selection.as_ref().map(|filter| {
+        visit_expressions(filter, |e| match e {
+            Expr::Function(_) => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        })
+    });
+    relations == 1 && subquery.is_continue() && !function.is_some_and(|f| f.is_break())
 }
 
 /// The conditions `filter` joins with `AND` at its top level (brackets looked through).
