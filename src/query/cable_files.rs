@@ -294,10 +294,9 @@ mod tests {
     }
 
     /// The query run as written, on a scan of every file of the table.
-    fn as_written(lake: &Lake, sql: &str) -> PolarsResult<DataFrame> {
-        let ctx = SQLContext::new();
-        ctx.register("intervals", lake.scan(&INTERVALS).unwrap().unwrap());
-        let mut ctx = ctx;
+    fn as_written(lake: &Lake, spec: &TableSpec, sql: &str) -> PolarsResult<DataFrame> {
+        let mut ctx = SQLContext::new();
+        ctx.register(spec.name, lake.scan(spec).unwrap().unwrap());
         ctx.execute(sql)?.collect()
     }
 
@@ -340,7 +339,7 @@ mod tests {
         // (untagged).
         assert_eq!(ints(&df, "l_wh"), [Some(2010), Some(120)]);
         assert!(
-            as_written(&lake, sql).is_err(),
+            as_written(&lake, &INTERVALS, sql).is_err(),
             "the unreadable file is read as written"
         );
     }
@@ -392,7 +391,7 @@ mod tests {
             let expected: Vec<Option<i64>> = expected.into_iter().map(Some).collect();
             assert_eq!(ints(&ours, column), expected, "{sql}");
             // Same columns, types and rows as the scan of every file gives.
-            let written = as_written(&lake, sql).unwrap();
+            let written = as_written(&lake, &INTERVALS, sql).unwrap();
             assert_eq!(ours.schema(), written.schema(), "{sql}");
             assert!(ours.equals_missing(&written), "{sql}\n{ours}\n{written}");
         }
@@ -475,13 +474,7 @@ mod tests {
         assert_eq!(narrowed(&lake, sql).unwrap().files, 1);
         let ours = on_files(&lake, sql);
         assert_eq!(ints(&ours, "l_wh"), [Some(10)]);
-        let ctx = SQLContext::new();
-        ctx.register(
-            "consumption_daily",
-            lake.scan(&CONSUMPTION_DAILY).unwrap().unwrap(),
-        );
-        let mut ctx = ctx;
-        let written = ctx.execute(sql).unwrap().collect().unwrap();
+        let written = as_written(&lake, &CONSUMPTION_DAILY, sql).unwrap();
         // The year typed as Polars infers it from every folder.
         assert_eq!(ours.schema(), written.schema());
         assert!(ours.equals_missing(&written), "{ours}\n{written}");
